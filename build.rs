@@ -1,0 +1,29 @@
+//! Compiles `proto/` with a pure-Rust protobuf compiler (protox), so a fresh machine needs no
+//! `protoc`, and generates the canonical proto3 JSON mapping with pbjson.
+
+use std::{env, path::PathBuf};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let protos = ["proto/avlgate/v1/telemetry.proto"];
+    for p in &protos {
+        println!("cargo:rerun-if-changed={p}");
+    }
+    let out = PathBuf::from(env::var("OUT_DIR")?);
+    let descriptor_path = out.join("avlgate_descriptor.bin");
+
+    let fds = protox::compile(protos, ["proto"])?;
+    let bytes = prost::Message::encode_to_vec(&fds);
+    std::fs::write(&descriptor_path, &bytes)?;
+
+    prost_build::Config::new()
+        .file_descriptor_set_path(&descriptor_path)
+        .skip_protoc_run()
+        .compile_well_known_types()
+        .extern_path(".google.protobuf", "::pbjson_types")
+        .compile_protos(&protos, &["proto"])?;
+
+    pbjson_build::Builder::new()
+        .register_descriptors(&bytes)?
+        .build(&[".avlgate"])?;
+    Ok(())
+}

@@ -1,0 +1,104 @@
+//! Helpers to build `TelemetryEvent`s: typed attribute values, timestamps, event ids.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use pbjson_types::Timestamp;
+
+use crate::proto::{attribute_value::Value, AttributeValue, TelemetryEvent};
+
+/// Attribute constructors, so protocol code reads `attr::uint(5)`.
+pub mod attr {
+    use super::*;
+
+    pub fn int(v: i64) -> AttributeValue {
+        AttributeValue {
+            value: Some(Value::IntValue(v)),
+        }
+    }
+    pub fn uint(v: u64) -> AttributeValue {
+        AttributeValue {
+            value: Some(Value::UintValue(v)),
+        }
+    }
+    pub fn double(v: f64) -> AttributeValue {
+        AttributeValue {
+            value: Some(Value::DoubleValue(v)),
+        }
+    }
+    pub fn string(v: impl Into<String>) -> AttributeValue {
+        AttributeValue {
+            value: Some(Value::StringValue(v.into())),
+        }
+    }
+    pub fn boolean(v: bool) -> AttributeValue {
+        AttributeValue {
+            value: Some(Value::BoolValue(v)),
+        }
+    }
+    pub fn bytes(v: impl Into<Vec<u8>>) -> AttributeValue {
+        AttributeValue {
+            value: Some(Value::BytesValue(v.into())),
+        }
+    }
+}
+
+impl TelemetryEvent {
+    /// Sets one attribute.
+    pub fn set(&mut self, key: impl Into<String>, value: AttributeValue) {
+        self.attributes.insert(key.into(), value);
+    }
+
+    /// Reads an attribute's value.
+    pub fn attr(&self, key: &str) -> Option<&Value> {
+        self.attributes.get(key).and_then(|a| a.value.as_ref())
+    }
+}
+
+/// A protobuf timestamp from a system time (times before 1970 are clamped to the epoch).
+pub fn timestamp(t: SystemTime) -> Timestamp {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+    Timestamp {
+        seconds: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        nanos: d.subsec_nanos() as i32,
+    }
+}
+
+/// A protobuf timestamp from milliseconds since the epoch.
+pub fn timestamp_millis(ms: u64) -> Timestamp {
+    timestamp(UNIX_EPOCH + Duration::from_millis(ms))
+}
+
+/// A protobuf timestamp from seconds since the epoch.
+pub fn timestamp_secs(secs: i64) -> Timestamp {
+    Timestamp {
+        seconds: secs,
+        nanos: 0,
+    }
+}
+
+/// The deterministic event id: `<imei>-<digest as 32 hex digits>-<index>`.
+pub fn event_id(imei: &str, digest: u128, index: usize) -> String {
+    format!("{imei}-{digest:032x}-{index}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_ids_are_stable_and_distinct() {
+        assert_eq!(
+            event_id("356307042441013", 0xabc, 2),
+            "356307042441013-00000000000000000000000000000abc-2"
+        );
+        assert_ne!(event_id("1", 1, 0), event_id("1", 1, 1));
+    }
+
+    #[test]
+    fn timestamps() {
+        let t = timestamp_millis(1_700_000_000_123);
+        assert_eq!(t.seconds, 1_700_000_000);
+        assert_eq!(t.nanos, 123_000_000);
+        assert_eq!(timestamp(UNIX_EPOCH - Duration::from_secs(5)).seconds, 0);
+    }
+}

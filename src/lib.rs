@@ -1,0 +1,28 @@
+//! avlgate: one port for every GPS tracker protocol, normalized to protobuf events on Kafka or
+//! MQTT, acknowledged to the device only after the broker confirmed them.
+//!
+//! # Layout
+//!
+//! The tree follows the data path:
+//!
+//! - [`protocol`]: sans-IO wire protocols (`teltonika/`, …) and the [`protocol::detect`]or.
+//!   Bytes in, [`protocol::Frame`]s (events + exact reply bytes) out. No sockets, no clock.
+//! - [`session`]: one task per TCP connection or UDP peer: detect, decode, publish, wait for
+//!   delivery, reply.
+//! - [`sink`]: where events go (`mqtt`, `embedded` broker, `stdout`, …) behind one
+//!   ack-after-delivery [`sink::Sink`] seam, with a bounded in-flight [`sink::Publisher`].
+//! - [`server`]: listeners, connection accounting, graceful shutdown.
+//! - [`config`]: the one typed configuration, from flags, environment and a TOML file.
+//! - [`decode`]: the `avlgate decode` support tool.
+//! - [`proto`]: the generated event schema (`proto/avlgate/v1/telemetry.proto`).
+#![forbid(unsafe_code)]
+
+pub mod event;
+pub mod protocol;
+
+/// The generated event schema, package `avlgate.v1`, with canonical JSON (pbjson) impls.
+#[allow(clippy::all, missing_docs)]
+pub mod proto {
+    include!(concat!(env!("OUT_DIR"), "/avlgate.v1.rs"));
+    include!(concat!(env!("OUT_DIR"), "/avlgate.v1.serde.rs"));
+}

@@ -1,0 +1,221 @@
+//! Sans-IO wire protocols: bytes in, frames, events and exact reply bytes out.
+//!
+//! Nothing under `protocol/` touches a socket, a clock or a runtime: the session layer
+//! (`crate::session`) feeds bytes and the current time, publishes the events a frame produced,
+//! and writes the frame's reply only after the sink confirmed delivery.
+//!
+//! Adding a protocol means one folder implementing [`ProtocolModule`] and [`ProtocolSession`],
+//! and one line in [`REGISTRY`].
+
+pub mod crc;
+pub mod cursor;
+pub mod detect;
+pub mod teltonika;
+
+use std::time::SystemTime;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::proto::{Protocol, TelemetryEvent, Transport};
+
+/// Every protocol the gateway speaks, in detection order.
+pub static REGISTRY: &[&dyn ProtocolModule] = &[&teltonika::Teltonika];
+
+/// Looks a protocol up by its schema enum.
+pub fn module(protocol: Protocol) -> Option<&'static dyn ProtocolModule> {
+    REGISTRY.iter().copied().find(|m| m.protocol() == protocol)
+}
+
+/// A protocol's entry in the registry: how to recognise it and how to start a session.
+pub trait ProtocolModule: Sync {
+    /// The schema enum value for this protocol.
+    fn protocol(&self) -> Protocol;
+    /// Short lower-case name used in logs, metric labels and the CLI.
+    fn name(&self) -> &'static str;
+    /// Looks at the first bytes of a TCP stream or of a UDP datagram (`prefix` is the whole
+    /// datagram for UDP).
+    fn probe(&self, prefix: &[u8], transport: Transport) -> Probe;
+    /// A fresh per-connection (TCP) or per-peer (UDP) decoder state.
+    fn new_session(&self, transport: Transport, limits: &Limits) -> Box<dyn ProtocolSession>;
+}
+
+/// What a protocol makes of the first bytes it is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Probe {
+    /// These bytes are this protocol.
+    Yes,
+    /// These bytes cannot be this protocol.
+    No,
+    /// Could be; show more bytes.
+    NeedMore,
+}
+
+/// Size caps applied before anything is allocated. Every protocol reads the ones it needs.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Largest Teltonika TCP frame (preamble to CRC) or UDP datagram accepted.
+    pub teltonika_max_frame_bytes: usize,
+    /// Largest Wialon IPS text packet (one line, or one decompressed container).
+    pub wialon_max_packet_bytes: usize,
+    /// Largest file (photo, tachograph file) a Wialon device may upload, across its blocks.
+    pub wialon_max_file_bytes: usize,
+    /// Largest GT06 frame (start bits to stop bits).
+    pub gt06_max_frame_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            teltonika_max_frame_bytes: 16 * 1024,
+            wialon_max_packet_bytes: 64 * 1024,
+            wialon_max_file_bytes: 8 * 1024 * 1024,
+            gt06_max_frame_bytes: 4 * 1024,
+        }
+    }
+}
+
+/// The per-connection decoder of one protocol.
+pub trait ProtocolSession: Send + 'static {
+    /// Decodes at most one frame from the front of `buf`, consuming its bytes.
+    ///
+    /// - `Ok(None)`: `buf` holds no complete frame yet; nothing was consumed.
+    /// - `Ok(Some(frame))`: one frame was consumed.
+    /// - `Err(e)`: a malformed frame. `e.action` says whether the connection can go on (the bad
+    ///   frame's bytes were then consumed) and `e.reply` holds the protocol's negative reply.
+    ///
+    /// For UDP the session layer puts one whole datagram in `buf` and discards what is left
+    /// after the last frame.
+    fn decode(&mut self, buf: &mut BytesMut, now: SystemTime)
+        -> Result<Option<Frame>, DecodeError>;
+
+    /// The device's IMEI once it has identified itself.
+    fn imei(&self) -> Option<&str>;
+
+    /// Encodes a command for the device (issue: commands). The default says "not supported".
+    fn encode_command(&mut self, _command: &CommandRequest) -> Result<Bytes, CommandError> {
+        Err(CommandError::Unsupported)
+    }
+}
+
+/// A command to write to a device, as the session layer hands it to a protocol.
+#[derive(Debug, Clone)]
+pub enum CommandRequest {
+    Text(String),
+    Payload(Bytes),
+}
+
+/// Why a command could not be encoded.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CommandError {
+    #[error("the protocol cannot carry commands")]
+    Unsupported,
+    #[error("invalid command: {0}")]
+    Invalid(String),
+}
+
+/// One decoded frame.
+#[derive(Debug, Default)]
+pub struct Frame {
+    /// Events without their connection context: the session fills in `event_id`, `imei`,
+    /// `transport`, `received_at`, `peer` and `gateway`. `protocol` and `kind` are set here.
+    pub events: Vec<TelemetryEvent>,
+    /// Bytes that identify this frame's content for deterministic event ids: a device that
+    /// resends the frame must produce the same digest. See [`digest`].
+    pub digest: u128,
+    /// Bytes to send once every event is confirmed by the sink.
+    pub reply: Option<Bytes>,
+    /// Set when this frame identified the device (a login); the session then publishes a
+    /// session-opened event and tags its span.
+    pub login: Option<String>,
+    /// Close the connection after the reply (a rejected login, say).
+    pub close: bool,
+}
+
+/// What the connection does after a decode error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// The bad frame was skipped; keep reading.
+    Continue,
+    /// The stream cannot be trusted any more (framing lost, login refused): close it.
+    Close,
+}
+
+/// A malformed or refused frame.
+#[derive(Debug, thiserror::Error)]
+#[error("{kind}: {detail}")]
+pub struct DecodeError {
+    pub kind: ErrorKind,
+    pub detail: String,
+    /// The protocol's negative reply, sent before continuing or closing.
+    pub reply: Option<Bytes>,
+    pub action: Action,
+}
+
+impl DecodeError {
+    pub fn new(kind: ErrorKind, action: Action, detail: impl Into<String>) -> Self {
+        DecodeError {
+            kind,
+            detail: detail.into(),
+            reply: None,
+            action,
+        }
+    }
+
+    pub fn with_reply(mut self, reply: impl Into<Bytes>) -> Self {
+        self.reply = Some(reply.into());
+        self
+    }
+}
+
+/// Decode failure classes; also the `kind` label of the decode-error metric (a small fixed set).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ErrorKind {
+    #[error("checksum mismatch")]
+    BadChecksum,
+    #[error("bad length")]
+    BadLength,
+    #[error("frame too large")]
+    TooLarge,
+    #[error("malformed")]
+    Malformed,
+    #[error("not logged in")]
+    NotLoggedIn,
+    #[error("login rejected")]
+    LoginRejected,
+    #[error("unsupported")]
+    Unsupported,
+    #[error("bad value")]
+    BadValue,
+}
+
+impl ErrorKind {
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            ErrorKind::BadChecksum => "bad_checksum",
+            ErrorKind::BadLength => "bad_length",
+            ErrorKind::TooLarge => "too_large",
+            ErrorKind::Malformed => "malformed",
+            ErrorKind::NotLoggedIn => "not_logged_in",
+            ErrorKind::LoginRejected => "login_rejected",
+            ErrorKind::Unsupported => "unsupported",
+            ErrorKind::BadValue => "bad_value",
+        }
+    }
+}
+
+/// Digest of a frame's content for deterministic event ids (xxh3, 128 bits).
+pub fn digest(protocol: Protocol, parts: &[&[u8]]) -> u128 {
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    h.update(&(protocol as i32).to_be_bytes());
+    for p in parts {
+        h.update(&(p.len() as u64).to_be_bytes());
+        h.update(p);
+    }
+    h.digest128()
+}
+
+/// Short lower-case name of a protocol for logs and metric labels.
+pub fn protocol_label(p: Protocol) -> &'static str {
+    module(p).map(|m| m.name()).unwrap_or("unknown")
+}

@@ -1,0 +1,272 @@
+//! Teltonika: TCP (IMEI login, then Codec 8 / 8E / 16 frames and Codec 12/13/14 command
+//! traffic) and UDP (self-contained datagrams carrying the IMEI).
+//!
+//! - `frame`: login, envelope, CRC, UDP header, ACKs.
+//! - `avl`: the telemetry codecs and their mapping to events.
+//! - `command`: Codec 12/13/14.
+
+pub mod avl;
+pub mod command;
+pub mod frame;
+
+use std::time::SystemTime;
+
+use bytes::{Buf, Bytes, BytesMut};
+
+use crate::event::{attr, timestamp_secs};
+use crate::proto::{EventKind, Protocol, TelemetryEvent, Transport};
+use crate::protocol::{
+    digest, Action, CommandError, CommandRequest, DecodeError, ErrorKind, Frame, Limits, Probe,
+    ProtocolModule, ProtocolSession,
+};
+
+use frame::Split;
+
+/// The registry entry.
+pub struct Teltonika;
+
+impl ProtocolModule for Teltonika {
+    fn protocol(&self) -> Protocol {
+        Protocol::Teltonika
+    }
+
+    fn name(&self) -> &'static str {
+        "teltonika"
+    }
+
+    fn probe(&self, prefix: &[u8], transport: Transport) -> Probe {
+        match transport {
+            // `00 <len>` then ASCII digits.
+            Transport::Tcp => match frame::split_login(prefix) {
+                Ok(Split::Complete(..)) => Probe::Yes,
+                Ok(Split::Incomplete) if prefix.len() > 2 => Probe::Yes,
+                Ok(Split::Incomplete) => Probe::NeedMore,
+                Err(_) => Probe::No,
+            },
+            // A UDP datagram is whole: its length field and header must hold.
+            _ => match frame::parse_udp(prefix) {
+                Ok(_) => Probe::Yes,
+                Err(_) => Probe::No,
+            },
+        }
+    }
+
+    fn new_session(&self, transport: Transport, limits: &Limits) -> Box<dyn ProtocolSession> {
+        Box::new(Session {
+            udp: transport == Transport::Udp,
+            max_frame_bytes: limits.teltonika_max_frame_bytes,
+            imei: None,
+        })
+    }
+}
+
+/// Per-connection (TCP) or per-peer (UDP) state.
+pub struct Session {
+    udp: bool,
+    max_frame_bytes: usize,
+    imei: Option<String>,
+}
+
+impl Session {
+    fn decode_tcp(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, DecodeError> {
+        if self.imei.is_none() {
+            return match frame::split_login(buf) {
+                Ok(Split::Incomplete) => Ok(None),
+                Ok(Split::Complete(imei, n)) => {
+                    let imei = String::from_utf8_lossy(imei).into_owned();
+                    buf.advance(n);
+                    self.imei = Some(imei.clone());
+                    Ok(Some(Frame {
+                        reply: Some(Bytes::from_static(&[0x01])),
+                        login: Some(imei),
+                        ..Default::default()
+                    }))
+                }
+                Err(why) => Err(
+                    DecodeError::new(ErrorKind::LoginRejected, Action::Close, why)
+                        .with_reply(Bytes::from_static(&[0x00])),
+                ),
+            };
+        }
+        // Some firmware sends a lone 0xFF as a keep-alive between frames: no reply.
+        if buf.first() == Some(&0xFF) {
+            buf.advance(1);
+            return Ok(Some(Frame::default()));
+        }
+        let (data, total) = match frame::split_tcp(buf, self.max_frame_bytes) {
+            Ok(Split::Incomplete) => return Ok(None),
+            Ok(Split::Complete(f, total)) if f.crc_ok => (f.data, total),
+            Ok(Split::Complete(f, total)) => {
+                let detail = format!("CRC mismatch over {} data bytes", f.data.len());
+                buf.advance(total);
+                return Err(DecodeError::new(
+                    ErrorKind::BadChecksum,
+                    Action::Continue,
+                    detail,
+                ));
+            }
+            Err(e @ frame::FramingError::BadLength(..)) => {
+                return Err(DecodeError::new(
+                    ErrorKind::TooLarge,
+                    Action::Close,
+                    e.to_string(),
+                ))
+            }
+            Err(e) => {
+                return Err(DecodeError::new(
+                    ErrorKind::Malformed,
+                    Action::Close,
+                    e.to_string(),
+                ))
+            }
+        };
+        let result = decode_data(data, None);
+        buf.advance(total);
+        result.map(Some)
+    }
+
+    fn decode_udp(&mut self, buf: &mut BytesMut) -> Result<Option<Frame>, DecodeError> {
+        if buf.is_empty() {
+            return Ok(None);
+        }
+        if buf.len() > self.max_frame_bytes {
+            buf.clear();
+            return Err(DecodeError::new(
+                ErrorKind::TooLarge,
+                Action::Continue,
+                "datagram exceeds the frame cap",
+            ));
+        }
+        let result = match frame::parse_udp(buf) {
+            Ok(d) => {
+                let login = if self.imei.as_deref() != Some(d.imei) {
+                    self.imei = Some(d.imei.to_string());
+                    Some(d.imei.to_string())
+                } else {
+                    None
+                };
+                decode_data(d.data, Some((d.packet_id, d.avl_packet_id))).map(|mut f| {
+                    f.login = login;
+                    f
+                })
+            }
+            Err(why) => Err(DecodeError::new(
+                ErrorKind::BadLength,
+                Action::Continue,
+                why,
+            )),
+        };
+        buf.clear();
+        result.map(Some)
+    }
+}
+
+/// Decodes the data part (codec id ..) of a TCP frame or UDP datagram. `udp` carries the
+/// datagram's packet ids, which the ACK echoes.
+fn decode_data(data: &[u8], udp: Option<(u16, u8)>) -> Result<Frame, DecodeError> {
+    let codec_id = data.first().copied().unwrap_or_default();
+    let digest = digest(Protocol::Teltonika, &[data]);
+    if avl::Codec::from_id(codec_id).is_some() {
+        let (_, records) = avl::parse(data)
+            .map_err(|e| DecodeError::new(ErrorKind::Malformed, Action::Continue, e.to_string()))?;
+        let count = records.len();
+        let reply = match udp {
+            None => frame::tcp_ack(count as u32),
+            Some((packet_id, avl_id)) => frame::udp_ack(packet_id, avl_id, count as u8),
+        };
+        return Ok(Frame {
+            events: records.iter().map(avl::to_event).collect(),
+            digest,
+            reply: Some(reply),
+            ..Default::default()
+        });
+    }
+    if udp.is_none() && matches!(codec_id, 0x0C..=0x0E) {
+        let msg = command::parse(data)
+            .map_err(|e| DecodeError::new(ErrorKind::Malformed, Action::Continue, e))?;
+        return Ok(Frame {
+            events: command_event(msg).into_iter().collect(),
+            digest,
+            ..Default::default()
+        });
+    }
+    Err(DecodeError::new(
+        ErrorKind::Unsupported,
+        Action::Continue,
+        format!("codec {codec_id:#04x} is not supported"),
+    ))
+}
+
+/// Command-codec traffic from the device becomes a COMMAND_RESPONSE event carrying the text
+/// (`response`), and the codec it came in.
+fn command_event(msg: command::Message) -> Option<TelemetryEvent> {
+    let mut e = TelemetryEvent {
+        protocol: Protocol::Teltonika as i32,
+        kind: EventKind::CommandResponse as i32,
+        ..Default::default()
+    };
+    let text = |t: &[u8]| attr::string(String::from_utf8_lossy(t).into_owned());
+    match msg {
+        command::Message::Response { text: t } => {
+            e.set("codec", attr::uint(12));
+            e.set("response", text(&t));
+        }
+        command::Message::Timestamped {
+            timestamp_secs: ts,
+            text: t,
+        } => {
+            e.set("codec", attr::uint(13));
+            e.device_time = Some(timestamp_secs(ts.into()));
+            e.set("response", text(&t));
+        }
+        command::Message::AddressedResponse { imei, text: t } => {
+            e.set("codec", attr::uint(14));
+            e.set("addressed_imei", attr::string(imei));
+            e.set("response", text(&t));
+        }
+        command::Message::AddressedNack { imei } => {
+            e.set("codec", attr::uint(14));
+            e.set("addressed_imei", attr::string(imei));
+            e.set("nack", attr::boolean(true));
+        }
+        command::Message::Command { .. } => return None,
+    }
+    Some(e)
+}
+
+impl ProtocolSession for Session {
+    fn decode(
+        &mut self,
+        buf: &mut BytesMut,
+        _now: SystemTime,
+    ) -> Result<Option<Frame>, DecodeError> {
+        if self.udp {
+            self.decode_udp(buf)
+        } else {
+            self.decode_tcp(buf)
+        }
+    }
+
+    fn imei(&self) -> Option<&str> {
+        self.imei.as_deref()
+    }
+
+    fn encode_command(&mut self, command: &CommandRequest) -> Result<Bytes, CommandError> {
+        if self.udp {
+            return Err(CommandError::Unsupported);
+        }
+        let text: &[u8] = match command {
+            CommandRequest::Text(t) => t.as_bytes(),
+            CommandRequest::Payload(p) => p,
+        };
+        if text.is_empty() || text.len() > self.max_frame_bytes.saturating_sub(20) {
+            return Err(CommandError::Invalid(
+                "command text is empty or longer than the frame cap".into(),
+            ));
+        }
+        Ok(frame::encode_tcp(&command::encode_codec12(0x05, text)).into())
+    }
+}
+
+#[cfg(test)]
+mod tests;

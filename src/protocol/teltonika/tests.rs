@@ -1,0 +1,249 @@
+//! Session-level tests: the spec's example frames fed whole, byte by byte and split at every
+//! point; bad CRC; absurd lengths; several frames in one read; UDP.
+
+use std::time::SystemTime;
+
+use bytes::BytesMut;
+
+use super::*;
+use crate::proto::attribute_value::Value;
+
+const IMEI: &str = "356307042441013";
+const LOGIN: &str = "000f333536333037303432343431303133";
+/// Teltonika's Codec 8 example (one record).
+pub const CODEC8: &str = "000000000000003608010000016B40D8EA30010000000000000000000000000000000105021503010101425E0F01F10000601A014E0000000000000000010000C7CF";
+/// Teltonika's Codec 8 Extended example.
+pub const CODEC8E: &str = "000000000000004A8E010000016B412CEE000100000000000000000000000000000000010005000100010100010011001D00010010015E2C880002000B000000003544C87A000E000000001DD7E06A00000100002994";
+/// Teltonika's Codec 16 example (two records).
+pub const CODEC16: &str = "000000000000005F10020000016BDBC7833000000000000000000000000000000000000B05040200010000030002000B00270042563A00000000016BDBC7871800000000000000000000000000000000000B05040200010000030002000B00260042563A00000200005FB3";
+
+fn tcp() -> Box<dyn ProtocolSession> {
+    Teltonika.new_session(Transport::Tcp, &Limits::default())
+}
+
+fn h(s: &str) -> Vec<u8> {
+    hex::decode(s).unwrap()
+}
+
+/// Feeds `input` in the given chunk sizes and collects every outcome.
+fn feed(
+    s: &mut dyn ProtocolSession,
+    input: &[u8],
+    chunk: usize,
+) -> Vec<Result<Frame, DecodeError>> {
+    let mut buf = BytesMut::new();
+    let mut out = Vec::new();
+    for part in input.chunks(chunk.max(1)) {
+        buf.extend_from_slice(part);
+        loop {
+            match s.decode(&mut buf, SystemTime::now()) {
+                Ok(None) => break,
+                Ok(Some(f)) => out.push(Ok(f)),
+                Err(e) => {
+                    let close = e.action == Action::Close;
+                    out.push(Err(e));
+                    if close {
+                        return out;
+                    }
+                }
+            }
+        }
+    }
+    assert!(buf.is_empty(), "{} bytes left over", buf.len());
+    out
+}
+
+fn ok(r: &Result<Frame, DecodeError>) -> &Frame {
+    r.as_ref().expect("frame decodes")
+}
+
+#[test]
+fn login_then_each_spec_example_gets_its_record_count_ack() {
+    for (frame, count) in [(CODEC8, 1u32), (CODEC8E, 1), (CODEC16, 2)] {
+        let mut s = tcp();
+        let input = [h(LOGIN), h(frame)].concat();
+        let out = feed(s.as_mut(), &input, input.len());
+        assert_eq!(out.len(), 2);
+        assert_eq!(ok(&out[0]).login.as_deref(), Some(IMEI));
+        assert_eq!(ok(&out[0]).reply.as_deref(), Some(&[1u8][..]));
+        let f = ok(&out[1]);
+        assert_eq!(f.reply.as_deref(), Some(&count.to_be_bytes()[..]));
+        assert_eq!(f.events.len(), count as usize);
+        assert_eq!(s.imei(), Some(IMEI));
+    }
+}
+
+#[test]
+fn every_split_point_and_byte_by_byte_give_the_same_result() {
+    let input = [h(LOGIN), h(CODEC8E), h(CODEC16), h(CODEC8)].concat();
+    let whole: Vec<_> = feed(tcp().as_mut(), &input, input.len())
+        .iter()
+        .map(|r| ok(r).events.clone())
+        .collect();
+    assert_eq!(whole.len(), 4);
+    for chunk in 1..input.len() {
+        let got: Vec<_> = feed(tcp().as_mut(), &input, chunk)
+            .iter()
+            .map(|r| ok(r).events.clone())
+            .collect();
+        assert_eq!(got, whole, "chunk size {chunk}");
+    }
+}
+
+#[test]
+fn codec8_example_values() {
+    let out = feed(tcp().as_mut(), &[h(LOGIN), h(CODEC8)].concat(), 4096);
+    let e = &ok(&out[1]).events[0];
+    assert_eq!(e.device_time.as_ref().unwrap().seconds, 1_560_161_086);
+    assert_eq!(e.attr("priority"), Some(&Value::UintValue(1)));
+    assert_eq!(e.attr("event_io"), Some(&Value::UintValue(1)));
+    assert_eq!(e.attr("io21"), Some(&Value::UintValue(3)));
+    assert_eq!(e.attr("io1"), Some(&Value::UintValue(1)));
+    assert_eq!(e.attr("io66"), Some(&Value::UintValue(0x5E0F)));
+    assert_eq!(e.attr("io241"), Some(&Value::UintValue(0x601A)));
+    assert_eq!(e.attr("io78"), Some(&Value::UintValue(0)));
+    let p = e.position.as_ref().unwrap();
+    assert!(!p.valid, "0 satellites is no fix");
+}
+
+#[test]
+fn codec16_generation_type_is_recorded() {
+    let out = feed(tcp().as_mut(), &[h(LOGIN), h(CODEC16)].concat(), 4096);
+    let e = &ok(&out[1]).events[0];
+    assert_eq!(e.attr("generation_type"), Some(&Value::UintValue(5)));
+    assert_eq!(e.attr("event_io"), Some(&Value::UintValue(11)));
+    assert_eq!(e.attr("io11"), Some(&Value::UintValue(0x27)));
+}
+
+#[test]
+fn bad_crc_gets_no_ack_and_the_next_frame_still_decodes() {
+    let mut bad = h(CODEC8);
+    let n = bad.len();
+    bad[n - 1] ^= 0xFF;
+    let out = feed(tcp().as_mut(), &[h(LOGIN), bad, h(CODEC8)].concat(), 7);
+    assert_eq!(out.len(), 3);
+    let e = out[1].as_ref().unwrap_err();
+    assert_eq!(e.kind, ErrorKind::BadChecksum);
+    assert_eq!(e.action, Action::Continue);
+    assert!(e.reply.is_none(), "a bad CRC is never acknowledged");
+    assert_eq!(ok(&out[2]).events.len(), 1);
+}
+
+#[test]
+fn absurd_length_closes_before_buffering() {
+    let mut s = tcp();
+    let mut buf = BytesMut::from(&h(LOGIN)[..]);
+    s.decode(&mut buf, SystemTime::now()).unwrap().unwrap();
+    buf.extend_from_slice(&[0, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff]);
+    let e = s.decode(&mut buf, SystemTime::now()).unwrap_err();
+    assert_eq!((e.kind, e.action), (ErrorKind::TooLarge, Action::Close));
+}
+
+#[test]
+fn bad_login_is_refused_with_zero() {
+    let mut s = tcp();
+    let mut buf = BytesMut::from(&[0x00, 0x03, b'a', b'b', b'c'][..]);
+    let e = s.decode(&mut buf, SystemTime::now()).unwrap_err();
+    assert_eq!(e.reply.as_deref(), Some(&[0u8][..]));
+    assert_eq!(e.action, Action::Close);
+}
+
+#[test]
+fn keepalive_byte_is_swallowed() {
+    let out = feed(
+        tcp().as_mut(),
+        &[h(LOGIN), vec![0xFF], h(CODEC8)].concat(),
+        4096,
+    );
+    assert_eq!(out.len(), 3);
+    assert!(ok(&out[1]).reply.is_none() && ok(&out[1]).events.is_empty());
+}
+
+#[test]
+fn same_frame_twice_has_the_same_digest() {
+    let out = feed(
+        tcp().as_mut(),
+        &[h(LOGIN), h(CODEC8), h(CODEC8), h(CODEC8E)].concat(),
+        4096,
+    );
+    assert_eq!(ok(&out[1]).digest, ok(&out[2]).digest);
+    assert_ne!(ok(&out[1]).digest, ok(&out[3]).digest);
+}
+
+#[test]
+fn codec12_response_becomes_a_command_response_event_without_ack() {
+    let data = command::encode_codec12(0x06, b"DOUT1:1 Timeout:INFINITY");
+    let out = feed(
+        tcp().as_mut(),
+        &[h(LOGIN), frame::encode_tcp(&data)].concat(),
+        4096,
+    );
+    let f = ok(&out[1]);
+    assert!(f.reply.is_none());
+    assert_eq!(f.events[0].kind, EventKind::CommandResponse as i32);
+    assert_eq!(
+        f.events[0].attr("response"),
+        Some(&Value::StringValue("DOUT1:1 Timeout:INFINITY".into()))
+    );
+}
+
+#[test]
+fn encode_command_is_codec12() {
+    let mut s = tcp();
+    let b = s
+        .encode_command(&CommandRequest::Text("getinfo".into()))
+        .unwrap();
+    assert_eq!(
+        hex::encode(b),
+        "000000000000000f0c010500000007676574696e666f0100004312"
+    );
+}
+
+#[test]
+fn udp_datagram_is_acked_with_its_packet_ids() {
+    let data = &h(CODEC8)[8..h(CODEC8).len() - 4];
+    let d = frame::encode_udp(0xCAFE, 0x05, IMEI, data);
+    let mut s = Teltonika.new_session(Transport::Udp, &Limits::default());
+    let mut buf = BytesMut::from(&d[..]);
+    let f = s.decode(&mut buf, SystemTime::now()).unwrap().unwrap();
+    assert!(buf.is_empty());
+    assert_eq!(f.login.as_deref(), Some(IMEI));
+    assert_eq!(
+        f.reply.as_deref(),
+        Some(&[0x00, 0x05, 0xCA, 0xFE, 0x01, 0x05, 0x01][..])
+    );
+    assert_eq!(f.events.len(), 1);
+    // The same device again: no second login.
+    let mut buf = BytesMut::from(&d[..]);
+    assert!(s
+        .decode(&mut buf, SystemTime::now())
+        .unwrap()
+        .unwrap()
+        .login
+        .is_none());
+    // A truncated datagram is refused without a reply.
+    let mut buf = BytesMut::from(&d[..d.len() - 3]);
+    let e = s.decode(&mut buf, SystemTime::now()).unwrap_err();
+    assert!(e.reply.is_none());
+    assert!(buf.is_empty());
+}
+
+proptest::proptest! {
+    #[test]
+    fn random_bytes_after_login_never_panic_and_never_leave_a_stuck_buffer(data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048)) {
+        let mut s = tcp();
+        let mut buf = BytesMut::from(&h(LOGIN)[..]);
+        s.decode(&mut buf, SystemTime::now()).unwrap();
+        buf.extend_from_slice(&data);
+        for _ in 0..data.len() + 1 {
+            match s.decode(&mut buf, SystemTime::now()) {
+                Ok(None) => break,
+                Ok(Some(_)) => {}
+                Err(e) if e.action == Action::Close => break,
+                Err(_) => {}
+            }
+        }
+        // Whatever is left is less than one capped frame: nothing grows without bound.
+        proptest::prop_assert!(buf.len() <= Limits::default().teltonika_max_frame_bytes);
+    }
+}
