@@ -20,10 +20,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .skip_protoc_run()
         .compile_well_known_types()
         .extern_path(".google.protobuf", "::pbjson_types")
+        // Ordered attribute maps: stable JSON output and stable protobuf bytes.
+        .btree_map(["."])
         .compile_protos(&protos, &["proto"])?;
 
     pbjson_build::Builder::new()
         .register_descriptors(&bytes)?
+        .btree_map(["."])
         .build(&[".avlgate"])?;
     Ok(())
 }

@@ -17,8 +17,14 @@
 //! - [`proto`]: the generated event schema (`proto/avlgate/v1/telemetry.proto`).
 #![forbid(unsafe_code)]
 
+pub mod config;
+pub mod decode;
 pub mod event;
+pub mod metrics;
+pub mod sink;
 pub mod protocol;
+pub mod server;
+pub mod session;
 
 /// The generated event schema, package `avlgate.v1`, with canonical JSON (pbjson) impls.
 #[allow(clippy::all, missing_docs)]

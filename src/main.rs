@@ -1,1 +1,145 @@
-fn main() {}
+//! The `avlgate` binary: `serve` runs the gateway, `decode` explains captured frames.
+
+use std::io::BufRead;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use avlgate::config::{LogFormat, Settings};
+use avlgate::decode::{decode_frames, parse_frame};
+use avlgate::proto::Transport;
+use avlgate::server::Gateway;
+
+#[derive(Parser)]
+#[command(name = "avlgate", version, about = "One-port gateway for GPS trackers: Teltonika, Wialon IPS, Concox GT06 to protobuf events on MQTT or Kafka")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway.
+    Serve(Settings),
+    /// Decode captured frames as the server would, printing events and replies.
+    Decode {
+        /// How the frames arrived: tcp (one stream, state carried across frames) or udp (each
+        /// frame a datagram).
+        #[arg(long, value_enum, default_value = "tcp")]
+        transport: TransportArg,
+        /// Frames as hex, or text for text protocols; `-` reads one frame per line from stdin.
+        #[arg(required = true)]
+        frames: Vec<String>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum TransportArg {
+    Tcp,
+    Udp,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(settings) => {
+            let config = settings.load()?;
+            init_tracing(config.log_format);
+            raise_nofile_limit();
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(serve(config))
+        }
+        Command::Decode { transport, frames } => {
+            init_tracing(LogFormat::Text);
+            let mut list = Vec::new();
+            for f in frames {
+                if f == "-" {
+                    for line in std::io::stdin().lock().lines() {
+                        let line = line.context("reading stdin")?;
+                        if !line.trim().is_empty() {
+                            list.push(parse_frame(&line));
+                        }
+                    }
+                } else {
+                    list.push(parse_frame(&f));
+                }
+            }
+            let transport = match transport {
+                TransportArg::Tcp => Transport::Tcp,
+                TransportArg::Udp => Transport::Udp,
+            };
+            let config = Settings::default().resolve()?;
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let out = rt.block_on(decode_frames(&list, transport, &config));
+            let mut failed = false;
+            for lines in out {
+                for line in lines {
+                    failed |= matches!(line, avlgate::decode::Output::Error(_) | avlgate::decode::Output::Unknown(_));
+                    println!("{line}");
+                }
+            }
+            std::process::exit(if failed { 1 } else { 0 });
+        }
+    }
+}
+
+async fn serve(config: avlgate::config::Config) -> anyhow::Result<()> {
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        .with_http_listener(config.metrics_listen)
+        .install()
+        .with_context(|| format!("starting the metrics listener on {}", config.metrics_listen))?;
+    let shutdown = CancellationToken::new();
+    let gateway = Gateway::bind(config, shutdown.clone()).await?;
+    let signals = shutdown.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        info!("shutdown requested");
+        signals.cancel();
+    });
+    gateway.run().await
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,rumqttd=warn".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+/// Tens of thousands of devices need as many descriptors: raise the soft limit to the hard one.
+fn raise_nofile_limit() {
+    #[cfg(unix)]
+    {
+        if let Ok((soft, hard)) = rlimit::Resource::NOFILE.get() {
+            if soft < hard {
+                let _ = rlimit::Resource::NOFILE.set(hard, hard);
+            }
+        }
+    }
+}

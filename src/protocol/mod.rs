@@ -75,7 +75,7 @@ impl Default for Limits {
 }
 
 /// The per-connection decoder of one protocol.
-pub trait ProtocolSession: Send + 'static {
+pub trait ProtocolSession: Send + Sync + 'static {
     /// Decodes at most one frame from the front of `buf`, consuming its bytes.
     ///
     /// - `Ok(None)`: `buf` holds no complete frame yet; nothing was consumed.

@@ -8,6 +8,7 @@
 pub mod avl;
 pub mod command;
 pub mod frame;
+pub mod samples;
 
 use std::time::SystemTime;
 

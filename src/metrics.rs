@@ -1,0 +1,34 @@
+//! Metric names, in one place. Labels come from small fixed sets (protocol, transport,
+//! outcome, error kind), never from device identifiers.
+
+/// Connections accepted, by `transport` (UDP: new peers).
+pub const CONNECTIONS_ACCEPTED: &str = "avlgate_connections_accepted_total";
+/// Connections open now, by `protocol` and `transport`.
+pub const CONNECTIONS_OPEN: &str = "avlgate_connections_open";
+/// Detection outcomes, by `transport` and `outcome` (a protocol name, `unknown`, `timeout`,
+/// `closed`).
+pub const DETECTIONS: &str = "avlgate_detections_total";
+/// Frames decoded, by `protocol`.
+pub const FRAMES_DECODED: &str = "avlgate_frames_decoded_total";
+/// Events (records) produced by decoding, by `protocol`.
+pub const RECORDS_DECODED: &str = "avlgate_records_decoded_total";
+/// Decode errors, by `protocol` and `kind` (see `protocol::ErrorKind::label`).
+pub const DECODE_ERRORS: &str = "avlgate_decode_errors_total";
+/// Replies (ACKs and negative replies) written to devices, by `protocol`.
+pub const REPLIES_SENT: &str = "avlgate_replies_sent_total";
+/// Records handed to the sink and not yet confirmed.
+pub const SINK_IN_FLIGHT_RECORDS: &str = "avlgate_sink_in_flight_records";
+/// Encoded bytes handed to the sink and not yet confirmed.
+pub const SINK_IN_FLIGHT_BYTES: &str = "avlgate_sink_in_flight_bytes";
+/// Time from handing a frame's records to the sink until the broker confirmed all of them.
+pub const SINK_DELIVERY_SECONDS: &str = "avlgate_sink_delivery_seconds";
+/// Records the broker confirmed, by `sink`.
+pub const SINK_DELIVERED: &str = "avlgate_sink_delivered_records_total";
+/// Delivery failures, by `sink` and `reason` (`timeout`, `disconnected`, `rejected`, `closed`).
+pub const SINK_ERRORS: &str = "avlgate_sink_errors_total";
+/// 1 while the sink is connected to its broker.
+pub const SINK_CONNECTED: &str = "avlgate_sink_connected";
+/// Sessions ended, by `protocol`, `transport` and `reason`.
+pub const SESSIONS_CLOSED: &str = "avlgate_sessions_closed_total";
+/// UDP datagrams dropped before decoding, by `reason`.
+pub const UDP_DROPPED: &str = "avlgate_udp_datagrams_dropped_total";

@@ -1,0 +1,144 @@
+//! The gateway: sink, listeners (TCP and UDP on every address), session tasks, and the drain.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+use crate::config::{Config, SinkKind};
+use crate::metrics as m;
+use crate::session::{self, Shared};
+use crate::sink::{self, mqtt::MqttOptions, Publisher, Sink};
+
+/// Builds the configured sink. Its background tasks stop when `sink_shutdown` is cancelled,
+/// which the gateway does only after every session has drained.
+pub fn build_sink(config: &Config, sink_shutdown: CancellationToken) -> anyhow::Result<Arc<dyn Sink>> {
+    let client_id = format!("avlgate-{}-{}", config.gateway_name, std::process::id());
+    Ok(match config.sink {
+        SinkKind::Stdout => Arc::new(sink::stdout::StdoutSink::new()),
+        SinkKind::Mqtt => {
+            let url = config.mqtt_url.as_deref().context("--sink mqtt needs --mqtt-url")?;
+            let o = MqttOptions::from_url(url, &client_id, &config.topic_prefix).map_err(anyhow::Error::msg)?;
+            info!(host = %o.host, port = o.port, "publishing to MQTT broker");
+            Arc::new(sink::mqtt::MqttSink::start(o, sink_shutdown))
+        }
+        SinkKind::Embedded => {
+            let listen = config.embedded_mqtt_listen;
+            sink::embedded::start(listen, 16 * 1024 * 1024)?;
+            let addr = sink::embedded::connect_addr(listen);
+            let mut o = MqttOptions::from_url(&format!("mqtt://{addr}"), &client_id, &config.topic_prefix).map_err(anyhow::Error::msg)?;
+            o.host = addr.ip().to_string();
+            info!(
+                "embedded MQTT broker on {listen}; watch events with: mosquitto_sub -h {} -p {} -t '{}/#' -v",
+                addr.ip(),
+                addr.port(),
+                config.topic_prefix
+            );
+            Arc::new(sink::mqtt::MqttSink::start(o, sink_shutdown))
+        }
+    })
+}
+
+/// A gateway bound to its addresses, not yet serving.
+pub struct Gateway {
+    tcp: Vec<TcpListener>,
+    udp: Vec<Arc<UdpSocket>>,
+    shared: Arc<Shared>,
+    config: Config,
+    sink_shutdown: CancellationToken,
+}
+
+impl Gateway {
+    /// Binds TCP and UDP on every listen address (UDP on the same port TCP got when the
+    /// configured port is 0) and builds the sink.
+    pub async fn bind(config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
+        let sink_shutdown = CancellationToken::new();
+        let sink = build_sink(&config, sink_shutdown.clone())?;
+        Self::bind_with_sink(config, sink, shutdown, sink_shutdown).await
+    }
+
+    /// Same, with a sink built by the caller (tests, `decode`).
+    pub async fn bind_with_sink(config: Config, sink: Arc<dyn Sink>, shutdown: CancellationToken, sink_shutdown: CancellationToken) -> anyhow::Result<Self> {
+        let mut tcp = Vec::new();
+        let mut udp = Vec::new();
+        for addr in &config.listen {
+            let l = TcpListener::bind(addr).await.with_context(|| format!("listening on tcp {addr}"))?;
+            let bound = l.local_addr()?;
+            let u = UdpSocket::bind(bound).await.with_context(|| format!("listening on udp {bound}"))?;
+            info!(%bound, "accepting devices on TCP and UDP");
+            tcp.push(l);
+            udp.push(Arc::new(u));
+        }
+        let publisher = Arc::new(Publisher::new(sink, config.format, config.in_flight.clone()));
+        let shared = Arc::new(Shared {
+            publisher,
+            gateway: config.gateway_name.clone(),
+            limits: config.limits.clone(),
+            timeouts: config.timeouts.clone(),
+            shutdown,
+        });
+        Ok(Gateway { tcp, udp, shared, config, sink_shutdown })
+    }
+
+    /// The TCP addresses bound (UDP listens on the same ones).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.tcp.iter().filter_map(|l| l.local_addr().ok()).collect()
+    }
+
+    pub fn publisher(&self) -> Arc<Publisher> {
+        self.shared.publisher.clone()
+    }
+
+    /// Serves until the shutdown token is cancelled, then drains: stop accepting, let every
+    /// session finish the frame in hand (its records delivered and acknowledged, or not
+    /// acknowledged), within the drain deadline; then stop the sink.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let tracker = TaskTracker::new();
+        let shutdown = self.shared.shutdown.clone();
+        let mut accept_loops: Vec<JoinHandle<()>> = Vec::new();
+        for l in self.tcp {
+            accept_loops.push(tokio::spawn(accept_loop(l, self.shared.clone(), tracker.clone())));
+        }
+        for u in self.udp {
+            let shared = self.shared.clone();
+            tracker.spawn(session::udp::run(u, shared));
+        }
+        shutdown.cancelled().await;
+        info!("draining: no new connections; sessions finish the frame in hand");
+        for a in accept_loops {
+            let _ = a.await;
+        }
+        tracker.close();
+        if tokio::time::timeout(self.config.drain_timeout, tracker.wait()).await.is_err() {
+            warn!(deadline = ?self.config.drain_timeout, "drain deadline passed with sessions still open; unacknowledged frames will be resent by their devices");
+        }
+        self.sink_shutdown.cancel();
+        info!("drained");
+        Ok(())
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tracker: TaskTracker) {
+    loop {
+        let accepted = tokio::select! {
+            _ = shared.shutdown.cancelled() => return,
+            a = listener.accept() => a,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                metrics::counter!(m::CONNECTIONS_ACCEPTED, "transport" => "tcp").increment(1);
+                tracker.spawn(session::tcp::run(stream, peer, shared.clone()));
+            }
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                debug!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}

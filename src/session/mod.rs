@@ -1,0 +1,238 @@
+//! Sessions: one task per TCP connection (`tcp`) or per UDP peer (`udp`). Both run the same
+//! [`Core`]: feed bytes to the protocol, publish each frame's events, wait for the sink's
+//! confirmation, and only then write the frame's reply (the ACK).
+
+pub mod tcp;
+pub mod udp;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use bytes::BytesMut;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn, Span};
+
+use crate::event::{attr, event_id, timestamp};
+use crate::metrics as m;
+use crate::proto::{EventKind, Protocol, TelemetryEvent, Transport};
+use crate::protocol::{self, Action, Frame, Limits, ProtocolSession};
+use crate::sink::{Publisher, SinkError};
+
+/// Timeouts a session enforces.
+#[derive(Debug, Clone)]
+pub struct Timeouts {
+    /// No protocol recognised within this: close.
+    pub detect: Duration,
+    /// Nothing received for this long: close (TCP) or forget the peer (UDP).
+    pub idle: Duration,
+    /// UDP peers are forgotten after this much silence.
+    pub udp_idle: Duration,
+}
+
+/// What every session shares.
+pub struct Shared {
+    pub publisher: Arc<Publisher>,
+    /// This gateway instance's name (the pod name), stamped on every event.
+    pub gateway: String,
+    pub limits: Limits,
+    pub timeouts: Timeouts,
+    /// Cancelled when the gateway drains: sessions finish the frame in hand and stop.
+    pub shutdown: CancellationToken,
+}
+
+impl Shared {
+    /// Largest buffer a session may hold: no protocol frame is larger.
+    pub fn max_buffer_bytes(&self) -> usize {
+        let l = &self.limits;
+        l.teltonika_max_frame_bytes.max(l.wialon_max_packet_bytes).max(l.gt06_max_frame_bytes) + 64 * 1024
+    }
+}
+
+/// Writes replies to the device.
+pub trait Replier {
+    fn reply(&mut self, bytes: &[u8]) -> impl std::future::Future<Output = std::io::Result<()>> + Send;
+}
+
+/// Why a session ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    /// The device closed the connection.
+    PeerClosed,
+    /// Nothing arrived within the idle timeout.
+    Idle,
+    /// The protocol refused the stream (bad login, lost framing).
+    Protocol,
+    /// The sink did not confirm a frame: it was not acknowledged, the device will resend.
+    Undelivered,
+    /// A socket error.
+    Io,
+    /// The gateway is draining.
+    Shutdown,
+}
+
+impl End {
+    pub fn label(self) -> &'static str {
+        match self {
+            End::PeerClosed => "peer_closed",
+            End::Idle => "idle",
+            End::Protocol => "protocol",
+            End::Undelivered => "undelivered",
+            End::Io => "io",
+            End::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// The protocol-independent part of a session.
+pub struct Core {
+    pub shared: Arc<Shared>,
+    pub proto: Box<dyn ProtocolSession>,
+    pub protocol: Protocol,
+    pub transport: Transport,
+    pub peer: SocketAddr,
+    pub imei: Option<String>,
+    pub span: Span,
+    /// When set, decode errors are also collected here (for `avlgate decode`).
+    pub errors: Option<Vec<String>>,
+    label: &'static str,
+}
+
+impl Core {
+    pub fn new(shared: Arc<Shared>, module: &'static dyn protocol::ProtocolModule, transport: Transport, peer: SocketAddr, span: Span) -> Self {
+        let proto = module.new_session(transport, &shared.limits);
+        Core { shared, proto, protocol: module.protocol(), transport, peer, imei: None, span, errors: None, label: module.name() }
+    }
+
+    /// Decodes and handles every complete frame in `buf`. Returns `Err` when the session must
+    /// end.
+    pub async fn process<R: Replier>(&mut self, buf: &mut BytesMut, out: &mut R) -> Result<(), End> {
+        loop {
+            let now = SystemTime::now();
+            match self.proto.decode(buf, now) {
+                Ok(None) => return Ok(()),
+                Ok(Some(frame)) => {
+                    let close = frame.close;
+                    self.handle_frame(frame, now, out).await?;
+                    if close {
+                        return Err(End::Protocol);
+                    }
+                }
+                Err(e) => {
+                    metrics::counter!(m::DECODE_ERRORS, "protocol" => self.label, "kind" => e.kind.label()).increment(1);
+                    warn!(kind = e.kind.label(), detail = %e.detail, close = e.action == Action::Close, "bad frame");
+                    if let Some(errors) = self.errors.as_mut() {
+                        errors.push(format!("{} ({})", e, if e.action == Action::Close { "connection closed" } else { "frame skipped" }));
+                    }
+                    if let Some(reply) = &e.reply {
+                        self.reply(out, reply).await?;
+                    }
+                    if e.action == Action::Close {
+                        return Err(End::Protocol);
+                    }
+                }
+            }
+            if buf.len() > self.shared.max_buffer_bytes() {
+                warn!(len = buf.len(), "buffer over the largest frame size; closing");
+                return Err(End::Protocol);
+            }
+        }
+    }
+
+    async fn handle_frame<R: Replier>(&mut self, mut frame: Frame, now: SystemTime, out: &mut R) -> Result<(), End> {
+        metrics::counter!(m::FRAMES_DECODED, "protocol" => self.label).increment(1);
+        if let Some(imei) = frame.login.take() {
+            self.span.record("imei", imei.as_str());
+            debug!(%imei, "device identified");
+            if self.transport == Transport::Tcp && self.imei.is_none() {
+                let mut opened = self.lifecycle_event(EventKind::SessionOpened, &imei, now);
+                opened.set("peer_protocol", attr::string(self.label));
+                frame.events.insert(0, opened);
+            }
+            self.imei = Some(imei);
+        }
+        if !frame.events.is_empty() {
+            let Some(imei) = self.imei.clone() else {
+                warn!("the protocol produced events before the device identified itself; dropped");
+                return Ok(());
+            };
+            metrics::counter!(m::RECORDS_DECODED, "protocol" => self.label).increment(frame.events.len() as u64);
+            let received_at = timestamp(now);
+            let peer = self.peer.to_string();
+            for (i, e) in frame.events.iter_mut().enumerate() {
+                if e.event_id.is_empty() {
+                    e.event_id = event_id(&imei, frame.digest, i);
+                }
+                e.imei.clone_from(&imei);
+                e.protocol = self.protocol as i32;
+                e.transport = self.transport as i32;
+                e.received_at = Some(received_at);
+                e.peer.clone_from(&peer);
+                e.gateway.clone_from(&self.shared.gateway);
+            }
+            if let Err(err) = self.shared.publisher.publish(&frame.events).await {
+                warn!(error = %err, records = frame.events.len(), "frame not delivered; not acknowledged");
+                return Err(End::Undelivered);
+            }
+        }
+        if let Some(reply) = &frame.reply {
+            self.reply(out, reply).await?;
+        }
+        Ok(())
+    }
+
+    async fn reply<R: Replier>(&self, out: &mut R, bytes: &[u8]) -> Result<(), End> {
+        out.reply(bytes).await.map_err(|e| {
+            debug!(error = %e, "cannot write reply");
+            End::Io
+        })?;
+        metrics::counter!(m::REPLIES_SENT, "protocol" => self.label).increment(1);
+        Ok(())
+    }
+
+    fn lifecycle_event(&self, kind: EventKind, imei: &str, now: SystemTime) -> TelemetryEvent {
+        let nanos = now.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let digest = protocol::digest(self.protocol, &[imei.as_bytes(), &(kind as i32).to_be_bytes(), self.peer.to_string().as_bytes(), &nanos.to_be_bytes()]);
+        TelemetryEvent {
+            event_id: event_id(imei, digest, 0),
+            protocol: self.protocol as i32,
+            kind: kind as i32,
+            device_time: None,
+            ..Default::default()
+        }
+    }
+
+    /// Publishes the session-closed event (TCP sessions of identified devices), best effort.
+    pub async fn close(&mut self, why: End) {
+        metrics::counter!(m::SESSIONS_CLOSED, "protocol" => self.label, "transport" => transport_label(self.transport), "reason" => why.label()).increment(1);
+        debug!(reason = why.label(), "session closed");
+        let Some(imei) = self.imei.clone() else { return };
+        if self.transport != Transport::Tcp {
+            return;
+        }
+        let now = SystemTime::now();
+        let mut e = self.lifecycle_event(EventKind::SessionClosed, &imei, now);
+        e.set("reason", attr::string(why.label()));
+        e.imei = imei;
+        e.transport = self.transport as i32;
+        e.received_at = Some(timestamp(now));
+        e.peer = self.peer.to_string();
+        e.gateway.clone_from(&self.shared.gateway);
+        if let Err(err) = self.shared.publisher.publish(std::slice::from_ref(&e)).await {
+            if err != SinkError::Closed {
+                debug!(error = %err, "session-closed event not delivered");
+            }
+        }
+    }
+
+    pub fn label(&self) -> &'static str {
+        self.label
+    }
+}
+
+pub fn transport_label(t: Transport) -> &'static str {
+    match t {
+        Transport::Udp => "udp",
+        _ => "tcp",
+    }
+}
