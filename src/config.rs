@@ -139,10 +139,28 @@ impl Settings {
         let hi = self;
         let lo = lower;
         merge_fields!(
-            hi, lo, listen, sink, format, topic_prefix, mqtt_url, embedded_mqtt_listen, gateway_name,
-            metrics_listen, log_format, detect_timeout_secs, idle_timeout_secs, udp_idle_timeout_secs,
-            max_in_flight_records, max_in_flight_bytes, delivery_timeout_secs, drain_timeout_secs,
-            teltonika_max_frame_bytes, wialon_max_packet_bytes, wialon_max_file_bytes, gt06_max_frame_bytes
+            hi,
+            lo,
+            listen,
+            sink,
+            format,
+            topic_prefix,
+            mqtt_url,
+            embedded_mqtt_listen,
+            gateway_name,
+            metrics_listen,
+            log_format,
+            detect_timeout_secs,
+            idle_timeout_secs,
+            udp_idle_timeout_secs,
+            max_in_flight_records,
+            max_in_flight_bytes,
+            delivery_timeout_secs,
+            drain_timeout_secs,
+            teltonika_max_frame_bytes,
+            wialon_max_packet_bytes,
+            wialon_max_file_bytes,
+            gt06_max_frame_bytes
         )
     }
 
@@ -150,8 +168,10 @@ impl Settings {
     pub fn load(self) -> anyhow::Result<Config> {
         let file = match &self.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-                toml::from_str::<Settings>(&text).with_context(|| format!("parsing {}", path.display()))?
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                toml::from_str::<Settings>(&text)
+                    .with_context(|| format!("parsing {}", path.display()))?
             }
             None => Settings::default(),
         };
@@ -165,17 +185,32 @@ impl Settings {
         if sink == SinkKind::Mqtt && self.mqtt_url.is_none() {
             anyhow::bail!("--sink mqtt needs --mqtt-url mqtt://host:port");
         }
-        let listen = self.listen.filter(|l| !l.is_empty()).unwrap_or_else(|| vec!["0.0.0.0:5027".parse().expect("valid literal")]);
+        let listen = self
+            .listen
+            .filter(|l| !l.is_empty())
+            .unwrap_or_else(|| vec!["0.0.0.0:5027".parse().expect("valid literal")]);
         let secs = |v: Option<u64>, default: u64| Duration::from_secs(v.unwrap_or(default).max(1));
         Ok(Config {
             listen,
             sink,
-            format: if sink == SinkKind::Stdout { Format::Json } else { self.format.unwrap_or(Format::Protobuf) },
+            format: if sink == SinkKind::Stdout {
+                Format::Json
+            } else {
+                self.format.unwrap_or(Format::Protobuf)
+            },
             topic_prefix: self.topic_prefix.unwrap_or_else(|| "avlgate".into()),
             mqtt_url: self.mqtt_url,
-            embedded_mqtt_listen: self.embedded_mqtt_listen.unwrap_or_else(|| "127.0.0.1:1883".parse().expect("valid literal")),
-            gateway_name: self.gateway_name.or_else(|| std::env::var("POD_NAME").ok()).or_else(|| std::env::var("HOSTNAME").ok()).unwrap_or_else(|| "avlgate".into()),
-            metrics_listen: self.metrics_listen.unwrap_or_else(|| "0.0.0.0:9102".parse().expect("valid literal")),
+            embedded_mqtt_listen: self
+                .embedded_mqtt_listen
+                .unwrap_or_else(|| "127.0.0.1:1883".parse().expect("valid literal")),
+            gateway_name: self
+                .gateway_name
+                .or_else(|| std::env::var("POD_NAME").ok())
+                .or_else(|| std::env::var("HOSTNAME").ok())
+                .unwrap_or_else(|| "avlgate".into()),
+            metrics_listen: self
+                .metrics_listen
+                .unwrap_or_else(|| "0.0.0.0:9102".parse().expect("valid literal")),
             log_format: self.log_format.unwrap_or(LogFormat::Text),
             timeouts: Timeouts {
                 detect: secs(self.detect_timeout_secs, 30),
@@ -184,14 +219,23 @@ impl Settings {
             },
             in_flight: InFlightLimits {
                 max_records: self.max_in_flight_records.unwrap_or(20_000).max(1),
-                max_bytes: self.max_in_flight_bytes.unwrap_or(64 * 1024 * 1024).max(1024),
+                max_bytes: self
+                    .max_in_flight_bytes
+                    .unwrap_or(64 * 1024 * 1024)
+                    .max(1024),
                 delivery_timeout: secs(self.delivery_timeout_secs, 30),
             },
             drain_timeout: secs(self.drain_timeout_secs, 25),
             limits: Limits {
-                teltonika_max_frame_bytes: self.teltonika_max_frame_bytes.unwrap_or(d.teltonika_max_frame_bytes),
-                wialon_max_packet_bytes: self.wialon_max_packet_bytes.unwrap_or(d.wialon_max_packet_bytes),
-                wialon_max_file_bytes: self.wialon_max_file_bytes.unwrap_or(d.wialon_max_file_bytes),
+                teltonika_max_frame_bytes: self
+                    .teltonika_max_frame_bytes
+                    .unwrap_or(d.teltonika_max_frame_bytes),
+                wialon_max_packet_bytes: self
+                    .wialon_max_packet_bytes
+                    .unwrap_or(d.wialon_max_packet_bytes),
+                wialon_max_file_bytes: self
+                    .wialon_max_file_bytes
+                    .unwrap_or(d.wialon_max_file_bytes),
                 gt06_max_frame_bytes: self.gt06_max_frame_bytes.unwrap_or(d.gt06_max_frame_bytes),
             },
         })
@@ -222,8 +266,14 @@ mod tests {
 
     #[test]
     fn flags_win_over_the_file_and_defaults_fill_the_rest() {
-        let file: Settings = toml::from_str("listen = [\"127.0.0.1:7000\"]\nsink = \"stdout\"\ntopic_prefix = \"fleet\"\n").unwrap();
-        let flags = Settings { topic_prefix: Some("cli".into()), ..Default::default() };
+        let file: Settings = toml::from_str(
+            "listen = [\"127.0.0.1:7000\"]\nsink = \"stdout\"\ntopic_prefix = \"fleet\"\n",
+        )
+        .unwrap();
+        let flags = Settings {
+            topic_prefix: Some("cli".into()),
+            ..Default::default()
+        };
         let c = flags.over(file).resolve().unwrap();
         assert_eq!(c.listen, vec!["127.0.0.1:7000".parse().unwrap()]);
         assert_eq!(c.sink, SinkKind::Stdout);
@@ -239,7 +289,10 @@ mod tests {
 
     #[test]
     fn mqtt_needs_a_url() {
-        let s = Settings { sink: Some(SinkKind::Mqtt), ..Default::default() };
+        let s = Settings {
+            sink: Some(SinkKind::Mqtt),
+            ..Default::default()
+        };
         assert!(s.resolve().is_err());
     }
 

@@ -33,7 +33,10 @@ impl std::fmt::Display for Output {
             Output::Event(json) => f.write_str(json),
             Output::Reply(b) => {
                 write!(f, "reply: {}", hex::encode(b))?;
-                if !b.is_empty() && b.iter().all(|c| c.is_ascii_graphic() || *c == b' ' || *c == b'\r' || *c == b'\n') {
+                if !b.is_empty()
+                    && b.iter()
+                        .all(|c| c.is_ascii_graphic() || *c == b' ' || *c == b'\r' || *c == b'\n')
+                {
                     write!(f, " ({})", String::from_utf8_lossy(b).trim_end())?;
                 }
                 Ok(())
@@ -47,8 +50,16 @@ impl std::fmt::Display for Output {
 /// Turns a command-line frame into bytes: hex (spaces allowed, optional `0x`) or, when it is
 /// not hex, the text itself with `\r\n` added if missing (text protocols end lines with it).
 pub fn parse_frame(arg: &str) -> Vec<u8> {
-    let compact: String = arg.trim().trim_start_matches("0x").chars().filter(|c| !c.is_whitespace()).collect();
-    if !compact.is_empty() && compact.len() % 2 == 0 && compact.bytes().all(|b| b.is_ascii_hexdigit()) {
+    let compact: String = arg
+        .trim()
+        .trim_start_matches("0x")
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    if !compact.is_empty()
+        && compact.len() % 2 == 0
+        && compact.bytes().all(|b| b.is_ascii_hexdigit())
+    {
         if let Ok(b) = hex::decode(&compact) {
             return b;
         }
@@ -71,9 +82,17 @@ impl Replier for Collect {
 
 /// Decodes `frames` in order as one TCP stream (or as UDP datagrams from one peer) and
 /// returns, per frame, what the server would do.
-pub async fn decode_frames(frames: &[Vec<u8>], transport: Transport, config: &Config) -> Vec<Vec<Output>> {
+pub async fn decode_frames(
+    frames: &[Vec<u8>],
+    transport: Transport,
+    config: &Config,
+) -> Vec<Vec<Output>> {
     let sink = MemorySink::new();
-    let publisher = Arc::new(Publisher::new(Arc::new(sink.clone()), Format::Json, config.in_flight.clone()));
+    let publisher = Arc::new(Publisher::new(
+        Arc::new(sink.clone()),
+        Format::Json,
+        config.in_flight.clone(),
+    ));
     let shared = Arc::new(Shared {
         publisher,
         gateway: "decode".into(),
@@ -91,20 +110,30 @@ pub async fn decode_frames(frames: &[Vec<u8>], transport: Transport, config: &Co
             buf.clear();
         }
         buf.extend_from_slice(frame);
-        if core.is_none() || transport == Transport::Udp && core.is_some() && !matches!(detect(&buf, transport), Detection::Found(m) if Some(m.protocol()) == core.as_ref().map(|c| c.protocol)) {
+        if core.is_none()
+            || transport == Transport::Udp
+                && core.is_some()
+                && !matches!(detect(&buf, transport), Detection::Found(m) if Some(m.protocol()) == core.as_ref().map(|c| c.protocol))
+        {
             match detect(&buf, transport) {
                 Detection::Found(m) => {
-                    let mut c = Core::new(shared.clone(), m, transport, peer, tracing::Span::none());
+                    let mut c =
+                        Core::new(shared.clone(), m, transport, peer, tracing::Span::none());
                     // Keep the identity across datagrams of the same protocol.
                     c.errors = Some(Vec::new());
                     core = Some(c);
                 }
                 Detection::NeedMore => {
-                    out.push(vec![Output::Unknown("not enough bytes to recognise a protocol yet".into())]);
+                    out.push(vec![Output::Unknown(
+                        "not enough bytes to recognise a protocol yet".into(),
+                    )]);
                     continue;
                 }
                 Detection::Unknown => {
-                    out.push(vec![Output::Unknown(format!("no protocol recognises {}", hex::encode(&buf[..buf.len().min(16)])))]);
+                    out.push(vec![Output::Unknown(format!(
+                        "no protocol recognises {}",
+                        hex::encode(&buf[..buf.len().min(16)])
+                    ))]);
                     buf.clear();
                     continue;
                 }
@@ -114,7 +143,9 @@ pub async fn decode_frames(frames: &[Vec<u8>], transport: Transport, config: &Co
         let mut replies = Collect(Vec::new());
         let ended = c.process(&mut buf, &mut replies).await;
         for m in sink.take() {
-            lines.push(Output::Event(String::from_utf8_lossy(&m.payload).into_owned()));
+            lines.push(Output::Event(
+                String::from_utf8_lossy(&m.payload).into_owned(),
+            ));
         }
         for r in replies.0 {
             lines.push(Output::Reply(r));
@@ -123,12 +154,17 @@ pub async fn decode_frames(frames: &[Vec<u8>], transport: Transport, config: &Co
             lines.push(Output::Error(e));
         }
         if ended.is_err() && transport == Transport::Tcp {
-            lines.push(Output::Error("the server would close the connection here".into()));
+            lines.push(Output::Error(
+                "the server would close the connection here".into(),
+            ));
             core = None;
             buf.clear();
         }
         if transport == Transport::Udp && !buf.is_empty() {
-            lines.push(Output::Error(format!("{} bytes left over after the last frame of the datagram", buf.len())));
+            lines.push(Output::Error(format!(
+                "{} bytes left over after the last frame of the datagram",
+                buf.len()
+            )));
         }
         out.push(lines);
     }
@@ -159,7 +195,9 @@ mod tests {
         assert_eq!(out.len(), 2);
         assert!(matches!(&out[0][0], Output::Event(j) if j.contains("EVENT_KIND_SESSION_OPENED")));
         assert_eq!(out[0][1], Output::Reply(vec![1]));
-        assert!(matches!(&out[1][0], Output::Event(j) if j.contains("EVENT_KIND_POSITION") && j.contains("\"imei\":\"356307042441013\"")));
+        assert!(
+            matches!(&out[1][0], Output::Event(j) if j.contains("EVENT_KIND_POSITION") && j.contains("\"imei\":\"356307042441013\""))
+        );
         assert_eq!(out[1][1], Output::Reply(vec![0, 0, 0, 1]));
     }
 
@@ -169,7 +207,12 @@ mod tests {
         let mut bad = parse_frame(crate::protocol::teltonika::samples::CODEC8);
         let n = bad.len();
         bad[n - 1] ^= 1;
-        let out = decode_frames(&[parse_frame("000f333536333037303432343431303133"), bad], Transport::Tcp, &config).await;
+        let out = decode_frames(
+            &[parse_frame("000f333536333037303432343431303133"), bad],
+            Transport::Tcp,
+            &config,
+        )
+        .await;
         assert_eq!(out[1].len(), 1);
         assert!(matches!(&out[1][0], Output::Error(e) if e.contains("checksum")));
     }

@@ -21,10 +21,10 @@ pub mod config;
 pub mod decode;
 pub mod event;
 pub mod metrics;
-pub mod sink;
 pub mod protocol;
 pub mod server;
 pub mod session;
+pub mod sink;
 
 /// The generated event schema, package `avlgate.v1`, with canonical JSON (pbjson) impls.
 #[allow(clippy::all, missing_docs)]

@@ -13,7 +13,11 @@ use avlgate::proto::Transport;
 use avlgate::server::Gateway;
 
 #[derive(Parser)]
-#[command(name = "avlgate", version, about = "One-port gateway for GPS trackers: Teltonika, Wialon IPS, Concox GT06 to protobuf events on MQTT or Kafka")]
+#[command(
+    name = "avlgate",
+    version,
+    about = "One-port gateway for GPS trackers: Teltonika, Wialon IPS, Concox GT06 to protobuf events on MQTT or Kafka"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -48,7 +52,9 @@ fn main() -> anyhow::Result<()> {
             let config = settings.load()?;
             init_tracing(config.log_format);
             raise_nofile_limit();
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
             rt.block_on(serve(config))
         }
         Command::Decode { transport, frames } => {
@@ -71,12 +77,17 @@ fn main() -> anyhow::Result<()> {
                 TransportArg::Udp => Transport::Udp,
             };
             let config = Settings::default().resolve()?;
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             let out = rt.block_on(decode_frames(&list, transport, &config));
             let mut failed = false;
             for lines in out {
                 for line in lines {
-                    failed |= matches!(line, avlgate::decode::Output::Error(_) | avlgate::decode::Output::Unknown(_));
+                    failed |= matches!(
+                        line,
+                        avlgate::decode::Output::Error(_) | avlgate::decode::Output::Unknown(_)
+                    );
                     println!("{line}");
                 }
             }
@@ -124,8 +135,11 @@ async fn wait_for_signal() {
 }
 
 fn init_tracing(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,rumqttd=warn".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| "info,rumqttd=warn".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),

@@ -17,13 +17,20 @@ use crate::sink::{self, mqtt::MqttOptions, Publisher, Sink};
 
 /// Builds the configured sink. Its background tasks stop when `sink_shutdown` is cancelled,
 /// which the gateway does only after every session has drained.
-pub fn build_sink(config: &Config, sink_shutdown: CancellationToken) -> anyhow::Result<Arc<dyn Sink>> {
+pub fn build_sink(
+    config: &Config,
+    sink_shutdown: CancellationToken,
+) -> anyhow::Result<Arc<dyn Sink>> {
     let client_id = format!("avlgate-{}-{}", config.gateway_name, std::process::id());
     Ok(match config.sink {
         SinkKind::Stdout => Arc::new(sink::stdout::StdoutSink::new()),
         SinkKind::Mqtt => {
-            let url = config.mqtt_url.as_deref().context("--sink mqtt needs --mqtt-url")?;
-            let o = MqttOptions::from_url(url, &client_id, &config.topic_prefix).map_err(anyhow::Error::msg)?;
+            let url = config
+                .mqtt_url
+                .as_deref()
+                .context("--sink mqtt needs --mqtt-url")?;
+            let o = MqttOptions::from_url(url, &client_id, &config.topic_prefix)
+                .map_err(anyhow::Error::msg)?;
             info!(host = %o.host, port = o.port, "publishing to MQTT broker");
             Arc::new(sink::mqtt::MqttSink::start(o, sink_shutdown))
         }
@@ -31,7 +38,9 @@ pub fn build_sink(config: &Config, sink_shutdown: CancellationToken) -> anyhow::
             let listen = config.embedded_mqtt_listen;
             sink::embedded::start(listen, 16 * 1024 * 1024)?;
             let addr = sink::embedded::connect_addr(listen);
-            let mut o = MqttOptions::from_url(&format!("mqtt://{addr}"), &client_id, &config.topic_prefix).map_err(anyhow::Error::msg)?;
+            let mut o =
+                MqttOptions::from_url(&format!("mqtt://{addr}"), &client_id, &config.topic_prefix)
+                    .map_err(anyhow::Error::msg)?;
             o.host = addr.ip().to_string();
             info!(
                 "embedded MQTT broker on {listen}; watch events with: mosquitto_sub -h {} -p {} -t '{}/#' -v",
@@ -63,18 +72,31 @@ impl Gateway {
     }
 
     /// Same, with a sink built by the caller (tests, `decode`).
-    pub async fn bind_with_sink(config: Config, sink: Arc<dyn Sink>, shutdown: CancellationToken, sink_shutdown: CancellationToken) -> anyhow::Result<Self> {
+    pub async fn bind_with_sink(
+        config: Config,
+        sink: Arc<dyn Sink>,
+        shutdown: CancellationToken,
+        sink_shutdown: CancellationToken,
+    ) -> anyhow::Result<Self> {
         let mut tcp = Vec::new();
         let mut udp = Vec::new();
         for addr in &config.listen {
-            let l = TcpListener::bind(addr).await.with_context(|| format!("listening on tcp {addr}"))?;
+            let l = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening on tcp {addr}"))?;
             let bound = l.local_addr()?;
-            let u = UdpSocket::bind(bound).await.with_context(|| format!("listening on udp {bound}"))?;
+            let u = UdpSocket::bind(bound)
+                .await
+                .with_context(|| format!("listening on udp {bound}"))?;
             info!(%bound, "accepting devices on TCP and UDP");
             tcp.push(l);
             udp.push(Arc::new(u));
         }
-        let publisher = Arc::new(Publisher::new(sink, config.format, config.in_flight.clone()));
+        let publisher = Arc::new(Publisher::new(
+            sink,
+            config.format,
+            config.in_flight.clone(),
+        ));
         let shared = Arc::new(Shared {
             publisher,
             gateway: config.gateway_name.clone(),
@@ -82,12 +104,21 @@ impl Gateway {
             timeouts: config.timeouts.clone(),
             shutdown,
         });
-        Ok(Gateway { tcp, udp, shared, config, sink_shutdown })
+        Ok(Gateway {
+            tcp,
+            udp,
+            shared,
+            config,
+            sink_shutdown,
+        })
     }
 
     /// The TCP addresses bound (UDP listens on the same ones).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.tcp.iter().filter_map(|l| l.local_addr().ok()).collect()
+        self.tcp
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
     }
 
     pub fn publisher(&self) -> Arc<Publisher> {
@@ -102,7 +133,11 @@ impl Gateway {
         let shutdown = self.shared.shutdown.clone();
         let mut accept_loops: Vec<JoinHandle<()>> = Vec::new();
         for l in self.tcp {
-            accept_loops.push(tokio::spawn(accept_loop(l, self.shared.clone(), tracker.clone())));
+            accept_loops.push(tokio::spawn(accept_loop(
+                l,
+                self.shared.clone(),
+                tracker.clone(),
+            )));
         }
         for u in self.udp {
             let shared = self.shared.clone();
@@ -114,7 +149,10 @@ impl Gateway {
             let _ = a.await;
         }
         tracker.close();
-        if tokio::time::timeout(self.config.drain_timeout, tracker.wait()).await.is_err() {
+        if tokio::time::timeout(self.config.drain_timeout, tracker.wait())
+            .await
+            .is_err()
+        {
             warn!(deadline = ?self.config.drain_timeout, "drain deadline passed with sessions still open; unacknowledged frames will be resent by their devices");
         }
         self.sink_shutdown.cancel();

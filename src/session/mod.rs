@@ -45,13 +45,19 @@ impl Shared {
     /// Largest buffer a session may hold: no protocol frame is larger.
     pub fn max_buffer_bytes(&self) -> usize {
         let l = &self.limits;
-        l.teltonika_max_frame_bytes.max(l.wialon_max_packet_bytes).max(l.gt06_max_frame_bytes) + 64 * 1024
+        l.teltonika_max_frame_bytes
+            .max(l.wialon_max_packet_bytes)
+            .max(l.gt06_max_frame_bytes)
+            + 64 * 1024
     }
 }
 
 /// Writes replies to the device.
 pub trait Replier {
-    fn reply(&mut self, bytes: &[u8]) -> impl std::future::Future<Output = std::io::Result<()>> + Send;
+    fn reply(
+        &mut self,
+        bytes: &[u8],
+    ) -> impl std::future::Future<Output = std::io::Result<()>> + Send;
 }
 
 /// Why a session ends.
@@ -99,14 +105,34 @@ pub struct Core {
 }
 
 impl Core {
-    pub fn new(shared: Arc<Shared>, module: &'static dyn protocol::ProtocolModule, transport: Transport, peer: SocketAddr, span: Span) -> Self {
+    pub fn new(
+        shared: Arc<Shared>,
+        module: &'static dyn protocol::ProtocolModule,
+        transport: Transport,
+        peer: SocketAddr,
+        span: Span,
+    ) -> Self {
         let proto = module.new_session(transport, &shared.limits);
-        Core { shared, proto, protocol: module.protocol(), transport, peer, imei: None, span, errors: None, label: module.name() }
+        Core {
+            shared,
+            proto,
+            protocol: module.protocol(),
+            transport,
+            peer,
+            imei: None,
+            span,
+            errors: None,
+            label: module.name(),
+        }
     }
 
     /// Decodes and handles every complete frame in `buf`. Returns `Err` when the session must
     /// end.
-    pub async fn process<R: Replier>(&mut self, buf: &mut BytesMut, out: &mut R) -> Result<(), End> {
+    pub async fn process<R: Replier>(
+        &mut self,
+        buf: &mut BytesMut,
+        out: &mut R,
+    ) -> Result<(), End> {
         loop {
             let now = SystemTime::now();
             match self.proto.decode(buf, now) {
@@ -122,7 +148,15 @@ impl Core {
                     metrics::counter!(m::DECODE_ERRORS, "protocol" => self.label, "kind" => e.kind.label()).increment(1);
                     warn!(kind = e.kind.label(), detail = %e.detail, close = e.action == Action::Close, "bad frame");
                     if let Some(errors) = self.errors.as_mut() {
-                        errors.push(format!("{} ({})", e, if e.action == Action::Close { "connection closed" } else { "frame skipped" }));
+                        errors.push(format!(
+                            "{} ({})",
+                            e,
+                            if e.action == Action::Close {
+                                "connection closed"
+                            } else {
+                                "frame skipped"
+                            }
+                        ));
                     }
                     if let Some(reply) = &e.reply {
                         self.reply(out, reply).await?;
@@ -133,13 +167,21 @@ impl Core {
                 }
             }
             if buf.len() > self.shared.max_buffer_bytes() {
-                warn!(len = buf.len(), "buffer over the largest frame size; closing");
+                warn!(
+                    len = buf.len(),
+                    "buffer over the largest frame size; closing"
+                );
                 return Err(End::Protocol);
             }
         }
     }
 
-    async fn handle_frame<R: Replier>(&mut self, mut frame: Frame, now: SystemTime, out: &mut R) -> Result<(), End> {
+    async fn handle_frame<R: Replier>(
+        &mut self,
+        mut frame: Frame,
+        now: SystemTime,
+        out: &mut R,
+    ) -> Result<(), End> {
         metrics::counter!(m::FRAMES_DECODED, "protocol" => self.label).increment(1);
         if let Some(imei) = frame.login.take() {
             self.span.record("imei", imei.as_str());
@@ -156,7 +198,8 @@ impl Core {
                 warn!("the protocol produced events before the device identified itself; dropped");
                 return Ok(());
             };
-            metrics::counter!(m::RECORDS_DECODED, "protocol" => self.label).increment(frame.events.len() as u64);
+            metrics::counter!(m::RECORDS_DECODED, "protocol" => self.label)
+                .increment(frame.events.len() as u64);
             let received_at = timestamp(now);
             let peer = self.peer.to_string();
             for (i, e) in frame.events.iter_mut().enumerate() {
@@ -191,8 +234,19 @@ impl Core {
     }
 
     fn lifecycle_event(&self, kind: EventKind, imei: &str, now: SystemTime) -> TelemetryEvent {
-        let nanos = now.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos();
-        let digest = protocol::digest(self.protocol, &[imei.as_bytes(), &(kind as i32).to_be_bytes(), self.peer.to_string().as_bytes(), &nanos.to_be_bytes()]);
+        let nanos = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        let digest = protocol::digest(
+            self.protocol,
+            &[
+                imei.as_bytes(),
+                &(kind as i32).to_be_bytes(),
+                self.peer.to_string().as_bytes(),
+                &nanos.to_be_bytes(),
+            ],
+        );
         TelemetryEvent {
             event_id: event_id(imei, digest, 0),
             protocol: self.protocol as i32,
@@ -206,7 +260,9 @@ impl Core {
     pub async fn close(&mut self, why: End) {
         metrics::counter!(m::SESSIONS_CLOSED, "protocol" => self.label, "transport" => transport_label(self.transport), "reason" => why.label()).increment(1);
         debug!(reason = why.label(), "session closed");
-        let Some(imei) = self.imei.clone() else { return };
+        let Some(imei) = self.imei.clone() else {
+            return;
+        };
         if self.transport != Transport::Tcp {
             return;
         }
@@ -218,7 +274,12 @@ impl Core {
         e.received_at = Some(timestamp(now));
         e.peer = self.peer.to_string();
         e.gateway.clone_from(&self.shared.gateway);
-        if let Err(err) = self.shared.publisher.publish(std::slice::from_ref(&e)).await {
+        if let Err(err) = self
+            .shared
+            .publisher
+            .publish(std::slice::from_ref(&e))
+            .await
+        {
             if err != SinkError::Closed {
                 debug!(error = %err, "session-closed event not delivered");
             }

@@ -22,7 +22,8 @@ impl Replier for tokio::net::tcp::OwnedWriteHalf {
 
 /// Runs one connection to its end.
 pub async fn run(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
-    let span = info_span!("conn", %peer, transport = "tcp", protocol = field::Empty, imei = field::Empty);
+    let span =
+        info_span!("conn", %peer, transport = "tcp", protocol = field::Empty, imei = field::Empty);
     async move {
         let _ = stream.set_nodelay(true);
         let (mut rd, mut wr) = stream.into_split();

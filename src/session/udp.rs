@@ -70,12 +70,28 @@ pub async fn run(socket: Arc<UdpSocket>, shared: Arc<Shared>) {
                 // The peer's task just ended on idle: start a new one below.
                 Err(mpsc::error::TrySendError::Closed(d)) => {
                     peers.remove(&peer);
-                    start_peer(&socket, &shared, &mut peers, &gone_tx, &mut next_id, peer, d);
+                    start_peer(
+                        &socket,
+                        &shared,
+                        &mut peers,
+                        &gone_tx,
+                        &mut next_id,
+                        peer,
+                        d,
+                    );
                     continue;
                 }
             }
         }
-        start_peer(&socket, &shared, &mut peers, &gone_tx, &mut next_id, peer, datagram);
+        start_peer(
+            &socket,
+            &shared,
+            &mut peers,
+            &gone_tx,
+            &mut next_id,
+            peer,
+            datagram,
+        );
     }
 }
 
@@ -91,7 +107,8 @@ fn start_peer(
     let module = match detect(&datagram, Transport::Udp) {
         Detection::Found(m) => m,
         _ => {
-            metrics::counter!(m::DETECTIONS, "transport" => "udp", "outcome" => "unknown").increment(1);
+            metrics::counter!(m::DETECTIONS, "transport" => "udp", "outcome" => "unknown")
+                .increment(1);
             debug!(%peer, len = datagram.len(), "UDP datagram of no known protocol; dropped");
             return;
         }
@@ -117,11 +134,18 @@ fn start_peer(
     });
 }
 
-async fn peer_task(socket: Arc<UdpSocket>, peer: SocketAddr, module: &'static dyn ProtocolModule, mut rx: mpsc::Receiver<Bytes>, shared: Arc<Shared>) {
+async fn peer_task(
+    socket: Arc<UdpSocket>,
+    peer: SocketAddr,
+    module: &'static dyn ProtocolModule,
+    mut rx: mpsc::Receiver<Bytes>,
+    shared: Arc<Shared>,
+) {
     let span = info_span!("udp_peer", %peer, transport = "udp", protocol = module.name(), imei = field::Empty);
     let mut core = super::Core::new(shared.clone(), module, Transport::Udp, peer, span.clone());
     let mut out = UdpReplier { socket, peer };
-    let open = metrics::gauge!(m::CONNECTIONS_OPEN, "protocol" => module.name(), "transport" => "udp");
+    let open =
+        metrics::gauge!(m::CONNECTIONS_OPEN, "protocol" => module.name(), "transport" => "udp");
     open.increment(1.0);
     let end = async {
         let mut buf = BytesMut::with_capacity(MAX_DATAGRAM);

@@ -44,14 +44,18 @@ pub fn start(listen: SocketAddr, max_payload_bytes: usize) -> anyhow::Result<()>
         v4: Some(v4),
         ..Default::default()
     };
-    std::thread::Builder::new().name("embedded-mqtt".into()).spawn(move || {
-        let mut broker = Broker::new(config);
-        if let Err(e) = broker.start() {
-            tracing::error!(error = %e, "embedded MQTT broker stopped");
-        }
-    })?;
+    std::thread::Builder::new()
+        .name("embedded-mqtt".into())
+        .spawn(move || {
+            let mut broker = Broker::new(config);
+            if let Err(e) = broker.start() {
+                tracing::error!(error = %e, "embedded MQTT broker stopped");
+            }
+        })?;
     for _ in 0..100 {
-        if std::net::TcpStream::connect_timeout(&connect_addr(listen), Duration::from_millis(100)).is_ok() {
+        if std::net::TcpStream::connect_timeout(&connect_addr(listen), Duration::from_millis(100))
+            .is_ok()
+        {
             return Ok(());
         }
         std::thread::sleep(Duration::from_millis(50));

@@ -27,7 +27,10 @@ impl Sink for MemorySink {
     }
 
     fn send(&self, messages: Vec<OutMessage>) -> Delivery {
-        self.messages.lock().unwrap_or_else(|p| p.into_inner()).extend(messages);
+        self.messages
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(messages);
         Box::pin(async { Ok(()) })
     }
 

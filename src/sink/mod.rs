@@ -126,7 +126,11 @@ impl Publisher {
             format,
             records: Arc::new(Semaphore::new(max_records)),
             bytes: Arc::new(Semaphore::new(max_bytes)),
-            limits: InFlightLimits { max_records, max_bytes, ..limits },
+            limits: InFlightLimits {
+                max_records,
+                max_bytes,
+                ..limits
+            },
         }
     }
 
@@ -186,25 +190,52 @@ impl Publisher {
         };
         metrics::gauge!(m::SINK_IN_FLIGHT_RECORDS).increment(n as f64);
         metrics::gauge!(m::SINK_IN_FLIGHT_BYTES).increment(size as f64);
-        let remaining = deadline.saturating_sub(started.elapsed());
-        let result = match tokio::time::timeout(remaining, self.sink.send(messages)).await {
-            Ok(r) => r,
-            Err(_) => Err(SinkError::Timeout(deadline)),
-        };
+        let result = self.send_with_retry(messages, started, deadline).await;
         metrics::gauge!(m::SINK_IN_FLIGHT_RECORDS).decrement(n as f64);
         metrics::gauge!(m::SINK_IN_FLIGHT_BYTES).decrement(size as f64);
         match result {
             Ok(()) => {
-                metrics::histogram!(m::SINK_DELIVERY_SECONDS).record(started.elapsed().as_secs_f64());
-                metrics::counter!(m::SINK_DELIVERED, "sink" => self.sink.name()).increment(n as u64);
+                metrics::histogram!(m::SINK_DELIVERY_SECONDS)
+                    .record(started.elapsed().as_secs_f64());
+                metrics::counter!(m::SINK_DELIVERED, "sink" => self.sink.name())
+                    .increment(n as u64);
                 Ok(())
             }
             Err(e) => self.failed(e),
         }
     }
 
+    /// Sends, and resends after a lost connection until the deadline: a broker blip must not
+    /// disconnect every device. A resend may duplicate records the broker had already taken
+    /// (at-least-once; consumers drop duplicates by `event_id`).
+    async fn send_with_retry(
+        &self,
+        messages: Vec<OutMessage>,
+        started: Instant,
+        deadline: Duration,
+    ) -> Result<(), SinkError> {
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let remaining = deadline.saturating_sub(started.elapsed());
+            let attempt =
+                match tokio::time::timeout(remaining, self.sink.send(messages.clone())).await {
+                    Ok(r) => r,
+                    Err(_) => return Err(SinkError::Timeout(deadline)),
+                };
+            match attempt {
+                Err(SinkError::Disconnected) if started.elapsed() + backoff < deadline => {
+                    metrics::counter!(m::SINK_ERRORS, "sink" => self.sink.name(), "reason" => "disconnected_retried").increment(1);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+                other => return other,
+            }
+        }
+    }
+
     fn failed(&self, e: SinkError) -> Result<(), SinkError> {
-        metrics::counter!(m::SINK_ERRORS, "sink" => self.sink.name(), "reason" => e.label()).increment(1);
+        metrics::counter!(m::SINK_ERRORS, "sink" => self.sink.name(), "reason" => e.label())
+            .increment(1);
         Err(e)
     }
 }
@@ -239,16 +270,26 @@ mod tests {
     }
 
     fn event() -> TelemetryEvent {
-        TelemetryEvent { imei: "1".into(), ..Default::default() }
+        TelemetryEvent {
+            imei: "1".into(),
+            ..Default::default()
+        }
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_full_bound_makes_publishers_wait_and_a_stuck_broker_times_out() {
-        let gate = Arc::new(Gate { open: Arc::new(Notify::new()), sent: AtomicUsize::new(0) });
+        let gate = Arc::new(Gate {
+            open: Arc::new(Notify::new()),
+            sent: AtomicUsize::new(0),
+        });
         let p = Arc::new(Publisher::new(
             gate.clone(),
             Format::Protobuf,
-            InFlightLimits { max_records: 2, max_bytes: 1 << 20, delivery_timeout: Duration::from_secs(30) },
+            InFlightLimits {
+                max_records: 2,
+                max_bytes: 1 << 20,
+                delivery_timeout: Duration::from_secs(30),
+            },
         ));
         let p1 = p.clone();
         let first = tokio::spawn(async move { p1.publish(&[event(), event()]).await });
@@ -265,7 +306,10 @@ mod tests {
         tokio::task::yield_now().await;
         assert_eq!(gate.sent.load(Ordering::SeqCst), 3);
         // Nobody opens the gate again: the deadline fails the batch.
-        assert_eq!(second.await.unwrap(), Err(SinkError::Timeout(Duration::from_secs(30))));
+        assert_eq!(
+            second.await.unwrap(),
+            Err(SinkError::Timeout(Duration::from_secs(30)))
+        );
         assert_eq!(p.in_flight_records(), 0);
     }
 }

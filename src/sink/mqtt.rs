@@ -61,9 +61,10 @@ impl MqttOptions {
             None => (None, None),
         };
         let (host, port) = match hostport.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || hostport.starts_with('[') => {
-                (h.trim_matches(['[', ']']).to_string(), p.parse().map_err(|_| format!("{url}: bad port"))?)
-            }
+            Some((h, p)) if !h.ends_with(']') || hostport.starts_with('[') => (
+                h.trim_matches(['[', ']']).to_string(),
+                p.parse().map_err(|_| format!("{url}: bad port"))?,
+            ),
             _ => (hostport.trim_matches(['[', ']']).to_string(), 1883),
         };
         if host.is_empty() {
@@ -132,7 +133,11 @@ impl MqttSink {
         let connected = Arc::new(AtomicBool::new(false));
         let options = Arc::new(options);
         tokio::spawn(run(options.clone(), rx, connected.clone(), shutdown));
-        MqttSink { tx, connected, options }
+        MqttSink {
+            tx,
+            connected,
+            options,
+        }
     }
 }
 
@@ -148,8 +153,14 @@ impl Sink for MqttSink {
             let mut waiters = Vec::with_capacity(messages.len());
             for msg in messages {
                 let (done, rx) = oneshot::channel();
-                let publish = Publish::from_bytes(options.topic(msg.stream, &msg.key), QoS::AtLeastOnce, msg.payload);
-                tx.send(Request { publish, done }).await.map_err(|_| SinkError::Closed)?;
+                let publish = Publish::from_bytes(
+                    options.topic(msg.stream, &msg.key),
+                    QoS::AtLeastOnce,
+                    msg.payload,
+                );
+                tx.send(Request { publish, done })
+                    .await
+                    .map_err(|_| SinkError::Closed)?;
                 waiters.push(rx);
             }
             for w in waiters {
@@ -187,10 +198,14 @@ async fn run(
                 metrics::gauge!(m::SINK_CONNECTED).set(0.0);
                 match end {
                     End::Shutdown => return,
-                    End::Lost(why) => warn!(%why, "lost the MQTT broker connection; unconfirmed records are not acknowledged"),
+                    End::Lost(why) => {
+                        warn!(%why, "lost the MQTT broker connection; unconfirmed records are not acknowledged")
+                    }
                 }
             }
-            Err(why) => warn!(host = %options.host, port = options.port, %why, retry_in = ?backoff, "cannot connect to the MQTT broker"),
+            Err(why) => {
+                warn!(host = %options.host, port = options.port, %why, retry_in = ?backoff, "cannot connect to the MQTT broker")
+            }
         }
         tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -204,9 +219,14 @@ type Conn = Framed<TcpStream, Codec>;
 
 async fn connect(o: &MqttOptions) -> Result<Conn, String> {
     let io = async {
-        let stream = TcpStream::connect((o.host.as_str(), o.port)).await.map_err(|e| e.to_string())?;
+        let stream = TcpStream::connect((o.host.as_str(), o.port))
+            .await
+            .map_err(|e| e.to_string())?;
         let _ = stream.set_nodelay(true);
-        let codec = Codec { max_incoming_size: o.max_packet_bytes, max_outgoing_size: o.max_packet_bytes };
+        let codec = Codec {
+            max_incoming_size: o.max_packet_bytes,
+            max_outgoing_size: o.max_packet_bytes,
+        };
         let mut framed = Framed::new(stream, codec);
         let mut c = Connect::new(o.client_id.clone());
         c.keep_alive = o.keep_alive.as_secs().min(u64::from(u16::MAX)) as u16;
@@ -214,16 +234,23 @@ async fn connect(o: &MqttOptions) -> Result<Conn, String> {
         if let Some(u) = &o.username {
             c.set_login(u.clone(), o.password.clone().unwrap_or_default());
         }
-        framed.send(Packet::Connect(c)).await.map_err(|e| e.to_string())?;
+        framed
+            .send(Packet::Connect(c))
+            .await
+            .map_err(|e| e.to_string())?;
         match framed.next().await {
             Some(Ok(Packet::ConnAck(ack))) if ack.code == ConnectReturnCode::Success => Ok(framed),
-            Some(Ok(Packet::ConnAck(ack))) => Err(format!("broker refused the connection: {:?}", ack.code)),
+            Some(Ok(Packet::ConnAck(ack))) => {
+                Err(format!("broker refused the connection: {:?}", ack.code))
+            }
             Some(Ok(p)) => Err(format!("expected CONNACK, got {p:?}")),
             Some(Err(e)) => Err(e.to_string()),
             None => Err("connection closed before CONNACK".into()),
         }
     };
-    tokio::time::timeout(Duration::from_secs(10), io).await.map_err(|_| "connect timed out".to_string())?
+    tokio::time::timeout(Duration::from_secs(10), io)
+        .await
+        .map_err(|_| "connect timed out".to_string())?
 }
 
 enum End {
@@ -232,7 +259,12 @@ enum End {
 }
 
 /// Runs one connection: writes queued publishes, matches PUBACKs to waiters, keeps alive.
-async fn serve(o: &MqttOptions, mut framed: Conn, rx: &mut mpsc::Receiver<Request>, shutdown: &CancellationToken) -> End {
+async fn serve(
+    o: &MqttOptions,
+    mut framed: Conn,
+    rx: &mut mpsc::Receiver<Request>,
+    shutdown: &CancellationToken,
+) -> End {
     let mut inflight: HashMap<u16, oneshot::Sender<Result<(), SinkError>>> = HashMap::new();
     let mut next_pkid: u16 = 0;
     let mut ping = tokio::time::interval(o.keep_alive / 2);
@@ -311,7 +343,10 @@ async fn serve(o: &MqttOptions, mut framed: Conn, rx: &mut mpsc::Receiver<Reques
 }
 
 /// The next packet id after `last` that has no publish awaiting its PUBACK (ids are 1..=65535).
-fn next_free_pkid(last: u16, inflight: &HashMap<u16, oneshot::Sender<Result<(), SinkError>>>) -> u16 {
+fn next_free_pkid(
+    last: u16,
+    inflight: &HashMap<u16, oneshot::Sender<Result<(), SinkError>>>,
+) -> u16 {
     let mut id = last;
     loop {
         id = id.wrapping_add(1).max(1);
@@ -327,12 +362,16 @@ mod tests {
 
     #[test]
     fn urls() {
-        let o = MqttOptions::from_url("mqtt://user:p%40ss@broker.local:1884", "c", "avlgate").unwrap();
+        let o =
+            MqttOptions::from_url("mqtt://user:p%40ss@broker.local:1884", "c", "avlgate").unwrap();
         assert_eq!((o.host.as_str(), o.port), ("broker.local", 1884));
         assert_eq!(o.username.as_deref(), Some("user"));
         assert_eq!(o.password.as_deref(), Some("p@ss"));
         let o = MqttOptions::from_url("mqtt://127.0.0.1", "c", "x").unwrap();
-        assert_eq!((o.host.as_str(), o.port, o.username), ("127.0.0.1", 1883, None));
+        assert_eq!(
+            (o.host.as_str(), o.port, o.username),
+            ("127.0.0.1", 1883, None)
+        );
         let o = MqttOptions::from_url("mqtt://[::1]:1883", "c", "x").unwrap();
         assert_eq!((o.host.as_str(), o.port), ("::1", 1883));
         assert!(MqttOptions::from_url("http://x", "c", "x").is_err());

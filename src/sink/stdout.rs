@@ -14,7 +14,9 @@ pub struct StdoutSink {
 
 impl StdoutSink {
     pub fn new() -> Self {
-        StdoutSink { out: Arc::new(Mutex::new(tokio::io::stdout())) }
+        StdoutSink {
+            out: Arc::new(Mutex::new(tokio::io::stdout())),
+        }
     }
 }
 

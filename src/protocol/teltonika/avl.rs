@@ -522,7 +522,7 @@ pub(crate) mod tests {
             generation_type: None,
             io: vec![],
         };
-        let mut data = encode(Codec::C8, &[r.clone()]);
+        let mut data = encode(Codec::C8, std::slice::from_ref(&r));
         *data.last_mut().unwrap() = 2;
         assert_eq!(parse(&data), Err(AvlError::CountMismatch(1, 2)));
         let mut data = encode(Codec::C8, &[r]);

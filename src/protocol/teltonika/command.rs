@@ -23,23 +23,39 @@ pub enum Message {
     Command { text: Vec<u8> },
 }
 
+/// Why command-codec data was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("{0}")]
+    Malformed(&'static str),
+    /// A well-formed message of a type the gateway does not handle (camera type `0x0D`, …).
+    #[error("codec {codec:#04x} message type {kind:#04x} is not supported")]
+    UnknownType { codec: u8, kind: u8 },
+}
+
+impl From<&'static str> for ParseError {
+    fn from(s: &'static str) -> Self {
+        ParseError::Malformed(s)
+    }
+}
+
 /// Parses command-codec data (codec id .. trailing quantity).
-pub fn parse(data: &[u8]) -> Result<Message, &'static str> {
+pub fn parse(data: &[u8]) -> Result<Message, ParseError> {
     let mut c = Cursor::new(data);
     let codec = c.u8().ok_or("truncated")?;
     let q1 = c.u8().ok_or("truncated")?;
     let kind = c.u8().ok_or("truncated")?;
     let size = c.u32().ok_or("truncated")? as usize;
     if size > c.remaining() {
-        return Err("size field exceeds the frame");
+        return Err("size field exceeds the frame".into());
     }
     let body = c.take(size).ok_or("truncated")?;
     let q2 = c.u8().ok_or("missing trailing quantity")?;
     if q1 != 1 || q2 != 1 {
-        return Err("command quantity must be 1");
+        return Err("command quantity must be 1".into());
     }
     if c.remaining() != 0 {
-        return Err("bytes after the trailing quantity");
+        return Err("bytes after the trailing quantity".into());
     }
     match (codec, kind) {
         (0x0C, 0x06) => Ok(Message::Response {
@@ -51,7 +67,8 @@ pub fn parse(data: &[u8]) -> Result<Message, &'static str> {
                 .unwrap_or_default()
                 .to_vec(),
         }),
-        (0x0D, 0x05) => {
+        // Codec 13 is documented with type 05; devices answering a command use 06.
+        (0x0D, 0x05) | (0x0D, 0x06) => {
             let mut b = Cursor::new(body);
             let timestamp_secs = b.u32().ok_or("Codec 13 body shorter than its timestamp")?;
             Ok(Message::Timestamped {
@@ -72,7 +89,7 @@ pub fn parse(data: &[u8]) -> Result<Message, &'static str> {
                 })
             }
         }
-        _ => Err("unknown command codec type"),
+        _ => Err(ParseError::UnknownType { codec, kind }),
     }
 }
 

@@ -183,8 +183,13 @@ fn decode_data(data: &[u8], udp: Option<(u16, u8)>) -> Result<Frame, DecodeError
         });
     }
     if udp.is_none() && matches!(codec_id, 0x0C..=0x0E) {
-        let msg = command::parse(data)
-            .map_err(|e| DecodeError::new(ErrorKind::Malformed, Action::Continue, e))?;
+        let msg = command::parse(data).map_err(|e| {
+            let kind = match e {
+                command::ParseError::UnknownType { .. } => ErrorKind::Unsupported,
+                command::ParseError::Malformed(_) => ErrorKind::Malformed,
+            };
+            DecodeError::new(kind, Action::Continue, e.to_string())
+        })?;
         return Ok(Frame {
             events: command_event(msg).into_iter().collect(),
             digest,

@@ -1,0 +1,111 @@
+//! The `avlgate` binary itself: `serve --sink stdout` end to end with a graceful SIGTERM, and
+//! `decode`.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use avlgate::protocol::teltonika::samples;
+use common::*;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_avlgate"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_to_stdout_then_sigterm_exits_zero() {
+    let port = free_port();
+    let mut child = bin()
+        .args([
+            "serve",
+            "--sink",
+            "stdout",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--metrics-listen",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
+        .env_remove("AVLGATE_SINK")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut dev = None;
+    for _ in 0..100 {
+        if let Ok(s) = tokio::net::TcpStream::connect(addr).await {
+            dev = Some(Device { stream: s });
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut dev = dev.expect("gateway listening");
+    dev.send(&h(samples::LOGIN)).await;
+    assert_eq!(dev.read_exact(1, 10).await, Some(vec![1]));
+    dev.send(&h(samples::CODEC8)).await;
+    assert_eq!(dev.read_exact(4, 10).await, Some(vec![0, 0, 0, 1]));
+
+    let stdout = child.stdout.take().unwrap();
+    let lines = tokio::task::spawn_blocking(move || {
+        let mut r = BufReader::new(stdout);
+        let mut lines = Vec::new();
+        for _ in 0..2 {
+            let mut l = String::new();
+            r.read_line(&mut l).unwrap();
+            lines.push(l);
+        }
+        (lines, r)
+    })
+    .await
+    .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&lines.0[1]).expect("canonical JSON line");
+    assert_eq!(v["kind"], "EVENT_KIND_POSITION");
+    assert_eq!(v["imei"], IMEI);
+    assert_eq!(v["protocol"], "PROTOCOL_TELTONIKA");
+    assert_eq!(
+        v["attributes"]["io66"]["uintValue"], "24079",
+        "64-bit integers are strings in canonical JSON"
+    );
+    assert_eq!(
+        v["deviceTime"]
+            .as_str()
+            .map(|s| s.starts_with("2019-06-10T10:04:46")),
+        Some(true)
+    );
+
+    // SIGTERM: drain and exit 0.
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "exit status {status:?}");
+}
+
+#[test]
+fn decode_prints_events_and_replies_and_fails_on_bad_frames() {
+    let out = bin()
+        .args(["decode", samples::LOGIN, samples::CODEC8E])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "{text}");
+    assert!(lines[0].contains("EVENT_KIND_SESSION_OPENED"));
+    assert_eq!(lines[1], "reply: 01");
+    assert!(lines[2].contains("EVENT_KIND_POSITION"));
+    assert_eq!(lines[3], "reply: 00000001");
+
+    let mut bad = samples::CODEC8.to_string();
+    bad.replace_range(bad.len() - 2.., "00");
+    let out = bin()
+        .args(["decode", samples::LOGIN, &bad])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("error: checksum mismatch"));
+}

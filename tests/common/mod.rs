@@ -1,0 +1,361 @@
+//! Shared test support: a gateway on loopback, MQTT subscribers, a fault-injecting TCP proxy,
+//! and a Mosquitto broker when one is installed. Everything binds 127.0.0.1 only.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use avlgate::config::{Config, Settings, SinkKind};
+use avlgate::proto::TelemetryEvent;
+use avlgate::server::Gateway;
+use prost::Message;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub const IMEI: &str = "356307042441013";
+
+/// A free loopback port (bound and released; fine for tests on one machine).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn h(s: &str) -> Vec<u8> {
+    hex::decode(s).unwrap()
+}
+
+/// A running gateway.
+pub struct TestGateway {
+    pub addr: SocketAddr,
+    pub shutdown: CancellationToken,
+    pub handle: JoinHandle<anyhow::Result<()>>,
+}
+
+impl TestGateway {
+    pub async fn start(settings: Settings) -> TestGateway {
+        let settings = Settings {
+            listen: Some(vec!["127.0.0.1:0".parse().unwrap()]),
+            gateway_name: Some("test-gw".into()),
+            ..settings
+        };
+        let config: Config = settings.resolve().unwrap();
+        let shutdown = CancellationToken::new();
+        let gw = Gateway::bind(config, shutdown.clone()).await.unwrap();
+        let addr = gw.local_addrs()[0];
+        let handle = tokio::spawn(gw.run());
+        TestGateway {
+            addr,
+            shutdown,
+            handle,
+        }
+    }
+
+    /// A gateway publishing to the MQTT broker at `broker`.
+    pub async fn mqtt(broker: SocketAddr) -> TestGateway {
+        Self::start(Settings {
+            sink: Some(SinkKind::Mqtt),
+            mqtt_url: Some(format!("mqtt://{broker}")),
+            delivery_timeout_secs: Some(30),
+            ..Default::default()
+        })
+        .await
+    }
+
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(Duration::from_secs(30), self.handle)
+            .await
+            .expect("drain finished")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+/// An MQTT subscriber collecting `(topic, payload)`.
+pub struct Subscriber {
+    pub rx: mpsc::UnboundedReceiver<(String, Vec<u8>)>,
+    _client: AsyncClient,
+}
+
+impl Subscriber {
+    /// Connects and subscribes to `filter`; returns once the broker acknowledged the
+    /// subscription.
+    pub async fn connect(broker: SocketAddr, filter: &str) -> Subscriber {
+        let mut o = MqttOptions::new(
+            format!("test-sub-{}", rand_id()),
+            broker.ip().to_string(),
+            broker.port(),
+        );
+        o.set_keep_alive(Duration::from_secs(30));
+        o.set_max_packet_size(32 * 1024 * 1024, 32 * 1024 * 1024);
+        let (client, mut el) = AsyncClient::new(o, 100);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (subscribed_tx, mut subscribed_rx) = mpsc::channel(1);
+        client.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
+        tokio::spawn(async move {
+            loop {
+                match el.poll().await {
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let _ = tx.send((p.topic.clone(), p.payload.to_vec()));
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        let _ = subscribed_tx.try_send(());
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(10), subscribed_rx.recv())
+            .await
+            .expect("SUBACK in time");
+        Subscriber {
+            rx,
+            _client: client,
+        }
+    }
+
+    /// The next message, within `secs`.
+    pub async fn next(&mut self, secs: u64) -> Option<(String, Vec<u8>)> {
+        tokio::time::timeout(Duration::from_secs(secs), self.rx.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// The next event decoded from protobuf.
+    pub async fn next_event(&mut self, secs: u64) -> Option<(String, TelemetryEvent)> {
+        let (t, p) = self.next(secs).await?;
+        Some((
+            t,
+            TelemetryEvent::decode(&p[..]).expect("payload is a protobuf TelemetryEvent"),
+        ))
+    }
+
+    /// Asserts nothing arrives for `ms`.
+    pub async fn assert_quiet(&mut self, ms: u64) {
+        if let Ok(Some((t, _))) =
+            tokio::time::timeout(Duration::from_millis(ms), self.rx.recv()).await
+        {
+            panic!("unexpected message on {t}");
+        }
+    }
+}
+
+fn rand_id() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u8(0);
+    h.finish()
+}
+
+/// Starts the embedded broker (rumqttd) on a free loopback port.
+pub fn embedded_broker() -> SocketAddr {
+    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    avlgate::sink::embedded::start(addr, 16 * 1024 * 1024).unwrap();
+    addr
+}
+
+/// A simulated device over TCP.
+pub struct Device {
+    pub stream: TcpStream,
+}
+
+impl Device {
+    pub async fn connect(addr: SocketAddr) -> Device {
+        Device {
+            stream: TcpStream::connect(addr).await.unwrap(),
+        }
+    }
+
+    pub async fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.unwrap();
+    }
+
+    /// Reads exactly `n` bytes within `secs`, or `None` (timeout or closed).
+    pub async fn read_exact(&mut self, n: usize, secs: u64) -> Option<Vec<u8>> {
+        let mut b = vec![0; n];
+        match tokio::time::timeout(Duration::from_secs(secs), self.stream.read_exact(&mut b)).await
+        {
+            Ok(Ok(_)) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// Reads one `\n`-terminated line within `secs`.
+    pub async fn read_line(&mut self, secs: u64) -> Option<String> {
+        let mut out = Vec::new();
+        let fut = async {
+            let mut b = [0u8; 1];
+            loop {
+                match self.stream.read(&mut b).await {
+                    Ok(0) | Err(_) => return None,
+                    Ok(_) => {
+                        out.push(b[0]);
+                        if b[0] == b'\n' {
+                            return Some(String::from_utf8_lossy(&out).into_owned());
+                        }
+                    }
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(secs), fut)
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// True when the gateway closed the connection within `secs`.
+    pub async fn closed_within(&mut self, secs: u64) -> bool {
+        let mut b = [0u8; 64];
+        let fut = async {
+            loop {
+                match self.stream.read(&mut b).await {
+                    Ok(0) | Err(_) => return true,
+                    Ok(_) => {}
+                }
+            }
+        };
+        tokio::time::timeout(Duration::from_secs(secs), fut)
+            .await
+            .unwrap_or(false)
+    }
+}
+
+/// A loopback TCP proxy in front of a broker that the test can cut and restore, to simulate a
+/// broker outage without touching the broker.
+pub struct FaultProxy {
+    pub addr: SocketAddr,
+    open: Arc<AtomicBool>,
+    cut: CancellationToken,
+    generation: Arc<std::sync::Mutex<CancellationToken>>,
+}
+
+impl FaultProxy {
+    pub async fn start(upstream: SocketAddr, open: bool) -> FaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let open_flag = Arc::new(AtomicBool::new(open));
+        let generation = Arc::new(std::sync::Mutex::new(CancellationToken::new()));
+        let cut = CancellationToken::new();
+        let (o, g, stop) = (open_flag.clone(), generation.clone(), cut.clone());
+        tokio::spawn(async move {
+            loop {
+                let (mut inbound, _) = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    a = listener.accept() => match a { Ok(v) => v, Err(_) => continue },
+                };
+                if !o.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let token = g.lock().unwrap().clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = token.cancelled() => {}
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                    }
+                });
+            }
+        });
+        FaultProxy {
+            addr,
+            open: open_flag,
+            cut,
+            generation,
+        }
+    }
+
+    /// Drops every proxied connection and refuses new ones.
+    pub fn cut(&self) {
+        self.open.store(false, Ordering::SeqCst);
+        let mut g = self.generation.lock().unwrap();
+        g.cancel();
+        *g = CancellationToken::new();
+    }
+
+    /// Lets connections through again.
+    pub fn restore(&self) {
+        self.open.store(true, Ordering::SeqCst);
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.cut.cancel();
+        self.generation.lock().unwrap().cancel();
+    }
+}
+
+/// A Mosquitto broker on a free loopback port, if the binary is installed. In CI
+/// (`CI=true`) a missing Mosquitto is a failure: `.ci/run` installs it.
+pub struct Mosquitto {
+    pub addr: SocketAddr,
+    child: Child,
+    _dir: std::path::PathBuf,
+}
+
+impl Mosquitto {
+    pub fn start() -> Option<Mosquitto> {
+        let bin = [
+            "/usr/sbin/mosquitto",
+            "/usr/bin/mosquitto",
+            "/usr/local/sbin/mosquitto",
+        ]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists());
+        let Some(bin) = bin else {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("mosquitto is not installed; .ci/run installs it");
+            }
+            eprintln!("mosquitto not installed; skipping (apt-get install mosquitto)");
+            return None;
+        };
+        let port = free_port();
+        let dir = std::env::temp_dir().join(format!("avlgate-mosq-{port}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let conf = dir.join("mosquitto.conf");
+        std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\nmax_inflight_messages 0\nmax_queued_messages 100000\n")).unwrap();
+        let mut child = Command::new(bin)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(addr).is_ok() {
+                return Some(Mosquitto {
+                    addr,
+                    child,
+                    _dir: dir,
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("mosquitto did not start on {addr}");
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
