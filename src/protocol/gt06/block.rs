@@ -221,10 +221,17 @@ pub fn alarm_name(code: u8) -> Option<&'static str> {
 /// The status block (terminal info, voltage level 0–6, GSM signal 0–4, alarm byte, then a
 /// language byte that is not read). Sets the attributes and `alarm`; returns whether an
 /// alarm is present. The alarm byte wins over the terminal bits, being more specific.
-pub fn read_status(c: &mut Cursor, e: &mut TelemetryEvent) -> Option<bool> {
+///
+/// `wide_voltage`: some models send the voltage as u16 in 0.01 V instead of the 0–6 level
+/// (attribute `voltage` then, not `battery_level`).
+pub fn read_status(c: &mut Cursor, e: &mut TelemetryEvent, wide_voltage: bool) -> Option<bool> {
     let info = c.u8()?;
     let from_bits = set_terminal_info(e, info);
-    e.set("battery_level", attr::uint(c.u8()?.into()));
+    if wide_voltage {
+        e.set("voltage", attr::double(f64::from(c.u16()?) / 100.0));
+    } else {
+        e.set("battery_level", attr::uint(c.u8()?.into()));
+    }
     e.set("gsm_signal", attr::uint(c.u8()?.into()));
     let code = c.u8().unwrap_or_default();
     if code != 0 {

@@ -110,7 +110,7 @@ pub fn decode(f: &RawFrame, now: SystemTime) -> Decoded {
         // Server-to-device types echoed back: publish, never acknowledge a command.
         0x80..=0x82 => return unknown(f, "server-to-device packet type", None),
         p => match layout_of(p, f.extended) {
-            Some(l) => location(&f.content, l).map(|e| one(e, ack())),
+            Some(l) => location(p, &f.content, l).map(|e| one(e, ack())),
             None => return unknown(f, "", ack()),
         },
     };
@@ -151,7 +151,7 @@ fn unknown(f: &RawFrame, error: &str, reply: Option<Bytes>) -> Decoded {
 
 /// A GPS/LBS/status packet. Kind POSITION with a GPS block, LBS without; ALARM whenever
 /// the packet reports an alarm, so alarm consumers need not inspect every position.
-fn location(content: &[u8], l: Layout) -> Option<TelemetryEvent> {
+fn location(protocol: u8, content: &[u8], l: Layout) -> Option<TelemetryEvent> {
     let mut c = Cursor::new(content);
     let mut e = block::event(if l.gps {
         EventKind::Position
@@ -173,7 +173,10 @@ fn location(content: &[u8], l: Layout) -> Option<TelemetryEvent> {
     }
     let mut alarm = false;
     if l.status {
-        alarm = block::read_status(&mut c, &mut e)?;
+        // 0x16/0x26 status blocks are 5 bytes; the 6-byte form some models send carries the
+        // voltage as u16 (the rest of the layout is unchanged).
+        let wide = matches!(protocol, 0x16 | 0x26) && c.remaining() == 6;
+        alarm = block::read_status(&mut c, &mut e, wide)?;
     }
     if l.extras && c.remaining() >= 3 {
         let acc = c.u8()?;
@@ -192,7 +195,7 @@ fn location(content: &[u8], l: Layout) -> Option<TelemetryEvent> {
 fn status(content: &[u8]) -> Option<TelemetryEvent> {
     let mut c = Cursor::new(content);
     let mut e = block::event(EventKind::Heartbeat);
-    if block::read_status(&mut c, &mut e)? {
+    if block::read_status(&mut c, &mut e, false)? {
         e.kind = EventKind::Alarm as i32;
     }
     Some(e)
