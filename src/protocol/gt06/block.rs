@@ -23,8 +23,7 @@ pub fn event(kind: EventKind) -> TelemetryEvent {
 /// field is out of range. Days-from-civil after H. Hinnant; all arithmetic is on small,
 /// range-checked values.
 pub fn civil_to_secs(year: i64, month: u8, day: u8, hour: u8, min: u8, sec: u8) -> Option<i64> {
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || min > 59 || sec > 60
-    {
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || min > 59 || sec > 60 {
         return None;
     }
     let (m, d) = (i64::from(month), i64::from(day));
@@ -262,10 +261,7 @@ mod tests {
     #[test]
     fn civil_round_trip() {
         assert_eq!(civil_to_secs(1970, 1, 1, 0, 0, 0), Some(0));
-        assert_eq!(
-            civil_to_secs(2015, 10, 20, 14, 21, 11),
-            Some(1_445_350_871)
-        );
+        assert_eq!(civil_to_secs(2015, 10, 20, 14, 21, 11), Some(1_445_350_871));
         let t = UNIX_EPOCH + Duration::from_secs(1_445_350_871);
         assert_eq!(secs_to_civil(t), (2015, 10, 20, 14, 21, 11));
         let t = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29

@@ -52,11 +52,16 @@ pub fn response_ascii(content: &[u8]) -> Option<TelemetryEvent> {
     let len = usize::from(c.u8()?);
     let flag = c.u32()?;
     let n = len.saturating_sub(4).min(c.remaining());
-    let text = c.take(n)?;
-    Some(response_event(
-        flag,
-        String::from_utf8_lossy(text).into_owned(),
-    ))
+    let text = String::from_utf8_lossy(c.take(n)?).into_owned();
+    // Some models answer the ICCID query unprompted in this form: `<ICCID:8988...>`.
+    let iccid = text
+        .strip_prefix("<ICCID:")
+        .map(|t| t.trim_end_matches('>').to_string());
+    let mut e = response_event(flag, text);
+    if let Some(i) = iccid {
+        e.set("iccid", attr::string(i));
+    }
+    Some(e)
 }
 
 /// `0x21`: server flag u32, encoding u8 (1 = ASCII, otherwise UTF-16BE), text to the end.
@@ -70,7 +75,8 @@ pub fn response_encoded(content: &[u8]) -> Option<TelemetryEvent> {
     } else {
         let units: Vec<u16> = raw
             .chunks_exact(2)
-            .map(|p| u16::from_be_bytes([p[0], p[1]]))
+            .filter_map(|p| <[u8; 2]>::try_from(p).ok())
+            .map(u16::from_be_bytes)
             .collect();
         String::from_utf16_lossy(&units)
     };

@@ -188,7 +188,9 @@ fn split_wifi_variant(buf: &[u8], count: usize, max_frame: usize) -> Option<Spli
     let Some(frame) = buf.get(..total) else {
         return Some(Split::Incomplete);
     };
-    let time_ok = frame.get(4..10).is_some_and(|t| t.iter().all(|&b| is_bcd(b)));
+    let time_ok = frame
+        .get(4..10)
+        .is_some_and(|t| t.iter().all(|&b| is_bcd(b)));
     if !time_ok || frame.get(total - 2..) != Some(&STOP[..]) {
         return None;
     }
@@ -214,7 +216,9 @@ fn is_bcd(b: u8) -> bool {
 /// carry is cut (the callers build short, fixed contents).
 pub fn encode(extended: bool, protocol: u8, content: &[u8], serial: u16) -> Bytes {
     let max_content = if extended { 0xFFFF - 5 } else { 0xFF - 5 };
-    let content = content.get(..max_content.min(content.len())).unwrap_or_default();
+    let content = content
+        .get(..max_content.min(content.len()))
+        .unwrap_or_default();
     let length = content.len() + 5;
     let mut b = BytesMut::with_capacity(length + 6);
     if extended {

@@ -208,10 +208,7 @@ impl ProtocolSession for Session {
             return Err(DecodeError::new(
                 ErrorKind::NotLoggedIn,
                 Action::Continue,
-                format!(
-                    "packet {:#04x} before login; not acknowledged",
-                    f.protocol
-                ),
+                format!("packet {:#04x} before login; not acknowledged", f.protocol),
             ));
         };
         let digest = digest(Protocol::Gt06, &[imei.as_bytes(), &content_of(&f)]);

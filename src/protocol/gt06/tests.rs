@@ -19,7 +19,8 @@ const IMEI: &str = "352887071911998";
 /// `0x13` status: terminal info 0x44, voltage level 6, GSM 4, no alarm, serial 0x01BA.
 const STATUS_HEX: &str = "78780a13440604000201baaf540d0a";
 /// `0x12` location, 2015-10-20 14:21:11, 54.94535 N 24.01762 E, serial 0x0003.
-const LOCATION_HEX: &str = "78781f120f0a140e150bc505e51e780293a9e800540000f601006e0055da00035f240d0a";
+const LOCATION_HEX: &str =
+    "78781f120f0a140e150bc505e51e780293a9e800540000f601006e0055da00035f240d0a";
 /// `0x16` alarm with SOS, serial 0x0203.
 const SOS_HEX: &str =
     "787826161709130f3a2dcc02c55f2a089f9af9005c210901360481fe066d9b03413e420102035f92fe0d0a";
@@ -145,7 +146,10 @@ fn probe() {
 #[test]
 fn login_ack_matches_the_spec_example() {
     // The Concox document's login reply for serial 0x0005.
-    assert_eq!(&frame::ack(false, LOGIN, 5)[..], &h("7878050100059ff80d0a")[..]);
+    assert_eq!(
+        &frame::ack(false, LOGIN, 5)[..],
+        &h("7878050100059ff80d0a")[..]
+    );
     let mut s = tcp();
     let f = decode_one(&mut s, LOGIN_HEX);
     assert_eq!(f.login.as_deref(), Some(IMEI));
@@ -173,7 +177,10 @@ fn login_with_non_bcd_imei_is_refused_and_closes() {
     let bad = frame::encode(false, 0x01, &h("0a5288707191199800"), 1);
     let mut buf = BytesMut::from(&bad[..]);
     let e = s.decode(&mut buf, now()).unwrap_err();
-    assert_eq!((e.kind, e.action), (ErrorKind::LoginRejected, Action::Close));
+    assert_eq!(
+        (e.kind, e.action),
+        (ErrorKind::LoginRejected, Action::Close)
+    );
     assert!(e.reply.is_none());
 }
 
@@ -257,7 +264,7 @@ fn hemisphere_bits() {
     content.extend_from_slice(&(0x0800u16 | 0x0123).to_be_bytes());
     let mut s = logged_in();
     let f = only_frame(decode_all(&mut s, &frame::encode(false, 0x10, &content, 9)));
-    let p = f.events[0].position.clone().unwrap();
+    let p = f.events[0].position.unwrap();
     assert!(p.latitude < 0.0 && p.longitude < 0.0 && !p.valid);
     assert_eq!(p.course, Some(291.0));
     assert_eq!(p.speed, Some(100.0));
@@ -482,11 +489,17 @@ fn digest_ignores_the_serial_and_depends_on_the_imei() {
     assert_eq!(a.digest, b.digest);
     assert_eq!(
         a.digest,
-        crate::protocol::digest(Protocol::Gt06, &[IMEI.as_bytes(), &[&[0x12], &content[..]].concat()])
+        crate::protocol::digest(
+            Protocol::Gt06,
+            &[IMEI.as_bytes(), &[&[0x12], &content[..]].concat()]
+        )
     );
     let mut other = tcp();
     decode_one(&mut other, "78780d0103534190360660610003c3df0d0a");
-    let c = only_frame(decode_all(&mut other, &frame::encode(false, 0x12, &content, 1)));
+    let c = only_frame(decode_all(
+        &mut other,
+        &frame::encode(false, 0x12, &content, 1),
+    ));
     assert_ne!(a.digest, c.digest);
 }
 
@@ -536,10 +549,16 @@ fn online_command_0x80() {
 // Framing: splits, concatenation, resync, caps
 
 fn stream() -> Vec<u8> {
-    [LOGIN_HEX, STATUS_HEX, LOCATION_HEX, SOS_HEX, "79790008940000ed0289d6860d0a"]
-        .iter()
-        .flat_map(|x| h(x))
-        .collect()
+    [
+        LOGIN_HEX,
+        STATUS_HEX,
+        LOCATION_HEX,
+        SOS_HEX,
+        "79790008940000ed0289d6860d0a",
+    ]
+    .iter()
+    .flat_map(|x| h(x))
+    .collect()
 }
 
 /// A comparable summary of an outcome.
@@ -568,7 +587,10 @@ fn split_at_every_point_and_byte_by_byte_give_the_same_frames() {
     assert_eq!(whole.len(), 5);
     assert!(whole.iter().all(|s| !s.starts_with("err")));
     for chunk in 1..input.len() {
-        let got: Vec<String> = feed(&mut tcp(), &input, chunk).iter().map(summary).collect();
+        let got: Vec<String> = feed(&mut tcp(), &input, chunk)
+            .iter()
+            .map(summary)
+            .collect();
         assert_eq!(got, whole, "chunk {chunk}");
     }
     for cut in 1..input.len() {
@@ -624,7 +646,10 @@ fn bad_crc_is_rejected_without_reply_and_the_next_frame_decodes() {
     let out = decode_all(&mut s, &input);
     match &out[..] {
         [Err(e), Ok(f)] => {
-            assert_eq!((e.kind, e.action), (ErrorKind::BadChecksum, Action::Continue));
+            assert_eq!(
+                (e.kind, e.action),
+                (ErrorKind::BadChecksum, Action::Continue)
+            );
             assert!(e.reply.is_none());
             assert!(f.reply.is_some());
         }
@@ -644,7 +669,10 @@ fn bad_length_is_rejected_and_resynchronised() {
     assert!(matches!(&out[0], Err(e) if e.kind == ErrorKind::BadLength && e.reply.is_none()));
     let frames: Vec<_> = out.iter().filter_map(|r| r.as_ref().ok()).collect();
     assert_eq!(frames.len(), 1);
-    assert_eq!(frames[0].reply.as_deref(), Some(&ack_bytes(0x78, 0x13, 0x01BA)[..]));
+    assert_eq!(
+        frames[0].reply.as_deref(),
+        Some(&ack_bytes(0x78, 0x13, 0x01BA)[..])
+    );
 }
 
 #[test]
@@ -748,12 +776,22 @@ proptest! {
 // Conformance: Traccar's GT06 frames
 
 /// Maps a Traccar assert key/value to ours, when the mapping is clean. `None` = not mapped.
-fn check_assert(e: &TelemetryEvent, key: &str, want: &serde_json::Value) -> Option<Result<(), String>> {
+fn check_assert(
+    e: &TelemetryEvent,
+    key: &str,
+    want: &serde_json::Value,
+) -> Option<Result<(), String>> {
     let p = e.position.as_ref();
     let num = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
     let res = match key {
         "latitude" | "longitude" => {
-            let got = p.map(|p| if key == "latitude" { p.latitude } else { p.longitude });
+            let got = p.map(|p| {
+                if key == "latitude" {
+                    p.latitude
+                } else {
+                    p.longitude
+                }
+            });
             match got {
                 Some(g) if (g - num(want)).abs() <= 1e-5 => Ok(()),
                 g => Err(format!("{key}: got {g:?}, want {want}")),
@@ -820,13 +858,19 @@ fn parse_iso(s: &str) -> Option<i64> {
 
 #[test]
 fn conformance_traccar_frames() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/traccar-frames.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/data/traccar-frames.json"
+    );
     let all: Vec<serde_json::Value> =
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let mut tests: BTreeMap<String, Vec<&serde_json::Value>> = BTreeMap::new();
     for e in &all {
         if e["protocol"] == "gt06" && e["direction"] == "device_to_server" {
-            tests.entry(e["test"].as_str().unwrap().to_string()).or_default().push(e);
+            tests
+                .entry(e["test"].as_str().unwrap().to_string())
+                .or_default()
+                .push(e);
         }
     }
     let (mut valid, mut valid_ok) = (0, 0);
@@ -867,15 +911,24 @@ fn conformance_traccar_frames() {
                 } else if errors.is_empty() && frames.len() > 1 {
                     // Not one frame but several whole ones back to back, each with a good CRC.
                     concatenated += 1;
-                    notes.push(format!("{name}: {} concatenated valid frames, all decoded", frames.len()));
+                    notes.push(format!(
+                        "{name}: {} concatenated valid frames, all decoded",
+                        frames.len()
+                    ));
                 } else {
-                    failures.push(format!("{name}: invalid frame produced {} frames", frames.len()));
+                    failures.push(format!(
+                        "{name}: invalid frame produced {} frames",
+                        frames.len()
+                    ));
                 }
                 continue;
             }
             valid += 1;
             if !errors.is_empty() || frames.len() != 1 {
-                failures.push(format!("{name}: valid frame: {errors:?}, {} frames", frames.len()));
+                failures.push(format!(
+                    "{name}: valid frame: {errors:?}, {} frames",
+                    frames.len()
+                ));
                 continue;
             }
             valid_ok += 1;
@@ -908,7 +961,11 @@ fn conformance_traccar_frames() {
                 }
             }
             if !mismatch.is_empty() {
-                notes.push(format!("{name} ({}): {}", w["protocol_number"], mismatch.join("; ")));
+                notes.push(format!(
+                    "{name} ({}): {}",
+                    w["protocol_number"],
+                    mismatch.join("; ")
+                ));
             } else if !unmapped.is_empty() {
                 typed_unmapped += 1;
                 notes.push(format!(
