@@ -1,0 +1,272 @@
+//! The building blocks GT06 packets share: date-time, the GPS block, cell towers, the
+//! terminal-information byte and alarm codes, and the event skeleton.
+//!
+//! Every reader takes a bounds-checked [`Cursor`] and returns `None` when the content is
+//! short, so packet parsers can use `?` on untrusted bytes.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::event::{attr, timestamp_secs};
+use crate::proto::{EventKind, Position, Protocol, TelemetryEvent};
+use crate::protocol::cursor::Cursor;
+
+/// A new event of this protocol.
+pub fn event(kind: EventKind) -> TelemetryEvent {
+    TelemetryEvent {
+        protocol: Protocol::Gt06 as i32,
+        kind: kind as i32,
+        ..Default::default()
+    }
+}
+
+/// Seconds since the epoch of a civil UTC date (proleptic Gregorian), or `None` when a
+/// field is out of range. Days-from-civil after H. Hinnant; all arithmetic is on small,
+/// range-checked values.
+pub fn civil_to_secs(year: i64, month: u8, day: u8, hour: u8, min: u8, sec: u8) -> Option<i64> {
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || min > 59 || sec > 60 {
+        return None;
+    }
+    let (m, d) = (i64::from(month), i64::from(day));
+    let y = if m <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + i64::from(hour) * 3600 + i64::from(min) * 60 + i64::from(sec))
+}
+
+/// The UTC civil date-time of a system time: (year, month, day, hour, minute, second).
+pub fn secs_to_civil(t: SystemTime) -> (i64, u8, u8, u8, u8, u8) {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    let secs = i64::try_from(secs).unwrap_or(i64::MAX / 2);
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let b = |v: i64| u8::try_from(v).unwrap_or_default();
+    (
+        year,
+        b(month),
+        b(day),
+        b(rem / 3600),
+        b(rem % 3600 / 60),
+        b(rem % 60),
+    )
+}
+
+/// Reads binary `YY MM DD hh mm ss` (year 2000+). `Some(None)` when the bytes are there but
+/// are not a date (devices without a fix send zeros).
+pub fn read_time(c: &mut Cursor) -> Option<Option<i64>> {
+    let [y, mo, d, h, mi, s] = c.array::<6>()?;
+    Some(civil_to_secs(2000 + i64::from(y), mo, d, h, mi, s))
+}
+
+/// Reads BCD `YY MM DD hh mm ss` (the CRC-less Wi-Fi form).
+pub fn read_bcd_time(c: &mut Cursor) -> Option<Option<i64>> {
+    let t = c.array::<6>()?;
+    let [y, mo, d, h, mi, s] = t.map(|b| (b >> 4) * 10 + (b & 0x0F));
+    Some(civil_to_secs(2000 + i64::from(y), mo, d, h, mi, s))
+}
+
+/// Sets the device time when there is one.
+pub fn set_time(e: &mut TelemetryEvent, secs: Option<i64>) {
+    if let Some(s) = secs {
+        e.device_time = Some(timestamp_secs(s));
+    }
+}
+
+/// The GPS block: date-time, satellites (low nibble; the high nibble is the GPS data
+/// length), latitude, longitude, speed, course/status. Fills `e`'s position and time.
+pub fn read_gps(c: &mut Cursor, e: &mut TelemetryEvent) -> Option<()> {
+    let time = read_time(c)?;
+    let sats = c.u8()? & 0x0F;
+    let lat = f64::from(c.u32()?) / 1_800_000.0;
+    let lon = f64::from(c.u32()?) / 1_800_000.0;
+    let speed = c.u8()?;
+    let flags = c.u16()?;
+    set_time(e, time);
+    let north = flags & (1 << 10) != 0;
+    let west = flags & (1 << 11) != 0;
+    e.position = Some(Position {
+        latitude: if north { lat } else { -lat },
+        longitude: if west { -lon } else { lon },
+        speed: Some(f64::from(speed)),
+        course: Some(f64::from(flags & 0x03FF)),
+        satellites: Some(u32::from(sats)),
+        valid: flags & (1 << 12) != 0,
+        ..Default::default()
+    });
+    // Some firmware reports ACC in the top bits: bit 14 says bit 15 is meaningful.
+    if flags & (1 << 14) != 0 {
+        e.set("ignition", attr::boolean(flags & (1 << 15) != 0));
+    }
+    Some(())
+}
+
+/// Widths of the cell-tower fields, which differ between 2G and 4G variants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cell {
+    /// MCC u16 (bit 15 set = MNC is u16), MNC u8, LAC u16, cell id u24.
+    Standard,
+    /// MCC u16, MNC u16, LAC u16, cell id u32 (`0x11`).
+    Wide,
+    /// MCC u16 (bit 15 = MNC u16), MNC u8, LAC u32, cell id u64 (the GK310 `0xA*` family).
+    Long,
+}
+
+/// Reads MCC and MNC (the MNC width depends on MCC bit 15 and the variant).
+pub fn read_mcc_mnc(c: &mut Cursor, cell: Cell) -> Option<(u16, u16)> {
+    let mcc = c.u16()?;
+    let mnc = if cell == Cell::Wide || mcc & 0x8000 != 0 {
+        c.u16()?
+    } else {
+        u16::from(c.u8()?)
+    };
+    Some((mcc & 0x7FFF, mnc))
+}
+
+/// Reads LAC and cell id.
+pub fn read_lac_cid(c: &mut Cursor, cell: Cell) -> Option<(u64, u64)> {
+    Some(match cell {
+        Cell::Standard => (u64::from(c.u16()?), u64::from(c.u24()?)),
+        Cell::Wide => (u64::from(c.u16()?), u64::from(c.u32()?)),
+        Cell::Long => (u64::from(c.u32()?), c.u64()?),
+    })
+}
+
+/// Reads one serving cell and sets `mcc`, `mnc`, `lac`, `cell_id`.
+pub fn read_cell(c: &mut Cursor, e: &mut TelemetryEvent, cell: Cell) -> Option<()> {
+    let (mcc, mnc) = read_mcc_mnc(c, cell)?;
+    let (lac, cid) = read_lac_cid(c, cell)?;
+    set_cell(e, mcc, mnc, lac, cid);
+    Some(())
+}
+
+pub fn set_cell(e: &mut TelemetryEvent, mcc: u16, mnc: u16, lac: u64, cid: u64) {
+    e.set("mcc", attr::uint(mcc.into()));
+    e.set("mnc", attr::uint(mnc.into()));
+    e.set("lac", attr::uint(lac));
+    e.set("cell_id", attr::uint(cid));
+}
+
+/// The cell block of the status packets, led by its own length byte (counting itself).
+/// A zero length means "no cell"; a longer one has extra bytes that are skipped.
+pub fn read_cell_with_length(c: &mut Cursor, e: &mut TelemetryEvent, cell: Cell) -> Option<()> {
+    let len = usize::from(c.u8()?);
+    if len == 0 {
+        return Some(());
+    }
+    let start = c.position();
+    read_cell(c, e, cell)?;
+    let used = c.position().saturating_sub(start).saturating_add(1);
+    c.skip(len.saturating_sub(used))
+}
+
+/// The terminal-information byte: armed, ACC, charging, the 3-bit alarm, GPS tracking and
+/// oil/electricity cut. Returns the alarm the bits carry.
+pub fn set_terminal_info(e: &mut TelemetryEvent, info: u8) -> Option<&'static str> {
+    let bit = |n: u8| info & (1 << n) != 0;
+    e.set("terminal_info", attr::uint(info.into()));
+    e.set("armed", attr::boolean(bit(0)));
+    e.set("ignition", attr::boolean(bit(1)));
+    e.set("charging", attr::boolean(bit(2)));
+    e.set("gps_tracking", attr::boolean(bit(6)));
+    e.set("immobilized", attr::boolean(bit(7)));
+    match (info >> 3) & 0x07 {
+        0b001 => Some("vibration"),
+        0b010 => Some("power_cut"),
+        0b011 => Some("low_battery"),
+        0b100 => Some("sos"),
+        0b110 => Some("geofence"),
+        0b111 => Some("removing"),
+        _ => None,
+    }
+}
+
+/// The alarm byte of the status packets.
+pub fn alarm_name(code: u8) -> Option<&'static str> {
+    Some(match code {
+        0x01 => "sos",
+        0x02 => "power_cut",
+        0x03 => "vibration",
+        0x04 => "geofence_enter",
+        0x05 => "geofence_exit",
+        0x06 => "overspeed",
+        0x09 => "movement",
+        0x0E | 0x0F => "low_battery",
+        0x11 => "power_off",
+        0x13 => "tampering",
+        0x14 => "door",
+        0x23 => "fall_down",
+        0x29 => "hard_acceleration",
+        0x2A | 0x2B => "cornering",
+        0x2C => "accident",
+        0x30 => "hard_braking",
+        _ => return None,
+    })
+}
+
+/// The status block (terminal info, voltage level 0–6, GSM signal 0–4, alarm byte, then a
+/// language byte that is not read). Sets the attributes and `alarm`; returns whether an
+/// alarm is present. The alarm byte wins over the terminal bits, being more specific.
+///
+/// `wide_voltage`: some models send the voltage as u16 in 0.01 V instead of the 0–6 level
+/// (attribute `voltage` then, not `battery_level`).
+pub fn read_status(c: &mut Cursor, e: &mut TelemetryEvent, wide_voltage: bool) -> Option<bool> {
+    let info = c.u8()?;
+    let from_bits = set_terminal_info(e, info);
+    if wide_voltage {
+        e.set("voltage", attr::double(f64::from(c.u16()?) / 100.0));
+    } else {
+        e.set("battery_level", attr::uint(c.u8()?.into()));
+    }
+    e.set("gsm_signal", attr::uint(c.u8()?.into()));
+    let code = c.u8().unwrap_or_default();
+    if code != 0 {
+        e.set("alarm_code", attr::uint(code.into()));
+    }
+    match alarm_name(code).or(from_bits) {
+        Some(a) => {
+            e.set("alarm", attr::string(a));
+            Some(true)
+        }
+        None => Some(false),
+    }
+}
+
+/// Hex of a byte string, lower case, `:`-separated (MAC addresses).
+pub fn mac(b: &[u8]) -> String {
+    b.iter()
+        .map(|x| format!("{x:02x}"))
+        .collect::<Vec<_>>()
+        .join(":")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn civil_round_trip() {
+        assert_eq!(civil_to_secs(1970, 1, 1, 0, 0, 0), Some(0));
+        assert_eq!(civil_to_secs(2015, 10, 20, 14, 21, 11), Some(1_445_350_871));
+        let t = UNIX_EPOCH + Duration::from_secs(1_445_350_871);
+        assert_eq!(secs_to_civil(t), (2015, 10, 20, 14, 21, 11));
+        let t = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000-02-29
+        assert_eq!(secs_to_civil(t), (2000, 2, 29, 0, 0, 0));
+        assert_eq!(civil_to_secs(2000, 13, 1, 0, 0, 0), None);
+        assert_eq!(civil_to_secs(2000, 0, 0, 0, 0, 0), None);
+    }
+}

@@ -1,0 +1,86 @@
+//! Command traffic: the online command the server sends (`0x80`) and the device's replies
+//! (`0x15` ASCII, `0x21` ASCII or UTF-16BE), which carry the server flag back so the session
+//! layer can match a reply to its command.
+
+use bytes::Bytes;
+
+use super::block;
+use super::frame;
+use crate::event::attr;
+use crate::proto::{EventKind, TelemetryEvent};
+use crate::protocol::cursor::Cursor;
+use crate::protocol::CommandError;
+
+/// Online command protocol number.
+pub const ONLINE_COMMAND: u8 = 0x80;
+/// Language field of the online command: English.
+pub const LANGUAGE_ENGLISH: u16 = 0x0002;
+/// Longest command text: the u8 length field counts the 4-byte server flag too, and the
+/// whole content (length, flag, text, language) must fit the u8 frame length with the
+/// protocol number, serial and CRC (5 bytes).
+pub const MAX_COMMAND_LEN: usize = 255 - 5 - 1 - 4 - 2;
+
+/// Builds an online command frame: content = length of (flag + text) u8, server flag u32,
+/// ASCII text, language u16 (English).
+pub fn encode_online(text: &str, server_flag: u32, serial: u16) -> Result<Bytes, CommandError> {
+    if text.is_empty() || !text.is_ascii() || text.len() > MAX_COMMAND_LEN {
+        return Err(CommandError::Invalid(format!(
+            "GT06 commands are 1..={MAX_COMMAND_LEN} ASCII characters"
+        )));
+    }
+    let len = u8::try_from(4 + text.len())
+        .map_err(|_| CommandError::Invalid("command too long".into()))?;
+    let mut content = Vec::with_capacity(7 + text.len());
+    content.push(len);
+    content.extend_from_slice(&server_flag.to_be_bytes());
+    content.extend_from_slice(text.as_bytes());
+    content.extend_from_slice(&LANGUAGE_ENGLISH.to_be_bytes());
+    Ok(frame::encode(false, ONLINE_COMMAND, &content, serial))
+}
+
+fn response_event(flag: u32, text: String) -> TelemetryEvent {
+    let mut e = block::event(EventKind::CommandResponse);
+    e.set("server_flag", attr::uint(flag.into()));
+    e.set("response", attr::string(text));
+    e
+}
+
+/// `0x15`: length of (flag + text) u8, server flag u32, ASCII text, then language u16.
+/// A length that overruns the content is cut to what is there.
+pub fn response_ascii(content: &[u8]) -> Option<TelemetryEvent> {
+    let mut c = Cursor::new(content);
+    let len = usize::from(c.u8()?);
+    let flag = c.u32()?;
+    let n = len.saturating_sub(4).min(c.remaining());
+    let text = String::from_utf8_lossy(c.take(n)?).into_owned();
+    // Some models answer the ICCID query unprompted in this form: `<ICCID:8988...>`.
+    let iccid = text
+        .strip_prefix("<ICCID:")
+        .map(|t| t.trim_end_matches('>').to_string());
+    let mut e = response_event(flag, text);
+    if let Some(i) = iccid {
+        e.set("iccid", attr::string(i));
+    }
+    Some(e)
+}
+
+/// `0x21`: server flag u32, encoding u8 (1 = ASCII, otherwise UTF-16BE), text to the end.
+pub fn response_encoded(content: &[u8]) -> Option<TelemetryEvent> {
+    let mut c = Cursor::new(content);
+    let flag = c.u32()?;
+    let encoding = c.u8()?;
+    let raw = c.rest();
+    let text = if encoding == 1 {
+        String::from_utf8_lossy(raw).into_owned()
+    } else {
+        let units: Vec<u16> = raw
+            .chunks_exact(2)
+            .filter_map(|p| <[u8; 2]>::try_from(p).ok())
+            .map(u16::from_be_bytes)
+            .collect();
+        String::from_utf16_lossy(&units)
+    };
+    let mut e = response_event(flag, text);
+    e.set("encoding", attr::uint(encoding.into()));
+    Some(e)
+}

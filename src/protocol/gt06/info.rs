@@ -1,0 +1,112 @@
+//! Information transmission (`0x94`), time calibration (`0x8A`) and address requests
+//! (`0x1A`, `0x2A`) with their replies.
+
+use std::time::SystemTime;
+
+use bytes::Bytes;
+
+use super::block;
+use super::frame;
+use crate::event::attr;
+use crate::proto::{EventKind, TelemetryEvent};
+use crate::protocol::cursor::Cursor;
+
+/// The address reply's protocol number (English address).
+pub const ADDRESS_REPLY: u8 = 0x97;
+
+/// What we answer an address request with: no address, no phone, "0" alarm. The gateway
+/// does no reverse geocoding; this neutral reply (the form public servers send) only stops
+/// the device from waiting and retrying.
+pub const NEUTRAL_ADDRESS: &[u8] = b"NA&&NA&&0##";
+
+/// `0x8A`: the current UTC time as `YY MM DD hh mm ss`, in the framing the request came in,
+/// echoing its serial.
+pub fn time_reply(extended: bool, serial: u16, now: SystemTime) -> Bytes {
+    let (y, mo, d, h, mi, s) = block::secs_to_civil(now);
+    let yy = u8::try_from(y.saturating_sub(2000).clamp(0, 255)).unwrap_or_default();
+    frame::encode(extended, 0x8A, &[yy, mo, d, h, mi, s], serial)
+}
+
+/// The address reply: `79 79`, protocol `0x97`, content = text length u8, server flag u32
+/// (0), [`NEUTRAL_ADDRESS`]; the request's serial echoed.
+pub fn address_reply(serial: u16) -> Bytes {
+    let mut content = Vec::with_capacity(5 + NEUTRAL_ADDRESS.len());
+    content.push(NEUTRAL_ADDRESS.len() as u8);
+    content.extend_from_slice(&[0, 0, 0, 0]);
+    content.extend_from_slice(NEUTRAL_ADDRESS);
+    frame::encode(true, ADDRESS_REPLY, &content, serial)
+}
+
+/// An address request carries a GPS block, then (`0x2A`) a 21-byte phone number and
+/// alarm/language. Published as a position with `address_request` and `phone`.
+pub fn address_request(content: &[u8]) -> Option<TelemetryEvent> {
+    let mut c = Cursor::new(content);
+    let mut e = block::event(EventKind::Position);
+    block::read_gps(&mut c, &mut e)?;
+    e.set("address_request", attr::boolean(true));
+    if let Some(phone) = c.take(21) {
+        let phone: String = phone
+            .iter()
+            .filter(|b| b.is_ascii_graphic())
+            .map(|&b| char::from(b))
+            .collect();
+        if !phone.is_empty() {
+            e.set("phone", attr::string(phone));
+        }
+    }
+    Some(e)
+}
+
+/// `0x94`: a sub-type byte and its content. Kind STATUS with `info_type`; the simple
+/// sub-types are decoded, the rest kept as `info_content` bytes.
+pub fn information(content: &[u8]) -> Option<TelemetryEvent> {
+    let mut c = Cursor::new(content);
+    let sub = c.u8()?;
+    let mut e = block::event(EventKind::Status);
+    e.set("info_type", attr::uint(sub.into()));
+    let rest = c.rest();
+    let decoded = match sub {
+        // External power voltage, 0.01 V.
+        0x00 => c.u16().map(|v| {
+            e.set("external_voltage", attr::double(f64::from(v) / 100.0));
+        }),
+        // Terminal status synchronisation: ASCII `ALM1=..;ALM2=..;...`.
+        0x04 => {
+            let text = String::from_utf8_lossy(rest).into_owned();
+            e.set("status_sync", attr::string(text));
+            Some(())
+        }
+        // Door status: bit 0.
+        0x05 => c.u8().map(|b| {
+            e.set("door", attr::boolean(b & 1 != 0));
+        }),
+        // IMEI (8), IMSI (8), ICCID (10), all BCD.
+        0x0A => (|| {
+            c.skip(8)?;
+            let imsi = c.take(8)?;
+            let iccid = c.take(10)?;
+            e.set("imsi", attr::string(bcd_digits(imsi)));
+            e.set("iccid", attr::string(bcd_digits(iccid)));
+            Some(())
+        })(),
+        _ => None,
+    };
+    if decoded.is_none() {
+        e.set("info_content", attr::bytes(rest.to_vec()));
+    }
+    Some(e)
+}
+
+/// BCD digits with the padding nibbles (`F`) and a leading pad zero dropped.
+fn bcd_digits(b: &[u8]) -> String {
+    let s: String = b
+        .iter()
+        .flat_map(|x| [x >> 4, x & 0x0F])
+        .filter(|&n| n <= 9)
+        .map(|n| char::from(b'0' + n))
+        .collect();
+    match s.strip_prefix('0') {
+        Some(t) if s.len() == b.len() * 2 => t.to_string(),
+        _ => s,
+    }
+}

@@ -1,0 +1,221 @@
+//! Packet dispatch: turns one checked frame (after login) into events and the exact reply.
+//!
+//! The GPS/LBS/status families share one table-driven parser here; the multi-cell and Wi-Fi
+//! packets live in `lbs`, information/time/address in `info`, command traffic in `command`.
+//!
+//! A frame whose CRC holds was sent by the device, so content this parser cannot read is
+//! still published (kind UNKNOWN, raw bytes, `decode_error`) and acknowledged as its type
+//! would be: refusing it would only make the device resend it forever.
+
+use std::time::SystemTime;
+
+use bytes::Bytes;
+
+use super::block::{self, Cell};
+use super::frame::{self, RawFrame};
+use super::{command, info, lbs};
+use crate::event::attr;
+use crate::proto::{EventKind, TelemetryEvent};
+use crate::protocol::cursor::Cursor;
+
+/// What one packet produced.
+#[derive(Debug, Default)]
+pub struct Decoded {
+    pub events: Vec<TelemetryEvent>,
+    pub reply: Option<Bytes>,
+}
+
+/// The layout of a GPS/LBS/status packet.
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    gps: bool,
+    cell: Option<Cell>,
+    /// The cell block starts with its own length byte (the status packets).
+    cell_length: bool,
+    status: bool,
+    /// ACC, upload mode and re-upload flag follow (`0x22` family).
+    extras: bool,
+}
+
+const fn layout(gps: bool, cell: Option<Cell>, cell_length: bool, status: bool) -> Layout {
+    Layout {
+        gps,
+        cell,
+        cell_length,
+        status,
+        extras: false,
+    }
+}
+
+fn layout_of(protocol: u8, extended: bool) -> Option<Layout> {
+    use Cell::*;
+    Some(match protocol {
+        0x10 => layout(true, None, false, false),
+        0x11 => layout(true, Some(Wide), false, false),
+        0x12 | 0x31 | 0x1E => layout(true, Some(Standard), false, false),
+        0x22 | 0x37 | 0x2D => Layout {
+            extras: true,
+            ..layout(true, Some(Standard), false, false)
+        },
+        0xA0 => Layout {
+            extras: true,
+            ..layout(true, Some(Long), false, false)
+        },
+        0x16 | 0x26 | 0x27 => layout(true, Some(Standard), true, true),
+        // The basic form of 0x32 is GPS+LBS+status; the 79 79 form (AZ735) is not.
+        0x32 if !extended => layout(true, Some(Standard), true, true),
+        0xA3 | 0xA4 => layout(true, Some(Long), true, true),
+        0x19 => layout(false, Some(Standard), true, true),
+        0xA5 => layout(false, Some(Long), true, true),
+        _ => return None,
+    })
+}
+
+/// Decodes one packet. `now` is only used to answer time requests.
+pub fn decode(f: &RawFrame, now: SystemTime) -> Decoded {
+    let ack = || Some(frame::ack(f.extended, f.protocol, f.serial));
+    if let Some(count) = f.wifi_count {
+        return match lbs::wifi_variant(&f.content, count) {
+            Some(e) => Decoded {
+                events: vec![e],
+                reply: Some(frame::wifi_variant_reply(
+                    f.protocol,
+                    f.content.get(..6).unwrap_or_default(),
+                )),
+            },
+            None => unknown(f, "Wi-Fi packet shorter than its counts", None),
+        };
+    }
+    let parsed: Option<Decoded> = match f.protocol {
+        0x13 => status(&f.content).map(|e| one(e, ack())),
+        0x23 => heartbeat(&f.content).map(|e| one(e, ack())),
+        0x1A | 0x2A => info::address_request(&f.content).map(|e| Decoded {
+            events: vec![e],
+            reply: Some(info::address_reply(f.serial)),
+        }),
+        0x8A => Some(Decoded {
+            events: Vec::new(),
+            reply: Some(info::time_reply(f.extended, f.serial, now)),
+        }),
+        // Information transmission: the device expects no reply.
+        0x94 => info::information(&f.content).map(|e| one(e, None)),
+        // Command replies: 0x15 is acknowledged like any basic packet; the extended 0x21
+        // is not (the device does not wait for one).
+        0x15 => command::response_ascii(&f.content).map(|e| one(e, ack())),
+        0x21 => command::response_encoded(&f.content).map(|e| one(e, None)),
+        0x18 | 0x28 | 0x2E | 0x24 | 0x2C | 0xA1 | 0xA2 => {
+            lbs::multi_cell(f.protocol, &f.content).map(|e| one(e, ack()))
+        }
+        0x17 | 0x69 => Some(one(lbs::wifi_checked(f.protocol, &f.content), ack())),
+        // Server-to-device types echoed back: publish, never acknowledge a command.
+        0x80..=0x82 => return unknown(f, "server-to-device packet type", None),
+        p => match layout_of(p, f.extended) {
+            Some(l) => location(p, &f.content, l).map(|e| one(e, ack())),
+            None => return unknown(f, "", ack()),
+        },
+    };
+    match parsed {
+        Some(d) => d,
+        None => {
+            // The reply the type would have had, so the device moves on.
+            let reply = match f.protocol {
+                0x94 | 0x21 | 0x80..=0x82 => None,
+                _ => ack(),
+            };
+            unknown(f, "content shorter than its packet type", reply)
+        }
+    }
+}
+
+fn one(e: TelemetryEvent, reply: Option<Bytes>) -> Decoded {
+    Decoded {
+        events: vec![e],
+        reply,
+    }
+}
+
+/// An event carrying the packet as it came: kind UNKNOWN, `protocol_number`, `raw`
+/// (the content, without serial), and `decode_error` when a known type failed to parse.
+fn unknown(f: &RawFrame, error: &str, reply: Option<Bytes>) -> Decoded {
+    let mut e = block::event(EventKind::Unknown);
+    e.set("protocol_number", attr::uint(f.protocol.into()));
+    e.set("raw", attr::bytes(f.content.clone()));
+    if !error.is_empty() {
+        e.set("decode_error", attr::string(error));
+    }
+    Decoded {
+        events: vec![e],
+        reply,
+    }
+}
+
+/// A GPS/LBS/status packet. Kind POSITION with a GPS block, LBS without; ALARM whenever
+/// the packet reports an alarm, so alarm consumers need not inspect every position.
+fn location(protocol: u8, content: &[u8], l: Layout) -> Option<TelemetryEvent> {
+    let mut c = Cursor::new(content);
+    let mut e = block::event(if l.gps {
+        EventKind::Position
+    } else {
+        EventKind::Lbs
+    });
+    if l.gps {
+        block::read_gps(&mut c, &mut e)?;
+    }
+    if let Some(cell) = l.cell {
+        if l.cell_length {
+            block::read_cell_with_length(&mut c, &mut e, cell)?;
+        } else {
+            // A zero-filled cell block is still a cell block; some devices omit it entirely.
+            if c.remaining() > 0 {
+                block::read_cell(&mut c, &mut e, cell)?;
+            }
+        }
+    }
+    let mut alarm = false;
+    if l.status {
+        // 0x16/0x26 status blocks are 5 bytes; the 6-byte form some models send carries the
+        // voltage as u16 (the rest of the layout is unchanged).
+        let wide = matches!(protocol, 0x16 | 0x26) && c.remaining() == 6;
+        alarm = block::read_status(&mut c, &mut e, wide)?;
+    }
+    if l.extras && c.remaining() >= 3 {
+        let acc = c.u8()?;
+        e.set("ignition", attr::boolean(acc != 0));
+        e.set("upload_mode", attr::uint(c.u8()?.into()));
+        e.set("archive", attr::boolean(c.u8()? != 0));
+    }
+    if alarm {
+        e.kind = EventKind::Alarm as i32;
+    }
+    Some(e)
+}
+
+/// `0x13` status/heartbeat: terminal info, voltage level, GSM signal, alarm, language.
+/// Kind HEARTBEAT, or ALARM when it reports one.
+fn status(content: &[u8]) -> Option<TelemetryEvent> {
+    let mut c = Cursor::new(content);
+    let mut e = block::event(EventKind::Heartbeat);
+    if block::read_status(&mut c, &mut e, false)? {
+        e.kind = EventKind::Alarm as i32;
+    }
+    Some(e)
+}
+
+/// `0x23` heartbeat (GK310 and later): terminal info, voltage u16 in 0.01 V, GSM signal,
+/// language u16.
+fn heartbeat(content: &[u8]) -> Option<TelemetryEvent> {
+    let mut c = Cursor::new(content);
+    let mut e = block::event(EventKind::Heartbeat);
+    let alarm = block::set_terminal_info(&mut e, c.u8()?);
+    if let Some(v) = c.u16() {
+        e.set("voltage", attr::double(f64::from(v) / 100.0));
+    }
+    if let Some(g) = c.u8() {
+        e.set("gsm_signal", attr::uint(g.into()));
+    }
+    if let Some(a) = alarm {
+        e.set("alarm", attr::string(a));
+        e.kind = EventKind::Alarm as i32;
+    }
+    Some(e)
+}
