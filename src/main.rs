@@ -26,7 +26,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the gateway.
-    Serve(Settings),
+    Serve(Box<Settings>),
     /// Decode captured frames as the server would, printing events and replies.
     Decode {
         /// How the frames arrived: tcp (one stream, state carried across frames) or udp (each
@@ -50,6 +50,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(settings) => {
             let config = settings.load()?;
+
             init_tracing(config.log_format);
             raise_nofile_limit();
             let rt = tokio::runtime::Builder::new_multi_thread()
