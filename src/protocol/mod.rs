@@ -11,6 +11,7 @@ pub mod crc;
 pub mod cursor;
 pub mod detect;
 pub mod teltonika;
+pub mod wialon;
 
 use std::time::SystemTime;
 
@@ -19,7 +20,7 @@ use bytes::{Bytes, BytesMut};
 use crate::proto::{Protocol, TelemetryEvent, Transport};
 
 /// Every protocol the gateway speaks, in detection order.
-pub static REGISTRY: &[&dyn ProtocolModule] = &[&teltonika::Teltonika];
+pub static REGISTRY: &[&dyn ProtocolModule] = &[&teltonika::Teltonika, &wialon::Wialon];
 
 /// Looks a protocol up by its schema enum.
 pub fn module(protocol: Protocol) -> Option<&'static dyn ProtocolModule> {
