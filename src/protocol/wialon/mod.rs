@@ -872,10 +872,13 @@ impl Ctx {
     fn blackbox(&self, l: &Line<'_>) -> Result<Frame, DecodeError> {
         let mut segs: Vec<&[u8]> = l.body.split(|&b| b == b'|').collect();
         let last = segs.last().copied().unwrap_or_default();
-        let crc_seg = segs.len() > 1 && !last.contains(&b';');
+        // The CRC is the last `|` segment without a `;`; a 1.1 body may end in a bare `|`
+        // (then there is nothing to check) and a non-hex tail there is a broken record.
+        let crc_seg = segs.len() > 1
+            && !last.contains(&b';')
+            && (self.version == Version::V2 || last.is_empty() || crc::parse_field(last).is_some());
         if crc_seg {
             segs.pop();
-            // 1.1 firmware sometimes ends with a bare `|`: nothing to check then.
             if !(last.is_empty() && self.version == Version::V1) {
                 let covered = l.body.len().saturating_sub(last.len());
                 let data = l.body.get(..covered).unwrap_or_default();
