@@ -257,13 +257,21 @@ fn opt_u64(f: &[u8]) -> Result<Option<u64>, ()> {
 fn opt_sats(f: &[u8]) -> Result<Option<u32>, ()> {
     match opt_f64(f)? {
         None => Ok(None),
-        Some(v) if v >= 0.0 && v <= 1000.0 && v.fract() == 0.0 => Ok(Some(v as u32)),
+        Some(v) if (0.0..=1000.0).contains(&v) && v.fract() == 0.0 => Ok(Some(v as u32)),
         Some(_) => Err(()),
     }
 }
 
+/// A date or time field that is not a real UTC `DDMMYY` / `HHMMSS` (answer code `0`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadTime;
+
 /// `DDMMYY` + `HHMMSS[.fff]` (UTC) to seconds since the epoch. `Ok(None)`: both NA.
-pub fn parse_time(date: &[u8], time: &[u8]) -> Result<Option<i64>, ()> {
+pub fn parse_time(date: &[u8], time: &[u8]) -> Result<Option<i64>, BadTime> {
+    parse_time_inner(date, time).map_err(|()| BadTime)
+}
+
+fn parse_time_inner(date: &[u8], time: &[u8]) -> Result<Option<i64>, ()> {
     match (is_na(date), is_na(time)) {
         (true, true) => return Ok(None),
         (false, false) => {}

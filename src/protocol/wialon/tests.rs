@@ -186,7 +186,7 @@ fn short_data_v1_and_v2() {
     let body = "270413;205601;5544.6025;S;03739.6834;W;NA;NA;NA;0";
     let o = one(true, &v2("SD", body));
     assert_eq!(reply_of(&o), "#ASD#1\r\n");
-    let p = frame(&o).events[0].position.clone().unwrap();
+    let p = frame(&o).events[0].position.unwrap();
     assert!(p.latitude < 0.0 && p.longitude < 0.0);
     assert_eq!((p.speed, p.satellites, p.valid), (None, Some(0), false));
 }
