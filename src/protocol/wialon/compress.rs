@@ -18,7 +18,7 @@ pub const HEADER_LEN: usize = 3;
 pub enum Split {
     /// Not enough bytes yet.
     Incomplete,
-    /// A container of `total` bytes (header included) whose compressed data is `data`.
+    /// A container of `total` bytes, header included.
     Complete { total: usize },
 }
 
@@ -64,11 +64,11 @@ pub fn inflate(data: &[u8], cap: usize) -> Result<Vec<u8>, ContainerError> {
     let mut out = Vec::new();
     let read = if zlib_header {
         ZlibDecoder::new(data)
-            .take(limit as u64 + 1)
+            .take((limit as u64).saturating_add(1))
             .read_to_end(&mut out)
     } else {
         DeflateDecoder::new(data)
-            .take(limit as u64 + 1)
+            .take((limit as u64).saturating_add(1))
             .read_to_end(&mut out)
     };
     read.map_err(|e| ContainerError::Corrupt(e.to_string()))?;

@@ -558,7 +558,7 @@ impl Session {
                 let mut e = ctx.file_event(&up, "photo", String::from_utf8_lossy(name).into());
                 e.set("blocks", attr::uint(u64::from(last) + 1));
                 let reply = [block("1"), packet::reply("AI", "1")].concat();
-                Ok(ctx.frame(vec![e], reply.into()))
+                Ok(ctx.file_frame(e, &up, reply.into()))
             }
             Err(refused) => {
                 Err(
@@ -683,7 +683,7 @@ impl Session {
                 e.set("blocks", attr::uint(u64::from(last) + 1));
                 self.tacho = None;
                 let reply = [block("1"), packet::reply("AT", "1")].concat();
-                Ok(ctx.frame(vec![e], reply.into()))
+                Ok(ctx.file_frame(e, &up, reply.into()))
             }
             Err(refused) => {
                 if matches!(refused, file::Refused::TooLarge(_)) {
@@ -808,6 +808,14 @@ impl Ctx {
             reply: Some(reply),
             ..Default::default()
         }
+    }
+
+    /// The frame of a completed file: its digest covers the whole file, not only the last
+    /// block, so two files that end alike still get distinct event ids.
+    fn file_frame(&self, e: TelemetryEvent, up: &file::Upload, reply: Bytes) -> Frame {
+        let mut f = self.frame(vec![e], reply);
+        f.digest = digest(Protocol::WialonIps, &[&self.digest.to_be_bytes(), &up.data]);
+        f
     }
 
     fn event(&self, kind: EventKind) -> TelemetryEvent {

@@ -588,6 +588,34 @@ fn photo_reassembly_with_split_binary() {
 }
 
 #[test]
+fn compressed_photo_blocks_over_tcp_and_udp() {
+    let a = b"\r\n\x00";
+    let b = b"\xff";
+    let mut input = b"#L#1;NA\r\n".to_vec();
+    input.extend(compress::compress(&photo_block(0, 1, a, true)));
+    input.extend(photo_block(1, 1, b, true));
+    let (out, left) = feed(&mut tcp(), &input, 3);
+    assert_eq!(left, 0);
+    assert_eq!(reply_of(&out[1]), "#AI#0;1\r\n");
+    assert_eq!(reply_of(&out[2]), "#AI#1;1\r\n#AI#1\r\n");
+    assert_eq!(
+        attr_of(&frame(&out[2]).events[0], "data"),
+        &Value::BytesValue(b"\r\n\x00\xff".to_vec())
+    );
+    let mut s = udp();
+    let dg = [&b"77#"[..], &photo_block(0, 0, a, true)[1..]].concat();
+    let (out, _) = feed(&mut s, &compress::compress(&dg), usize::MAX);
+    assert_eq!(reply_of(&out[0]), "#AI#0;1\r\n#AI#1\r\n");
+    assert_eq!(frame(&out[0]).login.as_deref(), Some("77"));
+    // A block shorter than announced in a datagram is refused, not awaited.
+    let mut short = dg.clone();
+    short.pop();
+    let (out, left) = feed(&mut udp(), &short, usize::MAX);
+    assert_eq!(out[0].as_ref().unwrap_err().kind, ErrorKind::BadLength);
+    assert_eq!(left, 0);
+}
+
+#[test]
 fn photo_errors() {
     let bin = b"abc";
     let mut input = b"#L#1;NA\r\n".to_vec();
