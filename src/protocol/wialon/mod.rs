@@ -74,6 +74,8 @@ pub fn probe(prefix: &[u8], transport: Transport) -> Probe {
             Some(&[lo, hi]) => {
                 let size = usize::from(u16::from_le_bytes([lo, hi]));
                 // The smallest DEFLATE stream is 2 bytes; a UDP datagram must hold the whole block.
+                // `probe` has no `Limits`: the default cap bounds plausibility here, the session
+                // enforces the configured one.
                 let fits = transport != Transport::Udp
                     || prefix.len() >= compress::HEADER_LEN.saturating_add(size);
                 if size >= 2 && size <= Limits::default().wialon_max_packet_bytes && fits {

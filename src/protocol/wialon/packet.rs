@@ -466,6 +466,9 @@ pub fn text_attr(b: &[u8]) -> AttributeValue {
 ///   `valid` = "satellites not reported, or more than zero". Without coordinates, speed, course,
 ///   height, satellites and hdop go to attributes of the same names so nothing is lost.
 /// - `SOS:1:1` makes the event an ALARM (`alarm = "sos"`) that still carries the position.
+/// - `NA` date and time: `device_time` is `now` and `time_from_server = true` says so.
+/// - Params are set first, so a param named like a structured field (`inputs`, `adc1`) cannot
+///   shadow what the packet's own field said.
 pub fn record_event(r: &Record, now: SystemTime, blackbox: bool) -> TelemetryEvent {
     let mut e = TelemetryEvent {
         protocol: Protocol::WialonIps as i32,
