@@ -12,6 +12,7 @@ pub mod cursor;
 pub mod detect;
 pub mod gt06;
 pub mod teltonika;
+pub mod wialon;
 
 use std::time::SystemTime;
 
@@ -20,7 +21,8 @@ use bytes::{Bytes, BytesMut};
 use crate::proto::{Protocol, TelemetryEvent, Transport};
 
 /// Every protocol the gateway speaks, in detection order.
-pub static REGISTRY: &[&dyn ProtocolModule] = &[&teltonika::Teltonika, &gt06::Gt06];
+pub static REGISTRY: &[&dyn ProtocolModule] =
+    &[&teltonika::Teltonika, &wialon::Wialon, &gt06::Gt06];
 
 /// Looks a protocol up by its schema enum.
 pub fn module(protocol: Protocol) -> Option<&'static dyn ProtocolModule> {

@@ -1,0 +1,646 @@
+//! Wialon IPS text packets: splitting `[2.0;imei]#TYPE#body`, the SD/D record bodies and their
+//! reply codes, rendering records back to text (for tests and tools), and records to events.
+//!
+//! Everything works on bytes: the separators (`#;,:|`) are ASCII, so splitting is safe for
+//! UTF-8 and for the single-byte code pages some firmware still uses; only values are decoded.
+
+use std::time::SystemTime;
+
+use bytes::Bytes;
+
+use crate::event::{attr, timestamp, timestamp_secs};
+use crate::proto::{AttributeValue, EventKind, Position, Protocol, TelemetryEvent};
+
+use super::crc;
+
+/// Protocol version a device speaks: 1.1 packets carry no CRC, 2.0 packets do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Version {
+    #[default]
+    V1,
+    V2,
+}
+
+/// Longest IMEI / serial number we accept as a device id.
+pub const MAX_ID_LEN: usize = 64;
+
+/// One text packet split into its parts. `text` is `#TYPE#body` (no UDP prefix, no `\r\n`).
+#[derive(Debug, Clone, Copy)]
+pub struct Line<'a> {
+    /// The UDP form's `[version;]imei` before the first `#`.
+    pub prefix: Option<(Version, &'a [u8])>,
+    /// Packet type, upper-cased (the spec's own example writes `#l#` for `#I#`).
+    pub ty: PacketType,
+    pub body: &'a [u8],
+    pub text: &'a [u8],
+}
+
+/// The packet types a device may send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PacketType {
+    Login,
+    ShortData,
+    Data,
+    Ping,
+    Blackbox,
+    Message,
+    Image,
+    TachoInfo,
+    TachoBlock,
+    /// Anything else (including server-to-device types sent back to us).
+    Other,
+}
+
+impl PacketType {
+    fn from_bytes(ty: &[u8]) -> Self {
+        let mut up = [0u8; 3];
+        if ty.len() > up.len() {
+            return PacketType::Other;
+        }
+        for (d, s) in up.iter_mut().zip(ty) {
+            *d = s.to_ascii_uppercase();
+        }
+        match up.get(..ty.len()).unwrap_or_default() {
+            b"L" => PacketType::Login,
+            b"SD" => PacketType::ShortData,
+            b"D" => PacketType::Data,
+            b"P" => PacketType::Ping,
+            b"B" => PacketType::Blackbox,
+            b"M" => PacketType::Message,
+            b"I" => PacketType::Image,
+            b"IT" => PacketType::TachoInfo,
+            b"T" => PacketType::TachoBlock,
+            _ => PacketType::Other,
+        }
+    }
+}
+
+/// Splits a packet line (terminator already removed). `None` = not a Wialon packet at all.
+pub fn split_line(line: &[u8]) -> Option<Line<'_>> {
+    let hash = line.iter().position(|&b| b == b'#')?;
+    let (head, text) = line.split_at(hash);
+    let prefix = if head.is_empty() {
+        None
+    } else {
+        Some(parse_prefix(head)?)
+    };
+    let rest = text.get(1..)?;
+    let end = rest.iter().take(4).position(|&b| b == b'#')?;
+    let ty = rest.get(..end)?;
+    if ty.is_empty() || !ty.iter().all(u8::is_ascii_alphabetic) {
+        return None;
+    }
+    let body = rest.get(end + 1..)?;
+    Some(Line {
+        prefix,
+        ty: PacketType::from_bytes(ty),
+        body,
+        text,
+    })
+}
+
+/// `2.0;imei` or `imei` (the UDP form's device id).
+pub fn parse_prefix(head: &[u8]) -> Option<(Version, &[u8])> {
+    let (version, id) = match head.iter().position(|&b| b == b';') {
+        Some(i) => {
+            let (v, id) = head.split_at(i);
+            if !is_version(v) {
+                return None;
+            }
+            (Version::V2, id.get(1..)?)
+        }
+        None => (Version::V1, head),
+    };
+    valid_id(id).then_some((version, id))
+}
+
+/// `2.0` (any `digits.digits`: a future minor version should not lock devices out).
+pub fn is_version(v: &[u8]) -> bool {
+    let mut parts = v.splitn(2, |&b| b == b'.');
+    let major = parts.next().unwrap_or_default();
+    let minor = parts.next().unwrap_or_default();
+    !major.is_empty()
+        && !minor.is_empty()
+        && major.len() <= 3
+        && minor.len() <= 3
+        && major.iter().chain(minor).all(u8::is_ascii_digit)
+        && major != b"1"
+}
+
+/// A device id: printable ASCII without separators, bounded.
+pub fn valid_id(id: &[u8]) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_ID_LEN
+        && id
+            .iter()
+            .all(|&b| b.is_ascii_graphic() && !matches!(b, b'#' | b';' | b'|' | b','))
+}
+
+/// `#TYPE#code\r\n`.
+pub fn reply(ty: &str, code: &str) -> Bytes {
+    Bytes::from(format!("#{ty}#{code}\r\n"))
+}
+
+/// Why a record body was refused, with the spec's reply code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordError {
+    Structure,
+    Time,
+    Coordinates,
+    Motion,
+    Satellites,
+    InputsOutputs,
+    Adc,
+    Params,
+}
+
+impl RecordError {
+    /// The code in `#ASD#`/`#AD#` answers.
+    pub fn code(self) -> &'static str {
+        match self {
+            RecordError::Structure => "-1",
+            RecordError::Time => "0",
+            RecordError::Coordinates => "10",
+            RecordError::Motion => "11",
+            RecordError::Satellites => "12",
+            RecordError::InputsOutputs => "13",
+            RecordError::Adc => "14",
+            RecordError::Params => "15",
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            RecordError::Structure => "wrong number of fields",
+            RecordError::Time => "bad date or time",
+            RecordError::Coordinates => "bad coordinates",
+            RecordError::Motion => "bad speed, course or height",
+            RecordError::Satellites => "bad satellites or hdop",
+            RecordError::InputsOutputs => "bad inputs or outputs",
+            RecordError::Adc => "bad adc",
+            RecordError::Params => "bad parameters",
+        }
+    }
+}
+
+/// A typed parameter value (`NAME:TYPE:VALUE`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum ParamValue {
+    Int(i64),
+    Double(f64),
+    /// Raw bytes: UTF-8 in practice, but kept losslessly when it is not.
+    Text(Vec<u8>),
+}
+
+/// One SD or D record. `None` = the device sent `NA` (or an empty field).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Record {
+    /// Seconds since the epoch; `None` when date and time were both `NA` (= "now").
+    pub time: Option<i64>,
+    /// Signed decimal degrees.
+    pub latitude: Option<f64>,
+    pub longitude: Option<f64>,
+    pub speed: Option<f64>,
+    pub course: Option<f64>,
+    pub height: Option<f64>,
+    pub satellites: Option<u32>,
+    /// The remaining fields exist only in D records.
+    pub hdop: Option<f64>,
+    pub inputs: Option<u64>,
+    pub outputs: Option<u64>,
+    /// adc1..adcN; an `NA` inside the list leaves a hole.
+    pub adc: Vec<Option<f64>>,
+    pub ibutton: Option<Vec<u8>>,
+    pub params: Vec<(String, ParamValue)>,
+}
+
+/// Fields in an SD body / a D body, without the CRC.
+pub const SD_FIELDS: usize = 10;
+pub const D_FIELDS: usize = 16;
+
+fn is_na(f: &[u8]) -> bool {
+    f.is_empty() || f.eq_ignore_ascii_case(b"NA")
+}
+
+fn text(f: &[u8]) -> Option<&str> {
+    std::str::from_utf8(f).ok()
+}
+
+/// A finite decimal number; `Ok(None)` for NA.
+fn opt_f64(f: &[u8]) -> Result<Option<f64>, ()> {
+    if is_na(f) {
+        return Ok(None);
+    }
+    // Rust's float parser also takes "inf", "NaN" and "1e5"; devices only write plain decimals.
+    if !f
+        .iter()
+        .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+'))
+    {
+        return Err(());
+    }
+    let v: f64 = text(f).ok_or(())?.parse().map_err(|_| ())?;
+    if v.is_finite() {
+        Ok(Some(v))
+    } else {
+        Err(())
+    }
+}
+
+fn opt_u64(f: &[u8]) -> Result<Option<u64>, ()> {
+    if is_na(f) {
+        return Ok(None);
+    }
+    text(f).ok_or(())?.parse::<u64>().map(Some).map_err(|_| ())
+}
+
+/// Satellites: an integer, though some firmware writes `4.0`.
+fn opt_sats(f: &[u8]) -> Result<Option<u32>, ()> {
+    match opt_f64(f)? {
+        None => Ok(None),
+        Some(v) if (0.0..=1000.0).contains(&v) && v.fract() == 0.0 => Ok(Some(v as u32)),
+        Some(_) => Err(()),
+    }
+}
+
+/// A date or time field that is not a real UTC `DDMMYY` / `HHMMSS` (answer code `0`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BadTime;
+
+/// `DDMMYY` + `HHMMSS[.fff]` (UTC) to seconds since the epoch. `Ok(None)`: both NA.
+pub fn parse_time(date: &[u8], time: &[u8]) -> Result<Option<i64>, BadTime> {
+    parse_time_inner(date, time).map_err(|()| BadTime)
+}
+
+fn parse_time_inner(date: &[u8], time: &[u8]) -> Result<Option<i64>, ()> {
+    match (is_na(date), is_na(time)) {
+        (true, true) => return Ok(None),
+        (false, false) => {}
+        _ => return Err(()),
+    }
+    let digits = |s: &[u8]| -> Result<[u32; 3], ()> {
+        if s.len() != 6 || !s.iter().all(u8::is_ascii_digit) {
+            return Err(());
+        }
+        let n = |i: usize| -> u32 {
+            s.get(i..i + 2)
+                .map(|p| p.iter().fold(0u32, |a, &d| a * 10 + u32::from(d - b'0')))
+                .unwrap_or_default()
+        };
+        Ok([n(0), n(2), n(4)])
+    };
+    // Some firmware appends fractional seconds: dropped (records have second resolution).
+    let time = match time.iter().position(|&b| b == b'.') {
+        Some(i)
+            if time
+                .get(i + 1..)
+                .is_some_and(|f| f.iter().all(u8::is_ascii_digit)) =>
+        {
+            time.get(..i).ok_or(())?
+        }
+        Some(_) => return Err(()),
+        None => time,
+    };
+    let [day, month, yy] = digits(date)?;
+    let [h, m, s] = digits(time)?;
+    let year = 2000 + i64::from(yy);
+    if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
+        return Err(());
+    }
+    if h > 23 || m > 59 || s > 59 {
+        return Err(());
+    }
+    let days = days_from_civil(year, month, day);
+    Ok(Some(
+        days * 86_400 + i64::from(h) * 3600 + i64::from(m) * 60 + i64::from(s),
+    ))
+}
+
+fn days_in_month(year: i64, month: u32) -> u32 {
+    match month {
+        2 if (year % 4 == 0 && year % 100 != 0) || year % 400 == 0 => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
+/// Days since 1970-01-01 (Howard Hinnant's algorithm; inputs are already range-checked).
+fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let m = i64::from(month);
+    let mp = if m > 2 { m - 3 } else { m + 9 };
+    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// `DDMM.MMMM;N` / `DDDMM.MMMM;E` to signed degrees. `Ok(None)`: `NA;NA`.
+fn parse_coord(value: &[u8], hemi: &[u8], max_deg: f64) -> Result<Option<f64>, ()> {
+    if is_na(value) && is_na(hemi) {
+        return Ok(None);
+    }
+    let raw = opt_f64(value)?.ok_or(())?;
+    if raw < 0.0 {
+        // The hemisphere carries the sign; a negative value is ambiguous.
+        return Err(());
+    }
+    let deg = (raw / 100.0).trunc();
+    let min = raw - deg * 100.0;
+    if min >= 60.0 {
+        return Err(());
+    }
+    let v = deg + min / 60.0;
+    if v > max_deg {
+        return Err(());
+    }
+    let sign = match hemi {
+        [b'N' | b'n' | b'E' | b'e'] => 1.0,
+        [b'S' | b's' | b'W' | b'w'] => -1.0,
+        _ => return Err(()),
+    };
+    Ok(Some(sign * v))
+}
+
+/// Parses an SD (10 fields) or D (16 fields) body whose CRC, if any, was already removed.
+pub fn parse_record(fields: &[&[u8]]) -> Result<Record, RecordError> {
+    use RecordError as E;
+    let full = match fields.len() {
+        SD_FIELDS => false,
+        D_FIELDS => true,
+        _ => return Err(E::Structure),
+    };
+    let f = |i: usize| fields.get(i).copied().unwrap_or_default();
+    let mut r = Record {
+        time: parse_time(f(0), f(1)).map_err(|_| E::Time)?,
+        ..Default::default()
+    };
+    let lat = parse_coord(f(2), f(3), 90.0).map_err(|_| E::Coordinates)?;
+    let lon = parse_coord(f(4), f(5), 180.0).map_err(|_| E::Coordinates)?;
+    match (lat, lon) {
+        (Some(_), Some(_)) | (None, None) => {}
+        _ => return Err(E::Coordinates),
+    }
+    r.latitude = lat;
+    r.longitude = lon;
+    r.speed = opt_f64(f(6)).map_err(|_| E::Motion)?;
+    r.course = opt_f64(f(7)).map_err(|_| E::Motion)?;
+    r.height = opt_f64(f(8)).map_err(|_| E::Motion)?;
+    if r.speed.is_some_and(|v| v < 0.0) || r.course.is_some_and(|v| !(0.0..=360.0).contains(&v)) {
+        return Err(E::Motion);
+    }
+    r.satellites = opt_sats(f(9)).map_err(|_| E::Satellites)?;
+    if !full {
+        return Ok(r);
+    }
+    r.hdop = opt_f64(f(10)).map_err(|_| E::Satellites)?;
+    if r.hdop.is_some_and(|v| v < 0.0) {
+        return Err(E::Satellites);
+    }
+    r.inputs = opt_u64(f(11)).map_err(|_| E::InputsOutputs)?;
+    r.outputs = opt_u64(f(12)).map_err(|_| E::InputsOutputs)?;
+    r.adc = parse_adc(f(13)).map_err(|_| E::Adc)?;
+    r.ibutton = (!is_na(f(14))).then(|| f(14).to_vec());
+    r.params = parse_params(f(15)).map_err(|_| E::Params)?;
+    Ok(r)
+}
+
+fn parse_adc(f: &[u8]) -> Result<Vec<Option<f64>>, ()> {
+    if is_na(f) {
+        return Ok(Vec::new());
+    }
+    f.split(|&b| b == b',').map(opt_f64).collect()
+}
+
+fn parse_params(f: &[u8]) -> Result<Vec<(String, ParamValue)>, ()> {
+    if is_na(f) {
+        return Ok(Vec::new());
+    }
+    f.split(|&b| b == b',')
+        .map(|p| {
+            let mut parts = p.splitn(3, |&b| b == b':');
+            let name = parts.next().unwrap_or_default();
+            let ty = parts.next().ok_or(())?;
+            let value = parts.next().ok_or(())?;
+            if name.is_empty() {
+                return Err(());
+            }
+            let value = match ty {
+                b"1" => ParamValue::Int(text(value).ok_or(())?.parse().map_err(|_| ())?),
+                b"2" => ParamValue::Double(opt_f64(value)?.ok_or(())?),
+                b"3" => ParamValue::Text(value.to_vec()),
+                _ => return Err(()),
+            };
+            // Keys must be strings; a non-UTF-8 name is kept readable, not byte-exact.
+            Ok((String::from_utf8_lossy(name).into_owned(), value))
+        })
+        .collect()
+}
+
+/// Splits `body` into its `;` fields and, when a CRC is present, checks it over everything up
+/// to and including the last `;`. `with_crc`: the CRC field is there (decided by the caller
+/// from the field count or the session's version).
+pub fn split_checked(body: &[u8], with_crc: bool) -> (Vec<&[u8]>, Option<bool>) {
+    let mut fields: Vec<&[u8]> = body.split(|&b| b == b';').collect();
+    if !with_crc {
+        return (fields, None);
+    }
+    let crc_field = fields.pop().unwrap_or_default();
+    let covered = body.len().saturating_sub(crc_field.len());
+    let data = body.get(..covered).unwrap_or_default();
+    (fields, Some(crc::check(data, crc_field).unwrap_or(false)))
+}
+
+/// A string attribute when the bytes are UTF-8, the bytes themselves otherwise (lossless).
+pub fn text_attr(b: &[u8]) -> AttributeValue {
+    match std::str::from_utf8(b) {
+        Ok(s) => attr::string(s),
+        Err(_) => attr::bytes(b.to_vec()),
+    }
+}
+
+/// The event for one record. `blackbox`: it came in a `#B#` packet.
+///
+/// - `position` is set only when the device sent coordinates (never 0,0 for `NA`); then
+///   `valid` = "satellites not reported, or more than zero". Without coordinates, speed, course,
+///   height, satellites and hdop go to attributes of the same names so nothing is lost.
+/// - `SOS:1:1` makes the event an ALARM (`alarm = "sos"`) that still carries the position.
+/// - `NA` date and time: `device_time` is `now` and `time_from_server = true` says so.
+/// - Params are set first, so a param named like a structured field (`inputs`, `adc1`) cannot
+///   shadow what the packet's own field said.
+pub fn record_event(r: &Record, now: SystemTime, blackbox: bool) -> TelemetryEvent {
+    let mut e = TelemetryEvent {
+        protocol: Protocol::WialonIps as i32,
+        kind: EventKind::Position as i32,
+        device_time: Some(match r.time {
+            Some(t) => timestamp_secs(t),
+            None => timestamp(now),
+        }),
+        ..Default::default()
+    };
+    for (name, value) in &r.params {
+        let v = match value {
+            ParamValue::Int(i) => attr::int(*i),
+            ParamValue::Double(d) => attr::double(*d),
+            ParamValue::Text(t) => text_attr(t),
+        };
+        e.set(name.clone(), v);
+    }
+    if r.time.is_none() {
+        e.set("time_from_server", attr::boolean(true));
+    }
+    match (r.latitude, r.longitude) {
+        (Some(latitude), Some(longitude)) => {
+            e.position = Some(Position {
+                latitude,
+                longitude,
+                altitude: r.height,
+                speed: r.speed,
+                course: r.course,
+                satellites: r.satellites,
+                hdop: r.hdop,
+                valid: r.satellites.is_none_or(|s| s > 0),
+            });
+        }
+        _ => {
+            let opt = [
+                ("speed", r.speed),
+                ("course", r.course),
+                ("altitude", r.height),
+                ("hdop", r.hdop),
+            ];
+            for (k, v) in opt {
+                if let Some(v) = v {
+                    e.set(k, attr::double(v));
+                }
+            }
+            if let Some(s) = r.satellites {
+                e.set("satellites", attr::uint(s.into()));
+            }
+        }
+    }
+    if let Some(v) = r.inputs {
+        e.set("inputs", attr::uint(v));
+    }
+    if let Some(v) = r.outputs {
+        e.set("outputs", attr::uint(v));
+    }
+    for (i, v) in r.adc.iter().enumerate() {
+        if let Some(v) = v {
+            e.set(format!("adc{}", i.saturating_add(1)), attr::double(*v));
+        }
+    }
+    if let Some(b) = &r.ibutton {
+        e.set("ibutton", text_attr(b));
+    }
+    if blackbox {
+        e.set("blackbox", attr::boolean(true));
+    }
+    let sos = r
+        .params
+        .iter()
+        .any(|(n, v)| n == "SOS" && *v == ParamValue::Int(1));
+    if sos {
+        e.kind = EventKind::Alarm as i32;
+        e.set("alarm", attr::string("sos"));
+    }
+    e
+}
+
+/// Renders a record body (SD when `full` is false). Numbers use Rust's shortest round-trip
+/// form, so parsing the output gives the same values back (coordinates to 1e-9 degrees).
+pub fn render_record(r: &Record, full: bool) -> String {
+    fn opt<T: std::fmt::Display>(v: &Option<T>) -> String {
+        v.as_ref()
+            .map_or_else(|| "NA".to_string(), |v| v.to_string())
+    }
+    fn coord(v: Option<f64>, pos: char, neg: char) -> String {
+        match v {
+            None => "NA;NA".into(),
+            Some(v) => {
+                let a = v.abs();
+                let deg = a.trunc();
+                let ddmm = deg * 100.0 + (a - deg) * 60.0;
+                format!("{ddmm:.9};{}", if v < 0.0 { neg } else { pos })
+            }
+        }
+    }
+    let (date, time) = match r.time {
+        None => ("NA".to_string(), "NA".to_string()),
+        Some(t) => {
+            let days = t.div_euclid(86_400);
+            let secs = t.rem_euclid(86_400);
+            let (y, m, d) = civil_from_days(days);
+            (
+                format!("{d:02}{m:02}{:02}", y.rem_euclid(100)),
+                format!("{:02}{:02}{:02}", secs / 3600, (secs / 60) % 60, secs % 60),
+            )
+        }
+    };
+    let mut s = format!(
+        "{date};{time};{};{};{};{};{};{}",
+        coord(r.latitude, 'N', 'S'),
+        coord(r.longitude, 'E', 'W'),
+        opt(&r.speed),
+        opt(&r.course),
+        opt(&r.height),
+        opt(&r.satellites),
+    );
+    if full {
+        let adc: Vec<String> = r.adc.iter().map(opt).collect();
+        let params: Vec<String> = r
+            .params
+            .iter()
+            .map(|(n, v)| match v {
+                ParamValue::Int(i) => format!("{n}:1:{i}"),
+                ParamValue::Double(d) => format!("{n}:2:{d}"),
+                ParamValue::Text(t) => format!("{n}:3:{}", String::from_utf8_lossy(t)),
+            })
+            .collect();
+        s.push_str(&format!(
+            ";{};{};{};{};{};{}",
+            opt(&r.hdop),
+            opt(&r.inputs),
+            opt(&r.outputs),
+            adc.join(","),
+            r.ibutton
+                .as_deref()
+                .map_or_else(|| "NA".into(), |b| String::from_utf8_lossy(b).into_owned()),
+            params.join(","),
+        ));
+    }
+    s
+}
+
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// Appends `;CRC` (2.0) to a body that ends in its last field.
+pub fn with_crc(body: &str) -> String {
+    let covered = format!("{body};");
+    let c = crc::render(covered.as_bytes());
+    format!("{covered}{c}")
+}
+
+/// `yyyymmdd_hhmmss` (UTC) for ddd-file names.
+pub fn format_file_time(t: i64) -> String {
+    let (y, m, d) = civil_from_days(t.div_euclid(86_400));
+    let s = t.rem_euclid(86_400);
+    format!(
+        "{y:04}{m:02}{d:02}_{:02}{:02}{:02}",
+        s / 3600,
+        (s / 60) % 60,
+        s % 60
+    )
+}
