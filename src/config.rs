@@ -5,6 +5,7 @@
 //! then the built-in default. [`Settings`] is the raw, all-optional layer that clap and serde
 //! both fill; [`Config`] is the resolved result the gateway runs on.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -26,6 +27,8 @@ pub enum SinkKind {
     Mqtt,
     /// Canonical JSON lines on standard output.
     Stdout,
+    /// A Kafka cluster (`--kafka-brokers`).
+    Kafka,
 }
 
 /// Log line format.
@@ -65,6 +68,28 @@ pub struct Settings {
     /// External MQTT broker for `--sink mqtt`: mqtt://[user[:password]@]host[:port].
     #[arg(long, env = "AVLGATE_MQTT_URL")]
     pub mqtt_url: Option<String>,
+
+    /// Kafka bootstrap servers for `--sink kafka`: host:port[,host:port].
+    #[arg(long, env = "AVLGATE_KAFKA_BROKERS")]
+    pub kafka_brokers: Option<String>,
+
+    /// A librdkafka setting, key=value (repeatable; comma-separated in the environment),
+    /// e.g. security.protocol=SASL_SSL. Applied over the gateway's producer defaults.
+    #[arg(long = "kafka-option", env = "AVLGATE_KAFKA_OPTIONS", value_delimiter = ',', value_parser = crate::sink::kafka::parse_option)]
+    #[serde(skip)]
+    pub kafka_option: Option<Vec<(String, String)>>,
+
+    /// librdkafka settings from the configuration file: a `[kafka_options]` table.
+    #[arg(skip)]
+    pub kafka_options: Option<BTreeMap<String, String>>,
+
+    /// Kafka topic for events. Default `avlgate.events`.
+    #[arg(long, env = "AVLGATE_KAFKA_EVENTS_TOPIC")]
+    pub kafka_events_topic: Option<String>,
+
+    /// Kafka topic for command results. Default `avlgate.command-results`.
+    #[arg(long, env = "AVLGATE_KAFKA_COMMAND_RESULTS_TOPIC")]
+    pub kafka_command_results_topic: Option<String>,
 
     /// Where the embedded broker listens. Default 127.0.0.1:1883.
     #[arg(long, env = "AVLGATE_EMBEDDED_MQTT_LISTEN")]
@@ -146,6 +171,11 @@ impl Settings {
             format,
             topic_prefix,
             mqtt_url,
+            kafka_brokers,
+            kafka_option,
+            kafka_options,
+            kafka_events_topic,
+            kafka_command_results_topic,
             embedded_mqtt_listen,
             gateway_name,
             metrics_listen,
@@ -185,6 +215,12 @@ impl Settings {
         if sink == SinkKind::Mqtt && self.mqtt_url.is_none() {
             anyhow::bail!("--sink mqtt needs --mqtt-url mqtt://host:port");
         }
+        if sink == SinkKind::Kafka && self.kafka_brokers.as_deref().is_none_or(str::is_empty) {
+            anyhow::bail!("--sink kafka needs --kafka-brokers host:port[,host:port]");
+        }
+        let mut kafka_options: Vec<(String, String)> =
+            self.kafka_options.unwrap_or_default().into_iter().collect();
+        kafka_options.extend(self.kafka_option.unwrap_or_default());
         let listen = self
             .listen
             .filter(|l| !l.is_empty())
@@ -200,6 +236,16 @@ impl Settings {
             },
             topic_prefix: self.topic_prefix.unwrap_or_else(|| "avlgate".into()),
             mqtt_url: self.mqtt_url,
+            kafka: KafkaConfig {
+                brokers: self.kafka_brokers.unwrap_or_default(),
+                options: kafka_options,
+                events_topic: self
+                    .kafka_events_topic
+                    .unwrap_or_else(|| "avlgate.events".into()),
+                command_results_topic: self
+                    .kafka_command_results_topic
+                    .unwrap_or_else(|| "avlgate.command-results".into()),
+            },
             embedded_mqtt_listen: self
                 .embedded_mqtt_listen
                 .unwrap_or_else(|| "127.0.0.1:1883".parse().expect("valid literal")),
@@ -250,6 +296,7 @@ pub struct Config {
     pub format: Format,
     pub topic_prefix: String,
     pub mqtt_url: Option<String>,
+    pub kafka: KafkaConfig,
     pub embedded_mqtt_listen: SocketAddr,
     pub gateway_name: String,
     pub metrics_listen: SocketAddr,
@@ -258,6 +305,16 @@ pub struct Config {
     pub in_flight: InFlightLimits,
     pub drain_timeout: Duration,
     pub limits: Limits,
+}
+
+/// Kafka settings (used by `--sink kafka`).
+#[derive(Debug, Clone, Default)]
+pub struct KafkaConfig {
+    pub brokers: String,
+    /// librdkafka settings, file table first, then flags/environment (later wins).
+    pub options: Vec<(String, String)>,
+    pub events_topic: String,
+    pub command_results_topic: String,
 }
 
 #[cfg(test)]
@@ -294,6 +351,34 @@ mod tests {
             ..Default::default()
         };
         assert!(s.resolve().is_err());
+    }
+
+    #[test]
+    fn kafka_needs_brokers_and_takes_options_from_file_and_flags() {
+        let s = Settings {
+            sink: Some(SinkKind::Kafka),
+            ..Default::default()
+        };
+        assert!(s.resolve().is_err());
+        let file: Settings = toml::from_str(
+            "sink = \"kafka\"\nkafka_brokers = \"127.0.0.1:9092\"\n[kafka_options]\n\"security.protocol\" = \"SASL_SSL\"\n",
+        )
+        .unwrap();
+        let flags = Settings {
+            kafka_option: Some(vec![("linger.ms".into(), "20".into())]),
+            ..Default::default()
+        };
+        let c = flags.over(file).resolve().unwrap();
+        assert_eq!(c.sink, SinkKind::Kafka);
+        assert_eq!(c.kafka.brokers, "127.0.0.1:9092");
+        assert_eq!(
+            c.kafka.options,
+            vec![
+                ("security.protocol".into(), "SASL_SSL".into()),
+                ("linger.ms".into(), "20".into())
+            ]
+        );
+        assert_eq!(c.kafka.events_topic, "avlgate.events");
     }
 
     #[test]

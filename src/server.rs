@@ -13,7 +13,7 @@ use tracing::{debug, info, warn};
 use crate::config::{Config, SinkKind};
 use crate::metrics as m;
 use crate::session::{self, Shared};
-use crate::sink::{self, mqtt::MqttOptions, Publisher, Sink};
+use crate::sink::{self, kafka::KafkaOptions, mqtt::MqttOptions, Publisher, Sink};
 
 /// Builds the configured sink. Its background tasks stop when `sink_shutdown` is cancelled,
 /// which the gateway does only after every session has drained.
@@ -33,6 +33,19 @@ pub fn build_sink(
                 .map_err(anyhow::Error::msg)?;
             info!(host = %o.host, port = o.port, "publishing to MQTT broker");
             Arc::new(sink::mqtt::MqttSink::start(o, sink_shutdown))
+        }
+        SinkKind::Kafka => {
+            let o = KafkaOptions {
+                brokers: config.kafka.brokers.clone(),
+                options: config.kafka.options.clone(),
+                events_topic: config.kafka.events_topic.clone(),
+                command_results_topic: config.kafka.command_results_topic.clone(),
+                client_id,
+                message_timeout: config.in_flight.delivery_timeout,
+                format: config.format,
+            };
+            info!(brokers = %o.brokers, topic = %o.events_topic, "publishing to Kafka");
+            Arc::new(sink::kafka::KafkaSink::new(&o).context("creating the Kafka producer")?)
         }
         SinkKind::Embedded => {
             let listen = config.embedded_mqtt_listen;
@@ -154,6 +167,17 @@ impl Gateway {
             .is_err()
         {
             warn!(deadline = ?self.config.drain_timeout, "drain deadline passed with sessions still open; unacknowledged frames will be resent by their devices");
+        }
+        // Whatever the sink client still buffers (frames abandoned by the drain deadline) gets
+        // a last chance to reach the broker; those frames were not acknowledged either way.
+        if let Err(e) = self
+            .shared
+            .publisher
+            .sink()
+            .flush(std::time::Duration::from_secs(5))
+            .await
+        {
+            warn!(error = %e, "sink not flushed");
         }
         self.sink_shutdown.cancel();
         info!("drained");

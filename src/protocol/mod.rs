@@ -29,6 +29,12 @@ pub fn module(protocol: Protocol) -> Option<&'static dyn ProtocolModule> {
     REGISTRY.iter().copied().find(|m| m.protocol() == protocol)
 }
 
+/// The short name of a protocol (`teltonika`, `wialon`, `gt06`), as the registry knows it;
+/// `unknown` for anything else. Used for metric labels and message headers.
+pub fn protocol_name(p: Protocol) -> &'static str {
+    module(p).map_or("unknown", |m| m.name())
+}
+
 /// A protocol's entry in the registry: how to recognise it and how to start a session.
 pub trait ProtocolModule: Sync {
     /// The schema enum value for this protocol.

@@ -8,6 +8,7 @@
 //! reading their sockets — instead of buffering), and a delivery deadline.
 
 pub mod embedded;
+pub mod kafka;
 pub mod memory;
 pub mod mqtt;
 pub mod stdout;
@@ -77,6 +78,12 @@ pub trait Sink: Send + Sync + 'static {
     fn send(&self, messages: Vec<OutMessage>) -> Delivery;
     /// Whether the sink reaches its broker now (readiness).
     fn is_connected(&self) -> bool;
+    /// Pushes out whatever the client still buffers, within `deadline` (on shutdown, after
+    /// the sessions drained). Sinks that buffer nothing have nothing to do.
+    fn flush(&self, deadline: Duration) -> Delivery {
+        let _ = deadline;
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// Payload encoding.

@@ -2,6 +2,9 @@
 //! and a Mosquitto broker when one is installed. Everything binds 127.0.0.1 only.
 #![allow(dead_code)]
 
+pub mod fleet;
+pub mod kafka;
+
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -37,6 +40,7 @@ pub fn h(s: &str) -> Vec<u8> {
 /// A running gateway.
 pub struct TestGateway {
     pub addr: SocketAddr,
+    pub publisher: Arc<avlgate::sink::Publisher>,
     pub shutdown: CancellationToken,
     pub handle: JoinHandle<anyhow::Result<()>>,
 }
@@ -52,9 +56,11 @@ impl TestGateway {
         let shutdown = CancellationToken::new();
         let gw = Gateway::bind(config, shutdown.clone()).await.unwrap();
         let addr = gw.local_addrs()[0];
+        let publisher = gw.publisher();
         let handle = tokio::spawn(gw.run());
         TestGateway {
             addr,
+            publisher,
             shutdown,
             handle,
         }
@@ -66,6 +72,17 @@ impl TestGateway {
             sink: Some(SinkKind::Mqtt),
             mqtt_url: Some(format!("mqtt://{broker}")),
             delivery_timeout_secs: Some(30),
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// A gateway publishing to Kafka at `bootstrap` with a short delivery deadline.
+    pub async fn kafka(bootstrap: &str, delivery_timeout_secs: u64) -> TestGateway {
+        Self::start(Settings {
+            sink: Some(SinkKind::Kafka),
+            kafka_brokers: Some(bootstrap.into()),
+            delivery_timeout_secs: Some(delivery_timeout_secs),
             ..Default::default()
         })
         .await
@@ -91,20 +108,40 @@ impl Subscriber {
     /// Connects and subscribes to `filter`; returns once the broker acknowledged the
     /// subscription.
     pub async fn connect(broker: SocketAddr, filter: &str) -> Subscriber {
-        let mut o = MqttOptions::new(
-            format!("test-sub-{}", rand_id()),
-            broker.ip().to_string(),
-            broker.port(),
-        );
+        Self::connect_with(broker, filter, &format!("test-sub-{}", rand_id()), true).await
+    }
+
+    /// With `clean == false` the broker keeps the subscription and queues QoS 1 messages
+    /// while the subscriber is away (a durable consumer).
+    pub async fn connect_with(
+        broker: SocketAddr,
+        filter: &str,
+        client_id: &str,
+        clean: bool,
+    ) -> Subscriber {
+        let mut o = MqttOptions::new(client_id, broker.ip().to_string(), broker.port());
+        o.set_clean_session(clean);
         o.set_keep_alive(Duration::from_secs(30));
         o.set_max_packet_size(32 * 1024 * 1024, 32 * 1024 * 1024);
         let (client, mut el) = AsyncClient::new(o, 100);
         let (tx, rx) = mpsc::unbounded_channel();
         let (subscribed_tx, mut subscribed_rx) = mpsc::channel(1);
         client.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
+        let resubscribe = client.clone();
+        let filter_again = filter.to_string();
         tokio::spawn(async move {
+            let mut connected_once = false;
             loop {
                 match el.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                        // A broker that lost our session (restart without persistence) needs
+                        // the subscription again.
+                        if connected_once && !ack.session_present {
+                            let _ =
+                                resubscribe.try_subscribe(filter_again.clone(), QoS::AtLeastOnce);
+                        }
+                        connected_once = true;
+                    }
                     Ok(Event::Incoming(Packet::Publish(p))) => {
                         let _ = tx.send((p.topic.clone(), p.payload.to_vec()));
                     }
@@ -306,10 +343,18 @@ pub struct Mosquitto {
     pub addr: SocketAddr,
     child: Child,
     _dir: std::path::PathBuf,
+    bin: &'static str,
+    conf: std::path::PathBuf,
 }
 
 impl Mosquitto {
     pub fn start() -> Option<Mosquitto> {
+        Self::start_with(false)
+    }
+
+    /// With `persistent`, the broker keeps sessions and queued messages across a restart
+    /// (saved on SIGTERM), as a production broker does.
+    pub fn start_with(persistent: bool) -> Option<Mosquitto> {
         let bin = [
             "/usr/sbin/mosquitto",
             "/usr/bin/mosquitto",
@@ -327,29 +372,62 @@ impl Mosquitto {
         let port = free_port();
         let dir = std::env::temp_dir().join(format!("avlgate-mosq-{port}"));
         std::fs::create_dir_all(&dir).unwrap();
+        // Started as root, mosquitto drops to its own user: it must be able to write here.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        }
         let conf = dir.join("mosquitto.conf");
-        std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\nmax_inflight_messages 0\nmax_queued_messages 100000\n")).unwrap();
+        let mut text = format!("listener {port} 127.0.0.1\nallow_anonymous true\nmax_inflight_messages 0\nmax_queued_messages 100000\n");
+        if persistent {
+            text.push_str(&format!(
+                "persistence true\npersistence_location {}/\n",
+                dir.display()
+            ));
+        }
+        std::fs::write(&conf, text).unwrap();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let child = Self::spawn(bin, &conf, addr);
+        Some(Mosquitto {
+            addr,
+            child,
+            _dir: dir,
+            bin,
+            conf,
+        })
+    }
+
+    fn spawn(bin: &str, conf: &std::path::Path, addr: SocketAddr) -> Child {
         let mut child = Command::new(bin)
             .arg("-c")
-            .arg(&conf)
+            .arg(conf)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-        for _ in 0..100 {
+        for _ in 0..200 {
             if std::net::TcpStream::connect(addr).is_ok() {
-                return Some(Mosquitto {
-                    addr,
-                    child,
-                    _dir: dir,
-                });
+                return child;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         let _ = child.kill();
         let _ = child.wait();
         panic!("mosquitto did not start on {addr}");
+    }
+
+    /// Stops the broker cleanly (SIGTERM: it saves its state when persistent).
+    pub fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same port.
+    pub fn start_again(&mut self) {
+        self.child = Self::spawn(self.bin, &self.conf, self.addr);
     }
 }
 
