@@ -46,7 +46,6 @@ const EXCLUDED_KEYS: &[(&str, &str)] = &[
     ("drivingTime", "a WeTrust 0x12 tail field we do not decode"),
     ("tag1Temp", "a BLE tag temperature inside 0x70 module 0x007F, kept raw as `module_007f`"),
     ("steps", "a pedometer count in a 0xA3 variant (GL21L long form) whose layout is not documented"),
-    ("serial", "the RFID text of 0x94 sub-type 0x1B; we keep the raw `info_content`"),
     ("adc1", "asserted only on a frame with a wrong length (refused here)"),
 ];
 
@@ -69,9 +68,10 @@ const KNOWN_GAPS: &[(u64, &str)] = &[
     (172, "0x13 power read per configured model (SEEWORLD: the alarm byte is the voltage); we read the family layout"),
     (173, "0x13 power read per configured model (R11: u16 voltage instead of the level); we read the family layout"),
     (56, "0x13 OBD6 form (battery % after a packed satellite/RSSI word); not decoded beyond the status block"),
-    (67, "0x94 sub-type 0x1B driver card: kept raw as `info_content`"),
-    (7, "0x94 sub-type 0x0B? Traccar's basic-frame 0x94 reads a voltage from any sub-type; ours keeps sub-type semantics"),
-    (43, "0x94 sub-type 0x05 with a date-time before the flags: we read the flags at the wrong offset"),
+    (
+        7,
+        "0x94 `0B 02E3` in the basic framing: Traccar reads 7.39 V from bytes 1-2, but sub-type 0x0B is the network-technology byte elsewhere (seq 20); layout undocumented, kept raw",
+    ),
 ];
 
 fn now() -> SystemTime {
@@ -299,6 +299,8 @@ fn check(e: &TelemetryEvent, key: &str, want: &Value) -> Option<Result<(), Strin
         "iccid" | "result" => attr_str(e, key) == want.as_str(),
         "driverUniqueId" => attr_str(e, "driver_id") == want.as_str(),
         "eventFiles" => attr_str(e, "event_files") == want.as_str(),
+        // `serial` is already the frame's serial number in our attributes.
+        "serial" => attr_str(e, "rfid_text") == want.as_str(),
         // Traccar's `event` is our `event`, except on the status-family packets, where it is
         // the alarm byte Traccar has no name for: our `alarm_code`.
         "event" => {

@@ -1050,3 +1050,26 @@ fn text_position_in_0x21_reply() {
         block::civil_to_secs(2017, 5, 26, 10, 27, 47).unwrap()
     );
 }
+
+#[test]
+fn information_0x94_door_with_time_and_rfid() {
+    let mut s = logged_in();
+    // [43] sub-type 0x05 with a date-time before the flags; no reply.
+    let f = decode_one(&mut s, "7979000d940516090908081c030defbd2d0d0a");
+    assert!(f.reply.is_none());
+    let e = &f.events[0];
+    assert!(b_attr(e, "door"));
+    assert_eq!(
+        e.device_time.as_ref().unwrap().seconds,
+        block::civil_to_secs(2022, 9, 9, 8, 8, 28).unwrap()
+    );
+    // [67] sub-type 0x1B framed card read.
+    let f = decode_one(&mut s, "7979000e941b02084277efef350303eadaed0d0a");
+    assert_eq!(s_attr(&f.events[0], "driver_id"), "4277efef");
+    // [46] sub-type 0x1B text.
+    let f = decode_one(
+        &mut s,
+        "79790019941b524649443a3030384642324245424133390d0a000c14930d0a",
+    );
+    assert_eq!(s_attr(&f.events[0], "rfid_text"), "RFID:008FB2BEBA39");
+}
