@@ -90,20 +90,62 @@ pub fn set_time(e: &mut TelemetryEvent, secs: Option<i64>) {
 /// length), latitude, longitude, speed, course/status. Fills `e`'s position and time.
 pub fn read_gps(c: &mut Cursor, e: &mut TelemetryEvent) -> Option<()> {
     let time = read_time(c)?;
-    let sats = c.u8()? & 0x0F;
-    let lat = f64::from(c.u32()?) / 1_800_000.0;
-    let lon = f64::from(c.u32()?) / 1_800_000.0;
-    let speed = c.u8()?;
-    let flags = c.u16()?;
     set_time(e, time);
+    read_gps_fields(c, e, true, Speed::U8)
+}
+
+/// How a GPS block carries its speed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Speed {
+    /// u8 km/h (the common case).
+    U8,
+    /// u16 km/h (JC400 alarm packets).
+    U16,
+    /// No speed field (JC100 extended alarm).
+    Absent,
+}
+
+/// The GPS block after its date-time: optional satellites byte, latitude, longitude,
+/// speed as `speed` says, course/status flags.
+pub fn read_gps_fields(
+    c: &mut Cursor,
+    e: &mut TelemetryEvent,
+    sats: bool,
+    speed: Speed,
+) -> Option<()> {
+    let sats = if sats { Some(c.u8()? & 0x0F) } else { None };
+    let lat = c.u32()?;
+    let lon = c.u32()?;
+    let speed = match speed {
+        Speed::U8 => Some(f64::from(c.u8()?)),
+        Speed::U16 => Some(f64::from(c.u16()?)),
+        Speed::Absent => None,
+    };
+    let flags = c.u16()?;
+    set_position(e, lat, lon, flags, speed, sats);
+    Some(())
+}
+
+/// Sets the position from raw latitude/longitude (1/1,800,000 degree), the course/status
+/// flags (bits 0–9 course, 10 north, 11 west, 12 fixed, 14 "bit 15 is ACC", 15 ACC).
+pub fn set_position(
+    e: &mut TelemetryEvent,
+    lat: u32,
+    lon: u32,
+    flags: u16,
+    speed: Option<f64>,
+    sats: Option<u8>,
+) {
+    let lat = f64::from(lat) / 1_800_000.0;
+    let lon = f64::from(lon) / 1_800_000.0;
     let north = flags & (1 << 10) != 0;
     let west = flags & (1 << 11) != 0;
     e.position = Some(Position {
         latitude: if north { lat } else { -lat },
         longitude: if west { -lon } else { lon },
-        speed: Some(f64::from(speed)),
+        speed,
         course: Some(f64::from(flags & 0x03FF)),
-        satellites: Some(u32::from(sats)),
+        satellites: sats.map(u32::from),
         valid: flags & (1 << 12) != 0,
         ..Default::default()
     });
@@ -111,7 +153,6 @@ pub fn read_gps(c: &mut Cursor, e: &mut TelemetryEvent) -> Option<()> {
     if flags & (1 << 14) != 0 {
         e.set("ignition", attr::boolean(flags & (1 << 15) != 0));
     }
-    Some(())
 }
 
 /// Widths of the cell-tower fields, which differ between 2G and 4G variants.
@@ -194,7 +235,9 @@ pub fn set_terminal_info(e: &mut TelemetryEvent, info: u8) -> Option<&'static st
     }
 }
 
-/// The alarm byte of the status packets.
+/// The alarm byte of the status packets. Codes whose meaning differs by model (`0x18`,
+/// `0x19` on the LW series, `0x30` jamming on some firmware) take the family's common
+/// meaning: the gateway has no per-device model setting.
 pub fn alarm_name(code: u8) -> Option<&'static str> {
     Some(match code {
         0x01 => "sos",
@@ -204,13 +247,15 @@ pub fn alarm_name(code: u8) -> Option<&'static str> {
         0x05 => "geofence_exit",
         0x06 => "overspeed",
         0x09 => "movement",
-        0x0E | 0x0F => "low_battery",
+        0x0E | 0x0F | 0x19 => "low_battery",
         0x11 => "power_off",
-        0x13 => "tampering",
+        0x0C | 0x13 | 0x25 => "tampering",
         0x14 => "door",
+        0x18 => "removing",
+        0x1A | 0x28 => "hard_braking",
         0x23 => "fall_down",
         0x29 => "hard_acceleration",
-        0x2A | 0x2B => "cornering",
+        0x1B | 0x2A | 0x2B | 0x2E => "cornering",
         0x2C => "accident",
         0x30 => "hard_braking",
         _ => return None,
@@ -221,13 +266,19 @@ pub fn alarm_name(code: u8) -> Option<&'static str> {
 /// language byte that is not read). Sets the attributes and `alarm`; returns whether an
 /// alarm is present. The alarm byte wins over the terminal bits, being more specific.
 ///
-/// `wide_voltage`: some models send the voltage as u16 in 0.01 V instead of the 0–6 level
-/// (attribute `voltage` then, not `battery_level`).
-pub fn read_status(c: &mut Cursor, e: &mut TelemetryEvent, wide_voltage: bool) -> Option<bool> {
+/// `wide_battery`: some models send a u16 battery value instead of the 0–6 level
+/// (attributes `battery_value` and `battery_percent` then, not `battery_level`).
+pub fn read_status(c: &mut Cursor, e: &mut TelemetryEvent, wide_battery: bool) -> Option<bool> {
     let info = c.u8()?;
     let from_bits = set_terminal_info(e, info);
-    if wide_voltage {
-        e.set("voltage", attr::double(f64::from(c.u16()?) / 100.0));
+    if wide_battery {
+        // Seen as a percentage (0x005D = 93 %) and as values far above 100 whose unit is
+        // unknown: the raw value always, the percentage when it can be one.
+        let v = c.u16()?;
+        e.set("battery_value", attr::uint(v.into()));
+        if v <= 100 {
+            e.set("battery_percent", attr::uint(v.into()));
+        }
     } else {
         e.set("battery_level", attr::uint(c.u8()?.into()));
     }

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use super::block;
 use super::frame;
 use crate::event::attr;
-use crate::proto::{EventKind, TelemetryEvent};
+use crate::proto::{EventKind, Position, TelemetryEvent};
 use crate::protocol::cursor::Cursor;
 use crate::protocol::CommandError;
 
@@ -80,7 +80,59 @@ pub fn response_encoded(content: &[u8]) -> Option<TelemetryEvent> {
             .collect();
         String::from_utf16_lossy(&units)
     };
+    let position = current_position(&text);
     let mut e = response_event(flag, text);
     e.set("encoding", attr::uint(encoding.into()));
+    if let Some((p, secs)) = position {
+        e.position = Some(p);
+        e.device_time = secs.map(crate::event::timestamp_secs);
+        e.kind = EventKind::Position as i32;
+    }
     Some(e)
+}
+
+/// The answer to a location query some models send as text: `Current position!Lat:N54.739332,
+/// Lon:E25.273270,Course:126.53,Speed:0.0000,DateTime:2017-05-26  10:27:47` (speed km/h).
+fn current_position(text: &str) -> Option<(Position, Option<i64>)> {
+    let rest = text.strip_prefix("Current position!")?;
+    let mut fields = rest.split(',');
+    let mut field = |name: &str| fields.next()?.strip_prefix(name).map(str::trim);
+    let coord = |v: &str, neg: char| -> Option<f64> {
+        let (hemi, num) = v.split_at_checked(1)?;
+        let n: f64 = num.parse().ok()?;
+        Some(if hemi.starts_with(neg) { -n } else { n })
+    };
+    let lat = coord(field("Lat:")?, 'S')?;
+    let lon = coord(field("Lon:")?, 'W')?;
+    let course: f64 = field("Course:")?.parse().ok()?;
+    let speed: f64 = field("Speed:")?.parse().ok()?;
+    let when = field("DateTime:")?;
+    let date = when.split_whitespace().collect::<Vec<_>>();
+    let secs = match date[..] {
+        [d, t] => {
+            let y: i64 = d.get(..4)?.parse().ok()?;
+            let (mo, da) = (d.get(5..7)?.parse().ok()?, d.get(8..10)?.parse().ok()?);
+            let (h, mi, s) = (
+                t.get(..2)?.parse().ok()?,
+                t.get(3..5)?.parse().ok()?,
+                t.get(6..8)?.parse().ok()?,
+            );
+            block::civil_to_secs(y, mo, da, h, mi, s)
+        }
+        _ => None,
+    };
+    if !(lat.abs() <= 90.0 && lon.abs() <= 180.0) {
+        return None;
+    }
+    Some((
+        Position {
+            latitude: lat,
+            longitude: lon,
+            course: Some(course),
+            speed: Some(speed),
+            valid: true,
+            ..Default::default()
+        },
+        secs,
+    ))
 }

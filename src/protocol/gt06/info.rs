@@ -76,10 +76,30 @@ pub fn information(content: &[u8]) -> Option<TelemetryEvent> {
             e.set("status_sync", attr::string(text));
             Some(())
         }
-        // Door status: bit 0.
-        0x05 => c.u8().map(|b| {
+        // Door status: bit 0 (bit 2: input 1), after a date-time on some models.
+        0x05 => (|| {
+            if c.remaining() >= 7 {
+                block::set_time(&mut e, block::read_time(&mut c)?);
+            }
+            let b = c.u8()?;
             e.set("door", attr::boolean(b & 1 != 0));
-        }),
+            e.set("input1", attr::boolean(b & 4 != 0));
+            Some(())
+        })(),
+        // External device data: RFID text (`RFID:...`) or a framed card read (header,
+        // type, 4-byte card id, checksum, footer).
+        0x1B => (|| {
+            if rest.first()?.is_ascii_alphabetic() {
+                let text = String::from_utf8_lossy(rest).trim().to_string();
+                e.set("rfid_text", attr::string(text));
+            } else {
+                c.skip(2)?;
+                let id = c.take(4)?;
+                let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+                e.set("driver_id", attr::string(hex));
+            }
+            Some(())
+        })(),
         // IMEI (8), IMSI (8), ICCID (10), all BCD.
         0x0A => (|| {
             c.skip(8)?;

@@ -7,18 +7,24 @@
 //! - `lbs`: multi-cell and Wi-Fi packets.
 //! - `info`: information transmission, time calibration, address requests.
 //! - `command`: online commands and their replies.
+//! - `ext`: model-specific packets (modular `0x70`, dash-camera alarms `0x95`, pass-through
+//!   `0x9B`, `0x36`, X1 `0x34`, AZ735 `79 79` `0x32`/`0x33`, `0x38`, OBD `0x8C`, and the
+//!   LW4G/SR411/QH302R/RFID/GL21L forms of common numbers, told apart by length).
 //!
 //! # Replies
 //!
 //! Every packet is answered in the framing it came in (`78 78` or `79 79`) with its protocol
-//! number and serial, except: `0x94` and `0x21` (the device expects nothing), device echoes
-//! of server types `0x80..=0x82` (never acknowledge a command), `0x8A` (the current UTC time),
-//! address requests (a neutral `0x97` address reply, see [`info::NEUTRAL_ADDRESS`]) and the
-//! CRC-less Wi-Fi form (the time echoed back in the same CRC-less form). Unknown types get the
-//! standard ACK, as the family's servers do, and are published as kind UNKNOWN.
+//! number and serial, except: `0x94`, `0x21`, `0x9B`, `0x34` and `0x8C` (the device expects
+//! nothing), device echoes of server types `0x80..=0x82` (never acknowledge a command),
+//! `0x70` (always answered in the basic `78 78` framing, as the deployed servers do), `0x8A`
+//! (the current UTC time), address requests (a neutral `0x97` address reply, see
+//! [`info::NEUTRAL_ADDRESS`]) and the CRC-less Wi-Fi form (the time echoed back in the same
+//! CRC-less form). Unknown types get the standard ACK, as the family's servers do, and are
+//! published as kind UNKNOWN.
 
 pub mod block;
 pub mod command;
+pub mod ext;
 pub mod frame;
 pub mod info;
 pub mod lbs;

@@ -13,7 +13,7 @@ use bytes::Bytes;
 
 use super::block::{self, Cell};
 use super::frame::{self, RawFrame};
-use super::{command, info, lbs};
+use super::{command, ext, info, lbs};
 use crate::event::attr;
 use crate::proto::{EventKind, TelemetryEvent};
 use crate::protocol::cursor::Cursor;
@@ -66,7 +66,8 @@ fn layout_of(protocol: u8, extended: bool) -> Option<Layout> {
         0x32 if !extended => layout(true, Some(Standard), true, true),
         0xA3 | 0xA4 => layout(true, Some(Long), true, true),
         0x19 => layout(false, Some(Standard), true, true),
-        0xA5 => layout(false, Some(Long), true, true),
+        // The GK310/LL301 LBS alarm has no length byte before its cell block.
+        0xA5 => layout(false, Some(Long), false, true),
         _ => return None,
     })
 }
@@ -103,14 +104,35 @@ pub fn decode(f: &RawFrame, now: SystemTime) -> Decoded {
         // is not (the device does not wait for one).
         0x15 => command::response_ascii(&f.content).map(|e| one(e, ack())),
         0x21 => command::response_encoded(&f.content).map(|e| one(e, None)),
+        0xA2 if f.content.len() == ext::LW4G_LEN => ext::lw4g(&f.content).map(|e| one(e, ack())),
+        0x24 if f.content.len() == ext::SR411_LEN => ext::sr411(&f.content).map(|e| one(e, ack())),
+        0x12 if f.content.len() == ext::QH302R_LEN => match ext::imei_location(&f.content) {
+            Some(e) => Some(one(e, ack())),
+            None => layout_of(0x12, f.extended)
+                .and_then(|l| location(0x12, &f.content, f.extended, l))
+                .map(|e| one(e, ack())),
+        },
         0x18 | 0x28 | 0x2E | 0x24 | 0x2C | 0xA1 | 0xA2 => {
             lbs::multi_cell(f.protocol, &f.content).map(|e| one(e, ack()))
         }
+        0x17 if f.content.len() == RFID_LEN => ext::gps_lbs_rfid(&f.content).map(|e| one(e, ack())),
         0x17 | 0x69 => Some(one(lbs::wifi_checked(f.protocol, &f.content), ack())),
+        // GPS modules: Traccar, which these devices are deployed against, answers in the
+        // basic framing whatever framing the packet came in.
+        0x70 => ext::modular(&f.content).map(|e| one(e, Some(frame::ack(false, 0x70, f.serial)))),
+        0x95 => ext::dashcam_alarm(&f.content).map(|e| one(e, ack())),
+        // Pass-through, X1 GPS and OBD data: the devices expect no reply.
+        0x9B => ext::serial_passthrough(&f.content).map(|e| one(e, None)),
+        0x34 => ext::x1_gps(&f.content).map(|e| one(e, None)),
+        0x8C => ext::obd(&f.content).map(|e| one(e, None)),
+        0x36 => ext::status_or_vl103(&f.content).map(|e| one(e, ack())),
+        0x32 | 0x33 if f.extended => ext::az735(f.protocol, &f.content).map(|e| one(e, ack())),
+        0x38 => ext::gps_lbs_modules(&f.content).map(|e| one(e, ack())),
+        0xA3 if f.content.len() < 18 => ext::short_status(&f.content).map(|e| one(e, ack())),
         // Server-to-device types echoed back: publish, never acknowledge a command.
         0x80..=0x82 => return unknown(f, "server-to-device packet type", None),
         p => match layout_of(p, f.extended) {
-            Some(l) => location(p, &f.content, l).map(|e| one(e, ack())),
+            Some(l) => location(p, &f.content, f.extended, l).map(|e| one(e, ack())),
             None => return unknown(f, "", ack()),
         },
     };
@@ -119,7 +141,8 @@ pub fn decode(f: &RawFrame, now: SystemTime) -> Decoded {
         None => {
             // The reply the type would have had, so the device moves on.
             let reply = match f.protocol {
-                0x94 | 0x21 | 0x80..=0x82 => None,
+                0x94 | 0x21 | 0x80..=0x82 | 0x9B | 0x34 | 0x8C => None,
+                0x70 => Some(frame::ack(false, 0x70, f.serial)),
                 _ => ack(),
             };
             unknown(f, "content shorter than its packet type", reply)
@@ -149,9 +172,20 @@ fn unknown(f: &RawFrame, error: &str, reply: Option<Bytes>) -> Decoded {
     }
 }
 
+/// Content bytes of the VXT01 form of `0x12`/`0x16` (frame length `0x24`): GPS block, a
+/// cell block without length byte, then a status block.
+const VXT01_LEN: usize = 31;
+/// Content bytes of the RFID form of `0x17` (frame length `0x28`).
+const RFID_LEN: usize = 35;
+/// Bytes of a cell block without its length byte, and of a status block.
+const CELL_LEN: usize = 8;
+const STATUS_LEN: usize = 5;
+/// The zeroed multi-cell block some firmware sends after a cell length of 0.
+const ZEROED_CELLS_LEN: usize = 45;
+
 /// A GPS/LBS/status packet. Kind POSITION with a GPS block, LBS without; ALARM whenever
 /// the packet reports an alarm, so alarm consumers need not inspect every position.
-fn location(protocol: u8, content: &[u8], l: Layout) -> Option<TelemetryEvent> {
+fn location(protocol: u8, content: &[u8], extended: bool, l: Layout) -> Option<TelemetryEvent> {
     let mut c = Cursor::new(content);
     let mut e = block::event(if l.gps {
         EventKind::Position
@@ -161,9 +195,35 @@ fn location(protocol: u8, content: &[u8], l: Layout) -> Option<TelemetryEvent> {
     if l.gps {
         block::read_gps(&mut c, &mut e)?;
     }
+    // VXT01 trackers send 0x12 and 0x16 with a bare cell block and their own status
+    // block; they are told apart by length alone.
+    let vxt01 = !extended && matches!(protocol, 0x12 | 0x16) && content.len() == VXT01_LEN;
+    if vxt01 {
+        block::read_cell(&mut c, &mut e, Cell::Standard)?;
+        let alarm = vxt01_status(&mut c, &mut e, protocol == 0x12)?;
+        if alarm {
+            e.kind = EventKind::Alarm as i32;
+        }
+        return Some(e);
+    }
     if let Some(cell) = l.cell {
         if l.cell_length {
-            block::read_cell_with_length(&mut c, &mut e, cell)?;
+            // Some firmware writes length 0 yet still sends the (zeroed) cell block: skip
+            // it when exactly a cell block and a status block follow.
+            let zero_length = c.rest().first() == Some(&0) && matches!(protocol, 0x16 | 0x26);
+            // Others write length 0 and then 45 bytes of zeroed multi-cell data.
+            let zeroed_block = zero_length
+                && c.remaining() >= 1 + ZEROED_CELLS_LEN + STATUS_LEN
+                && c.rest()
+                    .get(1 + CELL_LEN + 1..1 + ZEROED_CELLS_LEN)
+                    .is_some_and(|b| b.iter().all(|&x| x == 0));
+            if zero_length && c.remaining() == 1 + CELL_LEN + STATUS_LEN {
+                c.skip(1 + CELL_LEN)?;
+            } else if zeroed_block {
+                c.skip(1 + ZEROED_CELLS_LEN)?;
+            } else {
+                block::read_cell_with_length(&mut c, &mut e, cell)?;
+            }
         } else {
             // A zero-filled cell block is still a cell block; some devices omit it entirely.
             if c.remaining() > 0 {
@@ -173,10 +233,15 @@ fn location(protocol: u8, content: &[u8], l: Layout) -> Option<TelemetryEvent> {
     }
     let mut alarm = false;
     if l.status {
-        // 0x16/0x26 status blocks are 5 bytes; the 6-byte form some models send carries the
-        // voltage as u16 (the rest of the layout is unchanged).
+        // 0x16/0x26 status blocks are 5 bytes; the 6-byte form some models send carries a
+        // u16 battery value (the rest of the layout is unchanged).
         let wide = matches!(protocol, 0x16 | 0x26) && c.remaining() == 6;
         alarm = block::read_status(&mut c, &mut e, wide)?;
+        // VL103 and RFID-capable models append the 8-byte id of the driver's card.
+        if matches!(protocol, 0x16 | 0x26) && c.remaining() == 1 + 8 {
+            c.skip(1)?; // language
+            ext::set_driver_id(&mut e, c.take(8)?);
+        }
     }
     if l.extras && c.remaining() >= 3 {
         let acc = c.u8()?;
@@ -188,6 +253,30 @@ fn location(protocol: u8, content: &[u8], l: Layout) -> Option<TelemetryEvent> {
         e.kind = EventKind::Alarm as i32;
     }
     Some(e)
+}
+
+/// The VXT01 status block: terminal info, then for `0x12` voltage u16 (0.01 V), for
+/// `0x16` the 0–6 level, GSM signal, and an alarm extension byte that is not an alarm code.
+/// On this model the terminal bits `111` mean overspeed. Returns whether an alarm is set.
+fn vxt01_status(c: &mut Cursor, e: &mut TelemetryEvent, voltage: bool) -> Option<bool> {
+    let alarm = block::set_terminal_info(e, c.u8()?).map(|a| match a {
+        "removing" => "overspeed",
+        a => a,
+    });
+    if voltage {
+        e.set(
+            "external_voltage",
+            attr::double(f64::from(c.u16()?) / 100.0),
+        );
+    } else {
+        e.set("battery_level", attr::uint(c.u8()?.into()));
+    }
+    e.set("gsm_signal", attr::uint(c.u8()?.into()));
+    e.set("alarm_extension", attr::uint(c.u8()?.into()));
+    if let Some(a) = alarm {
+        e.set("alarm", attr::string(a));
+    }
+    Some(alarm.is_some())
 }
 
 /// `0x13` status/heartbeat: terminal info, voltage level, GSM signal, alarm, language.

@@ -1,6 +1,6 @@
 //! Session-level tests: one test per packet family with its exact reply bytes, login rules,
-//! split/concatenated input, resynchronisation after garbage, property tests for framing, and
-//! the conformance replay of Traccar's GT06 frames (`tests/data/traccar-frames.json`).
+//! split/concatenated input, resynchronisation after garbage and property tests for framing.
+//! The replay of Traccar's GT06 frames is the integration test `tests/conformance_gt06.rs`.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -292,8 +292,9 @@ fn alarm_0x16_sos() {
     let e = &f.events[0];
     assert_eq!(kind(e), EventKind::Alarm);
     assert_eq!(s_attr(e, "alarm"), "sos");
-    // This model's 6-byte status block: voltage u16 0x413E.
-    assert_eq!(e.attr("voltage"), Some(&Value::DoubleValue(167.02)));
+    // This model's 6-byte status block: battery u16 0x413E, too large for a percentage.
+    assert_eq!(u_attr(e, "battery_value"), 0x413E);
+    assert!(e.attr("battery_percent").is_none());
     assert!(e.position.is_some());
     assert_eq!(u_attr(e, "mcc"), 310);
 }
@@ -467,11 +468,12 @@ fn command_response_0x21_utf16_and_ascii() {
 #[test]
 fn unknown_type_is_published_and_acked_in_its_framing() {
     let mut s = logged_in();
-    let f = decode_one(&mut s, "797900099b0380d600046f91e90d0a");
-    assert_eq!(f.reply.as_deref(), Some(&ack_bytes(0x79, 0x9B, 0x046F)[..]));
+    let raw = frame::encode(true, 0xEE, &h("0380d600"), 0x046F);
+    let f = only_frame(decode_all(&mut s, &raw));
+    assert_eq!(f.reply.as_deref(), Some(&ack_bytes(0x79, 0xEE, 0x046F)[..]));
     let e = &f.events[0];
     assert_eq!(kind(e), EventKind::Unknown);
-    assert_eq!(u_attr(e, "protocol_number"), 0x9B);
+    assert_eq!(u_attr(e, "protocol_number"), 0xEE);
     assert_eq!(e.attr("raw"), Some(&Value::BytesValue(h("0380d600"))));
     // A known type whose content is too short: still published raw and acknowledged.
     let f = only_frame(decode_all(&mut s, &frame::encode(false, 0x12, &[1, 2], 5)));
@@ -773,226 +775,301 @@ proptest! {
 }
 
 // ---------------------------------------------------------------------------------------
-// Conformance: Traccar's GT06 frames
+// Model-specific packets (ext.rs) and alternative layouts, with their exact replies.
+// Frames from Traccar's test suite (tests/data/traccar-frames.json, seq in brackets).
 
-/// Maps a Traccar assert key/value to ours, when the mapping is clean. `None` = not mapped.
-fn check_assert(
-    e: &TelemetryEvent,
-    key: &str,
-    want: &serde_json::Value,
-) -> Option<Result<(), String>> {
-    let p = e.position.as_ref();
-    let num = |v: &serde_json::Value| v.as_f64().unwrap_or(f64::NAN);
-    let res = match key {
-        "latitude" | "longitude" => {
-            let got = p.map(|p| {
-                if key == "latitude" {
-                    p.latitude
-                } else {
-                    p.longitude
-                }
-            });
-            match got {
-                Some(g) if (g - num(want)).abs() <= 1e-5 => Ok(()),
-                g => Err(format!("{key}: got {g:?}, want {want}")),
-            }
-        }
-        "valid" => match p.map(|p| p.valid) {
-            Some(v) if Some(v) == want.as_bool() => Ok(()),
-            v => Err(format!("valid: got {v:?}, want {want}")),
-        },
-        "fixTime" => {
-            let got = e.device_time.as_ref().map(|t| t.seconds);
-            let want_s = want.as_str().and_then(parse_iso);
-            if got.is_some() && got == want_s {
-                Ok(())
-            } else {
-                Err(format!("fixTime: got {got:?}, want {want}"))
-            }
-        }
-        "alarm" => {
-            let w = camel_to_snake(want.as_str().unwrap_or_default());
-            match e.attr("alarm") {
-                Some(Value::StringValue(g)) if *g == w => Ok(()),
-                g => Err(format!("alarm: got {g:?}, want {w}")),
-            }
-        }
-        "ignition" => match e.attr("ignition") {
-            Some(Value::BoolValue(g)) if Some(*g) == want.as_bool() => Ok(()),
-            g => Err(format!("ignition: got {g:?}, want {want}")),
-        },
-        "iccid" => match e.attr("iccid") {
-            Some(Value::StringValue(g)) if Some(g.as_str()) == want.as_str() => Ok(()),
-            g => Err(format!("iccid: got {g:?}, want {want}")),
-        },
-        _ => return None,
-    };
-    Some(res)
-}
-
-fn camel_to_snake(s: &str) -> String {
-    let mut out = String::new();
-    for c in s.chars() {
-        if c.is_ascii_uppercase() {
-            out.push('_');
-            out.push(c.to_ascii_lowercase());
-        } else {
-            out.push(c);
-        }
+fn f_attr(e: &TelemetryEvent, k: &str) -> f64 {
+    match e.attr(k) {
+        Some(Value::DoubleValue(v)) => *v,
+        v => panic!("{k}: {v:?}"),
     }
-    out
-}
-
-/// `2015-10-20T14:21:11.000Z` → seconds.
-fn parse_iso(s: &str) -> Option<i64> {
-    let n = |a: usize, b: usize| s.get(a..b)?.parse::<i64>().ok();
-    block::civil_to_secs(
-        n(0, 4)?,
-        n(5, 7)? as u8,
-        n(8, 10)? as u8,
-        n(11, 13)? as u8,
-        n(14, 16)? as u8,
-        n(17, 19)? as u8,
-    )
 }
 
 #[test]
-fn conformance_traccar_frames() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/traccar-frames.json"
+fn modular_0x70_is_answered_in_the_basic_framing() {
+    // [73] GPS module 0x0033, event 0x16, odometer LE, satellites module.
+    let mut s = logged_in();
+    let f = decode_one(&mut s, "797900a87000000001020035000100003300125d62bf3a0800e804b5994308814a87001d5d00340006115d62bf29000011000a012e02620000000000000001000803537601000129800002000803102608593397620003000a8901260852293397626600180002017d002b000116002c00045d6278ea0009000108000a00010b002800010b002e00040000f0c1002a00010000290004000000be0030000a000100b4000a00b402d00006c5490d0a");
+    assert_eq!(f.reply.as_deref(), Some(&h("78780570000677670d0a")[..]));
+    assert_eq!(f.reply.as_deref(), Some(&ack_bytes(0x78, 0x70, 0x0006)[..]));
+    let e = &f.events[0];
+    assert_eq!(kind(e), EventKind::Position);
+    let p = e.position.as_ref().unwrap();
+    assert!(p.valid);
+    assert_eq!(p.satellites, Some(8));
+    assert_eq!(p.altitude, Some(232.0));
+    assert_eq!(e.device_time.as_ref().unwrap().seconds, 0x5d62_bf3a);
+    assert_eq!(u_attr(e, "odometer"), 0xc1f0_0000);
+    assert_eq!(u_attr(e, "event"), 0x16);
+    assert_eq!(f_attr(e, "battery_voltage"), 3.81);
+    assert_eq!(s_attr(e, "iccid"), "89012608522933976266");
+}
+
+#[test]
+fn modular_0x70_event_raises_alarm_and_keeps_unknown_modules() {
+    let mut s = logged_in();
+    // Module 0x002B = 0x14 (removing), module 0x0099 unknown.
+    let content = h("002b000114009900020102");
+    let f = only_frame(decode_all(&mut s, &frame::encode(true, 0x70, &content, 9)));
+    assert_eq!(f.reply.as_deref(), Some(&ack_bytes(0x78, 0x70, 9)[..]));
+    let e = &f.events[0];
+    assert_eq!(kind(e), EventKind::Alarm);
+    assert_eq!(s_attr(e, "alarm"), "removing");
+    assert_eq!(e.attr("module_0099"), Some(&Value::BytesValue(vec![1, 2])));
+    // A module length running past the content: published raw, still acknowledged.
+    let f = only_frame(decode_all(
+        &mut s,
+        &frame::encode(true, 0x70, &h("002b0009"), 10),
+    ));
+    assert_eq!(kind(&f.events[0]), EventKind::Unknown);
+    assert_eq!(f.reply.as_deref(), Some(&ack_bytes(0x78, 0x70, 10)[..]));
+}
+
+#[test]
+fn dashcam_alarm_0x95_short_and_jc400() {
+    let mut s = logged_in();
+    // [70] short form: date-time + event 0x01 = general alarm.
+    let f = decode_one(&mut s, "78780c95130a071223200100013ad10d0a");
+    assert_eq!(f.reply.as_deref(), Some(&ack_bytes(0x78, 0x95, 0x0001)[..]));
+    let e = &f.events[0];
+    assert_eq!(kind(e), EventKind::Alarm);
+    assert_eq!(s_attr(e, "alarm"), "general");
+    assert!(e.position.is_none());
+    // [12] JC400: marker, GPS with u16 speed, power, event 0x92, video files.
+    let f = decode_one(&mut s, "78789795ffff01180b0d031406da04b5ab0d08813df01ca9002c008a9200004556454e545f3836323739383035323432393038375f30303030303030305f323032345f31315f31325f32325f32305f30365f495f35362e6d70342c4556454e545f3836323739383035323432393038375f30303030303030305f323032345f31315f31325f32325f32305f30365f465f35352e6d70340037d45b0d0a");
+    assert_eq!(f.reply.as_deref(), Some(&ack_bytes(0x78, 0x95, 0x0037)[..]));
+    let e = &f.events[0];
+    assert_eq!(s_attr(e, "alarm"), "cornering");
+    assert_eq!(f_attr(e, "external_voltage"), 13.8);
+    assert!(s_attr(e, "event_files").ends_with("_F_55.mp4"));
+    assert!(e.position.is_some());
+}
+
+#[test]
+fn serial_passthrough_0x9b_is_not_answered() {
+    let mut s = logged_in();
+    // [31] printable: trimmed text.
+    let f = decode_one(&mut s, "797900109b0344373532304136320d0a000f87f00d0a");
+    assert!(f.reply.is_none());
+    let e = &f.events[0];
+    assert_eq!(kind(e), EventKind::Status);
+    assert_eq!(s_attr(e, "result"), "D7520A62");
+    assert_eq!(u_attr(e, "external_device_type"), 3);
+    // [58] binary: hex.
+    let f = decode_one(&mut s, "797900099b0380d600046f91e90d0a");
+    assert!(f.reply.is_none());
+    assert_eq!(s_attr(&f.events[0], "result"), "80d600");
+}
+
+#[test]
+fn status_0x36_modules_and_vl103_location() {
+    let mut s = logged_in();
+    // [18] Jimi 4G heartbeat with modules.
+    let f = decode_one(
+        &mut s,
+        "787817360005040002003201010018020192006a015f0324aeaf0d0a",
     );
-    let all: Vec<serde_json::Value> =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let mut tests: BTreeMap<String, Vec<&serde_json::Value>> = BTreeMap::new();
-    for e in &all {
-        if e["protocol"] == "gt06" && e["direction"] == "device_to_server" {
-            tests
-                .entry(e["test"].as_str().unwrap().to_string())
-                .or_default()
-                .push(e);
-        }
-    }
-    let (mut valid, mut valid_ok) = (0, 0);
-    let (mut positions, mut matched, mut typed_unmapped) = (0, 0, 0);
-    let (mut invalid, mut rejected, mut lenient_wifi, mut concatenated) = (0, 0, 0, 0);
-    let mut failures: Vec<String> = Vec::new();
-    let mut notes: Vec<String> = Vec::new();
-    for (test, mut entries) in tests {
-        entries.sort_by_key(|e| e["seq"].as_u64());
-        let mut s = tcp();
-        // Traccar's tests assume a device session; where a test does not start with a login,
-        // one is injected so the frames after it are decoded (GT06 refuses everything before
-        // a login, which `nothing_but_login_before_login` covers).
-        let first_is_login = entries
-            .first()
-            .is_some_and(|e| e["wire"]["protocol_number"] == "0x01");
-        if !first_is_login {
-            decode_one(&mut s, LOGIN_HEX);
-        }
-        for e in entries {
-            let name = format!("{test}#{}", e["seq"]);
-            let w = &e["wire"];
-            let is_valid = w["length_ok"] == true && w["crc"] == "ok";
-            let out = decode_all(&mut s, &h(e["frame"].as_str().unwrap()));
-            let frames: Vec<&Frame> = out.iter().filter_map(|r| r.as_ref().ok()).collect();
-            let errors: Vec<String> = out
-                .iter()
-                .filter_map(|r| r.as_ref().err().map(|e| e.to_string()))
-                .collect();
-            if !is_valid {
-                invalid += 1;
-                let pn = w["protocol_number"].as_str().unwrap_or_default();
-                if frames.is_empty() {
-                    rejected += 1;
-                } else if (pn == "0x17" || pn == "0x69") && frames.len() == 1 {
-                    // The CRC-less Wi-Fi form: accepted by its own layout check.
-                    lenient_wifi += 1;
-                } else if errors.is_empty() && frames.len() > 1 {
-                    // Not one frame but several whole ones back to back, each with a good CRC.
-                    concatenated += 1;
-                    notes.push(format!(
-                        "{name}: {} concatenated valid frames, all decoded",
-                        frames.len()
-                    ));
-                } else {
-                    failures.push(format!(
-                        "{name}: invalid frame produced {} frames",
-                        frames.len()
-                    ));
-                }
-                continue;
-            }
-            valid += 1;
-            if !errors.is_empty() || frames.len() != 1 {
-                failures.push(format!(
-                    "{name}: valid frame: {errors:?}, {} frames",
-                    frames.len()
-                ));
-                continue;
-            }
-            valid_ok += 1;
-            if e["expect"] != "position" {
-                continue;
-            }
-            positions += 1;
-            let f = frames[0];
-            let Some(ev) = f.events.first() else {
-                notes.push(format!("{name} ({}): no event", w["protocol_number"]));
-                continue;
-            };
-            if kind(ev) == EventKind::Unknown {
-                notes.push(format!(
-                    "{name} ({}): published as UNKNOWN (layout not decoded)",
-                    w["protocol_number"]
-                ));
-                continue;
-            }
-            let mut mismatch = Vec::new();
-            let mut unmapped = Vec::new();
-            for (k, v) in e["asserts"].as_object().into_iter().flatten() {
-                if k == "not_null" {
-                    continue;
-                }
-                match check_assert(ev, k, v) {
-                    Some(Ok(())) => {}
-                    Some(Err(why)) => mismatch.push(why),
-                    None => unmapped.push(k.clone()),
-                }
-            }
-            if !mismatch.is_empty() {
-                notes.push(format!(
-                    "{name} ({}): {}",
-                    w["protocol_number"],
-                    mismatch.join("; ")
-                ));
-            } else if !unmapped.is_empty() {
-                typed_unmapped += 1;
-                notes.push(format!(
-                    "{name} ({}): decoded as {:?}; Traccar-specific assert not mapped: {}",
-                    w["protocol_number"],
-                    kind(ev),
-                    unmapped.join(", ")
-                ));
-            } else {
-                matched += 1;
-            }
-        }
-    }
-    eprintln!("GT06 conformance (Traccar frames):");
-    eprintln!("  valid frames decoded without error: {valid_ok}/{valid}");
-    eprintln!(
-        "  positions matched: {matched}/{positions} (+{typed_unmapped} decoded to a typed event whose asserts have no clean mapping)"
+    assert_eq!(f.reply.as_deref(), Some(&ack_bytes(0x78, 0x36, 0x0324)[..]));
+    let e = &f.events[0];
+    assert_eq!(kind(e), EventKind::Heartbeat);
+    assert_eq!(f_attr(e, "battery_voltage"), 4.02);
+    assert_eq!(u_attr(e, "battery_percent"), 95);
+    assert_eq!(u_attr(e, "startup_status"), 1);
+    assert_eq!(u_attr(e, "battery_level"), 5);
+    // [184] VL103 location form.
+    let f = decode_one(&mut s, "78783536190c1d0f1724cf026cc9140c367d4000940001cc0025ef0540e88c01000000000064051428000006c3000001453f9201003477560d0a");
+    assert_eq!(f.reply.as_deref(), Some(&ack_bytes(0x78, 0x36, 0x0034)[..]));
+    let e = &f.events[0];
+    assert_eq!(kind(e), EventKind::Position);
+    assert_eq!(s_attr(e, "driver_id"), "c3000001453f9201");
+    assert_eq!(u_attr(e, "cell_id"), 0x0540_e88c);
+    assert!(b_attr(e, "ignition"));
+}
+
+#[test]
+fn x1_gps_0x34_is_not_answered() {
+    let mut s = logged_in();
+    // [81]
+    let f = decode_one(&mut s, "78783c3439000000120a0902093a07031f9e690529be2e00155500000016214901a30308b70000b3fb004aa82b059401a3422100000001000000007d9370b90d0a");
+    assert!(f.reply.is_none());
+    let e = &f.events[0];
+    assert_eq!(kind(e), EventKind::Position);
+    assert!(e.position.as_ref().unwrap().valid);
+    assert_eq!(u_attr(e, "odometer"), 0x0016_2149);
+    assert_eq!(s_attr(e, "driver_id"), 0x004a_a82b_u32.to_string());
+    assert_eq!(f_attr(e, "adc2"), 0.0);
+    assert_eq!(u_attr(e, "outputs"), 1);
+}
+
+#[test]
+fn az735_extended_0x32_0x33_answered_in_79_79() {
+    let mut s = logged_in();
+    // [117] location with a GPS block and a cell.
+    let f = decode_one(&mut s, "7979004a321106170c1b180cc900a875580b7ab4f00010350901fe0a007c0009112424007c000912240081004efe2100c500100f1200000000000000000000000000000000000000000000bc7c900d0a");
+    assert_eq!(f.reply.as_deref(), Some(&ack_bytes(0x79, 0x32, 0x00bc)[..]));
+    let e = &f.events[0];
+    assert_eq!(kind(e), EventKind::Position);
+    assert_eq!(u_attr(e, "mcc"), 510);
+    assert_eq!(u_attr(e, "gsm_signal"), 0x24);
+    // [113] alarm packet without GPS or cell: status 0xA0 = armed.
+    let f = decode_one(
+        &mut s,
+        "797900143311070609020b00000000a0030046000109e4610d0a",
     );
-    eprintln!(
-        "  invalid frames: {invalid}, rejected without reply: {rejected}, accepted as CRC-less Wi-Fi: {lenient_wifi}, really several good frames: {concatenated}"
+    assert_eq!(f.reply.as_deref(), Some(&ack_bytes(0x79, 0x33, 0x0109)[..]));
+    let e = &f.events[0];
+    assert_eq!(kind(e), EventKind::Status);
+    assert!(b_attr(e, "armed"));
+    assert!(e.position.is_none());
+}
+
+#[test]
+fn gps_lbs_modules_0x38() {
+    let mut s = logged_in();
+    // [8]
+    let f = decode_one(&mut s, "7979003e3819050e0e0c26c5010fd98e0905f53000ccab0e000302c80100000c240000000000048b08001b002e04000015c4003b020000003c0401020001021f60220d0a");
+    assert_eq!(f.reply.as_deref(), Some(&ack_bytes(0x79, 0x38, 0x021f)[..]));
+    let e = &f.events[0];
+    assert_eq!(kind(e), EventKind::Position);
+    let p = e.position.as_ref().unwrap();
+    // San José, Costa Rica (north, west); this fix is flagged as not valid.
+    assert!(!p.valid && p.latitude > 9.0 && p.longitude < -84.0);
+    assert!(b_attr(e, "ignition"));
+    assert_eq!(u_attr(e, "mcc"), 712);
+    assert_eq!(u_attr(e, "odometer"), 5572);
+    assert_eq!(
+        e.attr("module_003c"),
+        Some(&Value::BytesValue(h("01020001")))
     );
-    for n in &notes {
-        eprintln!("  - {n}");
-    }
-    for f in &failures {
-        eprintln!("  FAIL {f}");
-    }
-    assert!(failures.is_empty(), "{failures:#?}");
-    assert_eq!(valid_ok, valid);
+}
+
+#[test]
+fn obd_0x8c_is_not_answered() {
+    let mut s = logged_in();
+    // [79]
+    let f = decode_one(&mut s, "797900de8c120b1502121b013137333d302c3232333d312c3238333d30303030303030302c3436333d30303030303035362c3437333d30303030303030662c3438333d30303030303031312c3242333d30303030303030302c3244333d30303030313839632c3335333d30303030313661382c3336333d30303032386163382c3339333d30303030303230612c3330333d30303030303561612c3439333d30303030303030302c3441333d4b4e4146323431434d4b353031343235352c3341333d30303030303338352c3530333d30303030c0041df0940f89c06700000000c800910d0a");
+    assert!(f.reply.is_none());
+    let e = &f.events[0];
+    assert!(b_attr(e, "ignition"));
+    assert!(s_attr(e, "obd").starts_with("173=0,223=1,"));
+}
+
+#[test]
+fn short_0xa3_lw4g_0xa2_sr411_0x24_qh302r_0x12_rfid_0x17() {
+    let mut s = logged_in();
+    // [9] short 0xA3 status.
+    let f = decode_one(&mut s, "78780ca346000106640c01123d5f5e0d0a");
+    assert_eq!(f.reply.as_deref(), Some(&ack_bytes(0x78, 0xA3, 0x123d)[..]));
+    assert_eq!(kind(&f.events[0]), EventKind::Heartbeat);
+    assert!(b_attr(&f.events[0], "gps_tracking"));
+    // [13] LW4G 0xA2: GPS + 4G cell + status.
+    let f = decode_one(&mut s, "787840a2180b0f0f3407cf00602cd208354064001c6a02dc650000698100000000095674c9114100002a04000100004b31000000000863829079286793020001a22a8f0d0a");
+    assert_eq!(f.reply.as_deref(), Some(&ack_bytes(0x78, 0xA2, 0x01a2)[..]));
+    let e = &f.events[0];
+    assert_eq!((u_attr(e, "mcc"), u_attr(e, "mnc")), (732, 101));
+    assert_eq!(u_attr(e, "cell_id"), 0x0956_74c9);
+    assert_eq!(u_attr(e, "odometer"), 0x4b31);
+    // [45] SR411 mini 0x24.
+    let f = decode_one(&mut s, "78782e2416061a103600c80275298404a0a24000184602d4023a49006f060104ed01940000086508004139765000be7d640d0a");
+    assert_eq!(f.reply.as_deref(), Some(&ack_bytes(0x78, 0x24, 0x00be)[..]));
+    let e = &f.events[0];
+    assert_eq!(kind(e), EventKind::Position);
+    assert_eq!(f_attr(e, "external_voltage"), 12.61);
+    // [179] QH302R 0x12: the IMEI before the GPS block.
+    let f = decode_one(
+        &mut s,
+        "7878271208667030665022971a020c0a1e32c601727c1c0f89af002c14fa01366e000100010c003c1fdd0d0a",
+    );
+    assert_eq!(f.reply.as_deref(), Some(&ack_bytes(0x78, 0x12, 0x003c)[..]));
+    let e = &f.events[0];
+    assert_eq!(
+        e.device_time.as_ref().unwrap().seconds,
+        block::civil_to_secs(2026, 2, 12, 10, 30, 50).unwrap()
+    );
+    assert_eq!(u_attr(e, "mcc"), 310);
+    // [23] 0x17 of RFID models.
+    let f = decode_one(&mut s, "7878281718060e021831c6026e8acc0c361b1000140001cc00286d000f4dbf0000012ca7e001000004b2630d0a");
+    assert_eq!(f.reply.as_deref(), Some(&ack_bytes(0x78, 0x17, 0x0004)[..]));
+    assert_eq!(s_attr(&f.events[0], "driver_id"), "bf0000012ca7e001");
+}
+
+#[test]
+fn alternative_status_layouts() {
+    let mut s = logged_in();
+    // [40] 0xA5 LBS alarm: no length byte before the 4G cell; alarm 0x13 = tampering.
+    let f = decode_one(
+        &mut s,
+        "787819a5012ed0000075df000000000098661502050413000019a12b0d0a",
+    );
+    assert_eq!(f.reply.as_deref(), Some(&ack_bytes(0x78, 0xA5, 0x0019)[..]));
+    let e = &f.events[0];
+    assert_eq!(s_attr(e, "alarm"), "tampering");
+    assert_eq!(u_attr(e, "cell_id"), 0x0098_6615);
+    // [47] VXT01 0x12: bare cell, terminal info, voltage u16.
+    let f = decode_one(
+        &mut s,
+        "7878241216040e102c22cf00915ffb04c6016300195a02d402283b00753f400571040001dda4880d0a",
+    );
+    assert_eq!(f.reply.as_deref(), Some(&ack_bytes(0x78, 0x12, 0x01dd)[..]));
+    let e = &f.events[0];
+    assert!(!b_attr(e, "ignition"));
+    assert_eq!(f_attr(e, "external_voltage"), 13.93);
+    // [32] VXT01 0x16: SOS from the terminal bits, the extension byte is not an alarm code.
+    let f = decode_one(
+        &mut s,
+        "7878241617070a150e24ca01fba0040780e177005c0001720253360027db6204e40400004bf1e90d0a",
+    );
+    let e = &f.events[0];
+    assert_eq!(kind(e), EventKind::Alarm);
+    assert_eq!(s_attr(e, "alarm"), "sos");
+    // [66] cell length 0 followed by 45 zeroed bytes, then the status block.
+    let f = decode_one(&mut s, "78784a1614051c150204ec02777e560c2a2a2a5314af000000000000040000000000000000000000000000000000000000000000000000000000000000000000000000007e061b0982004b24c00d0a");
+    assert_eq!(u_attr(&f.events[0], "battery_level"), 6);
+    assert_eq!(u_attr(&f.events[0], "gsm_signal"), 0x1b);
+    // [186] VL103 0x16: driver card id after the language byte.
+    let f = decode_one(&mut s, "78782d16190c1d0e3b03cf026cc8d40c367d800014000801cc0025ef40e88c450604e801c3000001453f920100271e590d0a");
+    assert_eq!(s_attr(&f.events[0], "driver_id"), "c3000001453f9201");
+    assert_eq!(u_attr(&f.events[0], "alarm_code"), 0xe8);
+}
+
+#[test]
+fn text_position_in_0x21_reply() {
+    let mut s = logged_in();
+    // [129]
+    let f = decode_one(&mut s, "7979007121000000000143757272656e7420706f736974696f6e214c61743a4e35342e3733393333322c4c6f6e3a4532352e3237333237302c436f757273653a3132362e35332c53706565643a302e303030302c4461746554696d653a323031372d30352d3236202031303a32373a3437000bbee30d0a");
+    assert!(f.reply.is_none());
+    let e = &f.events[0];
+    assert_eq!(kind(e), EventKind::Position);
+    let p = e.position.as_ref().unwrap();
+    assert_eq!(
+        (p.latitude, p.longitude, p.course),
+        (54.739332, 25.27327, Some(126.53))
+    );
+    assert_eq!(
+        e.device_time.as_ref().unwrap().seconds,
+        block::civil_to_secs(2017, 5, 26, 10, 27, 47).unwrap()
+    );
+}
+
+#[test]
+fn information_0x94_door_with_time_and_rfid() {
+    let mut s = logged_in();
+    // [43] sub-type 0x05 with a date-time before the flags; no reply.
+    let f = decode_one(&mut s, "7979000d940516090908081c030defbd2d0d0a");
+    assert!(f.reply.is_none());
+    let e = &f.events[0];
+    assert!(b_attr(e, "door"));
+    assert_eq!(
+        e.device_time.as_ref().unwrap().seconds,
+        block::civil_to_secs(2022, 9, 9, 8, 8, 28).unwrap()
+    );
+    // [67] sub-type 0x1B framed card read.
+    let f = decode_one(&mut s, "7979000e941b02084277efef350303eadaed0d0a");
+    assert_eq!(s_attr(&f.events[0], "driver_id"), "4277efef");
+    // [46] sub-type 0x1B text.
+    let f = decode_one(
+        &mut s,
+        "79790019941b524649443a3030384642324245424133390d0a000c14930d0a",
+    );
+    assert_eq!(s_attr(&f.events[0], "rfid_text"), "RFID:008FB2BEBA39");
 }
