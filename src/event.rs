@@ -64,6 +64,13 @@ pub fn timestamp(t: SystemTime) -> Timestamp {
 }
 
 /// A protobuf timestamp from milliseconds since the epoch.
+/// The time a timestamp stands for, if it is after the epoch and well-formed.
+pub fn system_time(t: &Timestamp) -> Option<SystemTime> {
+    let secs = u64::try_from(t.seconds).ok()?;
+    let nanos = u32::try_from(t.nanos).ok().filter(|n| *n < 1_000_000_000)?;
+    SystemTime::UNIX_EPOCH.checked_add(std::time::Duration::new(secs, nanos))
+}
+
 pub fn timestamp_millis(ms: u64) -> Timestamp {
     timestamp(UNIX_EPOCH + Duration::from_millis(ms))
 }

@@ -17,6 +17,7 @@
 //! - [`proto`]: the generated event schema (`proto/avlgate/v1/telemetry.proto`).
 #![forbid(unsafe_code)]
 
+pub mod command;
 pub mod config;
 pub mod decode;
 pub mod event;

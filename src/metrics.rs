@@ -32,3 +32,6 @@ pub const SINK_CONNECTED: &str = "avlgate_sink_connected";
 pub const SESSIONS_CLOSED: &str = "avlgate_sessions_closed_total";
 /// UDP datagrams dropped before decoding, by `reason`.
 pub const UDP_DROPPED: &str = "avlgate_udp_datagrams_dropped_total";
+/// Commands by `status`: `received`, `unreadable`, and each result status (`sent`,
+/// `responded`, `expired`, `rejected`).
+pub const COMMANDS: &str = "avlgate_commands_total";

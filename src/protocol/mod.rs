@@ -104,6 +104,18 @@ pub trait ProtocolSession: Send + Sync + 'static {
     fn encode_command(&mut self, _command: &CommandRequest) -> Result<Bytes, CommandError> {
         Err(CommandError::Unsupported)
     }
+
+    /// How the device's answer to the command last encoded is recognised: `Some(tag)` when the
+    /// answer echoes a tag (GT06's server flag, attribute `server_flag` on the response
+    /// event), `None` when answers come back in order (Teltonika Codec 12).
+    fn last_command_tag(&self) -> Option<u32> {
+        None
+    }
+
+    /// Whether devices answer commands at all (Wialon's `#M#` gets no answer).
+    fn command_answered(&self) -> bool {
+        true
+    }
 }
 
 /// A command to write to a device, as the session layer hands it to a protocol.

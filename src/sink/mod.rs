@@ -104,6 +104,13 @@ impl Format {
             Format::Json => serde_json::to_vec(e).unwrap_or_default().into(),
         }
     }
+
+    pub fn encode_result(self, r: &crate::proto::CommandResult) -> Bytes {
+        match self {
+            Format::Protobuf => prost::Message::encode_to_vec(r).into(),
+            Format::Json => serde_json::to_vec(r).unwrap_or_default().into(),
+        }
+    }
 }
 
 /// Bounds on what may be in flight to the broker at once.

@@ -240,6 +240,10 @@ impl ProtocolSession for Session {
 
     /// `Text` becomes an online command (`0x80`) with a fresh server flag; raw payloads are
     /// not supported (the family has no binary command channel).
+    fn last_command_tag(&self) -> Option<u32> {
+        self.last_server_flag()
+    }
+
     fn encode_command(&mut self, command: &CommandRequest) -> Result<Bytes, CommandError> {
         let CommandRequest::Text(text) = command else {
             return Err(CommandError::Unsupported);

@@ -985,6 +985,10 @@ impl ProtocolSession for Session {
     }
 
     /// `#M#text` (1.1) or `#M#text;crc16` (2.0): a message for the driver.
+    fn command_answered(&self) -> bool {
+        false
+    }
+
     fn encode_command(&mut self, command: &CommandRequest) -> Result<Bytes, CommandError> {
         let text = match command {
             CommandRequest::Text(t) => t.as_str(),

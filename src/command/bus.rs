@@ -1,0 +1,237 @@
+//! Where commands and claims travel: the Kafka commands topic, or MQTT topics on one broker.
+//!
+//! A bus delivers every log entry (backend commands and pods' claims) to every pod, per device
+//! in the broker's order, and lets a pod append a claim. Proposals are fire-and-forget: the
+//! ledger acts only on what it reads back, and proposes again if nothing came back.
+
+use std::time::{Duration, SystemTime};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::proto::{Command, CommandClaim};
+
+/// One entry of the command log.
+#[derive(Debug, Clone)]
+pub enum Entry {
+    Command(Command),
+    Claim(CommandClaim),
+    /// An unreadable payload (counted and logged; nothing to report it under).
+    Invalid(String),
+}
+
+/// Appends claims to the log.
+pub trait ClaimWriter: Send + Sync + 'static {
+    fn propose(&self, claim: CommandClaim);
+}
+
+/// Header marking a claim on the Kafka commands topic.
+pub const CONTROL_HEADER: &str = "avlgate-control";
+
+fn decode_entry(payload: &[u8], is_claim: bool) -> Entry {
+    if is_claim {
+        match prost::Message::decode(payload) {
+            Ok(c) => Entry::Claim(c),
+            Err(e) => Entry::Invalid(format!("invalid claim: {e}")),
+        }
+    } else {
+        match super::parse(payload) {
+            Ok(c) => Entry::Command(c),
+            Err(e) => Entry::Invalid(e),
+        }
+    }
+}
+
+/// Kafka: backends produce commands to the commands topic (key = IMEI); pods append claims to
+/// the same topic with the same key (so a device's commands and claims share one partition
+/// and one order), marked with the `avlgate-control: claim` header. Every pod reads every
+/// partition, starting `lookback` before now so a restarted pod sees the commands still
+/// within their TTL.
+pub struct KafkaBus {
+    producer: FutureProducer,
+    topic: String,
+}
+
+impl KafkaBus {
+    /// Starts the reader thread; entries arrive on the returned channel.
+    pub fn start(
+        producer_config: rdkafka::ClientConfig,
+        consumer_config: rdkafka::ClientConfig,
+        topic: String,
+        lookback: Duration,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<(KafkaBus, mpsc::Receiver<Entry>)> {
+        let producer: FutureProducer = producer_config.create()?;
+        let consumer: BaseConsumer = consumer_config.create()?;
+        let (tx, rx) = mpsc::channel(4096);
+        let t = topic.clone();
+        std::thread::Builder::new()
+            .name("avlgate-commands".into())
+            .spawn(move || read_commands(consumer, t, lookback, tx, shutdown))?;
+        Ok((KafkaBus { producer, topic }, rx))
+    }
+}
+
+fn assign_all(consumer: &BaseConsumer, topic: &str, lookback: Duration) -> anyhow::Result<usize> {
+    let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let partitions = md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .map(|t| t.partitions().len())
+        .unwrap_or(0);
+    if partitions == 0 {
+        anyhow::bail!("topic {topic} has no partitions (does it exist?)");
+    }
+    let since = SystemTime::now()
+        .checked_sub(lookback)
+        .unwrap_or(SystemTime::UNIX_EPOCH)
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as i64;
+    let mut by_time = TopicPartitionList::new();
+    for p in 0..partitions as i32 {
+        by_time.add_partition_offset(topic, p, Offset::Offset(since))?;
+    }
+    // Offsets at `since`; partitions where that fails start at the beginning.
+    let mut tpl = TopicPartitionList::new();
+    let found = consumer.offsets_for_times(by_time, Duration::from_secs(10)).ok();
+    for p in 0..partitions as i32 {
+        let offset = found
+            .as_ref()
+            .and_then(|f| f.find_partition(topic, p))
+            .map(|e| e.offset())
+            .filter(|o| matches!(o, Offset::Offset(_)))
+            .unwrap_or(Offset::Beginning);
+        tpl.add_partition_offset(topic, p, offset)?;
+    }
+    consumer.assign(&tpl)?;
+    Ok(partitions)
+}
+
+fn read_commands(
+    consumer: BaseConsumer,
+    topic: String,
+    lookback: Duration,
+    tx: mpsc::Sender<Entry>,
+    shutdown: CancellationToken,
+) {
+    // The topic may not exist yet when the pod starts: retry.
+    loop {
+        if shutdown.is_cancelled() {
+            return;
+        }
+        match assign_all(&consumer, &topic, lookback) {
+            Ok(n) => {
+                info!(topic = %topic, partitions = n, "reading commands");
+                break;
+            }
+            Err(e) => {
+                warn!(error = %e, topic = %topic, "cannot read the commands topic yet; retrying");
+                std::thread::sleep(Duration::from_secs(2));
+            }
+        }
+    }
+    while !shutdown.is_cancelled() {
+        match consumer.poll(Duration::from_millis(200)) {
+            None => {}
+            Some(Err(e)) => debug!(error = %e, "commands consumer"),
+            Some(Ok(m)) => {
+                let is_claim = m
+                    .headers()
+                    .is_some_and(|h| h.iter().any(|h| h.key == CONTROL_HEADER));
+                let entry = decode_entry(m.payload().unwrap_or_default(), is_claim);
+                if tx.blocking_send(entry).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+impl ClaimWriter for KafkaBus {
+    fn propose(&self, claim: CommandClaim) {
+        let payload = prost::Message::encode_to_vec(&claim);
+        let record = FutureRecord::to(&self.topic)
+            .key(claim.imei.as_str())
+            .payload(&payload)
+            .headers(OwnedHeaders::new().insert(Header {
+                key: CONTROL_HEADER,
+                value: Some("claim"),
+            }));
+        if let Err((e, _)) = self.producer.send_result(record) {
+            warn!(error = %e, "claim not queued; it will be proposed again");
+        }
+    }
+}
+
+/// MQTT: backends publish commands to `<prefix>/commands/<imei>` (QoS 1); pods publish claims
+/// to `<prefix>/command-claims/<imei>`. Every pod subscribes to both. One broker delivers a
+/// topic's messages to every subscriber in the same order, which is what the ledger needs.
+pub struct MqttBus {
+    client: rumqttc::AsyncClient,
+    prefix: String,
+}
+
+impl MqttBus {
+    pub fn start(
+        mut options: rumqttc::MqttOptions,
+        prefix: String,
+        shutdown: CancellationToken,
+    ) -> (MqttBus, mpsc::Receiver<Entry>) {
+        options.set_keep_alive(Duration::from_secs(30));
+        options.set_max_packet_size(1024 * 1024, 1024 * 1024);
+        let (client, mut el) = rumqttc::AsyncClient::new(options, 1024);
+        let (tx, rx) = mpsc::channel(4096);
+        let commands = format!("{prefix}/commands/+");
+        let claims = format!("{prefix}/command-claims/+");
+        let claims_prefix = format!("{prefix}/command-claims/");
+        let sub = client.clone();
+        tokio::spawn(async move {
+            use rumqttc::{Event, Packet, QoS};
+            loop {
+                let polled = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    p = el.poll() => p,
+                };
+                match polled {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        // Subscribe on every (re)connection: sessions are clean.
+                        let _ = sub.try_subscribe(commands.clone(), QoS::AtLeastOnce);
+                        let _ = sub.try_subscribe(claims.clone(), QoS::AtLeastOnce);
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let entry = decode_entry(&p.payload, p.topic.starts_with(&claims_prefix));
+                        if tx.send(entry).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        debug!(error = %e, "command bus connection lost; reconnecting");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+        (MqttBus { client, prefix }, rx)
+    }
+}
+
+impl ClaimWriter for MqttBus {
+    fn propose(&self, claim: CommandClaim) {
+        let topic = format!("{}/command-claims/{}", self.prefix, claim.imei);
+        let payload = prost::Message::encode_to_vec(&claim);
+        if let Err(e) = self
+            .client
+            .try_publish(topic, rumqttc::QoS::AtLeastOnce, false, payload)
+        {
+            warn!(error = %e, "claim not queued; it will be proposed again");
+        }
+    }
+}

@@ -1,0 +1,205 @@
+//! The session's side of commands, sans IO: a small queue, the commands written and awaiting
+//! an answer, matching answers (in order for Teltonika Codec 12, by server flag for GT06), and
+//! the reply timeout. The TCP session loop feeds it and writes what it returns.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::dispatcher::Commands;
+use crate::proto::{attribute_value, command, command_result, EventKind, TelemetryEvent};
+use crate::protocol::{CommandRequest, ProtocolSession};
+
+/// A command won by this pod, for this session.
+#[derive(Debug)]
+pub struct SessionCommand {
+    pub command: crate::proto::Command,
+    pub updates: Commands,
+}
+
+/// What happened to a command in a session.
+#[derive(Debug)]
+pub enum Update {
+    /// Written to the socket; `awaiting_reply` when the protocol's devices answer.
+    Written {
+        command_id: String,
+        awaiting_reply: bool,
+    },
+    Replied {
+        command_id: String,
+        response: command_result::Response,
+    },
+    /// Written, but no answer came within `after`.
+    NoReply { command_id: String, after: Duration },
+    /// The protocol cannot carry it.
+    Rejected { command_id: String, reason: String },
+    /// The session ended before the write.
+    NotWritten { command_id: String },
+}
+
+struct Waiting {
+    cmd: SessionCommand,
+    tag: Option<u32>,
+    since: Instant,
+}
+
+/// Commands queued on a session and awaiting answers.
+pub struct Outstanding {
+    queue: VecDeque<SessionCommand>,
+    waiting: Vec<Waiting>,
+    reply_timeout: Duration,
+}
+
+/// Queued commands per session, at most (the dispatcher holds the rest as pending claims).
+const MAX_QUEUED: usize = 16;
+/// Commands awaiting a tagged answer at once (untagged protocols: one).
+const MAX_TAGGED_IN_FLIGHT: usize = 4;
+
+fn id(sc: &SessionCommand) -> String {
+    sc.command.command_id.clone()
+}
+
+impl Outstanding {
+    pub fn new(reply_timeout: Duration) -> Self {
+        Outstanding {
+            queue: VecDeque::new(),
+            waiting: Vec::new(),
+            reply_timeout,
+        }
+    }
+
+    /// Queues a command; a full queue gives it back unwritten.
+    pub fn push(&mut self, sc: SessionCommand) {
+        if self.queue.len() >= MAX_QUEUED {
+            let u = Update::NotWritten {
+                command_id: id(&sc),
+            };
+            sc.updates.update(u);
+        } else {
+            self.queue.push_back(sc);
+        }
+    }
+
+    /// The next command to write now, encoded, if the protocol allows another in flight.
+    /// Commands the protocol cannot carry are rejected on the way. Call [`Self::written`]
+    /// once the bytes are on the socket.
+    pub fn next_write(&mut self, session: &mut dyn ProtocolSession) -> Option<Bytes> {
+        loop {
+            let untagged_busy = self.waiting.iter().any(|w| w.tag.is_none());
+            if untagged_busy || self.waiting.len() >= MAX_TAGGED_IN_FLIGHT {
+                return None;
+            }
+            let sc = self.queue.front()?;
+            let request = match &sc.command.body {
+                Some(command::Body::Text(t)) => CommandRequest::Text(t.clone()),
+                Some(command::Body::Payload(p)) => CommandRequest::Payload(p.clone().into()),
+                None => CommandRequest::Text(String::new()),
+            };
+            match session.encode_command(&request) {
+                Ok(bytes) => return Some(bytes),
+                Err(e) => {
+                    let sc = self.queue.pop_front()?;
+                    let u = Update::Rejected {
+                        command_id: id(&sc),
+                        reason: e.to_string(),
+                    };
+                    sc.updates.update(u);
+                }
+            }
+        }
+    }
+
+    /// The bytes from [`Self::next_write`] are on the socket.
+    pub fn written(&mut self, session: &dyn ProtocolSession, now: Instant) {
+        let Some(sc) = self.queue.pop_front() else {
+            return;
+        };
+        let awaiting_reply = session.command_answered();
+        sc.updates.update(Update::Written {
+            command_id: id(&sc),
+            awaiting_reply,
+        });
+        if awaiting_reply {
+            self.waiting.push(Waiting {
+                tag: session.last_command_tag(),
+                cmd: sc,
+                since: now,
+            });
+        }
+    }
+
+    /// Matches the device's answers among a delivered frame's events.
+    pub fn on_events(&mut self, events: &[TelemetryEvent]) {
+        for e in events {
+            if e.kind != EventKind::CommandResponse as i32 || self.waiting.is_empty() {
+                continue;
+            }
+            let tag = match e.attributes.get("server_flag").and_then(|v| v.value.as_ref()) {
+                Some(attribute_value::Value::UintValue(f)) => u32::try_from(*f).ok(),
+                _ => None,
+            };
+            let pos = match tag {
+                Some(t) => self.waiting.iter().position(|w| w.tag == Some(t)),
+                None => self.waiting.iter().position(|w| w.tag.is_none()),
+            };
+            let Some(pos) = pos else {
+                continue;
+            };
+            let w = self.waiting.remove(pos);
+            let response = match e.attributes.get("response").and_then(|v| v.value.as_ref()) {
+                Some(attribute_value::Value::StringValue(s)) => {
+                    command_result::Response::ResponseText(s.clone())
+                }
+                Some(attribute_value::Value::BytesValue(b)) => {
+                    command_result::Response::ResponseBytes(b.clone())
+                }
+                _ => command_result::Response::ResponseText(String::new()),
+            };
+            w.cmd.updates.update(Update::Replied {
+                command_id: id(&w.cmd),
+                response,
+            });
+        }
+    }
+
+    /// When the oldest answer is due.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.waiting.iter().map(|w| w.since + self.reply_timeout).min()
+    }
+
+    /// Gives up on answers past the reply timeout.
+    pub fn expire(&mut self, now: Instant) {
+        let timeout = self.reply_timeout;
+        let (late, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting)
+            .into_iter()
+            .partition(|w| w.since + timeout <= now);
+        self.waiting = keep;
+        for w in late {
+            w.cmd.updates.update(Update::NoReply {
+                command_id: id(&w.cmd),
+                after: timeout,
+            });
+        }
+    }
+
+    /// The session ended: queued commands go back unwritten; written ones will get no answer.
+    pub fn close(&mut self) {
+        for sc in self.queue.drain(..) {
+            let u = Update::NotWritten {
+                command_id: id(&sc),
+            };
+            sc.updates.update(u);
+        }
+        for w in self.waiting.drain(..) {
+            w.cmd.updates.update(Update::NoReply {
+                command_id: id(&w.cmd),
+                after: Duration::ZERO,
+            });
+        }
+    }
+
+    pub fn is_idle(&self) -> bool {
+        self.queue.is_empty() && self.waiting.is_empty()
+    }
+}
