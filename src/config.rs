@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Deserialize;
 
+use crate::net::limits::ConnLimits;
 use crate::protocol::Limits;
 use crate::session::Timeouts;
 use crate::sink::{Format, InFlightLimits};
@@ -108,13 +109,63 @@ pub struct Settings {
     #[arg(long, env = "AVLGATE_LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
 
-    /// Seconds a new connection has to show a known protocol. Default 30.
-    #[arg(long, env = "AVLGATE_DETECT_TIMEOUT_SECS")]
+    /// Seconds a new TCP connection has to get through the PROXY header, the TLS handshake,
+    /// protocol detection and the device's login; then it is closed. Default 30.
+    #[arg(long, env = "AVLGATE_LOGIN_TIMEOUT_SECS")]
+    pub login_timeout_secs: Option<u64>,
+
+    /// Former name of `--login-timeout-secs`, still accepted.
+    #[arg(long, env = "AVLGATE_DETECT_TIMEOUT_SECS", hide = true)]
     pub detect_timeout_secs: Option<u64>,
 
     /// Seconds without data after which a TCP device is disconnected. Default 900.
     #[arg(long, env = "AVLGATE_IDLE_TIMEOUT_SECS")]
     pub idle_timeout_secs: Option<u64>,
+
+    /// Idle timeout for Teltonika devices (default: --idle-timeout-secs).
+    #[arg(long, env = "AVLGATE_TELTONIKA_IDLE_TIMEOUT_SECS")]
+    pub teltonika_idle_timeout_secs: Option<u64>,
+
+    /// Idle timeout for Wialon IPS devices (default: --idle-timeout-secs).
+    #[arg(long, env = "AVLGATE_WIALON_IDLE_TIMEOUT_SECS")]
+    pub wialon_idle_timeout_secs: Option<u64>,
+
+    /// Idle timeout for GT06 devices (default: --idle-timeout-secs).
+    #[arg(long, env = "AVLGATE_GT06_IDLE_TIMEOUT_SECS")]
+    pub gt06_idle_timeout_secs: Option<u64>,
+
+    /// Open TCP device connections per pod, at most; beyond it new ones are closed at once.
+    /// 0: no limit. Default 200000.
+    #[arg(long, env = "AVLGATE_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
+    /// Open TCP device connections per source address, at most (carriers put many trackers
+    /// behind one NAT address). 0: no limit. Default 5000.
+    #[arg(long, env = "AVLGATE_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<u32>,
+
+    /// New TCP connections per second per source address (token bucket, burst of the same
+    /// size). 0: no limit. Default 200.
+    #[arg(long, env = "AVLGATE_MAX_CONNECT_RATE_PER_IP")]
+    pub max_connect_rate_per_ip: Option<u32>,
+
+    /// IMEI allow-list file: one IMEI per line, `#` comments; reloaded when it changes.
+    /// Unset: every device may log in.
+    #[arg(long, env = "AVLGATE_IMEI_ALLOWLIST")]
+    pub imei_allowlist: Option<PathBuf>,
+
+    /// Every TCP connection starts with a PROXY protocol v1 or v2 header (HAProxy, AWS NLB,
+    /// nginx stream); the address in it is the device's.
+    #[arg(long, env = "AVLGATE_PROXY_PROTOCOL", num_args = 0..=1, default_missing_value = "true")]
+    pub proxy_protocol: Option<bool>,
+
+    /// PEM certificate chain for TLS on the device port (with --tls-key); reloaded on change.
+    #[arg(long, env = "AVLGATE_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for --tls-cert; reloaded on change.
+    #[arg(long, env = "AVLGATE_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
 
     /// Seconds without datagrams after which a UDP peer is forgotten. Default 300.
     #[arg(long, env = "AVLGATE_UDP_IDLE_TIMEOUT_SECS")]
@@ -180,8 +231,19 @@ impl Settings {
             gateway_name,
             metrics_listen,
             log_format,
+            login_timeout_secs,
             detect_timeout_secs,
             idle_timeout_secs,
+            teltonika_idle_timeout_secs,
+            wialon_idle_timeout_secs,
+            gt06_idle_timeout_secs,
+            max_connections,
+            max_connections_per_ip,
+            max_connect_rate_per_ip,
+            imei_allowlist,
+            proxy_protocol,
+            tls_cert,
+            tls_key,
             udp_idle_timeout_secs,
             max_in_flight_records,
             max_in_flight_bytes,
@@ -226,6 +288,14 @@ impl Settings {
             .filter(|l| !l.is_empty())
             .unwrap_or_else(|| vec!["0.0.0.0:5027".parse().expect("valid literal")]);
         let secs = |v: Option<u64>, default: u64| Duration::from_secs(v.unwrap_or(default).max(1));
+        let idle = secs(self.idle_timeout_secs, 900);
+        let idle_of = |v: Option<u64>| v.map(|s| Duration::from_secs(s.max(1))).unwrap_or(idle);
+        let tls = match (self.tls_cert, self.tls_key) {
+            (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
+            (None, None) => None,
+            _ => anyhow::bail!("--tls-cert and --tls-key go together"),
+        };
+        let cl = ConnLimits::default();
         Ok(Config {
             listen,
             sink,
@@ -259,10 +329,26 @@ impl Settings {
                 .unwrap_or_else(|| "0.0.0.0:9102".parse().expect("valid literal")),
             log_format: self.log_format.unwrap_or(LogFormat::Text),
             timeouts: Timeouts {
-                detect: secs(self.detect_timeout_secs, 30),
-                idle: secs(self.idle_timeout_secs, 900),
+                login: secs(self.login_timeout_secs.or(self.detect_timeout_secs), 30),
+                idle,
+                teltonika_idle: idle_of(self.teltonika_idle_timeout_secs),
+                wialon_idle: idle_of(self.wialon_idle_timeout_secs),
+                gt06_idle: idle_of(self.gt06_idle_timeout_secs),
                 udp_idle: secs(self.udp_idle_timeout_secs, 300),
             },
+            conn_limits: ConnLimits {
+                max_connections: self.max_connections.unwrap_or(cl.max_connections),
+                max_connections_per_ip: self
+                    .max_connections_per_ip
+                    .unwrap_or(cl.max_connections_per_ip),
+                max_connect_rate_per_ip: self
+                    .max_connect_rate_per_ip
+                    .unwrap_or(cl.max_connect_rate_per_ip),
+            },
+            imei_allowlist: self.imei_allowlist,
+            proxy_protocol: self.proxy_protocol.unwrap_or(false),
+            tls,
+            reload_interval: Duration::from_secs(5),
             in_flight: InFlightLimits {
                 max_records: self.max_in_flight_records.unwrap_or(20_000).max(1),
                 max_bytes: self
@@ -305,6 +391,20 @@ pub struct Config {
     pub in_flight: InFlightLimits,
     pub drain_timeout: Duration,
     pub limits: Limits,
+    pub conn_limits: ConnLimits,
+    pub imei_allowlist: Option<PathBuf>,
+    pub proxy_protocol: bool,
+    pub tls: Option<TlsFiles>,
+    /// How often the allow-list and TLS files are checked for changes (not a setting; tests
+    /// shorten it).
+    pub reload_interval: Duration,
+}
+
+/// TLS certificate chain and key files (PEM).
+#[derive(Debug, Clone)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// Kafka settings (used by `--sink kafka`).
@@ -388,5 +488,59 @@ mod tests {
         assert_eq!(c.sink, SinkKind::Embedded);
         assert_eq!(c.format, Format::Protobuf);
         assert_eq!(c.embedded_mqtt_listen, "127.0.0.1:1883".parse().unwrap());
+        assert_eq!(c.timeouts.login, Duration::from_secs(30));
+        assert_eq!(c.timeouts.gt06_idle, Duration::from_secs(900));
+        assert_eq!(c.conn_limits, ConnLimits::default());
+        assert_eq!(c.conn_limits.max_connections, 200_000);
+        assert_eq!(c.conn_limits.max_connections_per_ip, 5_000);
+        assert_eq!(c.conn_limits.max_connect_rate_per_ip, 200);
+        assert!(!c.proxy_protocol && c.tls.is_none() && c.imei_allowlist.is_none());
+    }
+
+    #[test]
+    fn ops_settings_from_the_file_and_flags() {
+        let file: Settings = toml::from_str(
+            "idle_timeout_secs = 600\nwialon_idle_timeout_secs = 120\nproxy_protocol = true\n\
+             max_connections_per_ip = 7\ndetect_timeout_secs = 12\n",
+        )
+        .unwrap();
+        let c = file.clone().resolve().unwrap();
+        assert_eq!(c.timeouts.login, Duration::from_secs(12), "old name still works");
+        assert_eq!(c.timeouts.wialon_idle, Duration::from_secs(120));
+        assert_eq!(c.timeouts.teltonika_idle, Duration::from_secs(600));
+        assert!(c.proxy_protocol);
+        assert_eq!(c.conn_limits.max_connections_per_ip, 7);
+        let flags = Settings {
+            login_timeout_secs: Some(5),
+            ..Default::default()
+        };
+        assert_eq!(
+            flags.over(file).resolve().unwrap().timeouts.login,
+            Duration::from_secs(5)
+        );
+    }
+
+    #[test]
+    fn tls_needs_both_files() {
+        let s = Settings {
+            tls_cert: Some("c.pem".into()),
+            ..Default::default()
+        };
+        assert!(s.resolve().is_err());
+    }
+
+    #[test]
+    fn proxy_protocol_flag_without_a_value() {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            s: Settings,
+        }
+        let c = <Cli as clap::Parser>::try_parse_from(["x", "--proxy-protocol", "--max-connections", "9"])
+            .unwrap();
+        assert_eq!(c.s.proxy_protocol, Some(true));
+        assert_eq!(c.s.max_connections, Some(9));
+        let c = <Cli as clap::Parser>::try_parse_from(["x", "--proxy-protocol=false"]).unwrap();
+        assert_eq!(c.s.proxy_protocol, Some(false));
     }
 }

@@ -93,13 +93,13 @@ pub async fn decode_frames(
         Format::Json,
         config.in_flight.clone(),
     ));
-    let shared = Arc::new(Shared {
+    let shared = Arc::new(Shared::new(
         publisher,
-        gateway: "decode".into(),
-        limits: config.limits.clone(),
-        timeouts: config.timeouts.clone(),
-        shutdown: CancellationToken::new(),
-    });
+        "decode".into(),
+        config.limits.clone(),
+        config.timeouts.clone(),
+        CancellationToken::new(),
+    ));
     let peer: SocketAddr = ([127, 0, 0, 1], 0).into();
     let mut core: Option<Core> = None;
     let mut buf = BytesMut::new();

@@ -11,7 +11,9 @@
 //!   delivery, reply.
 //! - [`sink`]: where events go (`mqtt`, `embedded` broker, `stdout`, …) behind one
 //!   ack-after-delivery [`sink::Sink`] seam, with a bounded in-flight [`sink::Publisher`].
+//! - [`net`]: between the socket and detection: connection limits, PROXY protocol, TLS.
 //! - [`server`]: listeners, connection accounting, graceful shutdown.
+//! - [`ops`]: `/metrics`, `/healthz`, `/readyz`.
 //! - [`config`]: the one typed configuration, from flags, environment and a TOML file.
 //! - [`decode`]: the `avlgate decode` support tool.
 //! - [`proto`]: the generated event schema (`proto/avlgate/v1/telemetry.proto`).
@@ -22,6 +24,8 @@ pub mod config;
 pub mod decode;
 pub mod event;
 pub mod metrics;
+pub mod net;
+pub mod ops;
 pub mod protocol;
 pub mod server;
 pub mod session;

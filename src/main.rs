@@ -98,12 +98,19 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(config: avlgate::config::Config) -> anyhow::Result<()> {
-    metrics_exporter_prometheus::PrometheusBuilder::new()
-        .with_http_listener(config.metrics_listen)
-        .install()
+    let prometheus = avlgate::ops::install_prometheus()?;
+    let ops_listener = tokio::net::TcpListener::bind(config.metrics_listen)
+        .await
         .with_context(|| format!("starting the metrics listener on {}", config.metrics_listen))?;
     let shutdown = CancellationToken::new();
     let gateway = Gateway::bind(config, shutdown.clone()).await?;
+    // Serves until the process exits: /readyz answers 503 through the drain.
+    tokio::spawn(avlgate::ops::serve(
+        ops_listener,
+        prometheus,
+        gateway.readiness(),
+        CancellationToken::new(),
+    ));
     let signals = shutdown.clone();
     tokio::spawn(async move {
         wait_for_signal().await;

@@ -32,6 +32,29 @@ pub const SINK_CONNECTED: &str = "avlgate_sink_connected";
 pub const SESSIONS_CLOSED: &str = "avlgate_sessions_closed_total";
 /// UDP datagrams dropped before decoding, by `reason`.
 pub const UDP_DROPPED: &str = "avlgate_udp_datagrams_dropped_total";
+/// Positive replies (ACKs) written after the sink confirmed a frame, by `protocol`.
+pub const ACKS_SENT: &str = "avlgate_acks_sent_total";
+/// Connections (or UDP devices) refused, by `transport` and `reason`: `max_connections`,
+/// `max_connections_per_ip`, `connect_rate`, `proxy_header`, `tls_handshake`, `not_allowed`.
+pub const CONNECTIONS_REJECTED: &str = "avlgate_connections_rejected_total";
+/// Sessions ended because their IMEI logged in again on another connection, by `protocol`.
+pub const SESSIONS_REPLACED: &str = "avlgate_sessions_replaced_total";
+/// Live TCP sessions of identified devices (the IMEI registry's size).
+pub const SESSIONS_REGISTERED: &str = "avlgate_sessions_registered";
+/// TLS handshakes, by `outcome` (`ok`, `failed`, `timeout`).
+pub const TLS_HANDSHAKES: &str = "avlgate_tls_handshakes_total";
+/// Reloads of a watched file, by `file` (`allowlist`, `tls`) and `outcome` (`ok`, `failed`).
+pub const RELOADS: &str = "avlgate_config_reloads_total";
+/// IMEIs on the allow-list.
+pub const ALLOWLIST_ENTRIES: &str = "avlgate_allowlist_entries";
+/// 1 while `/readyz` answers 200.
+pub const READY: &str = "avlgate_ready";
 /// Commands by `status`: `received`, `unreadable`, and each result status (`sent`,
 /// `responded`, `expired`, `rejected`).
 pub const COMMANDS: &str = "avlgate_commands_total";
+
+/// Bucket bounds (seconds) for [`SINK_DELIVERY_SECONDS`]: a healthy broker confirms in a few
+/// milliseconds; the top buckets show an outage approaching the 30 s delivery deadline.
+pub const DELIVERY_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];

@@ -12,6 +12,11 @@ use tracing::{debug, info, warn};
 
 use crate::config::{Config, SinkKind};
 use crate::metrics as m;
+use crate::net::limits::ConnLimiter;
+use crate::net::tls::{self, ReloadingCert};
+use crate::ops::Readiness;
+use crate::session::allowlist::AllowList;
+use crate::session::registry::Eviction;
 use crate::session::{self, Shared};
 use crate::sink::{self, kafka::KafkaOptions, mqtt::MqttOptions, Publisher, Sink};
 
@@ -73,6 +78,8 @@ pub struct Gateway {
     shared: Arc<Shared>,
     config: Config,
     sink_shutdown: CancellationToken,
+    readiness: Arc<Readiness>,
+    cert: Option<Arc<ReloadingCert>>,
 }
 
 impl Gateway {
@@ -105,25 +112,60 @@ impl Gateway {
             tcp.push(l);
             udp.push(Arc::new(u));
         }
+        let allowlist = match &config.imei_allowlist {
+            Some(path) => {
+                let l = AllowList::load(path)?;
+                info!(path = %path.display(), imeis = l.len(), "IMEI allow-list in force");
+                metrics::gauge!(m::ALLOWLIST_ENTRIES).set(l.len() as f64);
+                Some(Arc::new(l))
+            }
+            None => None,
+        };
+        let (cert, acceptor) = match &config.tls {
+            Some(files) => {
+                let cert = Arc::new(ReloadingCert::load(&files.cert, &files.key)?);
+                let acceptor = tls::acceptor(cert.clone())?;
+                info!(cert = %files.cert.display(), "TLS accepted on the device port");
+                (Some(cert), Some(acceptor))
+            }
+            None => (None, None),
+        };
+        let readiness = Arc::new(Readiness::new(sink.clone()));
         let publisher = Arc::new(Publisher::new(
             sink,
             config.format,
             config.in_flight.clone(),
         ));
-        let shared = Arc::new(Shared {
+        let mut shared = Shared::new(
             publisher,
-            gateway: config.gateway_name.clone(),
-            limits: config.limits.clone(),
-            timeouts: config.timeouts.clone(),
+            config.gateway_name.clone(),
+            config.limits.clone(),
+            config.timeouts.clone(),
             shutdown,
-        });
+        );
+        shared.allowlist = allowlist;
+        shared.conn_limiter = ConnLimiter::new(config.conn_limits.clone());
+        shared.proxy_protocol = config.proxy_protocol;
+        shared.tls = acceptor;
         Ok(Gateway {
             tcp,
             udp,
-            shared,
+            shared: Arc::new(shared),
             config,
             sink_shutdown,
+            readiness,
+            cert,
         })
+    }
+
+    /// What `/readyz` reports for this gateway.
+    pub fn readiness(&self) -> Arc<Readiness> {
+        self.readiness.clone()
+    }
+
+    /// The shared session state (registry, limiter, …).
+    pub fn shared(&self) -> Arc<Shared> {
+        self.shared.clone()
     }
 
     /// The TCP addresses bound (UDP listens on the same ones).
@@ -156,8 +198,17 @@ impl Gateway {
             let shared = self.shared.clone();
             tracker.spawn(session::udp::run(u, shared));
         }
+        let watcher = tokio::spawn(watch_files(
+            self.shared.clone(),
+            self.cert.clone(),
+            self.config.reload_interval,
+        ));
+        self.readiness.set_listening();
         shutdown.cancelled().await;
+        // Out of the load balancer first, then stop accepting.
+        self.readiness.set_draining();
         info!("draining: no new connections; sessions finish the frame in hand");
+        watcher.abort();
         for a in accept_loops {
             let _ = a.await;
         }
@@ -193,13 +244,79 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tracker: TaskTr
         };
         match accepted {
             Ok((stream, peer)) => {
-                metrics::counter!(m::CONNECTIONS_ACCEPTED, "transport" => "tcp").increment(1);
-                tracker.spawn(session::tcp::run(stream, peer, shared.clone()));
+                // Admission happens here, before any per-connection task or buffer exists, so
+                // a reconnect storm costs a refused connection one map lookup and a close.
+                // Behind a PROXY-protocol balancer the socket address is the balancer's: the
+                // per-address limits wait for the header.
+                let ip = (!shared.proxy_protocol).then(|| peer.ip());
+                let now = tokio::time::Instant::now().into_std();
+                match shared.conn_limiter.admit(ip, now) {
+                    Ok(permit) => {
+                        metrics::counter!(m::CONNECTIONS_ACCEPTED, "transport" => "tcp")
+                            .increment(1);
+                        tracker.spawn(session::tcp::run(stream, peer, permit, shared.clone()));
+                    }
+                    Err(r) => {
+                        metrics::counter!(m::CONNECTIONS_REJECTED, "transport" => "tcp", "reason" => r.label()).increment(1);
+                        tracing::trace!(%peer, reason = r.label(), "connection refused");
+                        drop(stream);
+                    }
+                }
             }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
                 debug!(error = %e, "accept failed");
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// Polls the allow-list and TLS files for changes. A changed allow-list also ends the
+/// sessions of devices it no longer lists.
+async fn watch_files(
+    shared: Arc<Shared>,
+    cert: Option<Arc<ReloadingCert>>,
+    every: std::time::Duration,
+) {
+    if shared.allowlist.is_none() && cert.is_none() {
+        return;
+    }
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if let Some(list) = &shared.allowlist {
+            match list.reload_if_changed() {
+                Ok(false) => {}
+                Ok(true) => {
+                    metrics::counter!(m::RELOADS, "file" => "allowlist", "outcome" => "ok")
+                        .increment(1);
+                    metrics::gauge!(m::ALLOWLIST_ENTRIES).set(list.len() as f64);
+                    let revoked = shared
+                        .registry
+                        .evict_unless(|imei| list.allows(imei), Eviction::Revoked);
+                    info!(imeis = list.len(), revoked, "IMEI allow-list reloaded");
+                }
+                Err(e) => {
+                    metrics::counter!(m::RELOADS, "file" => "allowlist", "outcome" => "failed")
+                        .increment(1);
+                    warn!(error = %e, "IMEI allow-list not reloaded; the previous one stays");
+                }
+            }
+        }
+        if let Some(cert) = &cert {
+            match cert.reload_if_changed() {
+                Ok(false) => {}
+                Ok(true) => {
+                    metrics::counter!(m::RELOADS, "file" => "tls", "outcome" => "ok").increment(1);
+                    info!("TLS certificate reloaded");
+                }
+                Err(e) => {
+                    metrics::counter!(m::RELOADS, "file" => "tls", "outcome" => "failed")
+                        .increment(1);
+                    warn!(error = %e, "TLS certificate not reloaded; the previous one stays");
+                }
             }
         }
     }

@@ -46,6 +46,11 @@ pub trait ProtocolModule: Sync {
     fn probe(&self, prefix: &[u8], transport: Transport) -> Probe;
     /// A fresh per-connection (TCP) or per-peer (UDP) decoder state.
     fn new_session(&self, transport: Transport, limits: &Limits) -> Box<dyn ProtocolSession>;
+    /// What the device gets when the gateway refuses its login (the IMEI allow-list) before
+    /// the connection is closed. `None`: close without a reply.
+    fn login_rejected_reply(&self, _transport: Transport) -> Option<Bytes> {
+        None
+    }
 }
 
 /// What a protocol makes of the first bytes it is shown.

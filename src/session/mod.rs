@@ -2,6 +2,8 @@
 //! [`Core`]: feed bytes to the protocol, publish each frame's events, wait for the sink's
 //! confirmation, and only then write the frame's reply (the ACK).
 
+pub mod allowlist;
+pub mod registry;
 pub mod tcp;
 pub mod udp;
 
@@ -17,17 +19,52 @@ use crate::event::{attr, event_id, timestamp};
 use crate::metrics as m;
 use crate::proto::{EventKind, Protocol, TelemetryEvent, Transport};
 use crate::protocol::{self, Action, Frame, Limits, ProtocolSession};
+use crate::net::limits::{ConnLimiter, ConnLimits};
 use crate::sink::{Publisher, SinkError};
+use allowlist::AllowList;
+use registry::{Eviction, Registry, SessionHandle};
+use tokio_rustls::TlsAcceptor;
 
 /// Timeouts a session enforces.
 #[derive(Debug, Clone)]
 pub struct Timeouts {
-    /// No protocol recognised within this: close.
-    pub detect: Duration,
-    /// Nothing received for this long: close (TCP) or forget the peer (UDP).
+    /// From accept to a logged-in device (PROXY header, TLS handshake, detection, login):
+    /// past it the connection is closed.
+    pub login: Duration,
+    /// The default idle timeout: nothing received for this long closes a TCP connection.
     pub idle: Duration,
+    /// Per-protocol idle timeouts (each defaults to `idle`).
+    pub teltonika_idle: Duration,
+    pub wialon_idle: Duration,
+    pub gt06_idle: Duration,
     /// UDP peers are forgotten after this much silence.
     pub udp_idle: Duration,
+}
+
+impl Timeouts {
+    /// The idle timeout of a TCP session of `protocol`.
+    pub fn idle_for(&self, protocol: Protocol) -> Duration {
+        match protocol {
+            Protocol::Teltonika => self.teltonika_idle,
+            Protocol::WialonIps => self.wialon_idle,
+            Protocol::Gt06 => self.gt06_idle,
+            _ => self.idle,
+        }
+    }
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        let idle = Duration::from_secs(900);
+        Timeouts {
+            login: Duration::from_secs(30),
+            idle,
+            teltonika_idle: idle,
+            wialon_idle: idle,
+            gt06_idle: idle,
+            udp_idle: Duration::from_secs(300),
+        }
+    }
 }
 
 /// What every session shares.
@@ -39,9 +76,47 @@ pub struct Shared {
     pub timeouts: Timeouts,
     /// Cancelled when the gateway drains: sessions finish the frame in hand and stop.
     pub shutdown: CancellationToken,
+    /// IMEI → live session (one per IMEI).
+    pub registry: Arc<Registry>,
+    /// `None`: every device may log in.
+    pub allowlist: Option<Arc<AllowList>>,
+    /// Admission of new TCP connections.
+    pub conn_limiter: ConnLimiter,
+    /// Every TCP connection starts with a PROXY protocol header.
+    pub proxy_protocol: bool,
+    /// TLS on the device port, when configured.
+    pub tls: Option<TlsAcceptor>,
 }
 
 impl Shared {
+    /// Shared state with no allow-list, no PROXY protocol, no TLS and default connection
+    /// limits; callers set the rest.
+    pub fn new(
+        publisher: Arc<Publisher>,
+        gateway: String,
+        limits: Limits,
+        timeouts: Timeouts,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Shared {
+            publisher,
+            gateway,
+            limits,
+            timeouts,
+            shutdown,
+            registry: Arc::new(Registry::new()),
+            allowlist: None,
+            conn_limiter: ConnLimiter::new(ConnLimits::default()),
+            proxy_protocol: false,
+            tls: None,
+        }
+    }
+
+    /// Whether the allow-list (if any) lets `imei` in.
+    pub fn allows(&self, imei: &str) -> bool {
+        self.allowlist.as_ref().is_none_or(|l| l.allows(imei))
+    }
+
     /// Largest buffer a session may hold: no protocol frame is larger.
     pub fn max_buffer_bytes(&self) -> usize {
         let l = &self.limits;
@@ -75,6 +150,14 @@ pub enum End {
     Io,
     /// The gateway is draining.
     Shutdown,
+    /// No login within the login timeout.
+    LoginTimeout,
+    /// The IMEI is not on the allow-list.
+    NotAllowed,
+    /// The device logged in again on another connection.
+    Replaced,
+    /// The IMEI was taken off the allow-list while connected.
+    Revoked,
 }
 
 impl End {
@@ -86,6 +169,10 @@ impl End {
             End::Undelivered => "undelivered",
             End::Io => "io",
             End::Shutdown => "shutdown",
+            End::LoginTimeout => "login_timeout",
+            End::NotAllowed => "not_allowed",
+            End::Replaced => "replaced",
+            End::Revoked => "revoked",
         }
     }
 }
@@ -101,6 +188,12 @@ pub struct Core {
     pub span: Span,
     /// When set, decode errors are also collected here (for `avlgate decode`).
     pub errors: Option<Vec<String>>,
+    /// This session as the registry knows it (TCP sessions are registered once logged in).
+    pub handle: SessionHandle,
+    /// The module, for its login-refusal reply.
+    module: &'static dyn protocol::ProtocolModule,
+    /// UDP: the current device is not on the allow-list; its datagrams are dropped.
+    denied: bool,
     label: &'static str,
 }
 
@@ -113,6 +206,12 @@ impl Core {
         span: Span,
     ) -> Self {
         let proto = module.new_session(transport, &shared.limits);
+        let handle = SessionHandle::new(
+            shared.registry.next_id(),
+            module.protocol(),
+            transport,
+            peer,
+        );
         Core {
             shared,
             proto,
@@ -122,8 +221,54 @@ impl Core {
             imei: None,
             span,
             errors: None,
+            handle,
+            module,
+            denied: false,
             label: module.name(),
         }
+    }
+
+    /// Resolves when the session was evicted (replaced by a newer login of its IMEI, or
+    /// revoked by an allow-list reload); says why.
+    pub async fn evicted(&self) -> End {
+        self.handle.cancel.cancelled().await;
+        match self.handle.eviction() {
+            Some(Eviction::Revoked) => End::Revoked,
+            _ => End::Replaced,
+        }
+    }
+
+    /// A device identified itself as `imei`: check the allow-list, and (TCP) take over the
+    /// IMEI's registry slot. `Err`: the login is refused and the session ends.
+    async fn login<R: Replier>(&mut self, imei: String, out: &mut R) -> Result<bool, End> {
+        if !self.shared.allows(&imei) {
+            metrics::counter!(m::CONNECTIONS_REJECTED, "transport" => transport_label(self.transport), "reason" => "not_allowed").increment(1);
+            debug!(%imei, "IMEI not on the allow-list; login refused");
+            if let Some(previous) = self.imei.take() {
+                self.shared.registry.remove(&previous, self.handle.id);
+            }
+            if self.transport == Transport::Tcp {
+                if let Some(reply) = self.module.login_rejected_reply(self.transport) {
+                    self.reply(out, &reply).await?;
+                }
+                return Err(End::NotAllowed);
+            }
+            self.denied = true;
+            return Ok(false);
+        }
+        self.denied = false;
+        self.span.record("imei", imei.as_str());
+        debug!(%imei, "device identified");
+        if self.transport == Transport::Tcp {
+            if let Some(previous) = self.imei.as_deref().filter(|p| *p != imei) {
+                self.shared.registry.remove(previous, self.handle.id);
+            }
+            if let Some(old) = self.shared.registry.register(&imei, self.handle.clone()) {
+                metrics::counter!(m::SESSIONS_REPLACED, "protocol" => self.label).increment(1);
+                debug!(%imei, old_peer = %old.peer, "replaced the device's previous session");
+            }
+        }
+        Ok(true)
     }
 
     /// Decodes and handles every complete frame in `buf`. Returns `Err` when the session must
@@ -183,15 +328,35 @@ impl Core {
         out: &mut R,
     ) -> Result<(), End> {
         metrics::counter!(m::FRAMES_DECODED, "protocol" => self.label).increment(1);
+        if self.denied && frame.login.is_none() {
+            // UDP: a refused device may have been put on the list since.
+            if let Some(imei) = self.proto.imei().filter(|i| self.shared.allows(i)) {
+                frame.login = Some(imei.to_string());
+            }
+        }
         if let Some(imei) = frame.login.take() {
-            self.span.record("imei", imei.as_str());
-            debug!(%imei, "device identified");
+            if !self.login(imei.clone(), out).await? {
+                return Ok(());
+            }
             if self.transport == Transport::Tcp && self.imei.is_none() {
                 let mut opened = self.lifecycle_event(EventKind::SessionOpened, &imei, now);
                 opened.set("peer_protocol", attr::string(self.label));
                 frame.events.insert(0, opened);
             }
             self.imei = Some(imei);
+        } else if self.imei.as_deref().is_some_and(|i| !self.shared.allows(i)) {
+            // Taken off the list since the login: no ACK for this frame, and a TCP session
+            // ends (the device will find itself refused when it logs in again).
+            metrics::counter!(m::CONNECTIONS_REJECTED, "transport" => transport_label(self.transport), "reason" => "not_allowed").increment(1);
+            if self.transport == Transport::Tcp {
+                return Err(End::Revoked);
+            }
+            self.imei = None;
+            self.denied = true;
+        }
+        if self.denied {
+            // UDP datagrams of a device that is not allowed: neither published nor answered.
+            return Ok(());
         }
         if !frame.events.is_empty() {
             let Some(imei) = self.imei.clone() else {
@@ -220,6 +385,7 @@ impl Core {
         }
         if let Some(reply) = &frame.reply {
             self.reply(out, reply).await?;
+            metrics::counter!(m::ACKS_SENT, "protocol" => self.label).increment(1);
         }
         Ok(())
     }
@@ -263,6 +429,7 @@ impl Core {
         let Some(imei) = self.imei.clone() else {
             return;
         };
+        self.shared.registry.remove(&imei, self.handle.id);
         if self.transport != Transport::Tcp {
             return;
         }

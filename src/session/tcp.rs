@@ -1,16 +1,30 @@
-//! A TCP connection: detect the protocol under a timeout, then read, decode, publish, ACK,
-//! until the device leaves, goes quiet, or the gateway drains.
+//! A TCP connection, from accept to close:
+//!
+//! 1. (`--proxy-protocol`) the PROXY header gives the device's real address, which the
+//!    per-address limits are then charged to;
+//! 2. (`--tls-cert`) a first byte `0x16` starts a TLS handshake; detection runs inside;
+//! 3. protocol detection on the first bytes;
+//! 4. read, decode, publish, ACK, until the device leaves, goes quiet, is replaced by a newer
+//!    login of its IMEI, or the gateway drains.
+//!
+//! Steps 1–3 and the device's login share one deadline, the login timeout.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
-use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use bytes::{Buf, BytesMut};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 use tracing::{debug, field, info_span, Instrument};
 
 use super::{transport_label, Core, End, Replier, Shared};
 use crate::metrics as m;
+use crate::net::limits::ConnPermit;
+use crate::net::proxy::{self, Parsed};
+use crate::net::tls::HANDSHAKE_RECORD;
+use crate::net::{Io, Prefixed};
 use crate::proto::Transport;
 use crate::protocol::detect::{detect, Detection};
 
@@ -20,79 +34,239 @@ impl Replier for tokio::net::tcp::OwnedWriteHalf {
     }
 }
 
-/// Runs one connection to its end.
-pub async fn run(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
-    let span =
-        info_span!("conn", %peer, transport = "tcp", protocol = field::Empty, imei = field::Empty);
+impl<T: AsyncWrite + Send> Replier for tokio::io::WriteHalf<T> {
+    async fn reply(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.write_all(bytes).await
+    }
+}
+
+/// How long closing may wait to flush (a TLS close_notify to a device that stopped reading).
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Why a connection ended before a protocol was running.
+enum Early {
+    Timeout,
+    Closed,
+    Shutdown,
+}
+
+/// Reads more into `buf` under the login deadline, at most `limit` bytes.
+async fn read_more<R: AsyncRead + Unpin>(
+    rd: &mut R,
+    buf: &mut BytesMut,
+    limit: usize,
+    deadline: Instant,
+    shared: &Shared,
+) -> Result<(), Early> {
+    let mut rd = rd.take(limit as u64);
+    let read = tokio::select! {
+        _ = shared.shutdown.cancelled() => return Err(Early::Shutdown),
+        r = tokio::time::timeout_at(deadline, rd.read_buf(buf)) => r,
+    };
+    match read {
+        Err(_) => Err(Early::Timeout),
+        Ok(Ok(0)) | Ok(Err(_)) => Err(Early::Closed),
+        Ok(Ok(_)) => Ok(()),
+    }
+}
+
+fn rejected(reason: &'static str) {
+    metrics::counter!(m::CONNECTIONS_REJECTED, "transport" => "tcp", "reason" => reason)
+        .increment(1);
+}
+
+/// Runs one connection to its end. `permit` holds the connection's place under the
+/// connection limits until the task ends.
+pub async fn run(stream: TcpStream, socket_peer: SocketAddr, permit: ConnPermit, shared: Arc<Shared>) {
+    let span = info_span!(
+        "conn",
+        peer = field::Empty,
+        lb = field::Empty,
+        transport = "tcp",
+        tls = field::Empty,
+        protocol = field::Empty,
+        imei = field::Empty
+    );
+    if !shared.proxy_protocol {
+        span.record("peer", field::display(socket_peer));
+    }
     async move {
+        let mut permit = permit;
+        let deadline = Instant::now() + shared.timeouts.login;
+        let mut stream = stream;
+        let mut buf = BytesMut::new();
+        let Some(peer) = proxy_header(&mut stream, socket_peer, &mut buf, deadline, &shared, &mut permit).await else {
+            return;
+        };
         let _ = stream.set_nodelay(true);
-        let (mut rd, mut wr) = stream.into_split();
-        let mut buf = BytesMut::with_capacity(2048);
-
-        // Detection: read until a protocol claims the prefix, under one deadline.
-        let deadline = tokio::time::Instant::now() + shared.timeouts.detect;
-        let module = loop {
-            match detect(&buf, Transport::Tcp) {
-                Detection::Found(module) => break module,
-                Detection::Unknown => {
-                    metrics::counter!(m::DETECTIONS, "transport" => "tcp", "outcome" => "unknown").increment(1);
-                    debug!(prefix = %hex::encode(&buf[..buf.len().min(16)]), "unknown protocol; closing");
-                    return;
+        let io: Box<dyn Io> = match &shared.tls {
+            None => Box::new(stream),
+            Some(acceptor) => {
+                while buf.is_empty() {
+                    if read_more(&mut stream, &mut buf, 4096, deadline, &shared).await.is_err() {
+                        return;
+                    }
                 }
-                Detection::NeedMore => {}
-            }
-            let read = tokio::select! {
-                _ = shared.shutdown.cancelled() => return,
-                r = tokio::time::timeout_at(deadline, rd.read_buf(&mut buf)) => r,
-            };
-            match read {
-                Err(_) => {
-                    metrics::counter!(m::DETECTIONS, "transport" => "tcp", "outcome" => "timeout").increment(1);
-                    debug!("no protocol recognised before the detection timeout; closing");
-                    return;
-                }
-                Ok(Ok(0)) | Ok(Err(_)) => {
-                    metrics::counter!(m::DETECTIONS, "transport" => "tcp", "outcome" => "closed").increment(1);
-                    return;
-                }
-                Ok(Ok(_)) => {}
-            }
-        };
-        metrics::counter!(m::DETECTIONS, "transport" => "tcp", "outcome" => module.name()).increment(1);
-        let span = tracing::Span::current();
-        span.record("protocol", module.name());
-        let mut core = Core::new(shared.clone(), module, Transport::Tcp, peer, span);
-        let open = metrics::gauge!(m::CONNECTIONS_OPEN, "protocol" => module.name(), "transport" => transport_label(Transport::Tcp));
-        open.increment(1.0);
-
-        // The bytes read while detecting are the start of the stream: decode them first.
-        let end = loop {
-            if let Err(end) = core.process(&mut buf, &mut wr).await {
-                break end;
-            }
-            // Between frames is the one place a drain may stop a session: the frame in hand
-            // has been delivered and acknowledged.
-            if shared.shutdown.is_cancelled() {
-                break End::Shutdown;
-            }
-            let read = tokio::select! {
-                _ = shared.shutdown.cancelled() => break End::Shutdown,
-                r = tokio::time::timeout(shared.timeouts.idle, rd.read_buf(&mut buf)) => r,
-            };
-            match read {
-                Err(_) => break End::Idle,
-                Ok(Ok(0)) => break End::PeerClosed,
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => {
-                    debug!(error = %e, "read failed");
-                    break End::Io;
+                if buf.first() != Some(&HANDSHAKE_RECORD) {
+                    Box::new(stream)
+                } else {
+                    let replay = Prefixed::new(buf.split().freeze(), stream);
+                    let handshake = tokio::select! {
+                        _ = shared.shutdown.cancelled() => return,
+                        r = tokio::time::timeout_at(deadline, acceptor.accept(replay)) => r,
+                    };
+                    match handshake {
+                        Ok(Ok(tls)) => {
+                            metrics::counter!(m::TLS_HANDSHAKES, "outcome" => "ok").increment(1);
+                            tracing::Span::current().record("tls", true);
+                            Box::new(tls)
+                        }
+                        Ok(Err(e)) => {
+                            metrics::counter!(m::TLS_HANDSHAKES, "outcome" => "failed").increment(1);
+                            rejected("tls_handshake");
+                            debug!(error = %e, "TLS handshake failed; closing");
+                            return;
+                        }
+                        Err(_) => {
+                            metrics::counter!(m::TLS_HANDSHAKES, "outcome" => "timeout").increment(1);
+                            debug!("TLS handshake not done within the login timeout; closing");
+                            return;
+                        }
+                    }
                 }
             }
         };
-        open.decrement(1.0);
-        core.close(end).await;
-        let _ = wr.shutdown().await;
+        session(io, buf, peer, deadline, shared).await;
+        drop(permit);
     }
     .instrument(span)
     .await
+}
+
+/// With `--proxy-protocol`, reads the header, returns the device's address and charges the
+/// per-address limits to it. Otherwise the socket's address (already charged at accept).
+async fn proxy_header(
+    stream: &mut TcpStream,
+    socket_peer: SocketAddr,
+    buf: &mut BytesMut,
+    deadline: Instant,
+    shared: &Shared,
+    permit: &mut ConnPermit,
+) -> Option<SocketAddr> {
+    if !shared.proxy_protocol {
+        return Some(socket_peer);
+    }
+    let span = tracing::Span::current();
+    let header = loop {
+        match proxy::parse(buf) {
+            Ok(Parsed::Done { header, len }) => {
+                buf.advance(len);
+                break header;
+            }
+            Ok(Parsed::NeedMore) => {}
+            Err(e) => {
+                rejected("proxy_header");
+                span.record("peer", field::display(socket_peer));
+                debug!(error = %e, "bad PROXY protocol header; closing");
+                return None;
+            }
+        }
+        let room = proxy::MAX_HEADER_BYTES.saturating_sub(buf.len()).max(1);
+        if let Err(why) = read_more(stream, buf, room, deadline, shared).await {
+            span.record("peer", field::display(socket_peer));
+            if matches!(why, Early::Timeout) {
+                rejected("proxy_header");
+                debug!("no PROXY protocol header within the login timeout; closing");
+            }
+            return None;
+        }
+    };
+    let peer = header.source().unwrap_or(socket_peer);
+    span.record("peer", field::display(peer));
+    span.record("lb", field::display(socket_peer));
+    if let Err(r) = permit.bind_ip(peer.ip(), Instant::now().into_std()) {
+        rejected(r.label());
+        debug!(reason = r.label(), "connection refused by the per-address limits");
+        return None;
+    }
+    Some(peer)
+}
+
+/// Detection, then the protocol session.
+async fn session(io: Box<dyn Io>, mut buf: BytesMut, peer: SocketAddr, deadline: Instant, shared: Arc<Shared>) {
+    let (mut rd, mut wr) = tokio::io::split(io);
+    buf.reserve(2048);
+
+    // Detection: read until a protocol claims the prefix.
+    let module = loop {
+        match detect(&buf, Transport::Tcp) {
+            Detection::Found(module) => break module,
+            Detection::Unknown => {
+                metrics::counter!(m::DETECTIONS, "transport" => "tcp", "outcome" => "unknown").increment(1);
+                debug!(prefix = %hex::encode(&buf[..buf.len().min(16)]), "unknown protocol; closing");
+                return;
+            }
+            Detection::NeedMore => {}
+        }
+        match read_more(&mut rd, &mut buf, 4096, deadline, &shared).await {
+            Ok(()) => {}
+            Err(Early::Timeout) => {
+                metrics::counter!(m::DETECTIONS, "transport" => "tcp", "outcome" => "timeout").increment(1);
+                debug!("no protocol recognised within the login timeout; closing");
+                return;
+            }
+            Err(Early::Closed) => {
+                metrics::counter!(m::DETECTIONS, "transport" => "tcp", "outcome" => "closed").increment(1);
+                return;
+            }
+            Err(Early::Shutdown) => return,
+        }
+    };
+    metrics::counter!(m::DETECTIONS, "transport" => "tcp", "outcome" => module.name()).increment(1);
+    let span = tracing::Span::current();
+    span.record("protocol", module.name());
+    let mut core = Core::new(shared.clone(), module, Transport::Tcp, peer, span);
+    let idle = shared.timeouts.idle_for(module.protocol());
+    let open = metrics::gauge!(m::CONNECTIONS_OPEN, "protocol" => module.name(), "transport" => transport_label(Transport::Tcp));
+    open.increment(1.0);
+
+    // The bytes read while detecting are the start of the stream: decode them first.
+    let end = loop {
+        if let Err(end) = core.process(&mut buf, &mut wr).await {
+            break end;
+        }
+        // Between frames is the one place a drain or an eviction may stop a session: the
+        // frame in hand has been delivered and acknowledged.
+        if shared.shutdown.is_cancelled() {
+            break End::Shutdown;
+        }
+        if core.handle.cancel.is_cancelled() {
+            break core.evicted().await;
+        }
+        // Until the device logged in, the login deadline; then the protocol's idle timeout.
+        let logged_in = core.imei.is_some();
+        let until = if logged_in { Instant::now() + idle } else { deadline };
+        let read = tokio::select! {
+            _ = shared.shutdown.cancelled() => break End::Shutdown,
+            why = core.evicted() => break why,
+            r = tokio::time::timeout_at(until, rd.read_buf(&mut buf)) => r,
+        };
+        match read {
+            Err(_) if logged_in => break End::Idle,
+            Err(_) => break End::LoginTimeout,
+            Ok(Ok(0)) => break End::PeerClosed,
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                debug!(error = %e, "read failed");
+                break End::Io;
+            }
+        }
+    };
+    open.decrement(1.0);
+    // Let go of the socket first (a replaced session's device is already elsewhere), then
+    // publish the session-closed event.
+    drop(rd);
+    let _ = tokio::time::timeout(CLOSE_GRACE, wr.shutdown()).await;
+    drop(wr);
+    core.close(end).await;
 }

@@ -52,6 +52,11 @@ impl ProtocolModule for Teltonika {
         }
     }
 
+    /// The login answer `0x00` (TCP); UDP has no login answer.
+    fn login_rejected_reply(&self, transport: Transport) -> Option<Bytes> {
+        (transport == Transport::Tcp).then(|| Bytes::from_static(&[0x00]))
+    }
+
     fn new_session(&self, transport: Transport, limits: &Limits) -> Box<dyn ProtocolSession> {
         Box::new(Session {
             udp: transport == Transport::Udp,

@@ -61,6 +61,12 @@ impl ProtocolModule for Wialon {
     fn new_session(&self, transport: Transport, limits: &Limits) -> Box<dyn ProtocolSession> {
         Box::new(Session::new(transport, limits))
     }
+
+    /// `#AL#0`, "connection rejected by server" (the spec's login answer codes: 1 accepted,
+    /// 0 rejected, 01 wrong password, 10 bad checksum). UDP devices are only not answered.
+    fn login_rejected_reply(&self, transport: Transport) -> Option<Bytes> {
+        (transport == Transport::Tcp).then(|| packet::reply("AL", "0"))
+    }
 }
 
 /// Cheap look at the first bytes: no parsing beyond what tells Wialon apart.
