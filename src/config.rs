@@ -92,6 +92,30 @@ pub struct Settings {
     #[arg(long, env = "AVLGATE_KAFKA_COMMAND_RESULTS_TOPIC")]
     pub kafka_command_results_topic: Option<String>,
 
+    /// Kafka topic commands are read from (and claims written to). Default `avlgate.commands`.
+    #[arg(long, env = "AVLGATE_KAFKA_COMMANDS_TOPIC")]
+    pub kafka_commands_topic: Option<String>,
+
+    /// Accept commands for devices (Kafka: the commands topic; MQTT:
+    /// `<prefix>/commands/<imei>`). Default true; ignored with `--sink stdout`.
+    #[arg(long, env = "AVLGATE_COMMANDS")]
+    pub commands: Option<bool>,
+
+    /// Seconds a command waits for its device to be connected, when it carries no TTL.
+    /// Default 300.
+    #[arg(long, env = "AVLGATE_COMMAND_TTL_SECS")]
+    pub command_ttl_secs: Option<u64>,
+
+    /// Longest TTL a command may ask for, seconds; also how far back a starting pod reads the
+    /// commands topic. Default 86400.
+    #[arg(long, env = "AVLGATE_COMMAND_MAX_TTL_SECS")]
+    pub command_max_ttl_secs: Option<u64>,
+
+    /// Seconds a written command waits for the device's answer before it is reported
+    /// EXPIRED. Default 60.
+    #[arg(long, env = "AVLGATE_COMMAND_REPLY_TIMEOUT_SECS")]
+    pub command_reply_timeout_secs: Option<u64>,
+
     /// Where the embedded broker listens. Default 127.0.0.1:1883.
     #[arg(long, env = "AVLGATE_EMBEDDED_MQTT_LISTEN")]
     pub embedded_mqtt_listen: Option<SocketAddr>,
@@ -227,6 +251,11 @@ impl Settings {
             kafka_options,
             kafka_events_topic,
             kafka_command_results_topic,
+            kafka_commands_topic,
+            commands,
+            command_ttl_secs,
+            command_max_ttl_secs,
+            command_reply_timeout_secs,
             embedded_mqtt_listen,
             gateway_name,
             metrics_listen,
@@ -315,6 +344,15 @@ impl Settings {
                 command_results_topic: self
                     .kafka_command_results_topic
                     .unwrap_or_else(|| "avlgate.command-results".into()),
+                commands_topic: self
+                    .kafka_commands_topic
+                    .unwrap_or_else(|| "avlgate.commands".into()),
+            },
+            commands: CommandConfig {
+                enabled: self.commands.unwrap_or(true) && sink != SinkKind::Stdout,
+                default_ttl: secs(self.command_ttl_secs, 300),
+                max_ttl: secs(self.command_max_ttl_secs, 86_400),
+                reply_timeout: secs(self.command_reply_timeout_secs, 60),
             },
             embedded_mqtt_listen: self
                 .embedded_mqtt_listen
@@ -383,6 +421,7 @@ pub struct Config {
     pub topic_prefix: String,
     pub mqtt_url: Option<String>,
     pub kafka: KafkaConfig,
+    pub commands: CommandConfig,
     pub embedded_mqtt_listen: SocketAddr,
     pub gateway_name: String,
     pub metrics_listen: SocketAddr,
@@ -415,6 +454,16 @@ pub struct KafkaConfig {
     pub options: Vec<(String, String)>,
     pub events_topic: String,
     pub command_results_topic: String,
+    pub commands_topic: String,
+}
+
+/// Commands to devices.
+#[derive(Debug, Clone)]
+pub struct CommandConfig {
+    pub enabled: bool,
+    pub default_ttl: Duration,
+    pub max_ttl: Duration,
+    pub reply_timeout: Duration,
 }
 
 #[cfg(test)]
@@ -505,7 +554,11 @@ mod tests {
         )
         .unwrap();
         let c = file.clone().resolve().unwrap();
-        assert_eq!(c.timeouts.login, Duration::from_secs(12), "old name still works");
+        assert_eq!(
+            c.timeouts.login,
+            Duration::from_secs(12),
+            "old name still works"
+        );
         assert_eq!(c.timeouts.wialon_idle, Duration::from_secs(120));
         assert_eq!(c.timeouts.teltonika_idle, Duration::from_secs(600));
         assert!(c.proxy_protocol);
@@ -536,8 +589,13 @@ mod tests {
             #[command(flatten)]
             s: Settings,
         }
-        let c = <Cli as clap::Parser>::try_parse_from(["x", "--proxy-protocol", "--max-connections", "9"])
-            .unwrap();
+        let c = <Cli as clap::Parser>::try_parse_from([
+            "x",
+            "--proxy-protocol",
+            "--max-connections",
+            "9",
+        ])
+        .unwrap();
         assert_eq!(c.s.proxy_protocol, Some(true));
         assert_eq!(c.s.max_connections, Some(9));
         let c = <Cli as clap::Parser>::try_parse_from(["x", "--proxy-protocol=false"]).unwrap();

@@ -147,6 +147,10 @@ impl Gateway {
         shared.conn_limiter = ConnLimiter::new(config.conn_limits.clone());
         shared.proxy_protocol = config.proxy_protocol;
         shared.tls = acceptor;
+        shared.command_reply_timeout = config.commands.reply_timeout;
+        shared.commands =
+            crate::command::start(&config, shared.publisher.clone(), shared.shutdown.clone())
+                .context("starting the command flow")?;
         Ok(Gateway {
             tcp,
             udp,

@@ -100,7 +100,9 @@ fn assign_all(consumer: &BaseConsumer, topic: &str, lookback: Duration) -> anyho
     }
     // Offsets at `since`; partitions where that fails start at the beginning.
     let mut tpl = TopicPartitionList::new();
-    let found = consumer.offsets_for_times(by_time, Duration::from_secs(10)).ok();
+    let found = consumer
+        .offsets_for_times(by_time, Duration::from_secs(10))
+        .ok();
     for p in 0..partitions as i32 {
         let offset = found
             .as_ref()

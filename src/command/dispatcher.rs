@@ -181,13 +181,9 @@ impl Dispatcher {
                     return;
                 };
                 h.sent_at = Some(now);
-                let mut r = self.ledger.result(
-                    &h.command,
-                    CommandStatus::Sent,
-                    "",
-                    !awaiting_reply,
-                    now,
-                );
+                let mut r =
+                    self.ledger
+                        .result(&h.command, CommandStatus::Sent, "", !awaiting_reply, now);
                 r.sent_at = Some(timestamp(now));
                 if !awaiting_reply {
                     self.held.remove(&command_id);
@@ -201,9 +197,9 @@ impl Dispatcher {
                 let Some(h) = self.held.remove(&command_id) else {
                     return;
                 };
-                let mut r =
-                    self.ledger
-                        .result(&h.command, CommandStatus::Responded, "", true, now);
+                let mut r = self
+                    .ledger
+                    .result(&h.command, CommandStatus::Responded, "", true, now);
                 r.sent_at = h.sent_at.map(timestamp);
                 r.response = Some(response);
                 self.publish(r).await;

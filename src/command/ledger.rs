@@ -105,7 +105,13 @@ impl Ledger {
     }
 
     /// A claim by this instance.
-    pub fn claim(&self, c: &Command, purpose: ClaimPurpose, reason: &str, now: SystemTime) -> CommandClaim {
+    pub fn claim(
+        &self,
+        c: &Command,
+        purpose: ClaimPurpose,
+        reason: &str,
+        now: SystemTime,
+    ) -> CommandClaim {
         CommandClaim {
             command_id: c.command_id.clone(),
             imei: c.imei.clone(),
@@ -165,7 +171,12 @@ impl Ledger {
             return self.insert_and_propose(c, now, ClaimPurpose::Reject, &reason);
         }
         if self.entries.len() >= self.cfg.max_entries {
-            return self.insert_and_propose(c, now, ClaimPurpose::Reject, "too many pending commands");
+            return self.insert_and_propose(
+                c,
+                now,
+                ClaimPurpose::Reject,
+                "too many pending commands",
+            );
         }
         let ttl = match c.ttl_secs {
             0 => self.cfg.default_ttl,
@@ -174,7 +185,7 @@ impl Ledger {
         let created = c
             .created_at
             .as_ref()
-            .and_then(|t| crate::event::system_time(t))
+            .and_then(crate::event::system_time)
             .filter(|t| *t <= now + Duration::from_secs(60))
             .unwrap_or(now);
         let deadline = created + ttl;
@@ -223,7 +234,13 @@ impl Ledger {
         self.propose(&id, purpose, reason, now)
     }
 
-    fn propose(&mut self, id: &str, purpose: ClaimPurpose, reason: &str, now: SystemTime) -> Vec<Action> {
+    fn propose(
+        &mut self,
+        id: &str,
+        purpose: ClaimPurpose,
+        reason: &str,
+        now: SystemTime,
+    ) -> Vec<Action> {
         let Some(e) = self.entries.get(id) else {
             return Vec::new();
         };
@@ -395,7 +412,12 @@ impl Ledger {
     /// The DELIVER claim this instance holds on `command_id` is given back (the session ended
     /// before the command was written).
     pub fn release(&self, c: &Command, now: SystemTime) -> CommandClaim {
-        self.claim(c, ClaimPurpose::Release, "session ended before the write", now)
+        self.claim(
+            c,
+            ClaimPurpose::Release,
+            "session ended before the write",
+            now,
+        )
     }
 }
 
@@ -439,7 +461,9 @@ mod tests {
 
     /// Feeds the same log to several pods, as the broker would.
     fn apply(pods: &mut [&mut Ledger], claim: &CommandClaim, now: SystemTime) -> Vec<Vec<Action>> {
-        pods.iter_mut().map(|p| p.on_claim(claim.clone(), now)).collect()
+        pods.iter_mut()
+            .map(|p| p.on_claim(claim.clone(), now))
+            .collect()
     }
 
     #[test]
@@ -481,7 +505,10 @@ mod tests {
         assert!(a.on_command(cmd("c1", "1"), t(0)).is_empty());
         let p = proposals(&a.session_up("1", t(10)));
         assert_eq!(p.len(), 1);
-        assert_eq!(a.on_claim(p[0].clone(), t(10)), vec![Action::Deliver(cmd("c1", "1"))]);
+        assert_eq!(
+            a.on_claim(p[0].clone(), t(10)),
+            vec![Action::Deliver(cmd("c1", "1"))]
+        );
     }
 
     #[test]
@@ -523,7 +550,9 @@ mod tests {
         let p = proposals(&a.on_command(bad, t(0)));
         assert_eq!(p[0].purpose, ClaimPurpose::Reject as i32);
         let out = a.on_claim(p[0].clone(), t(0));
-        let Action::Publish(r) = &out[0] else { panic!("{out:?}") };
+        let Action::Publish(r) = &out[0] else {
+            panic!("{out:?}")
+        };
         assert_eq!(r.status, CommandStatus::Rejected as i32);
         assert!(r.reason.contains("imei"), "{}", r.reason);
     }
@@ -544,7 +573,9 @@ mod tests {
         let mut forged = rel.clone();
         forged.instance = "b-1".into();
         forged.gateway = "b".into();
-        assert!(apply(&mut [&mut a, &mut b], &forged, t(2)).iter().all(Vec::is_empty));
+        assert!(apply(&mut [&mut a, &mut b], &forged, t(2))
+            .iter()
+            .all(Vec::is_empty));
         let out = apply(&mut [&mut a, &mut b], &rel, t(2));
         assert!(out[0].is_empty());
         let pb = proposals(&out[1]);
@@ -585,7 +616,10 @@ mod tests {
         let mut a2 = Ledger::new(mine);
         a2.session_up("1", t(0));
         assert!(a2.on_claim(p[0].clone(), t(0)).is_empty());
-        assert_eq!(a2.on_command(cmd("c1", "1"), t(0)), vec![Action::Deliver(cmd("c1", "1"))]);
+        assert_eq!(
+            a2.on_command(cmd("c1", "1"), t(0)),
+            vec![Action::Deliver(cmd("c1", "1"))]
+        );
     }
 
     #[test]

@@ -135,7 +135,11 @@ impl Outstanding {
             if e.kind != EventKind::CommandResponse as i32 || self.waiting.is_empty() {
                 continue;
             }
-            let tag = match e.attributes.get("server_flag").and_then(|v| v.value.as_ref()) {
+            let tag = match e
+                .attributes
+                .get("server_flag")
+                .and_then(|v| v.value.as_ref())
+            {
                 Some(attribute_value::Value::UintValue(f)) => u32::try_from(*f).ok(),
                 _ => None,
             };
@@ -165,7 +169,10 @@ impl Outstanding {
 
     /// When the oldest answer is due.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.waiting.iter().map(|w| w.since + self.reply_timeout).min()
+        self.waiting
+            .iter()
+            .map(|w| w.since + self.reply_timeout)
+            .min()
     }
 
     /// Gives up on answers past the reply timeout.

@@ -12,14 +12,17 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::BytesMut;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn, Span};
 
+use crate::command::dispatcher::Commands;
+use crate::command::session::{Outstanding, SessionCommand};
 use crate::event::{attr, event_id, timestamp};
 use crate::metrics as m;
+use crate::net::limits::{ConnLimiter, ConnLimits};
 use crate::proto::{EventKind, Protocol, TelemetryEvent, Transport};
 use crate::protocol::{self, Action, Frame, Limits, ProtocolSession};
-use crate::net::limits::{ConnLimiter, ConnLimits};
 use crate::sink::{Publisher, SinkError};
 use allowlist::AllowList;
 use registry::{Eviction, Registry, SessionHandle};
@@ -86,6 +89,10 @@ pub struct Shared {
     pub proxy_protocol: bool,
     /// TLS on the device port, when configured.
     pub tls: Option<TlsAcceptor>,
+    /// The command dispatcher, when commands are enabled.
+    pub commands: Option<Commands>,
+    /// How long a written command waits for the device's answer.
+    pub command_reply_timeout: Duration,
 }
 
 impl Shared {
@@ -109,6 +116,8 @@ impl Shared {
             conn_limiter: ConnLimiter::new(ConnLimits::default()),
             proxy_protocol: false,
             tls: None,
+            commands: None,
+            command_reply_timeout: Duration::from_secs(60),
         }
     }
 
@@ -195,6 +204,12 @@ pub struct Core {
     /// UDP: the current device is not on the allow-list; its datagrams are dropped.
     denied: bool,
     label: &'static str,
+    /// Commands for this device (TCP, once logged in, when commands are enabled).
+    pub commands: Outstanding,
+    /// The dispatcher's channel to this session, taken by the session loop.
+    command_rx: Option<mpsc::Receiver<SessionCommand>>,
+    /// Registered with the dispatcher under this IMEI.
+    command_imei: Option<String>,
 }
 
 impl Core {
@@ -206,6 +221,7 @@ impl Core {
         span: Span,
     ) -> Self {
         let proto = module.new_session(transport, &shared.limits);
+        let shared_reply_timeout = shared.command_reply_timeout;
         let handle = SessionHandle::new(
             shared.registry.next_id(),
             module.protocol(),
@@ -225,6 +241,9 @@ impl Core {
             module,
             denied: false,
             label: module.name(),
+            commands: Outstanding::new(shared_reply_timeout),
+            command_rx: None,
+            command_imei: None,
         }
     }
 
@@ -267,8 +286,44 @@ impl Core {
                 metrics::counter!(m::SESSIONS_REPLACED, "protocol" => self.label).increment(1);
                 debug!(%imei, old_peer = %old.peer, "replaced the device's previous session");
             }
+            self.commands_up(&imei);
         }
         Ok(true)
+    }
+
+    /// Tells the dispatcher this session takes commands for `imei`.
+    fn commands_up(&mut self, imei: &str) {
+        let Some(cmds) = self.shared.commands.as_ref() else {
+            return;
+        };
+        if self.command_imei.as_deref() == Some(imei) {
+            return;
+        }
+        if let Some(previous) = self.command_imei.take() {
+            cmds.session_down(&previous, self.handle.id);
+        }
+        let (tx, rx) = mpsc::channel(8);
+        cmds.session_up(imei, self.handle.id, tx);
+        self.command_rx = Some(rx);
+        self.command_imei = Some(imei.to_string());
+    }
+
+    /// The channel commands for this session arrive on (once, after the login).
+    pub fn take_command_rx(&mut self) -> Option<mpsc::Receiver<SessionCommand>> {
+        self.command_rx.take()
+    }
+
+    /// Writes the commands the protocol allows now.
+    pub async fn write_commands<R: Replier>(&mut self, out: &mut R) -> Result<(), End> {
+        while let Some(bytes) = self.commands.next_write(self.proto.as_mut()) {
+            out.reply(&bytes).await.map_err(|e| {
+                debug!(error = %e, "cannot write command");
+                End::Io
+            })?;
+            self.commands
+                .written(self.proto.as_ref(), std::time::Instant::now());
+        }
+        Ok(())
     }
 
     /// Decodes and handles every complete frame in `buf`. Returns `Err` when the session must
@@ -387,6 +442,11 @@ impl Core {
             self.reply(out, reply).await?;
             metrics::counter!(m::ACKS_SENT, "protocol" => self.label).increment(1);
         }
+        // Answers to commands are matched once delivered (they were published as events).
+        self.commands.on_events(&frame.events);
+        if !self.commands.is_idle() {
+            self.write_commands(out).await?;
+        }
         Ok(())
     }
 
@@ -426,6 +486,11 @@ impl Core {
     pub async fn close(&mut self, why: End) {
         metrics::counter!(m::SESSIONS_CLOSED, "protocol" => self.label, "transport" => transport_label(self.transport), "reason" => why.label()).increment(1);
         debug!(reason = why.label(), "session closed");
+        self.commands.close();
+        if let (Some(cmds), Some(imei)) = (self.shared.commands.as_ref(), self.command_imei.take())
+        {
+            cmds.session_down(&imei, self.handle.id);
+        }
         let Some(imei) = self.imei.clone() else {
             return;
         };

@@ -49,7 +49,7 @@ impl TestGateway {
     pub async fn start(settings: Settings) -> TestGateway {
         let settings = Settings {
             listen: Some(vec!["127.0.0.1:0".parse().unwrap()]),
-            gateway_name: Some("test-gw".into()),
+            gateway_name: settings.gateway_name.clone().or(Some("test-gw".into())),
             ..settings
         };
         let config: Config = settings.resolve().unwrap();
