@@ -420,7 +420,11 @@ mod tests {
         )
         .unwrap();
         let c = file.clone().resolve().unwrap();
-        assert_eq!(c.timeouts.login, Duration::from_secs(12), "old name still works");
+        assert_eq!(
+            c.timeouts.login,
+            Duration::from_secs(12),
+            "old name still works"
+        );
         assert_eq!(c.timeouts.wialon_idle, Duration::from_secs(120));
         assert_eq!(c.timeouts.teltonika_idle, Duration::from_secs(600));
         assert!(c.proxy_protocol);
@@ -451,8 +455,13 @@ mod tests {
             #[command(flatten)]
             s: Settings,
         }
-        let c = <Cli as clap::Parser>::try_parse_from(["x", "--proxy-protocol", "--max-connections", "9"])
-            .unwrap();
+        let c = <Cli as clap::Parser>::try_parse_from([
+            "x",
+            "--proxy-protocol",
+            "--max-connections",
+            "9",
+        ])
+        .unwrap();
         assert_eq!(c.s.proxy_protocol, Some(true));
         assert_eq!(c.s.max_connections, Some(9));
         let c = <Cli as clap::Parser>::try_parse_from(["x", "--proxy-protocol=false"]).unwrap();

@@ -176,7 +176,10 @@ fn respond(
         "/healthz" => text(StatusCode::OK, "ok\n".into()),
         "/readyz" => match readiness.check() {
             Ok(()) => text(StatusCode::OK, "ready\n".into()),
-            Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")),
+            Err(why) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: {why}\n"),
+            ),
         },
         _ => text(StatusCode::NOT_FOUND, "not found\n".into()),
     }

@@ -155,7 +155,10 @@ async fn readyz_goes_503_when_the_drain_starts_and_the_frame_in_hand_is_still_ac
     );
     let (_, why) = http_get(ops, "/readyz").await;
     assert!(why.contains("draining"), "{why}");
-    assert!(!gw.handle.is_finished(), "the drain waits for the frame in hand");
+    assert!(
+        !gw.handle.is_finished(),
+        "the drain waits for the frame in hand"
+    );
     // New devices are no longer accepted.
     let refused = tokio::net::TcpStream::connect(gw.addr).await;
     if let Ok(s) = refused {

@@ -24,7 +24,8 @@ async fn logged_in(addr: std::net::SocketAddr) -> Device {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut d = Device::connect(addr).await;
-    d.send(&teltonika_login(&format!("35630704244{n:04}"))).await;
+    d.send(&teltonika_login(&format!("35630704244{n:04}")))
+        .await;
     assert_eq!(d.read_exact(1, 10).await, Some(vec![1]), "login accepted");
     d
 }
@@ -119,7 +120,9 @@ async fn login_timeout_closes_silent_and_unidentified_connections() {
     assert_eq!(good.read_exact(4, 10).await, Some(vec![0, 0, 0, 1]));
     assert!(!good.closed_within(1).await, "logged-in device kept");
     let events = memory_events(&sink);
-    assert!(events.iter().any(|e| e.kind == avlgate::proto::EventKind::Position as i32));
+    assert!(events
+        .iter()
+        .any(|e| e.kind == avlgate::proto::EventKind::Position as i32));
     assert!(events.iter().all(|e| e.imei.starts_with("35630704244")));
     gw.stop().await;
 }

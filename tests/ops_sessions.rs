@@ -98,7 +98,10 @@ async fn devices_off_the_allow_list_get_their_protocols_refusal() {
     assert_eq!(ok.read_exact(4, 10).await, Some(vec![0, 0, 0, 1]));
     let events = memory_events(&sink);
     assert!(!events.is_empty());
-    assert!(events.iter().all(|e| e.imei == IMEI), "nothing of refused devices");
+    assert!(
+        events.iter().all(|e| e.imei == IMEI),
+        "nothing of refused devices"
+    );
     gw.stop().await;
     let _ = std::fs::remove_dir_all(path.parent().unwrap());
 }
@@ -162,8 +165,14 @@ async fn proxy_protocol_v1_and_v2_give_events_the_device_address() {
     .await;
     // v1, header and login in one write.
     let mut d1 = Device::connect(gw.addr).await;
-    d1.send(&[&b"PROXY TCP4 203.0.113.7 127.0.0.1 40001 5027\r\n"[..], &h(samples::LOGIN)].concat())
-        .await;
+    d1.send(
+        &[
+            &b"PROXY TCP4 203.0.113.7 127.0.0.1 40001 5027\r\n"[..],
+            &h(samples::LOGIN),
+        ]
+        .concat(),
+    )
+    .await;
     assert_eq!(d1.read_exact(1, 10).await, Some(vec![1]));
     d1.send(&h(samples::CODEC8)).await;
     assert_eq!(d1.read_exact(4, 10).await, Some(vec![0, 0, 0, 1]));
@@ -194,7 +203,9 @@ async fn proxy_protocol_v1_and_v2_give_events_the_device_address() {
     let mut local = Device::connect(gw.addr).await;
     let mut l = avlgate::net::proxy::V2_SIGNATURE.to_vec();
     l.extend_from_slice(&[0x20, 0x00, 0x00, 0x00]);
-    local.send(&[l, teltonika_login("356307042441077")].concat()).await;
+    local
+        .send(&[l, teltonika_login("356307042441077")].concat())
+        .await;
     assert_eq!(local.read_exact(1, 10).await, Some(vec![1]));
     let socket_addr = local.stream.local_addr().unwrap();
     let opened = memory_events(&sink);
@@ -235,16 +246,34 @@ async fn proxy_protocol_refuses_missing_or_malformed_headers_and_limits_the_real
     // behind the one loopback "balancer" address get in, a second connection from the same
     // device address does not.
     let mut a = Device::connect(gw.addr).await;
-    a.send(&[proxy_v2_tcp4([10, 0, 0, 1], 1000), teltonika_login("356307042441001")].concat())
-        .await;
+    a.send(
+        &[
+            proxy_v2_tcp4([10, 0, 0, 1], 1000),
+            teltonika_login("356307042441001"),
+        ]
+        .concat(),
+    )
+    .await;
     assert_eq!(a.read_exact(1, 10).await, Some(vec![1]));
     let mut b = Device::connect(gw.addr).await;
-    b.send(&[proxy_v2_tcp4([10, 0, 0, 2], 1000), teltonika_login("356307042441002")].concat())
-        .await;
+    b.send(
+        &[
+            proxy_v2_tcp4([10, 0, 0, 2], 1000),
+            teltonika_login("356307042441002"),
+        ]
+        .concat(),
+    )
+    .await;
     assert_eq!(b.read_exact(1, 10).await, Some(vec![1]));
     let mut a2 = Device::connect(gw.addr).await;
-    a2.send(&[proxy_v2_tcp4([10, 0, 0, 1], 1001), teltonika_login("356307042441003")].concat())
-        .await;
+    a2.send(
+        &[
+            proxy_v2_tcp4([10, 0, 0, 1], 1001),
+            teltonika_login("356307042441003"),
+        ]
+        .concat(),
+    )
+    .await;
     assert!(a2.closed_within(5).await);
     assert_eq!(a2.read_exact(1, 1).await, None, "no login answer");
     gw.stop().await;

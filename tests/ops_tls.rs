@@ -118,7 +118,11 @@ async fn a_renewed_certificate_is_served_without_a_restart() {
     // one mtime tick.
     let second = {
         let c = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
-        std::fs::write(dir.join("tls.key"), format!("{}\n", c.key_pair.serialize_pem())).unwrap();
+        std::fs::write(
+            dir.join("tls.key"),
+            format!("{}\n", c.key_pair.serialize_pem()),
+        )
+        .unwrap();
         std::fs::write(dir.join("tls.crt"), format!("{}\n", c.cert.pem())).unwrap();
         c.cert.der().clone()
     };

@@ -249,7 +249,10 @@ mod tests {
         let l = limiter(3, 0, 0);
         let t = Instant::now();
         let held: Vec<_> = (0..3).map(|i| l.admit(Some(ip(i)), t).unwrap()).collect();
-        assert_eq!(l.admit(Some(ip(9)), t).unwrap_err(), Rejection::MaxConnections);
+        assert_eq!(
+            l.admit(Some(ip(9)), t).unwrap_err(),
+            Rejection::MaxConnections
+        );
         assert_eq!(l.open(), 3, "a refusal leaves the count unchanged");
         drop(held);
         assert_eq!(l.open(), 0);
@@ -279,11 +282,17 @@ mod tests {
         for i in 0..10 {
             assert!(l.admit(Some(ip(1)), t0).is_ok(), "burst {i}");
         }
-        assert_eq!(l.admit(Some(ip(1)), t0).unwrap_err(), Rejection::ConnectRate);
+        assert_eq!(
+            l.admit(Some(ip(1)), t0).unwrap_err(),
+            Rejection::ConnectRate
+        );
         // A refused attempt costs nothing: 100 ms later one token is there.
         let t1 = t0 + Duration::from_millis(100);
         assert!(l.admit(Some(ip(1)), t1).is_ok());
-        assert_eq!(l.admit(Some(ip(1)), t1).unwrap_err(), Rejection::ConnectRate);
+        assert_eq!(
+            l.admit(Some(ip(1)), t1).unwrap_err(),
+            Rejection::ConnectRate
+        );
         // The bucket never holds more than one second's worth.
         let t2 = t1 + Duration::from_secs(3600);
         for _ in 0..10 {

@@ -41,7 +41,8 @@ pub fn load(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
     if chain.is_empty() {
         return Err(TlsError::NoCert(cert.into()));
     }
-    let der = PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key(key.into(), e.to_string()))?;
+    let der =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key(key.into(), e.to_string()))?;
     let signing = provider::sign::any_supported_type(&der)?;
     let ck = CertifiedKey::new(chain, signing);
     ck.keys_match()?;
@@ -103,10 +104,11 @@ impl ResolvesServerCert for ReloadingCert {
 /// A TLS acceptor (TLS 1.2 and 1.3, ring) serving whatever `cert` holds at handshake time.
 /// Trackers do not present client certificates.
 pub fn acceptor(cert: Arc<ReloadingCert>) -> Result<TlsAcceptor, TlsError> {
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(provider::default_provider()))
-        .with_safe_default_protocol_versions()?
-        .with_no_client_auth()
-        .with_cert_resolver(cert);
+    let config =
+        rustls::ServerConfig::builder_with_provider(Arc::new(provider::default_provider()))
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_cert_resolver(cert);
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 

@@ -17,9 +17,9 @@ use tracing::{debug, warn, Span};
 
 use crate::event::{attr, event_id, timestamp};
 use crate::metrics as m;
+use crate::net::limits::{ConnLimiter, ConnLimits};
 use crate::proto::{EventKind, Protocol, TelemetryEvent, Transport};
 use crate::protocol::{self, Action, Frame, Limits, ProtocolSession};
-use crate::net::limits::{ConnLimiter, ConnLimits};
 use crate::sink::{Publisher, SinkError};
 use allowlist::AllowList;
 use registry::{Eviction, Registry, SessionHandle};

@@ -77,7 +77,12 @@ fn rejected(reason: &'static str) {
 
 /// Runs one connection to its end. `permit` holds the connection's place under the
 /// connection limits until the task ends.
-pub async fn run(stream: TcpStream, socket_peer: SocketAddr, permit: ConnPermit, shared: Arc<Shared>) {
+pub async fn run(
+    stream: TcpStream,
+    socket_peer: SocketAddr,
+    permit: ConnPermit,
+    shared: Arc<Shared>,
+) {
     let span = info_span!(
         "conn",
         peer = field::Empty,
@@ -95,7 +100,16 @@ pub async fn run(stream: TcpStream, socket_peer: SocketAddr, permit: ConnPermit,
         let deadline = Instant::now() + shared.timeouts.login;
         let mut stream = stream;
         let mut buf = BytesMut::new();
-        let Some(peer) = proxy_header(&mut stream, socket_peer, &mut buf, deadline, &shared, &mut permit).await else {
+        let Some(peer) = proxy_header(
+            &mut stream,
+            socket_peer,
+            &mut buf,
+            deadline,
+            &shared,
+            &mut permit,
+        )
+        .await
+        else {
             return;
         };
         let _ = stream.set_nodelay(true);
@@ -103,7 +117,10 @@ pub async fn run(stream: TcpStream, socket_peer: SocketAddr, permit: ConnPermit,
             None => Box::new(stream),
             Some(acceptor) => {
                 while buf.is_empty() {
-                    if read_more(&mut stream, &mut buf, 4096, deadline, &shared).await.is_err() {
+                    if read_more(&mut stream, &mut buf, 4096, deadline, &shared)
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -122,13 +139,15 @@ pub async fn run(stream: TcpStream, socket_peer: SocketAddr, permit: ConnPermit,
                             Box::new(tls)
                         }
                         Ok(Err(e)) => {
-                            metrics::counter!(m::TLS_HANDSHAKES, "outcome" => "failed").increment(1);
+                            metrics::counter!(m::TLS_HANDSHAKES, "outcome" => "failed")
+                                .increment(1);
                             rejected("tls_handshake");
                             debug!(error = %e, "TLS handshake failed; closing");
                             return;
                         }
                         Err(_) => {
-                            metrics::counter!(m::TLS_HANDSHAKES, "outcome" => "timeout").increment(1);
+                            metrics::counter!(m::TLS_HANDSHAKES, "outcome" => "timeout")
+                                .increment(1);
                             debug!("TLS handshake not done within the login timeout; closing");
                             return;
                         }
@@ -186,14 +205,23 @@ async fn proxy_header(
     span.record("lb", field::display(socket_peer));
     if let Err(r) = permit.bind_ip(peer.ip(), Instant::now().into_std()) {
         rejected(r.label());
-        debug!(reason = r.label(), "connection refused by the per-address limits");
+        debug!(
+            reason = r.label(),
+            "connection refused by the per-address limits"
+        );
         return None;
     }
     Some(peer)
 }
 
 /// Detection, then the protocol session.
-async fn session(io: Box<dyn Io>, mut buf: BytesMut, peer: SocketAddr, deadline: Instant, shared: Arc<Shared>) {
+async fn session(
+    io: Box<dyn Io>,
+    mut buf: BytesMut,
+    peer: SocketAddr,
+    deadline: Instant,
+    shared: Arc<Shared>,
+) {
     let (mut rd, mut wr) = tokio::io::split(io);
     buf.reserve(2048);
 
@@ -202,7 +230,8 @@ async fn session(io: Box<dyn Io>, mut buf: BytesMut, peer: SocketAddr, deadline:
         match detect(&buf, Transport::Tcp) {
             Detection::Found(module) => break module,
             Detection::Unknown => {
-                metrics::counter!(m::DETECTIONS, "transport" => "tcp", "outcome" => "unknown").increment(1);
+                metrics::counter!(m::DETECTIONS, "transport" => "tcp", "outcome" => "unknown")
+                    .increment(1);
                 debug!(prefix = %hex::encode(&buf[..buf.len().min(16)]), "unknown protocol; closing");
                 return;
             }
@@ -211,12 +240,14 @@ async fn session(io: Box<dyn Io>, mut buf: BytesMut, peer: SocketAddr, deadline:
         match read_more(&mut rd, &mut buf, 4096, deadline, &shared).await {
             Ok(()) => {}
             Err(Early::Timeout) => {
-                metrics::counter!(m::DETECTIONS, "transport" => "tcp", "outcome" => "timeout").increment(1);
+                metrics::counter!(m::DETECTIONS, "transport" => "tcp", "outcome" => "timeout")
+                    .increment(1);
                 debug!("no protocol recognised within the login timeout; closing");
                 return;
             }
             Err(Early::Closed) => {
-                metrics::counter!(m::DETECTIONS, "transport" => "tcp", "outcome" => "closed").increment(1);
+                metrics::counter!(m::DETECTIONS, "transport" => "tcp", "outcome" => "closed")
+                    .increment(1);
                 return;
             }
             Err(Early::Shutdown) => return,
@@ -245,7 +276,11 @@ async fn session(io: Box<dyn Io>, mut buf: BytesMut, peer: SocketAddr, deadline:
         }
         // Until the device logged in, the login deadline; then the protocol's idle timeout.
         let logged_in = core.imei.is_some();
-        let until = if logged_in { Instant::now() + idle } else { deadline };
+        let until = if logged_in {
+            Instant::now() + idle
+        } else {
+            deadline
+        };
         let read = tokio::select! {
             _ = shared.shutdown.cancelled() => break End::Shutdown,
             why = core.evicted() => break why,
