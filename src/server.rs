@@ -101,9 +101,7 @@ impl Gateway {
         let mut tcp = Vec::new();
         let mut udp = Vec::new();
         for addr in &config.listen {
-            let l = TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("listening on tcp {addr}"))?;
+            let l = listen(*addr).with_context(|| format!("listening on tcp {addr}"))?;
             let bound = l.local_addr()?;
             let u = UdpSocket::bind(bound)
                 .await
@@ -238,6 +236,23 @@ impl Gateway {
         info!("drained");
         Ok(())
     }
+}
+
+/// Pending connections the kernel queues for `accept` (capped by `net.core.somaxconn`). A
+/// reconnect storm arrives faster than any accept loop; with tokio's default of 1024 a burst
+/// overflows the queue and Linux silently drops the handshake's last ACK, leaving devices
+/// believing they are connected to a socket nobody will ever accept.
+const LISTEN_BACKLOG: u32 = 8192;
+
+fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tracker: TaskTracker) {

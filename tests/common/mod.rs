@@ -43,6 +43,10 @@ pub struct TestGateway {
     pub publisher: Arc<avlgate::sink::Publisher>,
     pub shutdown: CancellationToken,
     pub handle: JoinHandle<anyhow::Result<()>>,
+    /// What `/readyz` reports for it.
+    pub readiness: Arc<avlgate::ops::Readiness>,
+    /// Its session state (IMEI registry, limiter).
+    pub shared: Arc<avlgate::session::Shared>,
 }
 
 impl TestGateway {
@@ -55,15 +59,61 @@ impl TestGateway {
         let config: Config = settings.resolve().unwrap();
         let shutdown = CancellationToken::new();
         let gw = Gateway::bind(config, shutdown.clone()).await.unwrap();
+        Self::run(gw, shutdown)
+    }
+
+    /// A gateway on loopback with a sink built by the test; `tweak` adjusts the resolved
+    /// configuration (reload interval, …).
+    pub async fn with_sink(
+        settings: Settings,
+        sink: Arc<dyn avlgate::sink::Sink>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> TestGateway {
+        let settings = Settings {
+            listen: Some(vec!["127.0.0.1:0".parse().unwrap()]),
+            gateway_name: Some("test-gw".into()),
+            sink: Some(SinkKind::Stdout),
+            ..settings
+        };
+        let mut config: Config = settings.resolve().unwrap();
+        // The stdout sink above only avoids starting a broker; the test's sink gets protobuf.
+        config.format = avlgate::sink::Format::Protobuf;
+        tweak(&mut config);
+        let shutdown = CancellationToken::new();
+        let gw = Gateway::bind_with_sink(config, sink, shutdown.clone(), CancellationToken::new())
+            .await
+            .unwrap();
+        Self::run(gw, shutdown)
+    }
+
+    fn run(gw: Gateway, shutdown: CancellationToken) -> TestGateway {
         let addr = gw.local_addrs()[0];
         let publisher = gw.publisher();
+        let readiness = gw.readiness();
+        let shared = gw.shared();
         let handle = tokio::spawn(gw.run());
         TestGateway {
             addr,
             publisher,
             shutdown,
             handle,
+            readiness,
+            shared,
         }
+    }
+
+    /// Serves `/metrics`, `/healthz`, `/readyz` for this gateway on a loopback port.
+    pub async fn ops(&self) -> SocketAddr {
+        let prometheus = avlgate::ops::install_prometheus().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(avlgate::ops::serve(
+            listener,
+            prometheus,
+            self.readiness.clone(),
+            CancellationToken::new(),
+        ));
+        addr
     }
 
     /// A gateway publishing to the MQTT broker at `broker`.
@@ -436,4 +486,63 @@ impl Drop for Mosquitto {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A plain HTTP/1.1 GET on loopback: `(status, body)`.
+pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(
+        format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut raw))
+        .await
+        .expect("HTTP response in time")
+        .unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("an HTTP status line");
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Polls `f` every 50 ms until it is true or `secs` passed; returns the last answer.
+pub async fn eventually<F, Fut>(secs: u64, mut f: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if f().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Decodes the events a [`avlgate::sink::memory::MemorySink`] received (protobuf format).
+pub fn memory_events(sink: &avlgate::sink::memory::MemorySink) -> Vec<TelemetryEvent> {
+    sink.take()
+        .into_iter()
+        .map(|m| TelemetryEvent::decode(&m.payload[..]).expect("protobuf event"))
+        .collect()
+}
+
+/// A Teltonika TCP login for `imei`.
+pub fn teltonika_login(imei: &str) -> Vec<u8> {
+    let mut v = (imei.len() as u16).to_be_bytes().to_vec();
+    v.extend_from_slice(imei.as_bytes());
+    v
 }
