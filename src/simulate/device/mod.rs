@@ -40,6 +40,9 @@ pub enum Incoming {
     Reply(Vec<u8>),
     /// A command, and the device's answer to write back.
     Command { text: String, answer: Vec<u8> },
+    /// The server's answer to a message the device sent in answer to a command (Wialon `#AM#`
+    /// to the driver's `#M#`); `ok` when it was the positive one.
+    AnswerAck { ok: bool },
     /// A well-framed message the device ignores (a command with a bad CRC, say).
     Ignored(&'static str),
 }
@@ -199,7 +202,11 @@ pub(crate) async fn run(ctx: Arc<Ctx>, index: u64, delay: Duration) {
         track: Track::new(index, now),
         pending: None,
         first_acked: false,
-        last_record_ms: now,
+        // The first batch covers the interval before it, like every later one: records in a
+        // batch are spread in time, so none repeats another (GT06 positions have 1 s and
+        // 6 cm resolution, and identical content means an identical event id).
+        last_record_ms: now
+            .saturating_sub(u64::try_from(ctx.opts.interval.as_millis()).unwrap_or(u64::MAX)),
         index,
         ctx,
     };
@@ -485,6 +492,11 @@ impl Device {
                 stats.commands_received.fetch_add(1, Relaxed);
                 conn.send(std::slice::from_ref(&answer)).await?;
                 stats.commands_answered.fetch_add(1, Relaxed);
+            }
+            Incoming::AnswerAck { ok } => {
+                if !ok {
+                    stats.ack_errors.fetch_add(1, Relaxed);
+                }
             }
             Incoming::Ignored(why) => {
                 debug!(device = self.index, why, "ignored a server message");

@@ -1,7 +1,11 @@
 //! A Wialon IPS device, 1.1 or 2.0: `#L#` login, `#D#` (one record, `#AD#1`) or `#B#`
 //! blackbox packets (K records, `#AB#K`), the UDP form with the IMEI prefix, and `#M#`
-//! messages from the server answered with `#AM#1` (`#AM#01` when a 2.0 message's CRC is
-//! wrong).
+//! messages from the server.
+//!
+//! The spec lists `#AM#` as a server-only packet ("reply to message from driver"): a tracker
+//! does not answer a server's `#M#` with `#AM#`. What the driver's terminal does is answer with
+//! a message of its own, `#M#` from the tracker, which the server acknowledges with `#AM#1`.
+//! That is what this device does; a 2.0 message whose CRC is wrong is dropped unanswered.
 
 use bytes::{Buf, BytesMut};
 
@@ -17,6 +21,8 @@ pub struct Wialon {
     imei: String,
     v2: bool,
     udp: bool,
+    /// Driver messages sent and not yet answered with `#AM#`.
+    awaiting_am: u32,
 }
 
 impl Wialon {
@@ -25,6 +31,7 @@ impl Wialon {
             imei: imei.to_string(),
             v2,
             udp,
+            awaiting_am: 0,
         }
     }
 
@@ -65,26 +72,39 @@ impl Wialon {
         format!("{prefix}#{ty}#{body}\r\n").into_bytes()
     }
 
-    /// The text of `#M#body` and the answer code: `1`, or `01` when a 2.0 CRC is wrong, `0`
-    /// when it is missing.
-    fn message(&self, body: &[u8]) -> (String, &'static str) {
-        let (text, code) = if self.v2 {
-            match body.iter().rposition(|&b| b == b';') {
-                Some(i) => {
-                    let covered = body.get(..=i).unwrap_or_default();
-                    let field = body.get(i + 1..).unwrap_or_default();
-                    let ok = crc::check(covered, field) == Some(true);
-                    (
-                        body.get(..i).unwrap_or_default(),
-                        if ok { "1" } else { "01" },
-                    )
-                }
-                None => (body, "0"),
+    /// The text of a server's `#M#body`; `None` when a 2.0 message's CRC is missing or wrong.
+    fn message_text(&self, body: &[u8]) -> Option<String> {
+        let text = if self.v2 {
+            let i = body.iter().rposition(|&b| b == b';')?;
+            let covered = body.get(..=i).unwrap_or_default();
+            let field = body.get(i + 1..).unwrap_or_default();
+            if crc::check(covered, field) != Some(true) {
+                return None;
             }
+            body.get(..i).unwrap_or_default()
         } else {
-            (body, "1")
+            body
         };
-        (String::from_utf8_lossy(text).into_owned(), code)
+        Some(String::from_utf8_lossy(text).into_owned())
+    }
+
+    /// The driver's answer: a `#M#` of the device's own (one line, no separators).
+    fn answer(&mut self, text: &str) -> Vec<u8> {
+        let clean: String = text
+            .chars()
+            .map(|c| {
+                if matches!(c, '\r' | '\n' | ';' | '#') {
+                    ' '
+                } else {
+                    c
+                }
+            })
+            .take(200)
+            .collect();
+        let msg = format!("Received: {clean}");
+        let body = if self.v2 { packet::with_crc(&msg) } else { msg };
+        self.awaiting_am += 1;
+        self.packet("M", &body)
     }
 }
 
@@ -148,9 +168,20 @@ impl DeviceCodec for Wialon {
         let text = line.strip_suffix(b"\n").unwrap_or(&line);
         let text = text.strip_suffix(b"\r").unwrap_or(text);
         if let Some(body) = text.strip_prefix(b"#M#") {
-            let (text, code) = self.message(body);
-            let answer = self.packet("AM", code);
-            return Ok(Some(Incoming::Command { text, answer }));
+            return Ok(Some(match self.message_text(body) {
+                Some(text) => {
+                    let answer = self.answer(&text);
+                    Incoming::Command { text, answer }
+                }
+                None => Incoming::Ignored("server message with a bad CRC"),
+            }));
+        }
+        // Batches never wait for `#AM#`: one here answers a driver message.
+        if self.awaiting_am > 0 && text.starts_with(b"#AM#") {
+            self.awaiting_am -= 1;
+            return Ok(Some(Incoming::AnswerAck {
+                ok: text == b"#AM#1",
+            }));
         }
         if !text.starts_with(b"#A") {
             return Err(DeviceError(format!(
@@ -214,27 +245,43 @@ mod tests {
     }
 
     #[test]
-    fn messages_are_answered() {
+    fn server_messages_are_answered_with_a_driver_message() {
         let mut d = Wialon::new("350000000000001", true, false);
         let good = format!("#M#{}\r\n", packet::with_crc("hello driver"));
-        let mut buf = BytesMut::from(format!("#AL#1\r\n{good}#M#bad;0\r\n#AD#1\r\n").as_bytes());
+        let mut buf =
+            BytesMut::from(format!("#AL#1\r\n{good}#M#bad;0\r\n#AM#1\r\n#AD#1\r\n").as_bytes());
         assert_eq!(
             d.parse(&mut buf).unwrap(),
             Some(Incoming::Reply(b"#AL#1\r\n".to_vec()))
         );
+        let Some(Incoming::Command { text, answer }) = d.parse(&mut buf).unwrap() else {
+            panic!("not a command");
+        };
+        assert_eq!(text, "hello driver");
+        // The answer is a driver message the gateway accepts and acknowledges.
+        let mut s = crate::protocol::wialon::Wialon.new_session(Transport::Tcp, &Limits::default());
+        let (login, _) = d.login().unwrap();
+        s.decode(
+            &mut BytesMut::from(&login[..]),
+            std::time::SystemTime::now(),
+        )
+        .unwrap();
+        let f = s
+            .decode(
+                &mut BytesMut::from(&answer[..]),
+                std::time::SystemTime::now(),
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(f.events[0].kind, EventKind::DriverMessage as i32);
+        assert_eq!(f.reply.as_deref(), Some(&b"#AM#1\r\n"[..]));
         assert_eq!(
             d.parse(&mut buf).unwrap(),
-            Some(Incoming::Command {
-                text: "hello driver".into(),
-                answer: b"#AM#1\r\n".to_vec()
-            })
+            Some(Incoming::Ignored("server message with a bad CRC"))
         );
         assert_eq!(
             d.parse(&mut buf).unwrap(),
-            Some(Incoming::Command {
-                text: "bad".into(),
-                answer: b"#AM#01\r\n".to_vec()
-            })
+            Some(Incoming::AnswerAck { ok: true })
         );
         assert_eq!(
             d.parse(&mut buf).unwrap(),
@@ -249,7 +296,7 @@ mod tests {
             udp.parse(&mut buf).unwrap(),
             Some(Incoming::Command {
                 text: "hi".into(),
-                answer: b"350000000000001#AM#1\r\n".to_vec()
+                answer: b"350000000000001#M#Received: hi\r\n".to_vec()
             })
         );
     }
