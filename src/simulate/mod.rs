@@ -412,7 +412,7 @@ pub async fn run(options: Options, cancel: CancellationToken) -> Result<Summary,
 
     let ran_to_end = async {
         match options.duration {
-            Some(d) => tokio::time::sleep(d).await,
+            Some(d) => tokio::time::sleep_until(start + d).await,
             None => std::future::pending().await,
         }
     };
