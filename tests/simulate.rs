@@ -208,7 +208,9 @@ async fn a_storm_reports_when_every_first_frame_was_acknowledged() {
     let all = s
         .all_first_frames_acked_ms
         .expect("every first frame acked");
-    assert!(all as f64 <= s.elapsed_secs * 1000.0, "{s:#?}");
+    // Acknowledged while the run was on, or during its drain (one ACK timeout).
+    let bound = (s.elapsed_secs * 1000.0) as u64 + o.ack_timeout.as_millis() as u64 + 1000;
+    assert!(all > 0 && all <= bound, "{s:#?}");
     assert_delivered(&s, &o, &gw.positions());
     gw.stop().await;
 }
