@@ -16,6 +16,8 @@
 //! - [`ops`]: `/metrics`, `/healthz`, `/readyz`.
 //! - [`config`]: the one typed configuration, from flags, environment and a TOML file.
 //! - [`decode`]: the `avlgate decode` support tool.
+//! - [`simulate`]: `avlgate simulate`, virtual devices of every protocol for load and
+//!   end-to-end tests.
 //! - [`proto`]: the generated event schema (`proto/avlgate/v1/telemetry.proto`).
 #![forbid(unsafe_code)]
 
@@ -29,6 +31,7 @@ pub mod ops;
 pub mod protocol;
 pub mod server;
 pub mod session;
+pub mod simulate;
 pub mod sink;
 
 /// The generated event schema, package `avlgate.v1`, with canonical JSON (pbjson) impls.

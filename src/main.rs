@@ -1,4 +1,5 @@
-//! The `avlgate` binary: `serve` runs the gateway, `decode` explains captured frames.
+//! The `avlgate` binary: `serve` runs the gateway, `decode` explains captured frames,
+//! `simulate` runs virtual devices against a gateway.
 
 use std::io::BufRead;
 
@@ -37,6 +38,8 @@ enum Command {
         #[arg(required = true)]
         frames: Vec<String>,
     },
+    /// Run virtual devices against a gateway: load test and end-to-end trial without hardware.
+    Simulate(Box<avlgate::simulate::SimulateArgs>),
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -93,6 +96,31 @@ fn main() -> anyhow::Result<()> {
                 }
             }
             std::process::exit(if failed { 1 } else { 0 });
+        }
+        Command::Simulate(args) => {
+            init_tracing(LogFormat::Text);
+            raise_nofile_limit();
+            let options = args.options()?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let summary = rt.block_on(async {
+                let cancel = CancellationToken::new();
+                let stop = cancel.clone();
+                tokio::spawn(async move {
+                    wait_for_signal().await;
+                    stop.cancel();
+                });
+                avlgate::simulate::run(options, cancel).await
+            })?;
+            if args.json {
+                println!("{}", serde_json::to_string(&summary)?);
+            } else {
+                print!("{summary}");
+            }
+            // Exit 1 when a device never connected, a frame went unacknowledged or an ACK was
+            // wrong, so scripts can use the run as a check.
+            std::process::exit(if summary.clean() { 0 } else { 1 });
         }
     }
 }
