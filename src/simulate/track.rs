@@ -64,7 +64,7 @@ fn unit(h: u64) -> f64 {
 }
 
 impl Track {
-    /// Device `index`'s track, starting at `t0_ms`. Centres are spread over about 100 km
+    /// Device `index`'s track, with its time origin at `t0_ms`. Centres are spread over about 100 km
     /// around Vilnius; radii 300 m to 2 km; mean speeds 20 to 90 km/h.
     pub fn new(index: u64, t0_ms: u64) -> Self {
         let seed = mix(index);
@@ -81,7 +81,9 @@ impl Track {
 
     /// Where the device is at `time_ms`.
     pub fn at(&self, time_ms: u64) -> Fix {
-        let t = time_ms.saturating_sub(self.t0_ms) as f64 / 1000.0;
+        // Signed: a record from before the origin is still on the track (never clamped, which
+        // would repeat the origin's position).
+        let t = (time_ms as f64 - self.t0_ms as f64) / 1000.0;
         // Distance is the integral of the speed, so speed and movement agree exactly.
         let dist =
             self.v0 * (t + SPEED_SWING * SPEED_PERIOD_S * (1.0 - (t / SPEED_PERIOD_S).cos()));
@@ -105,7 +107,7 @@ impl Track {
             course,
             satellites,
             hdop: 0.7 + 0.1 * (wobble % 8) as f64,
-            odometer_m: dist as u64,
+            odometer_m: dist.max(0.0) as u64,
             power_mv: 12_400 + (wobble % 1200) as u16,
             battery_mv: 4_000 + (wobble % 150) as u16,
             gsm_level: 3 + (wobble % 3) as u8,
@@ -180,6 +182,14 @@ mod tests {
                 prev = f;
             }
         }
+    }
+
+    #[test]
+    fn times_before_the_origin_are_still_distinct_positions() {
+        let t = Track::new(14, 1_700_000_000_000);
+        let a = t.at(1_699_999_999_900);
+        let b = t.at(1_700_000_000_000);
+        assert!(metres(&a, &b) > 0.3, "{a:?} {b:?}");
     }
 
     #[test]

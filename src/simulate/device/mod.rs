@@ -155,6 +155,28 @@ impl Conn {
     }
 }
 
+/// Least time between two records of one device. GT06 positions have 1 s and about 6 cm
+/// resolution and its event ids come from the content: two records closer than this could be
+/// identical and would get the same event id (a consumer would drop one as a duplicate). At the
+/// slowest track speed (16 km/h) 50 ms is 22 cm.
+const MIN_RECORD_STEP_MS: u64 = 50;
+
+/// Timestamps for `k` records after the one at `last_ms`: spread over the time since, the
+/// newest at `now_ms`, each at least [`MIN_RECORD_STEP_MS`] after the one before (so a device
+/// asked for more than 20 records a second runs ahead of the clock rather than repeat itself).
+pub fn record_times(last_ms: u64, now_ms: u64, k: u64) -> Vec<u64> {
+    let k = k.max(1);
+    let span = now_ms.saturating_sub(last_ms);
+    let mut prev = last_ms;
+    (0..k)
+        .map(|j| {
+            let ideal = now_ms.saturating_sub(span * (k - 1 - j) / k);
+            prev = ideal.max(prev.saturating_add(MIN_RECORD_STEP_MS));
+            prev
+        })
+        .collect()
+}
+
 /// A batch waiting for its ACKs. It survives reconnects: devices keep unacknowledged data.
 struct Pending {
     batch: Batch,
@@ -199,7 +221,8 @@ pub(crate) async fn run(ctx: Arc<Ctx>, index: u64, delay: Duration) {
     let now = track::now_ms();
     let mut d = Device {
         codec: codec(ctx.opts.protocol, ctx.opts.transport, &imei),
-        track: Track::new(index, now),
+        // The track began an hour ago: the odometer shows an hour of driving.
+        track: Track::new(index, now.saturating_sub(3_600_000)),
         pending: None,
         first_acked: false,
         // The first batch covers the interval before it, like every later one: records in a
@@ -441,13 +464,9 @@ impl Device {
     /// The next `records_per_frame` fixes, continuing the track up to now.
     fn next_batch(&mut self) -> Batch {
         let k = u64::from(self.ctx.opts.records_per_frame.max(1));
-        let now = track::now_ms();
-        // Records are spread over the time since the last batch, the newest at `now`.
-        let span = now.saturating_sub(self.last_record_ms).max(k);
-        let fixes: Vec<Fix> = (0..k)
-            .map(|j| self.track.at(now - span * (k - 1 - j) / k))
-            .collect();
-        self.last_record_ms = now;
+        let times = record_times(self.last_record_ms, track::now_ms(), k);
+        self.last_record_ms = times.last().copied().unwrap_or(self.last_record_ms);
+        let fixes: Vec<Fix> = times.iter().map(|&t| self.track.at(t)).collect();
         self.codec.batch(&fixes)
     }
 
@@ -504,5 +523,26 @@ impl Device {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn record_times_are_spread_and_never_repeat() {
+        assert_eq!(record_times(1000, 2000, 4), vec![1250, 1500, 1750, 2000]);
+        assert_eq!(record_times(1000, 2000, 1), vec![2000]);
+        // Back to back (no time since the last batch): still strictly apart.
+        assert_eq!(record_times(2000, 2000, 3), vec![2050, 2100, 2150]);
+        assert_eq!(record_times(5000, 2000, 2), vec![5050, 5100]);
+        let mut last = 0;
+        for now in [10, 10, 11, 500, 500] {
+            let t = record_times(last, now, 10);
+            assert!(t.windows(2).all(|w| w[1] >= w[0] + MIN_RECORD_STEP_MS));
+            assert!(t[0] >= last + MIN_RECORD_STEP_MS);
+            last = *t.last().unwrap();
+        }
     }
 }
