@@ -92,6 +92,11 @@ pub struct Settings {
     #[arg(long, env = "AVLGATE_KAFKA_COMMAND_RESULTS_TOPIC")]
     pub kafka_command_results_topic: Option<String>,
 
+    /// Codec for Teltonika commands: 12 (default) or 14 (addressed to the IMEI; the device
+    /// answers with a nACK if it is not the addressee).
+    #[arg(long, env = "AVLGATE_TELTONIKA_COMMAND_CODEC", value_parser = clap::value_parser!(u8).range(12..=14))]
+    pub teltonika_command_codec: Option<u8>,
+
     /// Kafka topic commands are read from (and claims written to). Default `avlgate.commands`.
     #[arg(long, env = "AVLGATE_KAFKA_COMMANDS_TOPIC")]
     pub kafka_commands_topic: Option<String>,
@@ -256,6 +261,7 @@ impl Settings {
             command_ttl_secs,
             command_max_ttl_secs,
             command_reply_timeout_secs,
+            teltonika_command_codec,
             embedded_mqtt_listen,
             gateway_name,
             metrics_listen,
@@ -407,6 +413,13 @@ impl Settings {
                     .wialon_max_file_bytes
                     .unwrap_or(d.wialon_max_file_bytes),
                 gt06_max_frame_bytes: self.gt06_max_frame_bytes.unwrap_or(d.gt06_max_frame_bytes),
+                teltonika_codec14_commands: match self.teltonika_command_codec.unwrap_or(12) {
+                    12 => false,
+                    14 => true,
+                    other => {
+                        anyhow::bail!("--teltonika-command-codec must be 12 or 14, not {other}")
+                    }
+                },
             },
         })
     }

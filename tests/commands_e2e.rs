@@ -33,15 +33,18 @@ async fn pod(bootstrap: &str, name: &str) -> TestGateway {
     .await
 }
 
-async fn send_command(p: &FutureProducer, id: &str, imei: &str, text: Option<&str>, ttl: u32) {
-    let c = Command {
+fn command(id: &str, imei: &str, text: Option<&str>, ttl: u32) -> Command {
+    Command {
         command_id: id.into(),
         imei: imei.into(),
         body: text.map(|t| command::Body::Text(t.into())),
         ttl_secs: ttl,
         created_at: None,
-    };
-    let payload = c.encode_to_vec();
+    }
+}
+
+async fn send_command(p: &FutureProducer, id: &str, imei: &str, text: Option<&str>, ttl: u32) {
+    let payload = command(id, imei, text, ttl).encode_to_vec();
     p.send(
         FutureRecord::to(COMMANDS).key(imei).payload(&payload),
         Duration::from_secs(5),
@@ -245,4 +248,61 @@ async fn a_pending_command_survives_a_pod_restart() {
     assert_eq!(terminal(rs).len(), 1, "{rs:?}");
     assert_eq!(terminal(rs)[0].status, CommandStatus::Responded as i32);
     a2.stop().await;
+}
+
+/// The same over MQTT with a real broker: two pods, commands on `avlgate/commands/<imei>`
+/// (JSON here, as a backend may send), results on `avlgate/command-results/<imei>`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_commands_across_two_pods_with_mosquitto() {
+    let Some(mosq) = Mosquitto::start() else {
+        return;
+    };
+    let mqtt = |name: &str| Settings {
+        sink: Some(SinkKind::Mqtt),
+        mqtt_url: Some(format!("mqtt://{}", mosq.addr)),
+        gateway_name: Some(name.into()),
+        command_reply_timeout_secs: Some(5),
+        ..Default::default()
+    };
+    let a = TestGateway::start(mqtt("pod-a")).await;
+    let b = TestGateway::start(mqtt("pod-b")).await;
+    let mut results = Subscriber::connect(mosq.addr, "avlgate/command-results/#").await;
+    let backend = Subscriber::connect(mosq.addr, "avlgate/nothing").await;
+    let imei = "356307042441047";
+    let mut dev = teltonika_login(b.addr, imei).await;
+    // The pods' command subscriptions are made at connect time.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let json = serde_json::to_vec(&command("m-1", imei, Some("getinfo"), 60)).unwrap();
+    assert!(json.starts_with(b"{"));
+    backend
+        .publish(&format!("avlgate/commands/{imei}"), json)
+        .await;
+    let offline = command("m-2", "356000000000017", Some("getver"), 1).encode_to_vec();
+    backend
+        .publish("avlgate/commands/356000000000017", offline)
+        .await;
+    teltonika_answer(&mut dev, "getinfo", "FW:03.28").await;
+    // Written once: nothing more arrives on the device.
+    assert_eq!(
+        dev.read_exact(1, 2).await,
+        None,
+        "the command is written once"
+    );
+
+    let mut got: BTreeMap<String, Vec<CommandResult>> = BTreeMap::new();
+    while let Some((topic, p)) = results.next(5).await {
+        let r = CommandResult::decode(&p[..]).unwrap();
+        assert_eq!(topic, format!("avlgate/command-results/{}", r.imei));
+        got.entry(r.command_id.clone()).or_default().push(r);
+    }
+    let statuses = |id: &str| got[id].iter().map(|r| r.status).collect::<Vec<_>>();
+    assert_eq!(
+        statuses("m-1"),
+        vec![CommandStatus::Sent as i32, CommandStatus::Responded as i32]
+    );
+    assert_eq!(terminal(&got["m-1"])[0].gateway, "pod-b");
+    assert_eq!(statuses("m-2"), vec![CommandStatus::Expired as i32]);
+    a.stop().await;
+    b.stop().await;
 }

@@ -39,6 +39,12 @@ pub struct Commands {
 }
 
 impl Commands {
+    /// A handle whose messages go to `rx` (tests of the session side).
+    pub fn channel(capacity: usize) -> (Commands, mpsc::Receiver<ToDispatcher>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        (Commands { tx }, rx)
+    }
+
     pub fn session_up(&self, imei: &str, session: u64, tx: mpsc::Sender<SessionCommand>) {
         self.send(ToDispatcher::Up {
             imei: imei.into(),
@@ -225,6 +231,16 @@ impl Dispatcher {
                 let r = self
                     .ledger
                     .result(&h.command, CommandStatus::Rejected, &reason, true, now);
+                self.publish(r).await;
+            }
+            Update::Refused { command_id, reason } => {
+                let Some(h) = self.held.remove(&command_id) else {
+                    return;
+                };
+                let mut r =
+                    self.ledger
+                        .result(&h.command, CommandStatus::Rejected, &reason, true, now);
+                r.sent_at = h.sent_at.map(timestamp);
                 self.publish(r).await;
             }
             Update::NotWritten { command_id } => {

@@ -30,6 +30,8 @@ pub enum Update {
         command_id: String,
         response: command_result::Response,
     },
+    /// Written, and the device refused it.
+    Refused { command_id: String, reason: String },
     /// Written, but no answer came within `after`.
     NoReply { command_id: String, after: Duration },
     /// The protocol cannot carry it.
@@ -151,6 +153,17 @@ impl Outstanding {
                 continue;
             };
             let w = self.waiting.remove(pos);
+            let nack = matches!(
+                e.attributes.get("nack").and_then(|v| v.value.as_ref()),
+                Some(attribute_value::Value::BoolValue(true))
+            );
+            if nack {
+                w.cmd.updates.update(Update::Refused {
+                    command_id: id(&w.cmd),
+                    reason: "the device refused the command (Codec 14 nACK: IMEI mismatch)".into(),
+                });
+                continue;
+            }
             let response = match e.attributes.get("response").and_then(|v| v.value.as_ref()) {
                 Some(attribute_value::Value::StringValue(s)) => {
                     command_result::Response::ResponseText(s.clone())
@@ -208,5 +221,155 @@ impl Outstanding {
 
     pub fn is_idle(&self) -> bool {
         self.queue.is_empty() && self.waiting.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::dispatcher::ToDispatcher;
+    use crate::proto::{Protocol, Transport};
+    use crate::protocol::teltonika::{command as tcmd, frame as tframe};
+    use crate::protocol::{module, Limits};
+    use bytes::BytesMut;
+    use tokio::sync::mpsc::Receiver;
+
+    fn sc(id: &str, text: &str, updates: &Commands) -> SessionCommand {
+        SessionCommand {
+            command: crate::proto::Command {
+                command_id: id.into(),
+                imei: "356307042441013".into(),
+                body: Some(command::Body::Text(text.into())),
+                ..Default::default()
+            },
+            updates: updates.clone(),
+        }
+    }
+
+    fn next(rx: &mut Receiver<ToDispatcher>) -> Update {
+        match rx.try_recv() {
+            Ok(ToDispatcher::Update(u)) => u,
+            other => panic!("expected an update, got {other:?}"),
+        }
+    }
+
+    fn logged_in(limits: &Limits) -> Box<dyn ProtocolSession> {
+        let mut s = module(Protocol::Teltonika)
+            .unwrap()
+            .new_session(Transport::Tcp, limits);
+        let mut b = BytesMut::from(&tframe::encode_login("356307042441013")[..]);
+        s.decode(&mut b, std::time::SystemTime::now()).unwrap();
+        s
+    }
+
+    fn answer(text: &str, session: &mut dyn ProtocolSession) -> Vec<TelemetryEvent> {
+        let mut b =
+            BytesMut::from(&tframe::encode_tcp(&tcmd::encode_codec12(0x06, text.as_bytes()))[..]);
+        session
+            .decode(&mut b, std::time::SystemTime::now())
+            .unwrap()
+            .unwrap()
+            .events
+    }
+
+    #[test]
+    fn teltonika_one_command_in_flight_answers_in_order_then_timeout() {
+        let (cmds, mut rx) = Commands::channel(16);
+        let mut s = logged_in(&Limits::default());
+        let mut o = Outstanding::new(Duration::from_secs(5));
+        let t0 = Instant::now();
+        o.push(sc("a", "getinfo", &cmds));
+        o.push(sc("b", "getver", &cmds));
+        let bytes = o.next_write(s.as_mut()).unwrap();
+        assert_eq!(bytes[8], 0x0C, "Codec 12");
+        o.written(s.as_ref(), t0);
+        assert!(
+            matches!(next(&mut rx), Update::Written { ref command_id, awaiting_reply: true } if command_id == "a")
+        );
+        assert!(
+            o.next_write(s.as_mut()).is_none(),
+            "one Codec 12 command at a time"
+        );
+        o.on_events(&answer("INFO", s.as_mut()));
+        match next(&mut rx) {
+            Update::Replied {
+                command_id,
+                response,
+            } => {
+                assert_eq!(command_id, "a");
+                assert_eq!(
+                    response,
+                    command_result::Response::ResponseText("INFO".into())
+                );
+            }
+            u => panic!("{u:?}"),
+        }
+        assert!(o.next_write(s.as_mut()).is_some());
+        o.written(s.as_ref(), t0);
+        next(&mut rx);
+        assert_eq!(o.next_deadline(), Some(t0 + Duration::from_secs(5)));
+        o.expire(t0 + Duration::from_secs(4));
+        assert!(rx.try_recv().is_err());
+        o.expire(t0 + Duration::from_secs(5));
+        assert!(
+            matches!(next(&mut rx), Update::NoReply { ref command_id, .. } if command_id == "b")
+        );
+        assert!(o.is_idle());
+    }
+
+    #[test]
+    fn codec14_commands_are_addressed_and_a_nack_refuses_them() {
+        let (cmds, mut rx) = Commands::channel(16);
+        let limits = Limits {
+            teltonika_codec14_commands: true,
+            ..Limits::default()
+        };
+        let mut s = logged_in(&limits);
+        let mut o = Outstanding::new(Duration::from_secs(5));
+        o.push(sc("a", "getinfo", &cmds));
+        let bytes = o.next_write(s.as_mut()).unwrap();
+        assert_eq!(bytes[8], 0x0E, "Codec 14");
+        o.written(s.as_ref(), Instant::now());
+        next(&mut rx);
+        // The device's nACK (type 0x11) for the IMEI.
+        let mut nack = vec![0x0E, 0x01, 0x11, 0x00, 0x00, 0x00, 0x08];
+        nack.extend_from_slice(&[0x03, 0x56, 0x30, 0x70, 0x42, 0x44, 0x10, 0x13]);
+        nack.push(0x01);
+        let mut b = BytesMut::from(&tframe::encode_tcp(&nack)[..]);
+        let events = s
+            .decode(&mut b, std::time::SystemTime::now())
+            .unwrap()
+            .unwrap()
+            .events;
+        o.on_events(&events);
+        assert!(
+            matches!(next(&mut rx), Update::Refused { ref command_id, .. } if command_id == "a")
+        );
+    }
+
+    #[test]
+    fn a_closed_session_gives_queued_commands_back_and_reports_written_ones() {
+        let (cmds, mut rx) = Commands::channel(64);
+        let mut s = logged_in(&Limits::default());
+        let mut o = Outstanding::new(Duration::from_secs(5));
+        o.push(sc("a", "x", &cmds));
+        o.push(sc("b", "y", &cmds));
+        o.next_write(s.as_mut()).unwrap();
+        o.written(s.as_ref(), Instant::now());
+        next(&mut rx);
+        o.close();
+        assert!(
+            matches!(next(&mut rx), Update::NotWritten { ref command_id } if command_id == "b")
+        );
+        assert!(
+            matches!(next(&mut rx), Update::NoReply { ref command_id, .. } if command_id == "a")
+        );
+        // A full queue hands commands straight back.
+        for i in 0..(MAX_QUEUED + 1) {
+            o.push(sc(&format!("q{i}"), "z", &cmds));
+        }
+        assert!(
+            matches!(next(&mut rx), Update::NotWritten { ref command_id } if command_id == "q16")
+        );
     }
 }

@@ -75,6 +75,9 @@ pub struct Limits {
     pub wialon_max_file_bytes: usize,
     /// Largest GT06 frame (start bits to stop bits).
     pub gt06_max_frame_bytes: usize,
+    /// Send Teltonika commands as Codec 14 (addressed to the device's IMEI; the device
+    /// refuses a command for another IMEI) instead of Codec 12. FMB firmware 03.25+.
+    pub teltonika_codec14_commands: bool,
 }
 
 impl Default for Limits {
@@ -84,6 +87,7 @@ impl Default for Limits {
             wialon_max_packet_bytes: 64 * 1024,
             wialon_max_file_bytes: 8 * 1024 * 1024,
             gt06_max_frame_bytes: 4 * 1024,
+            teltonika_codec14_commands: false,
         }
     }
 }

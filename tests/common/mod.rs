@@ -212,6 +212,14 @@ impl Subscriber {
         }
     }
 
+    /// Publishes with QoS 1 (as a backend would).
+    pub async fn publish(&self, topic: &str, payload: Vec<u8>) {
+        self._client
+            .publish(topic, QoS::AtLeastOnce, false, payload)
+            .await
+            .unwrap();
+    }
+
     /// The next message, within `secs`.
     pub async fn next(&mut self, secs: u64) -> Option<(String, Vec<u8>)> {
         tokio::time::timeout(Duration::from_secs(secs), self.rx.recv())

@@ -62,6 +62,7 @@ impl ProtocolModule for Teltonika {
             udp: transport == Transport::Udp,
             max_frame_bytes: limits.teltonika_max_frame_bytes,
             imei: None,
+            codec14_commands: limits.teltonika_codec14_commands,
         })
     }
 }
@@ -71,6 +72,7 @@ pub struct Session {
     udp: bool,
     max_frame_bytes: usize,
     imei: Option<String>,
+    codec14_commands: bool,
 }
 
 impl Session {
@@ -275,7 +277,16 @@ impl ProtocolSession for Session {
                 "command text is empty or longer than the frame cap".into(),
             ));
         }
-        Ok(frame::encode_tcp(&command::encode_codec12(0x05, text)).into())
+        let data = if self.codec14_commands {
+            let imei = self.imei.as_deref().ok_or(CommandError::Invalid(
+                "Codec 14 needs the device's IMEI".into(),
+            ))?;
+            command::encode_codec14(0x05, imei, text)
+                .ok_or_else(|| CommandError::Invalid("IMEI not encodable for Codec 14".into()))?
+        } else {
+            command::encode_codec12(0x05, text)
+        };
+        Ok(frame::encode_tcp(&data).into())
     }
 }
 
