@@ -306,3 +306,30 @@ async fn mqtt_commands_across_two_pods_with_mosquitto() {
     a.stop().await;
     b.stop().await;
 }
+
+/// The README's tour: the embedded broker (rumqttd) carries commands too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_through_the_embedded_broker() {
+    let broker = embedded_broker();
+    let gw = TestGateway::mqtt(broker).await;
+    let mut results = Subscriber::connect(broker, "avlgate/command-results/#").await;
+    let imei = "350000000000006";
+    let mut dev = teltonika_login(gw.addr, imei).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    results
+        .publish(
+            &format!("avlgate/commands/{imei}"),
+            br#"{"commandId":"c-1","imei":"350000000000006","text":"getinfo"}"#.to_vec(),
+        )
+        .await;
+    teltonika_answer(&mut dev, "getinfo", "RTC:ok").await;
+    let mut statuses = Vec::new();
+    while let Some((_, p)) = results.next(3).await {
+        statuses.push(CommandResult::decode(&p[..]).unwrap().status);
+    }
+    assert_eq!(
+        statuses,
+        vec![CommandStatus::Sent as i32, CommandStatus::Responded as i32]
+    );
+    gw.stop().await;
+}
