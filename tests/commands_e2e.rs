@@ -333,3 +333,49 @@ async fn commands_through_the_embedded_broker() {
     );
     gw.stop().await;
 }
+
+/// MQTT keeps pending commands as retained messages: a pod restarted before the device shows
+/// up still delivers, and a delivered command is not retained any more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mqtt_pending_command_survives_a_pod_restart() {
+    let Some(mosq) = Mosquitto::start() else {
+        return;
+    };
+    let settings = || Settings {
+        sink: Some(SinkKind::Mqtt),
+        mqtt_url: Some(format!("mqtt://{}", mosq.addr)),
+        gateway_name: Some("pod-a".into()),
+        ..Default::default()
+    };
+    let a = TestGateway::start(settings()).await;
+    let backend = Subscriber::connect(mosq.addr, "avlgate/nothing").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let imei = "356307042441054";
+    backend
+        .publish(
+            &format!("avlgate/commands/{imei}"),
+            command("r-1", imei, Some("getinfo"), 120).encode_to_vec(),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    a.stop().await;
+    let a2 = TestGateway::start(settings()).await;
+    let mut results = Subscriber::connect(mosq.addr, "avlgate/command-results/#").await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut dev = teltonika_login(a2.addr, imei).await;
+    teltonika_answer(&mut dev, "getinfo", "ok").await;
+    let mut statuses = Vec::new();
+    while let Some((_, p)) = results.next(3).await {
+        statuses.push(CommandResult::decode(&p[..]).unwrap().status);
+    }
+    assert_eq!(
+        statuses,
+        vec![CommandStatus::Sent as i32, CommandStatus::Responded as i32]
+    );
+    // Nothing pending is retained any more.
+    let mut pending = Subscriber::connect(mosq.addr, "avlgate/pending/#").await;
+    if let Some((t, p)) = pending.next(2).await {
+        assert!(p.is_empty(), "still retained on {t}");
+    }
+    a2.stop().await;
+}

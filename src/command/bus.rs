@@ -175,9 +175,37 @@ impl ClaimWriter for KafkaBus {
 /// MQTT: backends publish commands to `<prefix>/commands/<imei>` (QoS 1); pods publish claims
 /// to `<prefix>/command-claims/<imei>`. Every pod subscribes to both. One broker delivers a
 /// topic's messages to every subscriber in the same order, which is what the ledger needs.
+///
+/// An MQTT broker does not replay old messages to a new subscriber, so pending commands are
+/// also kept as **retained** messages on `<prefix>/pending/<imei>/<command_id>`: every pod that
+/// reads a command retains it there, a claim that settles it (deliver, expire, reject) clears
+/// it, a release retains it again. A pod that starts reads the retained ones and so knows every
+/// pending command, like a Kafka pod reading the topic from its lookback (with a persistent
+/// broker, this survives a broker restart too).
 pub struct MqttBus {
     client: rumqttc::AsyncClient,
     prefix: String,
+}
+
+/// Payloads of commands seen, for re-retaining on a release; bounded, oldest dropped.
+struct Seen {
+    payloads: std::collections::HashMap<String, (String, bytes::Bytes)>,
+    order: std::collections::VecDeque<String>,
+}
+
+const MAX_SEEN: usize = 100_000;
+
+impl Seen {
+    fn insert(&mut self, id: String, imei: String, payload: bytes::Bytes) {
+        if self.payloads.insert(id.clone(), (imei, payload)).is_none() {
+            self.order.push_back(id);
+            while self.order.len() > MAX_SEEN {
+                if let Some(old) = self.order.pop_front() {
+                    self.payloads.remove(&old);
+                }
+            }
+        }
+    }
 }
 
 impl MqttBus {
@@ -192,10 +220,22 @@ impl MqttBus {
         let (tx, rx) = mpsc::channel(4096);
         let commands = format!("{prefix}/commands/+");
         let claims = format!("{prefix}/command-claims/+");
+        let pending = format!("{prefix}/pending/+/+");
         let claims_prefix = format!("{prefix}/command-claims/");
+        let pending_prefix = format!("{prefix}/pending/");
         let sub = client.clone();
+        let p = prefix.clone();
         tokio::spawn(async move {
             use rumqttc::{Event, Packet, QoS};
+            let mut seen = Seen {
+                payloads: Default::default(),
+                order: Default::default(),
+            };
+            let retain = |topic: String, payload: bytes::Bytes| {
+                if let Err(e) = sub.try_publish(topic, QoS::AtLeastOnce, true, payload) {
+                    debug!(error = %e, "pending command not retained");
+                }
+            };
             loop {
                 let polled = tokio::select! {
                     _ = shutdown.cancelled() => return,
@@ -204,11 +244,43 @@ impl MqttBus {
                 match polled {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         // Subscribe on every (re)connection: sessions are clean.
-                        let _ = sub.try_subscribe(commands.clone(), QoS::AtLeastOnce);
-                        let _ = sub.try_subscribe(claims.clone(), QoS::AtLeastOnce);
+                        for f in [&commands, &claims, &pending] {
+                            let _ = sub.try_subscribe(f.clone(), QoS::AtLeastOnce);
+                        }
                     }
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
-                        let entry = decode_entry(&p.payload, p.topic.starts_with(&claims_prefix));
+                    Ok(Event::Incoming(Packet::Publish(m))) => {
+                        let is_claim = m.topic.starts_with(&claims_prefix);
+                        let is_pending = m.topic.starts_with(&pending_prefix);
+                        if is_pending && m.payload.is_empty() {
+                            continue;
+                        }
+                        let entry = decode_entry(&m.payload, is_claim);
+                        match &entry {
+                            Entry::Command(c) if !c.command_id.is_empty() && !c.imei.is_empty() => {
+                                if !is_pending {
+                                    retain(
+                                        format!("{p}/pending/{}/{}", c.imei, c.command_id),
+                                        m.payload.clone(),
+                                    );
+                                }
+                                seen.insert(
+                                    c.command_id.clone(),
+                                    c.imei.clone(),
+                                    m.payload.clone(),
+                                );
+                            }
+                            Entry::Claim(c) => {
+                                let topic = format!("{p}/pending/{}/{}", c.imei, c.command_id);
+                                if c.purpose == crate::proto::ClaimPurpose::Release as i32 {
+                                    if let Some((_, payload)) = seen.payloads.get(&c.command_id) {
+                                        retain(topic, payload.clone());
+                                    }
+                                } else {
+                                    retain(topic, bytes::Bytes::new());
+                                }
+                            }
+                            _ => {}
+                        }
                         if tx.send(entry).await.is_err() {
                             return;
                         }
