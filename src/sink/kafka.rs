@@ -328,4 +328,26 @@ mod tests {
         assert_eq!(c.get("acks"), Some("all"));
         assert_eq!(c.get("message.timeout.ms"), Some("30000"));
     }
+
+    #[test]
+    fn librdkafka_is_built_with_tls_and_sasl() {
+        // Creating the client checks the settings; no connection is made until a send.
+        let o = KafkaOptions {
+            brokers: "127.0.0.1:1".into(),
+            options: vec![
+                ("security.protocol".into(), "SASL_SSL".into()),
+                ("sasl.mechanism".into(), "SCRAM-SHA-512".into()),
+                ("sasl.username".into(), "u".into()),
+                ("sasl.password".into(), "p".into()),
+            ],
+            events_topic: "e".into(),
+            command_results_topic: "r".into(),
+            client_id: "t".into(),
+            message_timeout: Duration::from_secs(30),
+            format: Format::Protobuf,
+        };
+        if let Err(e) = KafkaSink::new(&o) {
+            panic!("SASL_SSL with SCRAM must be available: {e}");
+        }
+    }
 }
