@@ -3,12 +3,12 @@
 
 mod common;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use avlgate::proto::{EventKind, TelemetryEvent};
 use avlgate::protocol::teltonika::samples;
-use common::fleet::{run_device, RecordId};
+use common::fleet::{assert_nothing_acknowledged_was_lost, census, noticed, start_fleet};
 use common::kafka::{mock_cluster, read_all};
 use common::*;
 use prost::Message;
@@ -69,50 +69,17 @@ async fn records_are_keyed_by_imei_with_headers_and_acked_after_delivery() {
     gw.stop().await;
 }
 
-/// Counts how often each record id is in the topic.
-fn census(events: &[TelemetryEvent]) -> BTreeMap<RecordId, usize> {
-    let mut m = BTreeMap::new();
-    for e in events {
-        if e.kind == EventKind::Position as i32 {
-            let t = e.device_time.as_ref().expect("device time");
-            let ms = t.seconds * 1000 + i64::from(t.nanos) / 1_000_000;
-            *m.entry((e.imei.clone(), ms)).or_insert(0) += 1;
-        }
-    }
-    m
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_outage_mid_stream_loses_no_acknowledged_record() {
     let cluster = mock_cluster(1, &[EVENTS], 3);
     let bootstrap = cluster.bootstrap_servers();
     // A short delivery deadline so frames caught by the outage fail (no ACK) and get resent.
     let gw = TestGateway::kafka(&bootstrap, 3).await;
-    let addr = gw.addr;
-    let devices: Vec<_> = (0..6)
-        .map(|n| {
-            tokio::spawn(run_device(
-                addr,
-                n,
-                25,
-                3,
-                Duration::from_millis(100),
-                Duration::from_secs(6),
-                Duration::from_secs(90),
-            ))
-        })
-        .collect();
+    let devices = start_fleet(gw.addr, 6, 25, 3);
     tokio::time::sleep(Duration::from_millis(1200)).await;
     cluster.broker_down(1).unwrap();
-    // The sink notices (statistics / all-brokers-down) and readiness would drop.
-    let mut saw_down = false;
-    for _ in 0..50 {
-        if !gw.publisher.sink().is_connected() {
-            saw_down = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // The sink notices (statistics / all-brokers-down) and readiness drops.
+    let saw_down = noticed(|| !gw.publisher.sink().is_connected()).await;
     tokio::time::sleep(Duration::from_secs(4)).await;
     cluster.broker_up(1).unwrap();
     let mut reports = Vec::new();
@@ -121,37 +88,15 @@ async fn a_broker_outage_mid_stream_loses_no_acknowledged_record() {
     }
     assert!(saw_down, "the sink reported the broker outage");
     assert!(gw.publisher.sink().is_connected(), "and the recovery");
-    let retransmits: usize = reports.iter().map(|r| r.retransmits).sum();
-    assert!(
-        retransmits > 0,
-        "the outage left some frames unacknowledged"
+    assert_eq!(
+        reports.iter().map(|r| r.acked.len()).sum::<usize>(),
+        6 * 25 * 3
     );
-    for r in &reports {
-        assert_eq!(r.frames_acked, 25, "{} finished its stream: {r:?}", r.imei);
-    }
-
     let b = bootstrap.clone();
     let got = tokio::task::spawn_blocking(move || read_all(&b, EVENTS, 3, Duration::from_secs(3)))
         .await
         .unwrap();
-    let census = census(&events_of(&got));
-    let mut acked = BTreeSet::new();
-    let mut resent = BTreeSet::new();
-    for r in reports {
-        acked.extend(r.acked);
-        resent.extend(r.resent);
-    }
-    let missing: Vec<_> = acked.iter().filter(|id| !census.contains_key(id)).collect();
-    assert!(
-        missing.is_empty(),
-        "acknowledged but not in the topic: {missing:?}"
-    );
-    let dups: Vec<_> = census
-        .iter()
-        .filter(|(id, n)| **n > 1 && !resent.contains(*id))
-        .collect();
-    assert!(dups.is_empty(), "duplicates of records sent once: {dups:?}");
-    assert_eq!(acked.len(), 6 * 25 * 3);
+    assert_nothing_acknowledged_was_lost(reports, 25, &census(&events_of(&got)));
     gw.stop().await;
 }
 

@@ -340,18 +340,26 @@ impl Ledger {
     /// A device logged in on this pod: its pending commands are proposed for delivery.
     pub fn session_up(&mut self, imei: &str, now: SystemTime) -> Vec<Action> {
         self.local.insert(imei.to_string());
-        let ids: Vec<String> = self
-            .entries
+        let ids = self.deliverable(now, |e| e.imei == imei);
+        self.propose_deliveries(ids, now)
+    }
+
+    /// Open, unexpired commands whose entry passes `which`.
+    fn deliverable(&self, now: SystemTime, which: impl Fn(&Entry) -> bool) -> Vec<String> {
+        self.entries
             .iter()
             .filter(|(_, e)| {
-                e.imei == imei
+                which(e)
                     && e.claim.is_none()
                     && e.proposed.is_none()
                     && e.command.is_some()
                     && e.deadline > now
             })
             .map(|(id, _)| id.clone())
-            .collect();
+            .collect()
+    }
+
+    fn propose_deliveries(&mut self, ids: Vec<String>, now: SystemTime) -> Vec<Action> {
         let mut out = Vec::new();
         for id in ids {
             out.extend(self.propose(&id, ClaimPurpose::Deliver, "", now));
@@ -375,23 +383,8 @@ impl Ledger {
                 e.proposed = None;
             }
         }
-        let local = &self.local;
-        let redeliver: Vec<String> = self
-            .entries
-            .iter()
-            .filter(|(_, e)| {
-                local.contains(&e.imei)
-                    && e.claim.is_none()
-                    && e.proposed.is_none()
-                    && e.command.is_some()
-                    && e.deadline > now
-            })
-            .map(|(id, _)| id.clone())
-            .collect();
-        let mut out = Vec::new();
-        for id in redeliver {
-            out.extend(self.propose(&id, ClaimPurpose::Deliver, "", now));
-        }
+        let ids = self.deliverable(now, |e| self.local.contains(&e.imei));
+        let mut out = self.propose_deliveries(ids, now);
         let due: Vec<String> = self
             .entries
             .iter()

@@ -126,3 +126,88 @@ async fn login(gateway: SocketAddr, imei: &str, wait: Duration) -> Option<TcpStr
         _ => None,
     }
 }
+
+/// Starts `devices` devices (`frames` frames of `per_frame` records each, a frame every
+/// 100 ms, 6 s ACK wait, 90 s at most).
+pub fn start_fleet(
+    gateway: SocketAddr,
+    devices: u32,
+    frames: u64,
+    per_frame: u64,
+) -> Vec<tokio::task::JoinHandle<DeviceReport>> {
+    (0..devices)
+        .map(|n| {
+            tokio::spawn(run_device(
+                gateway,
+                n,
+                frames,
+                per_frame,
+                Duration::from_millis(100),
+                Duration::from_secs(6),
+                Duration::from_secs(90),
+            ))
+        })
+        .collect()
+}
+
+/// Polls `down` every 100 ms for up to 5 s: true once it held.
+pub async fn noticed(down: impl Fn() -> bool) -> bool {
+    for _ in 0..50 {
+        if down() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// Position events in `events`, counted by record id.
+pub fn census(
+    events: &[avlgate::proto::TelemetryEvent],
+) -> std::collections::BTreeMap<RecordId, usize> {
+    let mut m = std::collections::BTreeMap::new();
+    for e in events {
+        if e.kind == avlgate::proto::EventKind::Position as i32 {
+            let t = e.device_time.as_ref().expect("device time");
+            let ms = t.seconds * 1000 + i64::from(t.nanos) / 1_000_000;
+            *m.entry((e.imei.clone(), ms)).or_insert(0) += 1;
+        }
+    }
+    m
+}
+
+/// The outage checks: every device finished its `frames`, some frames had to be resent, every
+/// acknowledged record is in `census`, and records appear more than once only if resent.
+pub fn assert_nothing_acknowledged_was_lost(
+    reports: Vec<DeviceReport>,
+    frames: usize,
+    census: &std::collections::BTreeMap<RecordId, usize>,
+) {
+    for r in &reports {
+        assert_eq!(
+            r.frames_acked, frames,
+            "{} finished its stream: {r:?}",
+            r.imei
+        );
+    }
+    assert!(
+        reports.iter().map(|r| r.retransmits).sum::<usize>() > 0,
+        "the outage left some frames unacknowledged"
+    );
+    let mut acked = BTreeSet::new();
+    let mut resent = BTreeSet::new();
+    for r in reports {
+        acked.extend(r.acked);
+        resent.extend(r.resent);
+    }
+    let missing: Vec<_> = acked.iter().filter(|id| !census.contains_key(id)).collect();
+    assert!(
+        missing.is_empty(),
+        "acknowledged but not published: {missing:?}"
+    );
+    let dups: Vec<_> = census
+        .iter()
+        .filter(|(id, n)| **n > 1 && !resent.contains(*id))
+        .collect();
+    assert!(dups.is_empty(), "duplicates of records sent once: {dups:?}");
+}
