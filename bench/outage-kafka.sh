@@ -11,7 +11,7 @@
 #   PROTOCOL [teltonika8e]  DEVICES [1000]  RECORDS_PER_FRAME [10]  INTERVAL_MS [1000]
 #   WARM_SECS [15]  OUTAGE_SECS [20]  RECOVER_SECS [25]  SAMPLE_MS [250]
 #   BROKERS [3]  PARTITIONS [12]  PORT [15027]  METRICS_PORT [19102]
-#   GATEWAY_ARGS [""] (e.g. "--max-in-flight-records 5000")  BUILD [1]
+#   SOURCE_IPS [127.0.0.2-127.0.0.101]  SIM_ARGS [""] (more simulate flags)  GATEWAY_ARGS [""] (e.g. "--max-in-flight-records 5000")  BUILD [1]
 #   OUT [target/bench/outage-kafka]
 
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -25,6 +25,10 @@ OUTAGE_SECS=${OUTAGE_SECS:-20}
 RECOVER_SECS=${RECOVER_SECS:-25}
 SAMPLE_MS=${SAMPLE_MS:-250}
 OUT=${OUT:-$ROOT/target/bench/outage-kafka}
+# The gateway limits connections per source address (5000 open, 200 new per second by
+# default): spread the devices over loopback addresses as a real fleet is spread over NATs.
+SOURCE_IPS=${SOURCE_IPS:-127.0.0.2-127.0.0.101}
+SIM_ARGS=${SIM_ARGS:-}
 mkdir -p "$OUT"
 
 build
@@ -39,7 +43,7 @@ total=$((WARM_SECS + OUTAGE_SECS + RECOVER_SECS))
 echo "simulate: $PROTOCOL, $DEVICES devices x $RECORDS_PER_FRAME records every $INTERVAL_MS ms for $total s; outage from ${WARM_SECS} s to $((WARM_SECS + OUTAGE_SECS)) s"
 "$BIN" simulate --target "127.0.0.1:$PORT" --protocol "$PROTOCOL" --devices "$DEVICES" \
     --records-per-frame "$RECORDS_PER_FRAME" --interval-ms "$INTERVAL_MS" \
-    --duration-secs "$total" --json >"$OUT/simulate.json" 2>"$OUT/simulate.err" &
+    --duration-secs "$total" --source-ips "$SOURCE_IPS" $SIM_ARGS --json >"$OUT/simulate.json" 2>"$OUT/simulate.err" &
 SIM_PID=$!
 PIDS+=("$SIM_PID")
 
