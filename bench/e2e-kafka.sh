@@ -84,11 +84,14 @@ awk -v g="$gw_cpu0" -v G="$gw_cpu1" -v m="$mock_cpu0" -v M="$mock_cpu1" -v s="$s
 
 BASELINE_MESSAGES=${BASELINE_MESSAGES:-$acked}
 echo "baseline: $BASELINE_MESSAGES of the gateway's events (sampled from avlgate.events) -> avlgate.baseline"
-base_cpu0=$(cpu_ticks "$MOCK_PID")
-"$BIN" kafka-produce-bench --brokers "$BOOTSTRAP" --topic avlgate.baseline \
-    --messages "$BASELINE_MESSAGES" --sample-from avlgate.events --sample 50000 --json >"$OUT/baseline.json" 2>"$OUT/baseline.err"
+TIMEFORMAT='%U %S'
+{ time "$BIN" kafka-produce-bench --brokers "$BOOTSTRAP" --topic avlgate.baseline \
+    --messages "$BASELINE_MESSAGES" --sample-from avlgate.events --sample 50000 --json >"$OUT/baseline.json" 2>"$OUT/baseline.err"; } 2>"$OUT/baseline.time"
+base_cpu=$(awk '{ print $1 + $2 }' "$OUT/baseline.time")
 base_rate=$(json_field "$OUT/baseline.json" "round(d['records_per_sec'])")
 echo "baseline: $(json_field "$OUT/baseline.json" "'%d delivered, %d failed, %d keys, %.0f B payloads, %.2f s' % (d['delivered'], d['failed'], d['distinct_keys'], d['avg_payload_bytes'], d['elapsed_secs'])") = $base_rate records/s"
+awk -v g="$gw_cpu0" -v G="$gw_cpu1" -v hz="$hz" -v a="$acked" -v c="$base_cpu" -v n="$BASELINE_MESSAGES" \
+    'BEGIN { printf "CPU per record: gateway %.1f us (serve process), baseline producer %.1f us (whole process, sampling included)\n", (G-g)/hz/a*1e6, c/n*1e6 }'
 awk -v g="$gw_rate" -v s="$steady" -v b="$base_rate" 'BEGIN { printf "ratio gateway/baseline: %.2f over the whole run, %.2f steady (target >= 0.5); gateway %s records/s whole run, %s steady (target >= 100000)\n", g/b, s/b, g, s }'
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "files: $OUT/{simulate.json,baseline.json,gateway-threads.txt,top.txt,gateway.err}"
