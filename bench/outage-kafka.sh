@@ -107,8 +107,10 @@ outage = [r for r in rows if down <= r["t"] < up]
 after = [r for r in rows if r["t"] >= up]
 mx = lambda rs, k: max((r[k] for r in rs if r[k] is not None), default=float("nan"))
 steady_inflight = mx(warm, "in_flight_records")
+words = gw_args.split()
+bound = next((f"--max-in-flight-records {b}" for a, b in zip(words, words[1:]) if a == "--max-in-flight-records"), "default --max-in-flight-records 20000")
 print(f"in flight before the outage (max of the last 5 s): {steady_inflight:.0f} records")
-print(f"in flight during the outage (max): {mx(outage, 'in_flight_records'):.0f} records (bound: {gw_args or 'default --max-in-flight-records 20000'})")
+print(f"in flight during the outage (max): {mx(outage, 'in_flight_records'):.0f} records (bound: {bound})")
 print(f"gateway RSS: idle {rss_idle/1024:.1f} MiB, before the outage (max of the last 5 s) {mx(warm, 'rss_kib')/1024:.1f} MiB, peak during the outage {mx(outage, 'rss_kib')/1024:.1f} MiB, peak after {mx(after, 'rss_kib')/1024:.1f} MiB")
 rz = [r["readyz"] for r in outage]
 print(f"/readyz during the outage: {', '.join(f'{c} x{rz.count(c)}' for c in sorted(set(rz)))}; first non-200 after {next((r['t'] - down for r in outage if r['readyz'] != '200'), 'never'):} ms")
