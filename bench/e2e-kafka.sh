@@ -6,7 +6,7 @@
 # latency. Everything on 127.0.0.1. See docs/load-runs.md.
 #
 # Environment (defaults in brackets):
-#   PROTOCOL [teltonika8e]  DEVICES [1000]  RECORDS_PER_FRAME [100]  INTERVAL_MS [100]
+#   PROTOCOL [teltonika8e]  DEVICES [1000]  RECORDS_PER_FRAME [50]  INTERVAL_MS [100]
 #   DURATION_SECS [20]  BROKERS [3]  PARTITIONS [12]  PORT [15027]  METRICS_PORT [19102]
 #   SOURCE_IPS [127.0.0.2-127.0.0.101]  SIM_ARGS [""] (more simulate flags)  GATEWAY_ARGS [""]  BUILD [1: cargo build --release first]  OUT [target/bench/e2e-kafka]
 #   BASELINE_MESSAGES [records the gateway delivered]
@@ -18,7 +18,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PROTOCOL=${PROTOCOL:-teltonika8e}
 DEVICES=${DEVICES:-1000}
-RECORDS_PER_FRAME=${RECORDS_PER_FRAME:-100}
+RECORDS_PER_FRAME=${RECORDS_PER_FRAME:-50}
 INTERVAL_MS=${INTERVAL_MS:-100}
 DURATION_SECS=${DURATION_SECS:-20}
 OUT=${OUT:-$ROOT/target/bench/e2e-kafka}

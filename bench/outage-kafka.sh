@@ -8,8 +8,8 @@
 # no frame left unacknowledged). Everything on 127.0.0.1. See docs/load-runs.md.
 #
 # Environment (defaults in brackets):
-#   PROTOCOL [teltonika8e]  DEVICES [1000]  RECORDS_PER_FRAME [10]  INTERVAL_MS [1000]
-#   WARM_SECS [15]  OUTAGE_SECS [20]  RECOVER_SECS [25]  SAMPLE_MS [250]
+#   PROTOCOL [teltonika8e]  DEVICES [3000]  RECORDS_PER_FRAME [10]  INTERVAL_MS [3000]
+#   WARM_SECS [15]  OUTAGE_SECS [20]  RECOVER_SECS [30]  SAMPLE_MS [250]
 #   BROKERS [3]  PARTITIONS [12]  PORT [15027]  METRICS_PORT [19102]
 #   SOURCE_IPS [127.0.0.2-127.0.0.101]  SIM_ARGS [""] (more simulate flags)  GATEWAY_ARGS [""] (e.g. "--max-in-flight-records 5000")  BUILD [1]
 #   OUT [target/bench/outage-kafka]
@@ -17,12 +17,12 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PROTOCOL=${PROTOCOL:-teltonika8e}
-DEVICES=${DEVICES:-1000}
+DEVICES=${DEVICES:-3000}
 RECORDS_PER_FRAME=${RECORDS_PER_FRAME:-10}
-INTERVAL_MS=${INTERVAL_MS:-1000}
+INTERVAL_MS=${INTERVAL_MS:-3000}
 WARM_SECS=${WARM_SECS:-15}
 OUTAGE_SECS=${OUTAGE_SECS:-20}
-RECOVER_SECS=${RECOVER_SECS:-25}
+RECOVER_SECS=${RECOVER_SECS:-30}
 SAMPLE_MS=${SAMPLE_MS:-250}
 OUT=${OUT:-$ROOT/target/bench/outage-kafka}
 # The gateway limits connections per source address (5000 open, 200 new per second by
