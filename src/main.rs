@@ -1,5 +1,8 @@
 //! The `avlgate` binary: `serve` runs the gateway, `decode` explains captured frames,
-//! `simulate` runs virtual devices against a gateway.
+//! `simulate` runs virtual devices against a gateway; `kafka-mock` and `kafka-produce-bench`
+//! are development tools for load and fault runs (see `devtools`).
+
+mod devtools;
 
 use std::io::BufRead;
 
@@ -40,6 +43,13 @@ enum Command {
     },
     /// Run virtual devices against a gateway: load test and end-to-end trial without hardware.
     Simulate(Box<avlgate::simulate::SimulateArgs>),
+    /// Development/test tool: an in-process librdkafka MOCK Kafka cluster on 127.0.0.1 (in
+    /// memory, not a broker). Prints `bootstrap=...`, then takes `down [id|all]`, `up [id|all]`,
+    /// `rtt <id|all> <ms>`, `quit` on stdin.
+    KafkaMock(devtools::KafkaMockArgs),
+    /// Development/benchmark tool: produce messages straight to Kafka with the gateway's
+    /// producer settings and print records/s (the baseline of the end-to-end load run).
+    KafkaProduceBench(Box<devtools::ProduceBenchArgs>),
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -121,6 +131,29 @@ fn main() -> anyhow::Result<()> {
             // Exit 1 when a device never connected, a frame went unacknowledged or an ACK was
             // wrong, so scripts can use the run as a check.
             std::process::exit(if summary.clean() { 0 } else { 1 });
+        }
+        Command::KafkaMock(args) => {
+            init_tracing(LogFormat::Text);
+            devtools::kafka_mock(&args)
+        }
+        Command::KafkaProduceBench(args) => {
+            init_tracing(LogFormat::Text);
+            let r = devtools::produce_bench(&args)?;
+            if args.json {
+                println!("{}", serde_json::to_string(&r)?);
+            } else {
+                println!(
+                    "produced {} messages ({} delivered, {} failed; {} keys, {:.0} payload bytes on average) in {:.3} s: {:.0} records/s",
+                    r.messages,
+                    r.delivered,
+                    r.failed,
+                    r.distinct_keys,
+                    r.avg_payload_bytes,
+                    r.elapsed_secs,
+                    r.records_per_sec
+                );
+            }
+            std::process::exit(if r.failed == 0 { 0 } else { 1 });
         }
     }
 }
