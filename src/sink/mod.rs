@@ -129,6 +129,8 @@ pub struct Publisher {
     records: Arc<Semaphore>,
     bytes: Arc<Semaphore>,
     limits: InFlightLimits,
+    /// Woken whenever in-flight records are released (see [`Publisher::wait_for_room`]).
+    room: tokio::sync::Notify,
 }
 
 impl Publisher {
@@ -145,6 +147,7 @@ impl Publisher {
                 max_bytes,
                 ..limits
             },
+            room: tokio::sync::Notify::new(),
         }
     }
 
@@ -164,6 +167,22 @@ impl Publisher {
     /// True when the in-flight bound is reached (new frames wait).
     pub fn saturated(&self) -> bool {
         self.records.available_permits() == 0
+            || self.bytes.available_permits() < self.limits.max_bytes / 64
+    }
+
+    /// Waits until the in-flight bound has room. Sessions call this **before reading** their
+    /// sockets: while the broker is slow or away, the data stays in the devices and the
+    /// kernel's socket buffers instead of being read, decoded and encoded into memory.
+    pub async fn wait_for_room(&self) {
+        loop {
+            let notified = self.room.notified();
+            if !self.saturated() {
+                return;
+            }
+            // Woken when a batch completes; the timeout re-checks in case room came back
+            // another way (a waiter that gave up its partial permits).
+            let _ = tokio::time::timeout(Duration::from_millis(250), notified).await;
+        }
     }
 
     /// Publishes a frame's events and waits until the broker confirmed all of them. Waits
@@ -199,12 +218,15 @@ impl Publisher {
         // Waiting for room counts against the delivery deadline too: a device must not wait
         // for its ACK longer than that.
         let started = Instant::now();
-        let Ok(Some(_permits)) = tokio::time::timeout(deadline, permits).await else {
+        let Ok(Some(permits)) = tokio::time::timeout(deadline, permits).await else {
+            self.room.notify_waiters();
             return self.failed(SinkError::Timeout(deadline));
         };
         metrics::gauge!(m::SINK_IN_FLIGHT_RECORDS).increment(n as f64);
         metrics::gauge!(m::SINK_IN_FLIGHT_BYTES).increment(size as f64);
         let result = self.send_with_retry(messages, started, deadline).await;
+        drop(permits);
+        self.room.notify_waiters();
         metrics::gauge!(m::SINK_IN_FLIGHT_RECORDS).decrement(n as f64);
         metrics::gauge!(m::SINK_IN_FLIGHT_BYTES).decrement(size as f64);
         match result {
@@ -325,5 +347,38 @@ mod tests {
             Err(SinkError::Timeout(Duration::from_secs(30)))
         );
         assert_eq!(p.in_flight_records(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn sessions_wait_for_room_before_reading_and_are_woken_when_it_comes() {
+        let gate = Arc::new(Gate {
+            open: Arc::new(Notify::new()),
+            sent: AtomicUsize::new(0),
+        });
+        let p = Arc::new(Publisher::new(
+            gate.clone(),
+            Format::Protobuf,
+            InFlightLimits {
+                max_records: 1,
+                max_bytes: 1 << 20,
+                delivery_timeout: Duration::from_secs(30),
+            },
+        ));
+        // Room: returns at once.
+        p.wait_for_room().await;
+        let p1 = p.clone();
+        let first = tokio::spawn(async move { p1.publish(&[event()]).await });
+        tokio::task::yield_now().await;
+        assert!(p.saturated());
+        let p2 = p.clone();
+        let waiter = tokio::spawn(async move { p2.wait_for_room().await });
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert!(!waiter.is_finished(), "no room while the bound is reached");
+        gate.open.notify_one();
+        assert_eq!(first.await.unwrap(), Ok(()));
+        tokio::time::timeout(Duration::from_secs(1), waiter)
+            .await
+            .expect("woken once the batch completed")
+            .unwrap();
     }
 }
