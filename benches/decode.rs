@@ -261,6 +261,17 @@ fn whole_path(
     n
 }
 
+/// Only the session's `decode` to events (no context, no encoding): the whole path minus
+/// this is what stamping and protobuf encoding cost.
+fn normalize(session: &mut dyn ProtocolSession, stream: &[u8], now: SystemTime) -> usize {
+    let mut buf = BytesMut::from(stream);
+    let mut n = 0;
+    while let Some(frame) = session.decode(&mut buf, now).expect("frame") {
+        n += black_box(frame).events.len();
+    }
+    n
+}
+
 fn stamp(
     e: &mut TelemetryEvent,
     ctx: &Context,
@@ -364,6 +375,9 @@ fn bench_teltonika(c: &mut Criterion, ctx: &Context, now: SystemTime) {
         g.bench_function("decode_nom_teltonika", |b| {
             b.iter(|| nom_decode(black_box(&case.frames)))
         });
+        g.bench_function("normalize_avlgate", |b| {
+            b.iter(|| normalize(session.as_mut(), black_box(&stream), now))
+        });
         g.bench_function("whole_path_avlgate", |b| {
             b.iter(|| whole_path(session.as_mut(), black_box(&stream), ctx, now, &mut out))
         });
@@ -400,6 +414,9 @@ fn bench_wialon(c: &mut Criterion, ctx: &Context, now: SystemTime) {
         g.bench_function("decode_avlgate", |b| {
             b.iter(|| decode(black_box(&case.frames)))
         });
+        g.bench_function("normalize_avlgate", |b| {
+            b.iter(|| normalize(session.as_mut(), black_box(&stream), now))
+        });
         g.bench_function("whole_path_avlgate", |b| {
             b.iter(|| whole_path(session.as_mut(), black_box(&stream), ctx, now, &mut out))
         });
@@ -426,6 +443,9 @@ fn bench_gt06(c: &mut Criterion, ctx: &Context, now: SystemTime) {
     let mut g = configure(c, &case);
     g.bench_function("decode_avlgate", |b| {
         b.iter(|| gt06_decode(black_box(&case.frames), now))
+    });
+    g.bench_function("normalize_avlgate", |b| {
+        b.iter(|| normalize(session.as_mut(), black_box(&stream), now))
     });
     g.bench_function("whole_path_avlgate", |b| {
         b.iter(|| whole_path(session.as_mut(), black_box(&stream), ctx, now, &mut out))
@@ -465,6 +485,7 @@ fn summary(cases: &[(&str, usize, usize)]) {
         for bench in [
             "decode_avlgate",
             "decode_nom_teltonika",
+            "normalize_avlgate",
             "whole_path_avlgate",
         ] {
             let Some(ns) = mean_ns(group, bench) else {
