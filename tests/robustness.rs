@@ -297,6 +297,17 @@ fn conformance_frames_hold_every_property() {
     }
 }
 
+/// Found by the `detect` fuzz target: a datagram starting with GT06 start bits whose prefixes
+/// are GT06 while the whole is a Wialon UDP packet. Fine for UDP (each datagram is whole); over
+/// TCP the decision must not flip.
+#[test]
+fn detect_fuzz_regression_gt06_start_bits_then_wialon_text() {
+    let input =
+        b"xx99999!999#SD#270413;205601\x00=544\x00\x00\x00\x00\x00\x00\x00\x0003739.68;42;;E";
+    props::check_detect(input, Transport::Tcp);
+    props::check_detect(input, Transport::Udp);
+}
+
 /// The allocation property is only as good as the counter: make sure it sees allocations.
 #[test]
 fn the_counting_allocator_counts() {
