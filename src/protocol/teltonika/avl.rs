@@ -5,7 +5,7 @@
 //! the same in the TCP frame and the UDP datagram.
 
 use crate::event::{attr, timestamp_millis};
-use crate::proto::{EventKind, Position, Protocol, TelemetryEvent};
+use crate::proto::{AttributeValue, EventKind, Position, Protocol, TelemetryEvent};
 use crate::protocol::cursor::Cursor;
 
 /// A telemetry codec.
@@ -156,15 +156,16 @@ fn parse_record(c: &mut Cursor<'_>, codec: Codec) -> Result<Record, AvlError> {
         Codec::C16 => (need(c.u16(), io_hdr)?, Some(need(c.u8(), io_hdr)?)),
     };
     // The total IO count is redundant with the per-size counts; devices are known to get it
-    // wrong, so it is read and not enforced.
-    if codec.wide_counts() {
-        need(c.u16(), io_hdr)?;
+    // wrong, so it is not enforced. It only sizes the vector (one allocation instead of one per
+    // size group), capped by what the remaining bytes can hold so a lying count cannot make us
+    // reserve memory the frame does not pay for.
+    let total = if codec.wide_counts() {
+        usize::from(need(c.u16(), io_hdr)?)
     } else {
-        need(c.u8(), io_hdr)?;
-    }
-
+        usize::from(need(c.u8(), io_hdr)?)
+    };
     let id_len = if codec.wide_ids() { 2 } else { 1 };
-    let mut io = Vec::new();
+    let mut io = Vec::with_capacity(total.min(c.remaining() / (id_len + 1)));
     for size in [1usize, 2, 4, 8] {
         let n = read_count(c, codec)?;
         check_fits(n, id_len + size, c.remaining())?;
@@ -324,57 +325,94 @@ fn value_size(v: &IoValue) -> Option<usize> {
 
 /// Maps one record to an event. Raw IO values are kept under `io<ID>`; a few well-known
 /// FMB-family ids get named aliases beside them.
+///
+/// This runs once per record on the hot path, so the attribute map is bulk-built: entries are
+/// collected into a vector and the map built from it in one pass (`BTreeMap::from_iter` sorts,
+/// keeps the last of equal keys like repeated inserts would, and fills nodes without
+/// per-entry searches), and `io<ID>` keys are written without the formatting machinery.
 pub fn to_event(r: &Record) -> TelemetryEvent {
-    let mut e = TelemetryEvent {
-        protocol: Protocol::Teltonika as i32,
-        kind: EventKind::Position as i32,
-        device_time: Some(timestamp_millis(r.timestamp_ms)),
-        position: Some(Position {
-            latitude: f64::from(r.latitude) / 1e7,
-            longitude: f64::from(r.longitude) / 1e7,
-            altitude: Some(r.altitude.into()),
-            speed: Some(r.speed.into()),
-            course: Some(r.angle.into()),
-            satellites: Some(r.satellites.into()),
-            hdop: None,
-            valid: r.satellites > 0,
-        }),
-        ..Default::default()
+    let mut position = Position {
+        latitude: f64::from(r.latitude) / 1e7,
+        longitude: f64::from(r.longitude) / 1e7,
+        altitude: Some(r.altitude.into()),
+        speed: Some(r.speed.into()),
+        course: Some(r.angle.into()),
+        satellites: Some(r.satellites.into()),
+        hdop: None,
+        valid: r.satellites > 0,
     };
-    e.set("priority", attr::uint(r.priority.into()));
-    e.set("event_io", attr::uint(r.event_io.into()));
+    // Fixed entries, one per IO element, and at most one alias per element.
+    let mut attrs: Vec<(String, AttributeValue)> = Vec::with_capacity(3 + 2 * r.io.len());
+    attrs.push(("priority".into(), attr::uint(r.priority.into())));
+    attrs.push(("event_io".into(), attr::uint(r.event_io.into())));
     if let Some(g) = r.generation_type {
-        e.set("generation_type", attr::uint(g.into()));
+        attrs.push(("generation_type".into(), attr::uint(g.into())));
     }
     for (id, v) in &r.io {
         match v {
-            IoValue::Bytes(b) => e.set(format!("io{id}"), attr::bytes(b.clone())),
+            IoValue::Bytes(b) => attrs.push((io_key(*id), attr::bytes(b.clone()))),
             v => {
                 let raw = v.as_u64().unwrap_or_default();
-                e.set(format!("io{id}"), attr::uint(raw));
-                named_alias(&mut e, *id, raw);
+                attrs.push((io_key(*id), attr::uint(raw)));
+                match named_alias(*id, raw) {
+                    Some(Alias::Attribute(name, value)) => attrs.push((name.into(), value)),
+                    Some(Alias::Hdop(h)) => position.hdop = Some(h),
+                    None => {}
+                }
             }
         }
     }
-    e
+    TelemetryEvent {
+        protocol: Protocol::Teltonika as i32,
+        kind: EventKind::Position as i32,
+        device_time: Some(timestamp_millis(r.timestamp_ms)),
+        position: Some(position),
+        attributes: attrs.into_iter().collect(),
+        ..Default::default()
+    }
+}
+
+/// `io<ID>`, e.g. `io239`.
+fn io_key(id: u16) -> String {
+    let mut digits = [0u8; 5];
+    let mut n = id;
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    let mut key = String::with_capacity(2 + digits.len() - at);
+    key.push_str("io");
+    for &d in &digits[at..] {
+        key.push(char::from(d));
+    }
+    key
+}
+
+/// What a well-known IO id adds beside its raw `io<ID>` value.
+enum Alias {
+    Attribute(&'static str, AttributeValue),
+    /// IO 182 is the HDOP × 10; it goes to `position.hdop`.
+    Hdop(f64),
 }
 
 /// Named aliases for the IO ids every FMB/FMC/FMM device shares (Teltonika's FMB AVL ID list).
-fn named_alias(e: &mut TelemetryEvent, id: u16, raw: u64) {
+fn named_alias(id: u16, raw: u64) -> Option<Alias> {
+    let a = |name, value| Some(Alias::Attribute(name, value));
     match id {
-        239 => e.set("ignition", attr::boolean(raw != 0)),
-        240 => e.set("movement", attr::boolean(raw != 0)),
-        21 => e.set("gsm_signal", attr::uint(raw)),
-        66 => e.set("external_voltage_v", attr::double(raw as f64 / 1000.0)),
-        67 => e.set("battery_voltage_v", attr::double(raw as f64 / 1000.0)),
-        16 => e.set("total_odometer_m", attr::uint(raw)),
-        69 => e.set("gnss_status", attr::uint(raw)),
-        182 => {
-            if let Some(p) = e.position.as_mut() {
-                p.hdop = Some(raw as f64 / 10.0);
-            }
-        }
-        _ => {}
+        239 => a("ignition", attr::boolean(raw != 0)),
+        240 => a("movement", attr::boolean(raw != 0)),
+        21 => a("gsm_signal", attr::uint(raw)),
+        66 => a("external_voltage_v", attr::double(raw as f64 / 1000.0)),
+        67 => a("battery_voltage_v", attr::double(raw as f64 / 1000.0)),
+        16 => a("total_odometer_m", attr::uint(raw)),
+        69 => a("gnss_status", attr::uint(raw)),
+        182 => Some(Alias::Hdop(raw as f64 / 10.0)),
+        _ => None,
     }
 }
 
@@ -505,6 +543,43 @@ pub(crate) mod tests {
         );
         assert_eq!(e.attr("event_io"), Some(&Value::UintValue(239)));
         assert_eq!(e.device_time.as_ref().unwrap().seconds, 1_560_161_086);
+    }
+
+    #[test]
+    fn io_keys_are_decimal_ids() {
+        for id in [0u16, 7, 9, 10, 99, 100, 239, 999, 1000, 9999, 10000, 65535] {
+            assert_eq!(io_key(id), format!("io{id}"));
+        }
+    }
+
+    #[test]
+    fn a_repeated_io_id_keeps_the_last_value_and_alias() {
+        let r = Record {
+            timestamp_ms: 0,
+            priority: 0,
+            longitude: 0,
+            latitude: 0,
+            altitude: 0,
+            angle: 0,
+            satellites: 0,
+            speed: 0,
+            event_io: 0,
+            generation_type: Some(3),
+            io: vec![
+                (66, IoValue::U16(1_000)),
+                (182, IoValue::U16(9)),
+                (66, IoValue::U16(2_500)),
+                (182, IoValue::U16(12)),
+            ],
+        };
+        let e = to_event(&r);
+        use crate::proto::attribute_value::Value;
+        assert_eq!(e.attr("io66"), Some(&Value::UintValue(2_500)));
+        assert_eq!(e.attr("external_voltage_v"), Some(&Value::DoubleValue(2.5)));
+        assert_eq!(e.attr("generation_type"), Some(&Value::UintValue(3)));
+        assert_eq!(e.position.as_ref().and_then(|p| p.hdop), Some(1.2));
+        // priority, event_io, generation_type, io66, external_voltage_v, io182.
+        assert_eq!(e.attributes.len(), 6);
     }
 
     #[test]
