@@ -16,6 +16,10 @@ use avlgate::decode::{decode_frames, parse_frame};
 use avlgate::proto::Transport;
 use avlgate::server::Gateway;
 
+/// mimalloc: many small, short-lived allocations per record (see Cargo.toml).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "avlgate",

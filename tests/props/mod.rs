@@ -111,6 +111,7 @@ pub fn limits() -> Limits {
         wialon_max_packet_bytes: 2048,
         wialon_max_file_bytes: 8192,
         gt06_max_frame_bytes: 1024,
+        ..Limits::default()
     }
 }
 
