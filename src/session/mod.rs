@@ -334,6 +334,14 @@ impl Core {
         out: &mut R,
     ) -> Result<(), End> {
         loop {
+            // Backpressure before decoding: while the broker holds all it may, the bytes stay
+            // raw in `buf` (a frame's bytes, not its decoded and encoded records).
+            if !buf.is_empty() && self.shared.publisher.saturated() {
+                tokio::select! {
+                    _ = self.shared.shutdown.cancelled() => return Err(End::Shutdown),
+                    _ = self.shared.publisher.wait_for_room() => {}
+                }
+            }
             let now = SystemTime::now();
             match self.proto.decode(buf, now) {
                 Ok(None) => return Ok(()),
