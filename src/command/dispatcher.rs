@@ -11,7 +11,7 @@ use tracing::{debug, info, warn};
 
 use super::bus::{ClaimWriter, Entry};
 use super::ledger::{Action, Ledger, LedgerConfig};
-use super::session::{SessionCommand, Update};
+use super::session::{CommandSender, SessionCommand, Update};
 use crate::event::timestamp;
 use crate::metrics as m;
 use crate::proto::{command_result, Command, CommandResult, CommandStatus, Protocol};
@@ -24,7 +24,7 @@ pub enum ToDispatcher {
     Up {
         imei: String,
         session: u64,
-        tx: mpsc::Sender<SessionCommand>,
+        tx: CommandSender,
     },
     /// That session ended.
     Down { imei: String, session: u64 },
@@ -45,7 +45,7 @@ impl Commands {
         (Commands { tx }, rx)
     }
 
-    pub fn session_up(&self, imei: &str, session: u64, tx: mpsc::Sender<SessionCommand>) {
+    pub fn session_up(&self, imei: &str, session: u64, tx: CommandSender) {
         self.send(ToDispatcher::Up {
             imei: imei.into(),
             session,
@@ -73,7 +73,7 @@ impl Commands {
 
 struct Local {
     session: u64,
-    tx: mpsc::Sender<SessionCommand>,
+    tx: CommandSender,
 }
 
 /// What the dispatcher remembers of a command a local session holds.
@@ -280,7 +280,7 @@ impl Dispatcher {
             command: c.clone(),
             updates: self.commands.clone(),
         };
-        match local.tx.try_send(sc) {
+        match local.tx.try_send(Box::new(sc)) {
             Ok(()) => {
                 info!(command_id = %id, imei = %c.imei, "command handed to the session");
                 self.held.insert(

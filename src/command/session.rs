@@ -11,6 +11,11 @@ use super::dispatcher::Commands;
 use crate::proto::{attribute_value, command, command_result, EventKind, TelemetryEvent};
 use crate::protocol::{CommandRequest, ProtocolSession};
 
+/// The dispatcher's channel to a session. Commands travel boxed: a channel allocates its first
+/// block of slots up front, and every logged-in session has one, so its slots stay pointer-sized.
+pub type CommandSender = tokio::sync::mpsc::Sender<Box<SessionCommand>>;
+pub type CommandReceiver = tokio::sync::mpsc::Receiver<Box<SessionCommand>>;
+
 /// A command won by this pod, for this session.
 #[derive(Debug)]
 pub struct SessionCommand {
@@ -41,14 +46,14 @@ pub enum Update {
 }
 
 struct Waiting {
-    cmd: SessionCommand,
+    cmd: Box<SessionCommand>,
     tag: Option<u32>,
     since: Instant,
 }
 
 /// Commands queued on a session and awaiting answers.
 pub struct Outstanding {
-    queue: VecDeque<SessionCommand>,
+    queue: VecDeque<Box<SessionCommand>>,
     waiting: Vec<Waiting>,
     reply_timeout: Duration,
 }
@@ -72,7 +77,7 @@ impl Outstanding {
     }
 
     /// Queues a command; a full queue gives it back unwritten.
-    pub fn push(&mut self, sc: SessionCommand) {
+    pub fn push(&mut self, sc: Box<SessionCommand>) {
         if self.queue.len() >= MAX_QUEUED {
             let u = Update::NotWritten {
                 command_id: id(&sc),
@@ -234,8 +239,8 @@ mod tests {
     use bytes::BytesMut;
     use tokio::sync::mpsc::Receiver;
 
-    fn sc(id: &str, text: &str, updates: &Commands) -> SessionCommand {
-        SessionCommand {
+    fn sc(id: &str, text: &str, updates: &Commands) -> Box<SessionCommand> {
+        Box::new(SessionCommand {
             command: crate::proto::Command {
                 command_id: id.into(),
                 imei: "356307042441013".into(),
@@ -243,7 +248,7 @@ mod tests {
                 ..Default::default()
             },
             updates: updates.clone(),
-        }
+        })
     }
 
     fn next(rx: &mut Receiver<ToDispatcher>) -> Update {

@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn, Span};
 
 use crate::command::dispatcher::Commands;
-use crate::command::session::{Outstanding, SessionCommand};
+use crate::command::session::{CommandReceiver, Outstanding};
 use crate::event::{attr, event_id, timestamp};
 use crate::metrics as m;
 use crate::net::limits::{ConnLimiter, ConnLimits};
@@ -207,7 +207,7 @@ pub struct Core {
     /// Commands for this device (TCP, once logged in, when commands are enabled).
     pub commands: Outstanding,
     /// The dispatcher's channel to this session, taken by the session loop.
-    command_rx: Option<mpsc::Receiver<SessionCommand>>,
+    command_rx: Option<CommandReceiver>,
     /// Registered with the dispatcher under this IMEI.
     command_imei: Option<String>,
 }
@@ -309,7 +309,7 @@ impl Core {
     }
 
     /// The channel commands for this session arrive on (once, after the login).
-    pub fn take_command_rx(&mut self) -> Option<mpsc::Receiver<SessionCommand>> {
+    pub fn take_command_rx(&mut self) -> Option<CommandReceiver> {
         self.command_rx.take()
     }
 

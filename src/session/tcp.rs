@@ -336,8 +336,8 @@ async fn session(
 
 /// The next command for this session; pending forever while there is no channel.
 async fn next_command(
-    rx: &mut Option<tokio::sync::mpsc::Receiver<crate::command::session::SessionCommand>>,
-) -> Option<crate::command::session::SessionCommand> {
+    rx: &mut Option<crate::command::session::CommandReceiver>,
+) -> Option<Box<crate::command::session::SessionCommand>> {
     match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
