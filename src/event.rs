@@ -97,9 +97,14 @@ pub fn event_id(imei: &str, digest: u128, index: usize) -> String {
         id.push(char::from(HEX[nibble]));
     }
     id.push('-');
+    push_decimal(&mut id, index as u64);
+    id
+}
+
+/// Appends `n` in decimal, without `format!` (hot paths: event ids, `io<ID>` keys).
+pub fn push_decimal(out: &mut String, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut at = digits.len();
-    let mut n = index;
     loop {
         at -= 1;
         digits[at] = b'0' + (n % 10) as u8;
@@ -109,9 +114,8 @@ pub fn event_id(imei: &str, digest: u128, index: usize) -> String {
         }
     }
     for &d in &digits[at..] {
-        id.push(char::from(d));
+        out.push(char::from(d));
     }
-    id
 }
 
 #[cfg(test)]

@@ -100,6 +100,18 @@ fn results(bootstrap: &str) -> BTreeMap<String, Vec<CommandResult>> {
     by_id
 }
 
+/// The MQTT results that arrive within 3 s of each other are SENT, then RESPONDED.
+async fn assert_sent_then_responded(results: &mut Subscriber) {
+    let mut statuses = Vec::new();
+    while let Some((_, p)) = results.next(3).await {
+        statuses.push(CommandResult::decode(&p[..]).unwrap().status);
+    }
+    assert_eq!(
+        statuses,
+        vec![CommandStatus::Sent as i32, CommandStatus::Responded as i32]
+    );
+}
+
 fn terminal(rs: &[CommandResult]) -> Vec<&CommandResult> {
     rs.iter().filter(|r| r.terminal).collect()
 }
@@ -323,14 +335,7 @@ async fn commands_through_the_embedded_broker() {
         )
         .await;
     teltonika_answer(&mut dev, "getinfo", "RTC:ok").await;
-    let mut statuses = Vec::new();
-    while let Some((_, p)) = results.next(3).await {
-        statuses.push(CommandResult::decode(&p[..]).unwrap().status);
-    }
-    assert_eq!(
-        statuses,
-        vec![CommandStatus::Sent as i32, CommandStatus::Responded as i32]
-    );
+    assert_sent_then_responded(&mut results).await;
     gw.stop().await;
 }
 
@@ -364,14 +369,7 @@ async fn mqtt_pending_command_survives_a_pod_restart() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     let mut dev = teltonika_login(a2.addr, imei).await;
     teltonika_answer(&mut dev, "getinfo", "ok").await;
-    let mut statuses = Vec::new();
-    while let Some((_, p)) = results.next(3).await {
-        statuses.push(CommandResult::decode(&p[..]).unwrap().status);
-    }
-    assert_eq!(
-        statuses,
-        vec![CommandStatus::Sent as i32, CommandStatus::Responded as i32]
-    );
+    assert_sent_then_responded(&mut results).await;
     // Nothing pending is retained any more.
     let mut pending = Subscriber::connect(mosq.addr, "avlgate/pending/#").await;
     if let Some((t, p)) = pending.next(2).await {

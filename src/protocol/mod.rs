@@ -7,6 +7,7 @@
 //! Adding a protocol means one folder implementing [`ProtocolModule`] and [`ProtocolSession`],
 //! and one line in [`REGISTRY`].
 
+pub mod civil;
 pub mod crc;
 pub mod cursor;
 pub mod detect;

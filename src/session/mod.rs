@@ -339,6 +339,7 @@ impl Core {
             if !buf.is_empty() && self.shared.publisher.saturated() {
                 tokio::select! {
                     _ = self.shared.shutdown.cancelled() => return Err(End::Shutdown),
+                    why = self.evicted() => return Err(why),
                     _ = self.shared.publisher.wait_for_room() => {}
                 }
             }

@@ -285,15 +285,6 @@ async fn session(
         if command_rx.is_none() {
             command_rx = core.take_command_rx();
         }
-        // Backpressure: while the broker has all it may hold, don't read (the device's data
-        // waits in its own memory and the socket buffers, not in ours).
-        if shared.publisher.saturated() {
-            tokio::select! {
-                _ = shared.shutdown.cancelled() => break End::Shutdown,
-                why = core.evicted() => break why,
-                _ = shared.publisher.wait_for_room() => {}
-            }
-        }
         let answer_due = core.commands.next_deadline().map(Instant::from_std);
         let read = tokio::select! {
             _ = shared.shutdown.cancelled() => break End::Shutdown,

@@ -59,7 +59,7 @@ pub async fn run(socket: Arc<UdpSocket>, shared: Arc<Shared>) {
                 }
             },
         };
-        let datagram = Bytes::copy_from_slice(&buf[..n]);
+        let mut datagram = Bytes::copy_from_slice(&buf[..n]);
         if let Some((_, tx)) = peers.get(&peer) {
             match tx.try_send(datagram) {
                 Ok(()) => continue,
@@ -70,16 +70,7 @@ pub async fn run(socket: Arc<UdpSocket>, shared: Arc<Shared>) {
                 // The peer's task just ended on idle: start a new one below.
                 Err(mpsc::error::TrySendError::Closed(d)) => {
                     peers.remove(&peer);
-                    start_peer(
-                        &socket,
-                        &shared,
-                        &mut peers,
-                        &gone_tx,
-                        &mut next_id,
-                        peer,
-                        d,
-                    );
-                    continue;
+                    datagram = d;
                 }
             }
         }

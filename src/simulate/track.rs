@@ -116,21 +116,7 @@ impl Track {
 }
 
 /// `(year, month, day, hour, minute, second)` in UTC for seconds since the epoch.
-pub fn civil(secs: i64) -> (i64, u32, u32, u32, u32, u32) {
-    let days = secs.div_euclid(86_400);
-    let s = secs.rem_euclid(86_400) as u32;
-    // Howard Hinnant's civil_from_days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d, s / 3600, (s / 60) % 60, s % 60)
-}
+pub use crate::protocol::civil::civil_from_secs as civil;
 
 /// Milliseconds since the epoch, now.
 pub fn now_ms() -> u64 {

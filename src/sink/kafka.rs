@@ -124,9 +124,23 @@ impl ClientContext for Context {
 pub struct KafkaSink {
     producer: FutureProducer<Context>,
     state: Arc<State>,
-    events_topic: String,
-    command_results_topic: String,
+    topics: Arc<Topics>,
     content_type: &'static str,
+}
+
+/// The topic of each stream.
+struct Topics {
+    events: String,
+    command_results: String,
+}
+
+impl Topics {
+    fn of(&self, stream: Stream) -> &str {
+        match stream {
+            Stream::Events => &self.events,
+            Stream::CommandResults => &self.command_results,
+        }
+    }
 }
 
 impl KafkaSink {
@@ -139,20 +153,15 @@ impl KafkaSink {
         Ok(KafkaSink {
             producer,
             state,
-            events_topic: o.events_topic.clone(),
-            command_results_topic: o.command_results_topic.clone(),
+            topics: Arc::new(Topics {
+                events: o.events_topic.clone(),
+                command_results: o.command_results_topic.clone(),
+            }),
             content_type: match o.format {
                 Format::Protobuf => "application/x-protobuf",
                 Format::Json => "application/json",
             },
         })
-    }
-
-    fn topic(&self, stream: Stream) -> &str {
-        match stream {
-            Stream::Events => &self.events_topic,
-            Stream::CommandResults => &self.command_results_topic,
-        }
     }
 }
 
@@ -180,6 +189,18 @@ fn headers(m: &OutMessage, content_type: &str) -> OwnedHeaders {
         })
 }
 
+/// One message as a Kafka record: key = IMEI, the encoded payload, the headers.
+fn record<'a>(
+    topic: &'a str,
+    m: &'a OutMessage,
+    content_type: &str,
+) -> FutureRecord<'a, str, [u8]> {
+    FutureRecord::to(topic)
+        .key(m.key.as_str())
+        .payload(&m.payload[..])
+        .headers(headers(m, content_type))
+}
+
 fn delivery_error(e: &KafkaError) -> SinkError {
     match e.rdkafka_error_code() {
         Some(RDKafkaErrorCode::MessageTimedOut) => SinkError::Timeout(Duration::ZERO),
@@ -198,11 +219,11 @@ impl Sink for KafkaSink {
         let mut reports = Vec::with_capacity(messages.len());
         let mut pending: Option<usize> = None;
         for (i, msg) in messages.iter().enumerate() {
-            let record = FutureRecord::to(self.topic(msg.stream))
-                .key(msg.key.as_str())
-                .payload(&msg.payload[..])
-                .headers(headers(msg, self.content_type));
-            match self.producer.send_result(record) {
+            match self.producer.send_result(record(
+                self.topics.of(msg.stream),
+                msg,
+                self.content_type,
+            )) {
                 Ok(f) => reports.push(f),
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
                     pending = Some(i);
@@ -215,25 +236,15 @@ impl Sink for KafkaSink {
             }
         }
         let producer = self.producer.clone();
-        let topics = (
-            self.events_topic.clone(),
-            self.command_results_topic.clone(),
-        );
+        let topics = self.topics.clone();
         let content_type = self.content_type;
         let state = self.state.clone();
         Box::pin(async move {
             if let Some(start) = pending {
                 for msg in &messages[start..] {
-                    let topic = match msg.stream {
-                        Stream::Events => &topics.0,
-                        Stream::CommandResults => &topics.1,
-                    };
+                    let topic = topics.of(msg.stream);
                     loop {
-                        let record = FutureRecord::to(topic)
-                            .key(msg.key.as_str())
-                            .payload(&msg.payload[..])
-                            .headers(headers(msg, content_type));
-                        match producer.send_result(record) {
+                        match producer.send_result(record(topic, msg, content_type)) {
                             Ok(f) => {
                                 reports.push(f);
                                 break;

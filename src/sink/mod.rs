@@ -170,9 +170,10 @@ impl Publisher {
             || self.bytes.available_permits() < self.limits.max_bytes / 64
     }
 
-    /// Waits until the in-flight bound has room. Sessions call this **before reading** their
-    /// sockets: while the broker is slow or away, the data stays in the devices and the
-    /// kernel's socket buffers instead of being read, decoded and encoded into memory.
+    /// Waits until the in-flight bound has room. Sessions call this **before decoding** the
+    /// next frame they have read, and read nothing more meanwhile: while the broker is slow or
+    /// away, the data stays raw (and in the devices and the kernel's socket buffers) instead of
+    /// being decoded and encoded into memory.
     pub async fn wait_for_room(&self) {
         loop {
             let notified = self.room.notified();

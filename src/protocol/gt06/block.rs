@@ -8,6 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::event::{attr, timestamp_secs};
 use crate::proto::{EventKind, Position, Protocol, TelemetryEvent};
+use crate::protocol::civil;
 use crate::protocol::cursor::Cursor;
 
 /// A new event of this protocol.
@@ -20,20 +21,12 @@ pub fn event(kind: EventKind) -> TelemetryEvent {
 }
 
 /// Seconds since the epoch of a civil UTC date (proleptic Gregorian), or `None` when a
-/// field is out of range. Days-from-civil after H. Hinnant; all arithmetic is on small,
-/// range-checked values.
+/// field is out of range.
 pub fn civil_to_secs(year: i64, month: u8, day: u8, hour: u8, min: u8, sec: u8) -> Option<i64> {
     if !(1..=12).contains(&month) || !(1..=31).contains(&day) || hour > 23 || min > 59 || sec > 60 {
         return None;
     }
-    let (m, d) = (i64::from(month), i64::from(day));
-    let y = if m <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
+    let days = civil::days_from_civil(year, month.into(), day.into());
     Some(days * 86_400 + i64::from(hour) * 3600 + i64::from(min) * 60 + i64::from(sec))
 }
 
@@ -44,25 +37,9 @@ pub fn secs_to_civil(t: SystemTime) -> (i64, u8, u8, u8, u8, u8) {
         .map(|d| d.as_secs())
         .unwrap_or_default();
     let secs = i64::try_from(secs).unwrap_or(i64::MAX / 2);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let b = |v: i64| u8::try_from(v).unwrap_or_default();
-    (
-        year,
-        b(month),
-        b(day),
-        b(rem / 3600),
-        b(rem % 3600 / 60),
-        b(rem % 60),
-    )
+    let (year, month, day, hour, min, sec) = civil::civil_from_secs(secs);
+    let b = |v: u32| u8::try_from(v).unwrap_or_default();
+    (year, b(month), b(day), b(hour), b(min), b(sec))
 }
 
 /// Reads binary `YY MM DD hh mm ss` (year 2000+). `Some(None)` when the bytes are there but

@@ -374,22 +374,9 @@ pub fn to_event(r: &Record) -> TelemetryEvent {
 
 /// `io<ID>`, e.g. `io239`.
 fn io_key(id: u16) -> String {
-    let mut digits = [0u8; 5];
-    let mut n = id;
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    let mut key = String::with_capacity(2 + digits.len() - at);
+    let mut key = String::with_capacity(7);
     key.push_str("io");
-    for &d in &digits[at..] {
-        key.push(char::from(d));
-    }
+    crate::event::push_decimal(&mut key, id.into());
     key
 }
 

@@ -12,6 +12,7 @@ use crate::event::{attr, timestamp, timestamp_secs};
 use crate::proto::{AttributeValue, EventKind, Position, Protocol, TelemetryEvent};
 
 use super::crc;
+use crate::protocol::civil::{civil_from_secs, days_from_civil};
 
 /// Protocol version a device speaks: 1.1 packets carry no CRC, 2.0 packets do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -324,18 +325,6 @@ fn days_in_month(year: i64, month: u32) -> u32 {
     }
 }
 
-/// Days since 1970-01-01 (Howard Hinnant's algorithm; inputs are already range-checked).
-fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let m = i64::from(month);
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + i64::from(day) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 /// `DDMM.MMMM;N` / `DDDMM.MMMM;E` to signed degrees. `Ok(None)`: `NA;NA`.
 fn parse_coord(value: &[u8], hemi: &[u8], max_deg: f64) -> Result<Option<f64>, ()> {
     if is_na(value) && is_na(hemi) {
@@ -569,12 +558,10 @@ pub fn render_record(r: &Record, full: bool) -> String {
     let (date, time) = match r.time {
         None => ("NA".to_string(), "NA".to_string()),
         Some(t) => {
-            let days = t.div_euclid(86_400);
-            let secs = t.rem_euclid(86_400);
-            let (y, m, d) = civil_from_days(days);
+            let (y, m, d, hh, mm, ss) = civil_from_secs(t);
             (
                 format!("{d:02}{m:02}{:02}", y.rem_euclid(100)),
-                format!("{:02}{:02}{:02}", secs / 3600, (secs / 60) % 60, secs % 60),
+                format!("{hh:02}{mm:02}{ss:02}"),
             )
         }
     };
@@ -613,19 +600,6 @@ pub fn render_record(r: &Record, full: bool) -> String {
     s
 }
 
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
 /// Appends `;CRC` (2.0) to a body that ends in its last field.
 pub fn with_crc(body: &str) -> String {
     let covered = format!("{body};");
@@ -635,12 +609,6 @@ pub fn with_crc(body: &str) -> String {
 
 /// `yyyymmdd_hhmmss` (UTC) for ddd-file names.
 pub fn format_file_time(t: i64) -> String {
-    let (y, m, d) = civil_from_days(t.div_euclid(86_400));
-    let s = t.rem_euclid(86_400);
-    format!(
-        "{y:04}{m:02}{d:02}_{:02}{:02}{:02}",
-        s / 3600,
-        (s / 60) % 60,
-        s % 60
-    )
+    let (y, m, d, hh, mm, ss) = civil_from_secs(t);
+    format!("{y:04}{m:02}{d:02}_{hh:02}{mm:02}{ss:02}")
 }
