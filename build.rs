@@ -20,6 +20,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .skip_protoc_run()
         .compile_well_known_types()
         .extern_path(".google.protobuf", "::pbjson_types")
+        // Our Timestamp writes canonical JSON (`Z`); pbjson-types' writes `+00:00`.
+        .extern_path(
+            ".google.protobuf.Timestamp",
+            "crate::event::timestamp::Timestamp",
+        )
         // Ordered attribute maps: stable JSON output and stable protobuf bytes.
         .btree_map(["."])
         .compile_protos(&protos, &["proto"])?;

@@ -183,6 +183,12 @@ pub struct Settings {
     #[arg(long, env = "AVLGATE_IMEI_ALLOWLIST")]
     pub imei_allowlist: Option<PathBuf>,
 
+    /// Device profiles file (TOML): which mapping rules each device's values go through, and
+    /// operator-defined profiles that extend the built-in ones (docs/schema.md); reloaded when
+    /// it changes. Unset: the built-in profiles.
+    #[arg(long, env = "AVLGATE_DEVICE_PROFILES")]
+    pub device_profiles: Option<PathBuf>,
+
     /// Every TCP connection starts with a PROXY protocol v1 or v2 header (HAProxy, AWS NLB,
     /// nginx stream); the address in it is the device's.
     #[arg(long, env = "AVLGATE_PROXY_PROTOCOL", num_args = 0..=1, default_missing_value = "true")]
@@ -276,6 +282,7 @@ impl Settings {
             max_connections_per_ip,
             max_connect_rate_per_ip,
             imei_allowlist,
+            device_profiles,
             proxy_protocol,
             tls_cert,
             tls_key,
@@ -413,6 +420,10 @@ impl Settings {
                     .wialon_max_file_bytes
                     .unwrap_or(d.wialon_max_file_bytes),
                 gt06_max_frame_bytes: self.gt06_max_frame_bytes.unwrap_or(d.gt06_max_frame_bytes),
+                profiles: match &self.device_profiles {
+                    Some(path) => crate::vocab::Profiles::load(path)?,
+                    None => crate::vocab::Profiles::builtin(),
+                },
                 teltonika_codec14_commands: match self.teltonika_command_codec.unwrap_or(12) {
                     12 => false,
                     14 => true,

@@ -196,7 +196,7 @@ mod tests {
         assert!(matches!(&out[0][0], Output::Event(j) if j.contains("EVENT_KIND_SESSION_OPENED")));
         assert_eq!(out[0][1], Output::Reply(vec![1]));
         assert!(
-            matches!(&out[1][0], Output::Event(j) if j.contains("EVENT_KIND_POSITION") && j.contains("\"imei\":\"356307042441013\""))
+            matches!(&out[1][0], Output::Event(j) if j.contains("EVENT_KIND_STATUS") && j.contains("\"imei\":\"356307042441013\"") && j.contains("\"externalPowerVolts\":24.079"))
         );
         assert_eq!(out[1][1], Output::Reply(vec![0, 0, 0, 1]));
     }

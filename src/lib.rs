@@ -18,6 +18,8 @@
 //! - [`decode`]: the `avlgate decode` support tool.
 //! - [`simulate`]: `avlgate simulate`, virtual devices of every protocol for load and
 //!   end-to-end tests.
+//! - [`vocab`]: the normalized vocabulary (fields, alarms), the mapping rules and device
+//!   profiles every protocol maps its values with.
 //! - [`proto`]: the generated event schema (`proto/avlgate/v1/telemetry.proto`).
 #![forbid(unsafe_code)]
 
@@ -33,6 +35,7 @@ pub mod server;
 pub mod session;
 pub mod simulate;
 pub mod sink;
+pub mod vocab;
 
 /// The generated event schema, package `avlgate.v1`, with canonical JSON (pbjson) impls.
 #[allow(clippy::all, missing_docs)]

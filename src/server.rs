@@ -291,14 +291,16 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tracker: TaskTr
     }
 }
 
-/// Polls the allow-list and TLS files for changes. A changed allow-list also ends the
-/// sessions of devices it no longer lists.
+/// Polls the allow-list, device-profile and TLS files for changes. A changed allow-list also
+/// ends the sessions of devices it no longer lists; sessions pick up changed profiles with
+/// their next frame.
 async fn watch_files(
     shared: Arc<Shared>,
     cert: Option<Arc<ReloadingCert>>,
     every: std::time::Duration,
 ) {
-    if shared.allowlist.is_none() && cert.is_none() {
+    let profiles = shared.limits.profiles.clone();
+    if shared.allowlist.is_none() && cert.is_none() && profiles.path().is_none() {
         return;
     }
     let mut tick = tokio::time::interval(every);
@@ -322,6 +324,19 @@ async fn watch_files(
                         .increment(1);
                     warn!(error = %e, "IMEI allow-list not reloaded; the previous one stays");
                 }
+            }
+        }
+        match profiles.reload_if_changed() {
+            Ok(false) => {}
+            Ok(true) => {
+                metrics::counter!(m::RELOADS, "file" => "device_profiles", "outcome" => "ok")
+                    .increment(1);
+                info!("device profiles reloaded");
+            }
+            Err(e) => {
+                metrics::counter!(m::RELOADS, "file" => "device_profiles", "outcome" => "failed")
+                    .increment(1);
+                warn!(error = %e, "device profiles not reloaded; the previous ones stay");
             }
         }
         if let Some(cert) = &cert {

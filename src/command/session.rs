@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::dispatcher::Commands;
-use crate::proto::{attribute_value, command, command_result, EventKind, TelemetryEvent};
-use crate::protocol::{CommandRequest, ProtocolSession};
+use crate::proto::{command, command_result};
+use crate::protocol::{AnswerOutcome, CommandAnswer, CommandRequest, ProtocolSession};
 
 /// The dispatcher's channel to a session. Commands travel boxed: a channel allocates its first
 /// block of slots up front, and every logged-in session has one, so its slots stay pointer-sized.
@@ -136,21 +136,13 @@ impl Outstanding {
         }
     }
 
-    /// Matches the device's answers among a delivered frame's events.
-    pub fn on_events(&mut self, events: &[TelemetryEvent]) {
-        for e in events {
-            if e.kind != EventKind::CommandResponse as i32 || self.waiting.is_empty() {
-                continue;
+    /// Matches the device's answers carried by a delivered frame.
+    pub fn on_answers(&mut self, answers: &[CommandAnswer]) {
+        for a in answers {
+            if self.waiting.is_empty() {
+                return;
             }
-            let tag = match e
-                .attributes
-                .get("server_flag")
-                .and_then(|v| v.value.as_ref())
-            {
-                Some(attribute_value::Value::UintValue(f)) => u32::try_from(*f).ok(),
-                _ => None,
-            };
-            let pos = match tag {
+            let pos = match a.tag {
                 Some(t) => self.waiting.iter().position(|w| w.tag == Some(t)),
                 None => self.waiting.iter().position(|w| w.tag.is_none()),
             };
@@ -158,25 +150,16 @@ impl Outstanding {
                 continue;
             };
             let w = self.waiting.remove(pos);
-            let nack = matches!(
-                e.attributes.get("nack").and_then(|v| v.value.as_ref()),
-                Some(attribute_value::Value::BoolValue(true))
-            );
-            if nack {
-                w.cmd.updates.update(Update::Refused {
-                    command_id: id(&w.cmd),
-                    reason: "the device refused the command (Codec 14 nACK: IMEI mismatch)".into(),
-                });
-                continue;
-            }
-            let response = match e.attributes.get("response").and_then(|v| v.value.as_ref()) {
-                Some(attribute_value::Value::StringValue(s)) => {
-                    command_result::Response::ResponseText(s.clone())
+            let response = match &a.outcome {
+                AnswerOutcome::Refused(reason) => {
+                    w.cmd.updates.update(Update::Refused {
+                        command_id: id(&w.cmd),
+                        reason: reason.clone(),
+                    });
+                    continue;
                 }
-                Some(attribute_value::Value::BytesValue(b)) => {
-                    command_result::Response::ResponseBytes(b.clone())
-                }
-                _ => command_result::Response::ResponseText(String::new()),
+                AnswerOutcome::Text(t) => command_result::Response::ResponseText(t.clone()),
+                AnswerOutcome::Bytes(b) => command_result::Response::ResponseBytes(b.clone()),
             };
             w.cmd.updates.update(Update::Replied {
                 command_id: id(&w.cmd),
@@ -267,14 +250,14 @@ mod tests {
         s
     }
 
-    fn answer(text: &str, session: &mut dyn ProtocolSession) -> Vec<TelemetryEvent> {
+    fn answer(text: &str, session: &mut dyn ProtocolSession) -> Vec<CommandAnswer> {
         let mut b =
             BytesMut::from(&tframe::encode_tcp(&tcmd::encode_codec12(0x06, text.as_bytes()))[..]);
         session
             .decode(&mut b, std::time::SystemTime::now())
             .unwrap()
             .unwrap()
-            .events
+            .answers
     }
 
     #[test]
@@ -295,7 +278,7 @@ mod tests {
             o.next_write(s.as_mut()).is_none(),
             "one Codec 12 command at a time"
         );
-        o.on_events(&answer("INFO", s.as_mut()));
+        o.on_answers(&answer("INFO", s.as_mut()));
         match next(&mut rx) {
             Update::Replied {
                 command_id,
@@ -341,12 +324,12 @@ mod tests {
         nack.extend_from_slice(&[0x03, 0x56, 0x30, 0x70, 0x42, 0x44, 0x10, 0x13]);
         nack.push(0x01);
         let mut b = BytesMut::from(&tframe::encode_tcp(&nack)[..]);
-        let events = s
+        let answers = s
             .decode(&mut b, std::time::SystemTime::now())
             .unwrap()
             .unwrap()
-            .events;
-        o.on_events(&events);
+            .answers;
+        o.on_answers(&answers);
         assert!(
             matches!(next(&mut rx), Update::Refused { ref command_id, .. } if command_id == "a")
         );

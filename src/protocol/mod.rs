@@ -47,6 +47,9 @@ pub trait ProtocolModule: Sync {
     fn probe(&self, prefix: &[u8], transport: Transport) -> Probe;
     /// A fresh per-connection (TCP) or per-peer (UDP) decoder state.
     fn new_session(&self, transport: Transport, limits: &Limits) -> Box<dyn ProtocolSession>;
+    /// The protocol's built-in device profiles (its `mapping.rs`): how its values map onto the
+    /// vocabulary. The first is the default for devices no operator profile names.
+    fn profiles(&self) -> Vec<crate::vocab::Profile>;
     /// What the device gets when the gateway refuses its login (the IMEI allow-list) before
     /// the connection is closed. `None`: close without a reply.
     fn login_rejected_reply(&self, _transport: Transport) -> Option<Bytes> {
@@ -79,6 +82,9 @@ pub struct Limits {
     /// Send Teltonika commands as Codec 14 (addressed to the device's IMEI; the device
     /// refuses a command for another IMEI) instead of Codec 12. FMB firmware 03.25+.
     pub teltonika_codec14_commands: bool,
+    /// The device profiles in force (built-ins plus the operator's file), which sessions
+    /// resolve per device to map its values onto the vocabulary.
+    pub profiles: std::sync::Arc<crate::vocab::Profiles>,
 }
 
 impl Default for Limits {
@@ -89,6 +95,7 @@ impl Default for Limits {
             wialon_max_file_bytes: 8 * 1024 * 1024,
             gt06_max_frame_bytes: 4 * 1024,
             teltonika_codec14_commands: false,
+            profiles: crate::vocab::Profiles::builtin(),
         }
     }
 }
@@ -116,8 +123,8 @@ pub trait ProtocolSession: Send + Sync + 'static {
     }
 
     /// How the device's answer to the command last encoded is recognised: `Some(tag)` when the
-    /// answer echoes a tag (GT06's server flag, attribute `server_flag` on the response
-    /// event), `None` when answers come back in order (Teltonika Codec 12).
+    /// answer echoes a tag (GT06's server flag, [`CommandAnswer::tag`]), `None` when answers
+    /// come back in order (Teltonika Codec 12).
     fn last_command_tag(&self) -> Option<u32> {
         None
     }
@@ -160,6 +167,29 @@ pub struct Frame {
     pub login: Option<String>,
     /// Close the connection after the reply (a rejected login, say).
     pub close: bool,
+    /// The device's answers to commands this frame carried, matched by the session's command
+    /// tracker once the frame's events are delivered.
+    pub answers: Vec<CommandAnswer>,
+}
+
+/// A device's answer to a command, as typed data (the frame's events carry it too, for
+/// consumers of the events topic).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandAnswer {
+    /// The tag the answer echoes (see [`ProtocolSession::last_command_tag`]); `None` when
+    /// answers come back in order.
+    pub tag: Option<u32>,
+    pub outcome: AnswerOutcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AnswerOutcome {
+    /// The device answered with text.
+    Text(String),
+    /// The device answered with bytes that are not text.
+    Bytes(Vec<u8>),
+    /// The device refused the command; says why.
+    Refused(String),
 }
 
 /// What the connection does after a decode error.

@@ -452,7 +452,7 @@ impl Core {
             metrics::counter!(m::ACKS_SENT, "protocol" => self.label).increment(1);
         }
         // Answers to commands are matched once delivered (they were published as events).
-        self.commands.on_events(&frame.events);
+        self.commands.on_answers(&frame.answers);
         if !self.commands.is_idle() {
             self.write_commands(out).await?;
         }

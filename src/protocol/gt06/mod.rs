@@ -68,6 +68,10 @@ impl ProtocolModule for Gt06 {
         }
     }
 
+    fn profiles(&self) -> Vec<crate::vocab::Profile> {
+        vec![crate::vocab::Profile::new("gt06", Protocol::Gt06, [])]
+    }
+
     fn new_session(&self, transport: Transport, limits: &Limits) -> Box<dyn ProtocolSession> {
         Box::new(Session::new(transport, limits))
     }
@@ -119,7 +123,7 @@ impl Session {
             digest: digest(Protocol::Gt06, &[imei.as_bytes(), &content_of(f)]),
             reply: Some(frame::ack(f.extended, LOGIN, f.serial)),
             login: Some(imei),
-            close: false,
+            ..Default::default()
         })
     }
 }
@@ -229,8 +233,7 @@ impl ProtocolSession for Session {
             events,
             digest,
             reply: decoded.reply,
-            login: None,
-            close: false,
+            ..Default::default()
         }))
     }
 

@@ -1,11 +1,9 @@
-//! AVL data of Codec 8, 8 Extended and 16: parse into owned records, encode back, and map a
-//! record to a `TelemetryEvent`.
+//! AVL data of Codec 8, 8 Extended and 16: parse into owned records and encode back
+//! (`mapping` turns a record into an event).
 //!
 //! `data` here always starts at the codec id and ends with the second record count, which is
 //! the same in the TCP frame and the UDP datagram.
 
-use crate::event::{attr, timestamp_millis};
-use crate::proto::{AttributeValue, EventKind, Position, Protocol, TelemetryEvent};
 use crate::protocol::cursor::Cursor;
 
 /// A telemetry codec.
@@ -95,8 +93,6 @@ pub enum AvlError {
     TrailingBytes(usize),
     #[error("{count} IO elements cannot fit in the {remaining} bytes left")]
     ImpossibleCount { count: usize, remaining: usize },
-    #[error("no records")]
-    Empty,
 }
 
 /// Smallest possible record (all IO counts zero) per codec: 24 bytes of GPS + IO header.
@@ -113,10 +109,8 @@ pub fn parse(data: &[u8]) -> Result<(Codec, Vec<Record>), AvlError> {
     let mut c = Cursor::new(data);
     let id = c.u8().ok_or(AvlError::Truncated("codec id"))?;
     let codec = Codec::from_id(id).ok_or(AvlError::UnknownCodec(id))?;
+    // Zero records is a valid (empty) frame: devices send it, and expect the ACK 0.
     let n1 = c.u8().ok_or(AvlError::Truncated("record count"))?;
-    if n1 == 0 {
-        return Err(AvlError::Empty);
-    }
     let need = usize::from(n1) * min_record_len(codec);
     if need > c.remaining() {
         return Err(AvlError::ImpossibleCount {
@@ -323,86 +317,6 @@ fn value_size(v: &IoValue) -> Option<usize> {
     }
 }
 
-/// Maps one record to an event. Raw IO values are kept under `io<ID>`; a few well-known
-/// FMB-family ids get named aliases beside them.
-///
-/// This runs once per record on the hot path, so the attribute map is bulk-built: entries are
-/// collected into a vector and the map built from it in one pass (`BTreeMap::from_iter` sorts,
-/// keeps the last of equal keys like repeated inserts would, and fills nodes without
-/// per-entry searches), and `io<ID>` keys are written without the formatting machinery.
-pub fn to_event(r: &Record) -> TelemetryEvent {
-    let mut position = Position {
-        latitude: f64::from(r.latitude) / 1e7,
-        longitude: f64::from(r.longitude) / 1e7,
-        altitude: Some(r.altitude.into()),
-        speed: Some(r.speed.into()),
-        course: Some(r.angle.into()),
-        satellites: Some(r.satellites.into()),
-        hdop: None,
-        valid: r.satellites > 0,
-    };
-    // Fixed entries, one per IO element, and at most one alias per element.
-    let mut attrs: Vec<(String, AttributeValue)> = Vec::with_capacity(3 + 2 * r.io.len());
-    attrs.push(("priority".into(), attr::uint(r.priority.into())));
-    attrs.push(("event_io".into(), attr::uint(r.event_io.into())));
-    if let Some(g) = r.generation_type {
-        attrs.push(("generation_type".into(), attr::uint(g.into())));
-    }
-    for (id, v) in &r.io {
-        match v {
-            IoValue::Bytes(b) => attrs.push((io_key(*id), attr::bytes(b.clone()))),
-            v => {
-                let raw = v.as_u64().unwrap_or_default();
-                attrs.push((io_key(*id), attr::uint(raw)));
-                match named_alias(*id, raw) {
-                    Some(Alias::Attribute(name, value)) => attrs.push((name.into(), value)),
-                    Some(Alias::Hdop(h)) => position.hdop = Some(h),
-                    None => {}
-                }
-            }
-        }
-    }
-    TelemetryEvent {
-        protocol: Protocol::Teltonika as i32,
-        kind: EventKind::Position as i32,
-        device_time: Some(timestamp_millis(r.timestamp_ms)),
-        position: Some(position),
-        attributes: attrs.into_iter().collect(),
-        ..Default::default()
-    }
-}
-
-/// `io<ID>`, e.g. `io239`.
-fn io_key(id: u16) -> String {
-    let mut key = String::with_capacity(7);
-    key.push_str("io");
-    crate::event::push_decimal(&mut key, id.into());
-    key
-}
-
-/// What a well-known IO id adds beside its raw `io<ID>` value.
-enum Alias {
-    Attribute(&'static str, AttributeValue),
-    /// IO 182 is the HDOP × 10; it goes to `position.hdop`.
-    Hdop(f64),
-}
-
-/// Named aliases for the IO ids every FMB/FMC/FMM device shares (Teltonika's FMB AVL ID list).
-fn named_alias(id: u16, raw: u64) -> Option<Alias> {
-    let a = |name, value| Some(Alias::Attribute(name, value));
-    match id {
-        239 => a("ignition", attr::boolean(raw != 0)),
-        240 => a("movement", attr::boolean(raw != 0)),
-        21 => a("gsm_signal", attr::uint(raw)),
-        66 => a("external_voltage_v", attr::double(raw as f64 / 1000.0)),
-        67 => a("battery_voltage_v", attr::double(raw as f64 / 1000.0)),
-        16 => a("total_odometer_m", attr::uint(raw)),
-        69 => a("gnss_status", attr::uint(raw)),
-        182 => Some(Alias::Hdop(raw as f64 / 10.0)),
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -493,80 +407,6 @@ pub(crate) mod tests {
             let cut = cut % data.len();
             prop_assert!(parse(&data[..cut]).is_err());
         }
-    }
-
-    #[test]
-    fn record_maps_to_position_and_named_attributes() {
-        let r = Record {
-            timestamp_ms: 1_560_161_086_000,
-            priority: 1,
-            longitude: 253_910_000,
-            latitude: 546_820_000,
-            altitude: 110,
-            angle: 270,
-            satellites: 9,
-            speed: 42,
-            event_io: 239,
-            generation_type: None,
-            io: vec![
-                (239, IoValue::U8(1)),
-                (66, IoValue::U16(12_345)),
-                (182, IoValue::U16(7)),
-            ],
-        };
-        let e = to_event(&r);
-        let p = e.position.as_ref().unwrap();
-        assert!((p.latitude - 54.682).abs() < 1e-9);
-        assert!((p.longitude - 25.391).abs() < 1e-9);
-        assert_eq!(p.speed, Some(42.0));
-        assert_eq!(p.hdop, Some(0.7));
-        assert!(p.valid);
-        use crate::proto::attribute_value::Value;
-        assert_eq!(e.attr("io239"), Some(&Value::UintValue(1)));
-        assert_eq!(e.attr("ignition"), Some(&Value::BoolValue(true)));
-        assert_eq!(
-            e.attr("external_voltage_v"),
-            Some(&Value::DoubleValue(12.345))
-        );
-        assert_eq!(e.attr("event_io"), Some(&Value::UintValue(239)));
-        assert_eq!(e.device_time.as_ref().unwrap().seconds, 1_560_161_086);
-    }
-
-    #[test]
-    fn io_keys_are_decimal_ids() {
-        for id in [0u16, 7, 9, 10, 99, 100, 239, 999, 1000, 9999, 10000, 65535] {
-            assert_eq!(io_key(id), format!("io{id}"));
-        }
-    }
-
-    #[test]
-    fn a_repeated_io_id_keeps_the_last_value_and_alias() {
-        let r = Record {
-            timestamp_ms: 0,
-            priority: 0,
-            longitude: 0,
-            latitude: 0,
-            altitude: 0,
-            angle: 0,
-            satellites: 0,
-            speed: 0,
-            event_io: 0,
-            generation_type: Some(3),
-            io: vec![
-                (66, IoValue::U16(1_000)),
-                (182, IoValue::U16(9)),
-                (66, IoValue::U16(2_500)),
-                (182, IoValue::U16(12)),
-            ],
-        };
-        let e = to_event(&r);
-        use crate::proto::attribute_value::Value;
-        assert_eq!(e.attr("io66"), Some(&Value::UintValue(2_500)));
-        assert_eq!(e.attr("external_voltage_v"), Some(&Value::DoubleValue(2.5)));
-        assert_eq!(e.attr("generation_type"), Some(&Value::UintValue(3)));
-        assert_eq!(e.position.as_ref().and_then(|p| p.hdop), Some(1.2));
-        // priority, event_io, generation_type, io66, external_voltage_v, io182.
-        assert_eq!(e.attributes.len(), 6);
     }
 
     #[test]

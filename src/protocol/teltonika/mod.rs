@@ -2,24 +2,27 @@
 //! traffic) and UDP (self-contained datagrams carrying the IMEI).
 //!
 //! - `frame`: login, envelope, CRC, UDP header, ACKs.
-//! - `avl`: the telemetry codecs and their mapping to events.
+//! - `avl`: the telemetry codecs (Codec 8, 8E, 16).
+//! - `mapping`: records onto the vocabulary (the device profiles).
 //! - `command`: Codec 12/13/14.
 
 pub mod avl;
 pub mod command;
 pub mod frame;
+pub mod mapping;
 pub mod samples;
 
 use std::time::SystemTime;
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use crate::event::{attr, timestamp_secs};
+use crate::event::{raw, timestamp_secs};
 use crate::proto::{EventKind, Protocol, TelemetryEvent, Transport};
 use crate::protocol::{
-    digest, Action, CommandError, CommandRequest, DecodeError, ErrorKind, Frame, Limits, Probe,
-    ProtocolModule, ProtocolSession,
+    digest, Action, AnswerOutcome, CommandAnswer, CommandError, CommandRequest, DecodeError,
+    ErrorKind, Frame, Limits, Probe, ProtocolModule, ProtocolSession,
 };
+use crate::vocab::{Profile, ProfileCache};
 
 use frame::Split;
 
@@ -57,12 +60,17 @@ impl ProtocolModule for Teltonika {
         (transport == Transport::Tcp).then(|| Bytes::from_static(&[0x00]))
     }
 
+    fn profiles(&self) -> Vec<Profile> {
+        mapping::profiles()
+    }
+
     fn new_session(&self, transport: Transport, limits: &Limits) -> Box<dyn ProtocolSession> {
         Box::new(Session {
             udp: transport == Transport::Udp,
             max_frame_bytes: limits.teltonika_max_frame_bytes,
             imei: None,
             codec14_commands: limits.teltonika_codec14_commands,
+            profile: ProfileCache::new(limits.profiles.clone(), Protocol::Teltonika),
         })
     }
 }
@@ -73,6 +81,8 @@ pub struct Session {
     max_frame_bytes: usize,
     imei: Option<String>,
     codec14_commands: bool,
+    /// The device's profile (by IMEI), re-resolved when the profile file is reloaded.
+    profile: ProfileCache,
 }
 
 impl Session {
@@ -128,7 +138,7 @@ impl Session {
                 ))
             }
         };
-        let result = decode_data(data, None);
+        let result = decode_data(data, None, self.profile.get(self.imei.as_deref()));
         buf.advance(total);
         result.map(Some)
     }
@@ -153,7 +163,8 @@ impl Session {
                 } else {
                     None
                 };
-                decode_data(d.data, Some((d.packet_id, d.avl_packet_id))).map(|mut f| {
+                let profile = self.profile.get(Some(d.imei));
+                decode_data(d.data, Some((d.packet_id, d.avl_packet_id)), profile).map(|mut f| {
                     f.login = login;
                     f
                 })
@@ -171,7 +182,11 @@ impl Session {
 
 /// Decodes the data part (codec id ..) of a TCP frame or UDP datagram. `udp` carries the
 /// datagram's packet ids, which the ACK echoes.
-fn decode_data(data: &[u8], udp: Option<(u16, u8)>) -> Result<Frame, DecodeError> {
+fn decode_data(
+    data: &[u8],
+    udp: Option<(u16, u8)>,
+    profile: &Profile,
+) -> Result<Frame, DecodeError> {
     let codec_id = data.first().copied().unwrap_or_default();
     let digest = digest(Protocol::Teltonika, &[data]);
     if avl::Codec::from_id(codec_id).is_some() {
@@ -183,7 +198,10 @@ fn decode_data(data: &[u8], udp: Option<(u16, u8)>) -> Result<Frame, DecodeError
             Some((packet_id, avl_id)) => frame::udp_ack(packet_id, avl_id, count as u8),
         };
         return Ok(Frame {
-            events: records.iter().map(avl::to_event).collect(),
+            events: records
+                .iter()
+                .map(|r| mapping::to_event(r, profile))
+                .collect(),
             digest,
             reply: Some(reply),
             ..Default::default()
@@ -197,9 +215,16 @@ fn decode_data(data: &[u8], udp: Option<(u16, u8)>) -> Result<Frame, DecodeError
             };
             DecodeError::new(kind, Action::Continue, e.to_string())
         })?;
+        let Some((event, answer)) = command_event(msg) else {
+            return Ok(Frame {
+                digest,
+                ..Default::default()
+            });
+        };
         return Ok(Frame {
-            events: command_event(msg).into_iter().collect(),
+            events: vec![event],
             digest,
+            answers: vec![answer],
             ..Default::default()
         });
     }
@@ -210,41 +235,48 @@ fn decode_data(data: &[u8], udp: Option<(u16, u8)>) -> Result<Frame, DecodeError
     ))
 }
 
-/// Command-codec traffic from the device becomes a COMMAND_RESPONSE event carrying the text
-/// (`response`), and the codec it came in.
-fn command_event(msg: command::Message) -> Option<TelemetryEvent> {
+/// Command-codec traffic from the device: a COMMAND_RESPONSE event carrying the answer as
+/// `text` (raw: `codec`, and for Codec 14 the `addressed_imei` and `nack`), and the typed
+/// answer for the command tracker. Answers come back in order, so they carry no tag.
+fn command_event(msg: command::Message) -> Option<(TelemetryEvent, CommandAnswer)> {
     let mut e = TelemetryEvent {
         protocol: Protocol::Teltonika as i32,
         kind: EventKind::CommandResponse as i32,
         ..Default::default()
     };
-    let text = |t: &[u8]| attr::string(String::from_utf8_lossy(t).into_owned());
-    match msg {
+    let text = |t: &[u8]| String::from_utf8_lossy(t).into_owned();
+    let outcome = match msg {
         command::Message::Response { text: t } => {
-            e.set("codec", attr::uint(12));
-            e.set("response", text(&t));
+            e.raw.push(raw::uint("codec", 12));
+            AnswerOutcome::Text(text(&t))
         }
         command::Message::Timestamped {
             timestamp_secs: ts,
             text: t,
         } => {
-            e.set("codec", attr::uint(13));
+            e.raw.push(raw::uint("codec", 13));
             e.device_time = Some(timestamp_secs(ts.into()));
-            e.set("response", text(&t));
+            AnswerOutcome::Text(text(&t))
         }
         command::Message::AddressedResponse { imei, text: t } => {
-            e.set("codec", attr::uint(14));
-            e.set("addressed_imei", attr::string(imei));
-            e.set("response", text(&t));
+            e.raw.push(raw::uint("codec", 14));
+            e.raw.push(raw::string("addressed_imei", imei));
+            AnswerOutcome::Text(text(&t))
         }
         command::Message::AddressedNack { imei } => {
-            e.set("codec", attr::uint(14));
-            e.set("addressed_imei", attr::string(imei));
-            e.set("nack", attr::boolean(true));
+            e.raw.push(raw::uint("codec", 14));
+            e.raw.push(raw::string("addressed_imei", imei));
+            e.raw.push(raw::uint("nack", 1));
+            AnswerOutcome::Refused(
+                "the device refused the command (Codec 14 nACK: IMEI mismatch)".into(),
+            )
         }
         command::Message::Command { .. } => return None,
+    };
+    if let AnswerOutcome::Text(t) = &outcome {
+        e.text = Some(t.clone());
     }
-    Some(e)
+    Some((e, CommandAnswer { tag: None, outcome }))
 }
 
 impl ProtocolSession for Session {

@@ -7,7 +7,7 @@ use bytes::BytesMut;
 
 use super::samples::{CODEC16, CODEC8, CODEC8E, LOGIN};
 use super::*;
-use crate::proto::attribute_value::Value;
+use crate::proto::raw_value::Value;
 
 const IMEI: &str = "356307042441013";
 
@@ -89,24 +89,32 @@ fn codec8_example_values() {
     let out = feed(tcp().as_mut(), &[h(LOGIN), h(CODEC8)].concat(), 4096);
     let e = &ok(&out[1]).events[0];
     assert_eq!(e.device_time.as_ref().unwrap().seconds, 1_560_161_086);
-    assert_eq!(e.attr("priority"), Some(&Value::UintValue(1)));
-    assert_eq!(e.attr("event_io"), Some(&Value::UintValue(1)));
-    assert_eq!(e.attr("io21"), Some(&Value::UintValue(3)));
-    assert_eq!(e.attr("io1"), Some(&Value::UintValue(1)));
-    assert_eq!(e.attr("io66"), Some(&Value::UintValue(0x5E0F)));
-    assert_eq!(e.attr("io241"), Some(&Value::UintValue(0x601A)));
-    assert_eq!(e.attr("io78"), Some(&Value::UintValue(0)));
-    let p = e.position.as_ref().unwrap();
-    assert!(!p.valid, "0 satellites is no fix");
+    assert_eq!(e.raw_named("priority"), Some(&Value::UintValue(1)));
+    assert_eq!(e.raw_named("event_io"), Some(&Value::UintValue(1)));
+    assert_eq!(e.raw_id(21), Some(&Value::UintValue(3)));
+    assert_eq!(e.raw_id(1), Some(&Value::UintValue(1)));
+    assert_eq!(e.raw_id(66), Some(&Value::UintValue(0x5E0F)));
+    assert_eq!(e.raw_id(241), Some(&Value::UintValue(0x601A)));
+    assert_eq!(e.raw_id(78), Some(&Value::UintValue(0)));
+    // The vocabulary (FMB profile): GSM 3 of 5, DIN1 high, 24.079 V, operator 24602.
+    let t = e.telemetry();
+    assert_eq!(t.gsm_signal_percent, Some(60.0));
+    assert_eq!(t.digital_inputs, Some(1));
+    assert!((t.external_power_volts.unwrap() - 24.079).abs() < 1e-9);
+    assert_eq!(t.gsm_operator.as_deref(), Some("24602"));
+    assert_eq!(t.driver_id, None, "iButton 0 is no key");
+    // Teltonika's documented sample has no fix since power-up: zero coordinates.
+    assert!(e.position.is_none());
+    assert_eq!(e.kind, EventKind::Status as i32);
 }
 
 #[test]
 fn codec16_generation_type_is_recorded() {
     let out = feed(tcp().as_mut(), &[h(LOGIN), h(CODEC16)].concat(), 4096);
     let e = &ok(&out[1]).events[0];
-    assert_eq!(e.attr("generation_type"), Some(&Value::UintValue(5)));
-    assert_eq!(e.attr("event_io"), Some(&Value::UintValue(11)));
-    assert_eq!(e.attr("io11"), Some(&Value::UintValue(0x27)));
+    assert_eq!(e.raw_named("generation_type"), Some(&Value::UintValue(5)));
+    assert_eq!(e.raw_named("event_io"), Some(&Value::UintValue(11)));
+    assert_eq!(e.raw_id(11), Some(&Value::UintValue(0x27)));
 }
 
 #[test]
@@ -176,8 +184,16 @@ fn codec12_response_becomes_a_command_response_event_without_ack() {
     assert!(f.reply.is_none());
     assert_eq!(f.events[0].kind, EventKind::CommandResponse as i32);
     assert_eq!(
-        f.events[0].attr("response"),
-        Some(&Value::StringValue("DOUT1:1 Timeout:INFINITY".into()))
+        f.events[0].text.as_deref(),
+        Some("DOUT1:1 Timeout:INFINITY")
+    );
+    assert_eq!(f.events[0].raw_named("codec"), Some(&Value::UintValue(12)));
+    assert_eq!(
+        f.answers,
+        vec![crate::protocol::CommandAnswer {
+            tag: None,
+            outcome: crate::protocol::AnswerOutcome::Text("DOUT1:1 Timeout:INFINITY".into())
+        }]
     );
 }
 

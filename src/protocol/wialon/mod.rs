@@ -58,6 +58,14 @@ impl ProtocolModule for Wialon {
         probe(prefix, transport)
     }
 
+    fn profiles(&self) -> Vec<crate::vocab::Profile> {
+        vec![crate::vocab::Profile::new(
+            "wialon",
+            Protocol::WialonIps,
+            [],
+        )]
+    }
+
     fn new_session(&self, transport: Transport, limits: &Limits) -> Box<dyn ProtocolSession> {
         Box::new(Session::new(transport, limits))
     }

@@ -490,6 +490,7 @@ pub fn record_event(r: &Record, now: SystemTime, blackbox: bool) -> TelemetryEve
                 satellites: r.satellites,
                 hdop: r.hdop,
                 valid: r.satellites.is_none_or(|s| s > 0),
+                ..Default::default()
             });
         }
         _ => {

@@ -313,7 +313,8 @@ mod tests {
         let d = Teltonika::new("350000000000001", Codec::C8E, false);
         let data = avl::encode(Codec::C8E, &[d.record(&f)]);
         let (_, recs) = avl::parse(&data).unwrap();
-        let e = avl::to_event(&recs[0]);
+        let profile = &crate::protocol::teltonika::mapping::profiles()[0];
+        let e = crate::protocol::teltonika::mapping::to_event(&recs[0], profile);
         let p = e.position.unwrap();
         assert!((p.latitude - f.latitude).abs() < 1e-6);
         assert!((p.longitude - f.longitude).abs() < 1e-6);

@@ -1,10 +1,93 @@
-//! Helpers to build `TelemetryEvent`s: typed attribute values, timestamps, event ids.
+//! Helpers to build `TelemetryEvent`s: raw device values, attribute values, timestamps,
+//! event ids.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use pbjson_types::Timestamp;
+pub mod timestamp;
 
-use crate::proto::{attribute_value::Value, AttributeValue, TelemetryEvent};
+pub use timestamp::Timestamp;
+
+use crate::proto::{attribute_value::Value, raw_value, AttributeValue, RawValue, TelemetryEvent};
+use crate::vocab::{self, Mapper, Profile};
+
+/// Raw device values (`TelemetryEvent.raw`): keyed by the protocol's numeric id or its name.
+pub mod raw {
+    use super::*;
+
+    fn named(name: impl Into<String>, value: raw_value::Value) -> RawValue {
+        RawValue {
+            id: None,
+            name: name.into(),
+            value: Some(value),
+        }
+    }
+
+    fn numbered(id: u32, value: raw_value::Value) -> RawValue {
+        RawValue {
+            id: Some(id),
+            name: String::new(),
+            value: Some(value),
+        }
+    }
+
+    pub fn uint(name: impl Into<String>, v: u64) -> RawValue {
+        named(name, raw_value::Value::UintValue(v))
+    }
+    pub fn int(name: impl Into<String>, v: i64) -> RawValue {
+        named(name, raw_value::Value::IntValue(v))
+    }
+    pub fn double(name: impl Into<String>, v: f64) -> RawValue {
+        named(name, raw_value::Value::DoubleValue(v))
+    }
+    pub fn string(name: impl Into<String>, v: impl Into<String>) -> RawValue {
+        named(name, raw_value::Value::StringValue(v.into()))
+    }
+    pub fn bytes(name: impl Into<String>, v: impl Into<Vec<u8>>) -> RawValue {
+        named(name, raw_value::Value::BytesValue(v.into()))
+    }
+    /// Text that is UTF-8 as a string, anything else as bytes (lossless either way).
+    pub fn text(name: impl Into<String>, v: &[u8]) -> RawValue {
+        match std::str::from_utf8(v) {
+            Ok(s) => string(name, s),
+            Err(_) => bytes(name, v),
+        }
+    }
+    pub fn id_uint(id: u32, v: u64) -> RawValue {
+        numbered(id, raw_value::Value::UintValue(v))
+    }
+    pub fn id_bytes(id: u32, v: impl Into<Vec<u8>>) -> RawValue {
+        numbered(id, raw_value::Value::BytesValue(v.into()))
+    }
+}
+
+impl RawValue {
+    /// The value as the mapper reads it (width unknown: read as 8 bytes).
+    pub fn as_value(&self) -> Option<vocab::Value<'_>> {
+        Some(match self.value.as_ref()? {
+            raw_value::Value::UintValue(v) => vocab::Value::Uint(*v, 8),
+            raw_value::Value::IntValue(v) => vocab::Value::Int(*v),
+            raw_value::Value::DoubleValue(v) => vocab::Value::Double(*v),
+            raw_value::Value::StringValue(s) => vocab::Value::Text(s.as_bytes()),
+            raw_value::Value::BytesValue(b) => vocab::Value::Bytes(b),
+        })
+    }
+}
+
+/// Maps every raw value of `e` through `profile` (by id or name) and writes `telemetry` and
+/// `alarms`. For protocols whose values carry no width of their own; `extra` adds facts that
+/// are not raw values (alarms a packet type means, say) before the mapper finishes.
+pub fn map_raw(e: &mut TelemetryEvent, profile: &Profile, extra: impl FnOnce(&mut Mapper<'_>)) {
+    let mut m = Mapper::new(profile);
+    for r in &e.raw {
+        let Some(v) = r.as_value() else { continue };
+        match r.id {
+            Some(id) => m.id(id, v),
+            None => m.name(&r.name, v),
+        }
+    }
+    extra(&mut m);
+    m.finish(e);
+}
 
 /// Attribute constructors, so protocol code reads `attr::uint(5)`.
 pub mod attr {
@@ -51,6 +134,35 @@ impl TelemetryEvent {
     /// Reads an attribute's value.
     pub fn attr(&self, key: &str) -> Option<&Value> {
         self.attributes.get(key).and_then(|a| a.value.as_ref())
+    }
+
+    /// The first raw value of that name.
+    pub fn raw_named(&self, name: &str) -> Option<&raw_value::Value> {
+        self.raw
+            .iter()
+            .find(|r| r.id.is_none() && r.name == name)
+            .and_then(|r| r.value.as_ref())
+    }
+
+    /// The first raw value of that numeric id.
+    pub fn raw_id(&self, id: u32) -> Option<&raw_value::Value> {
+        self.raw
+            .iter()
+            .find(|r| r.id == Some(id))
+            .and_then(|r| r.value.as_ref())
+    }
+
+    /// The normalized values (empty when none were mapped).
+    pub fn telemetry(&self) -> &crate::proto::Telemetry {
+        static EMPTY: std::sync::OnceLock<crate::proto::Telemetry> = std::sync::OnceLock::new();
+        self.telemetry
+            .as_ref()
+            .unwrap_or_else(|| EMPTY.get_or_init(Default::default))
+    }
+
+    /// Whether the record raised `alarm`.
+    pub fn has_alarm(&self, alarm: crate::proto::Alarm) -> bool {
+        self.alarms.contains(&(alarm as i32))
     }
 }
 
