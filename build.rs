@@ -27,6 +27,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         // Ordered attribute maps: stable JSON output and stable protobuf bytes.
         .btree_map(["."])
+        // `Telemetry` is large (~1 KB of optional fields): boxed, events stay small to move,
+        // and records without normalized values pay nothing for it.
+        .boxed(".avlgate.v1.TelemetryEvent.telemetry")
         .compile_protos(&protos, &["proto"])?;
 
     pbjson_build::Builder::new()

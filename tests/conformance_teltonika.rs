@@ -1,15 +1,68 @@
 //! The Teltonika frames of Traccar's test suite (tests/data/traccar-frames.json), replayed per
 //! test method in order on one session. Frames with a valid length and CRC must decode to
 //! their records (ACK = record count); the others must be refused without an ACK.
+//!
+//! Two more checks on every decoded frame:
+//! - every IO element of every record (read here with the AVL parser, independently of the
+//!   mapping) is in the event's `raw`, by id, with the exact value, in order;
+//! - asserts that name a normalized value (`driverUniqueId`, ...) match our `telemetry`; the
+//!   others (`tag1Voltage`, `eyeTemp1`: BLE sensor readings Traccar decodes from
+//!   model-specific variable-length IOs we keep raw) are listed with the reason.
 
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use avlgate::proto::Transport;
-use avlgate::protocol::teltonika::Teltonika;
+use avlgate::proto::{raw_value, TelemetryEvent, Transport};
+use avlgate::protocol::teltonika::{avl, Teltonika};
 use avlgate::protocol::{Action, Limits, ProtocolModule};
 use bytes::BytesMut;
 use serde_json::Value;
+
+/// Traccar keys asserted on values we keep raw only, and why.
+const EXCLUDED_KEYS: &[(&str, &str)] = &[
+    ("tag1Voltage", "a BLE tag reading inside a model-specific NX (variable-length) IO; kept raw"),
+    ("tag1Battery", "a BLE tag reading inside a model-specific NX IO; kept raw"),
+    ("eyeTemp1", "a Teltonika EYE sensor reading inside an NX IO (model-specific); kept raw"),
+];
+
+/// Every IO element of the AVL data `data` is in the events' `raw`, exactly, in order.
+fn raw_survives(id: &str, data: &[u8], events: &[TelemetryEvent]) {
+    let Ok((_, records)) = avl::parse(data) else {
+        return; // Not AVL data (command codecs).
+    };
+    assert_eq!(records.len(), events.len(), "{id}");
+    for (r, e) in records.iter().zip(events) {
+        let ios: Vec<_> = e.raw.iter().filter(|v| v.id.is_some()).collect();
+        assert_eq!(ios.len(), r.io.len(), "{id}: one raw value per IO element");
+        for ((io_id, v), raw) in r.io.iter().zip(ios) {
+            assert_eq!(raw.id, Some(u32::from(*io_id)), "{id}");
+            let want = match v {
+                avl::IoValue::Bytes(b) => raw_value::Value::BytesValue(b.clone()),
+                v => raw_value::Value::UintValue(v.as_u64().unwrap()),
+            };
+            assert_eq!(raw.value.as_ref(), Some(&want), "{id}: io {io_id}");
+        }
+        assert_eq!(
+            e.raw_named("priority"),
+            Some(&raw_value::Value::UintValue(r.priority.into())),
+            "{id}"
+        );
+    }
+}
+
+/// The AVL data of a TCP frame or UDP datagram (codec id .. second count).
+fn avl_data(frame: &[u8], udp: bool) -> &[u8] {
+    let data = if udp {
+        // length u16, packet id u16, type u8, avl id u8, imei length u16 + imei, data.
+        frame
+            .get(6..8)
+            .map(|l| usize::from(u16::from_be_bytes([l[0], l[1]])))
+            .and_then(|imei_len| frame.get(8 + imei_len..))
+    } else {
+        frame.get(8..frame.len().saturating_sub(4))
+    };
+    data.unwrap_or_default()
+}
 
 #[test]
 fn traccar_teltonika_frames() {
@@ -33,6 +86,7 @@ fn traccar_teltonika_frames() {
             .push(e);
     }
     let (mut valid, mut valid_ok, mut invalid, mut invalid_rejected) = (0, 0, 0, 0);
+    let (mut asserted, mut matched, mut excluded) = (0, 0, 0);
     let mut notes = Vec::new();
     for ((test, transport), mut entries) in by_test {
         entries.sort_by_key(|e| e["seq"].as_u64());
@@ -63,6 +117,25 @@ fn traccar_teltonika_frames() {
                 valid += 1;
                 match got {
                     Ok(Some(f)) => {
+                        raw_survives(&id, avl_data(&frame, transport == Transport::Udp), &f.events);
+                        for (key, want) in e["asserts"].as_object().into_iter().flatten() {
+                            if let Some((_, why)) = EXCLUDED_KEYS.iter().find(|(k, _)| k == key) {
+                                excluded += 1;
+                                eprintln!("  {id}: {key} not normalized: {why}");
+                                continue;
+                            }
+                            asserted += 1;
+                            let got = match key.as_str() {
+                                "driverUniqueId" => f
+                                    .events
+                                    .iter()
+                                    .find_map(|e| e.telemetry().driver_id.clone())
+                                    .map(Value::from),
+                                other => panic!("{id}: assert on `{other}` is not mapped"),
+                            };
+                            assert_eq!(got.as_ref(), Some(want), "{id}: {key}");
+                            matched += 1;
+                        }
                         let count1 = wire["count1"].as_u64();
                         if let Some(n) = count1.filter(|_| {
                             wire["codec"] != "0x0c"
@@ -116,7 +189,8 @@ fn traccar_teltonika_frames() {
             }
         }
     }
-    eprintln!("teltonika conformance: {valid_ok}/{valid} valid frames decoded; {invalid_rejected}/{invalid} bad-CRC/length frames refused");
+    eprintln!("teltonika conformance: {valid_ok}/{valid} valid frames decoded; {invalid_rejected}/{invalid} bad-CRC/length frames refused; normalized asserts {matched}/{asserted} ({excluded} on values kept raw)");
+    assert_eq!(matched, asserted);
     for n in &notes {
         eprintln!("  {n}");
     }

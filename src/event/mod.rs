@@ -3,6 +3,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+pub mod encode;
 pub mod timestamp;
 
 pub use timestamp::Timestamp;
@@ -156,13 +157,42 @@ impl TelemetryEvent {
     pub fn telemetry(&self) -> &crate::proto::Telemetry {
         static EMPTY: std::sync::OnceLock<crate::proto::Telemetry> = std::sync::OnceLock::new();
         self.telemetry
-            .as_ref()
+            .as_deref()
             .unwrap_or_else(|| EMPTY.get_or_init(Default::default))
     }
 
     /// Whether the record raised `alarm`.
     pub fn has_alarm(&self, alarm: crate::proto::Alarm) -> bool {
         self.alarms.contains(&(alarm as i32))
+    }
+}
+
+/// The connection context the session layer stamps on every event of a frame before
+/// publishing it (one place for the session and the benchmarks that measure it).
+pub struct Stamp<'a> {
+    pub imei: &'a str,
+    pub protocol: crate::proto::Protocol,
+    pub transport: crate::proto::Transport,
+    pub received_at: Timestamp,
+    pub peer: &'a str,
+    pub gateway: &'a str,
+}
+
+impl Stamp<'_> {
+    /// Stamps every event of a frame whose content digest is `digest`; an event that already
+    /// has an id (lifecycle events) keeps it.
+    pub fn apply(&self, events: &mut [TelemetryEvent], digest: u128) {
+        for (i, e) in events.iter_mut().enumerate() {
+            if e.event_id.is_empty() {
+                e.event_id = event_id(self.imei, digest, i);
+            }
+            self.imei.clone_into(&mut e.imei);
+            e.protocol = self.protocol as i32;
+            e.transport = self.transport as i32;
+            e.received_at = Some(self.received_at);
+            self.peer.clone_into(&mut e.peer);
+            self.gateway.clone_into(&mut e.gateway);
+        }
     }
 }
 
@@ -201,14 +231,17 @@ pub fn timestamp_secs(secs: i64) -> Timestamp {
 /// argument cost more than the rest of the id put together.
 pub fn event_id(imei: &str, digest: u128, index: usize) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut id = String::with_capacity(imei.len() + 1 + 32 + 1 + 20);
-    id.push_str(imei);
-    id.push('-');
-    for shift in (0..32).rev() {
-        let nibble = (digest >> (shift * 4)) as usize & 0xF;
-        id.push(char::from(HEX[nibble]));
+    // The 32 hex digits go through a stack buffer: one copy into the string instead of 32
+    // `push` calls (each a capacity check and a UTF-8 length computation).
+    let mut hex = [0u8; 34];
+    hex[0] = b'-';
+    for (i, d) in hex[1..33].iter_mut().enumerate() {
+        *d = HEX[(digest >> ((31 - i) * 4)) as usize & 0xF];
     }
-    id.push('-');
+    hex[33] = b'-';
+    let mut id = String::with_capacity(imei.len() + hex.len() + 20);
+    id.push_str(imei);
+    id.push_str(std::str::from_utf8(&hex).unwrap_or_default());
     push_decimal(&mut id, index as u64);
     id
 }
@@ -225,9 +258,7 @@ pub fn push_decimal(out: &mut String, mut n: u64) {
             break;
         }
     }
-    for &d in &digits[at..] {
-        out.push(char::from(d));
-    }
+    out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use tracing::{debug, warn, Span};
 
 use crate::command::dispatcher::Commands;
 use crate::command::session::{CommandReceiver, Outstanding};
-use crate::event::{attr, event_id, timestamp};
+use crate::event::{attr, event_id, timestamp, Stamp};
 use crate::metrics as m;
 use crate::net::limits::{ConnLimiter, ConnLimits};
 use crate::proto::{EventKind, Protocol, TelemetryEvent, Transport};
@@ -193,6 +193,8 @@ pub struct Core {
     pub protocol: Protocol,
     pub transport: Transport,
     pub peer: SocketAddr,
+    /// `peer` as events carry it, formatted once.
+    peer_label: String,
     pub imei: Option<String>,
     pub span: Span,
     /// When set, decode errors are also collected here (for `avlgate decode`).
@@ -234,6 +236,7 @@ impl Core {
             protocol: module.protocol(),
             transport,
             peer,
+            peer_label: peer.to_string(),
             imei: None,
             span,
             errors: None,
@@ -429,19 +432,15 @@ impl Core {
             };
             metrics::counter!(m::RECORDS_DECODED, "protocol" => self.label)
                 .increment(frame.events.len() as u64);
-            let received_at = timestamp(now);
-            let peer = self.peer.to_string();
-            for (i, e) in frame.events.iter_mut().enumerate() {
-                if e.event_id.is_empty() {
-                    e.event_id = event_id(&imei, frame.digest, i);
-                }
-                e.imei.clone_from(&imei);
-                e.protocol = self.protocol as i32;
-                e.transport = self.transport as i32;
-                e.received_at = Some(received_at);
-                e.peer.clone_from(&peer);
-                e.gateway.clone_from(&self.shared.gateway);
-            }
+            let stamp = Stamp {
+                imei: &imei,
+                protocol: self.protocol,
+                transport: self.transport,
+                received_at: timestamp(now),
+                peer: &self.peer_label,
+                gateway: &self.shared.gateway,
+            };
+            stamp.apply(&mut frame.events, frame.digest);
             if let Err(err) = self.shared.publisher.publish(&frame.events).await {
                 warn!(error = %err, records = frame.events.len(), "frame not delivered; not acknowledged");
                 return Err(End::Undelivered);
@@ -513,7 +512,7 @@ impl Core {
         e.imei = imei;
         e.transport = self.transport as i32;
         e.received_at = Some(timestamp(now));
-        e.peer = self.peer.to_string();
+        e.peer.clone_from(&self.peer_label);
         e.gateway.clone_from(&self.shared.gateway);
         if let Err(err) = self
             .shared

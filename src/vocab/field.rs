@@ -436,91 +436,104 @@ pub struct PositionExtras {
 /// the field (text into a number) is ignored: the rules never produce one, and an operator's
 /// profile is checked when it is loaded.
 pub fn set(t: &mut Telemetry, p: &mut PositionExtras, field: Field, index: u32, v: Converted) {
-    use Converted::{Flag, Number, Text};
-    let num = |v: &Converted| match v {
-        Number(n) => Some(*n),
-        Flag(b) => Some(f64::from(u8::from(*b))),
-        Text(_) => None,
-    };
-    let flag = |v: &Converted| match v {
-        Flag(b) => Some(*b),
-        Number(n) => Some(*n != 0.0),
-        Text(_) => None,
-    };
-    // Counts are whole numbers; a negative or non-finite value is no count.
-    let count = |v: &Converted| {
-        num(v)
-            .filter(|n| n.is_finite() && *n >= 0.0)
-            .map(|n| n as u64)
-    };
-    match field {
-        F::Ignition => t.ignition = flag(&v),
-        F::Motion => t.motion = flag(&v),
-        F::ExternalPowerVolts => t.external_power_volts = num(&v),
-        F::BatteryVolts => t.battery_volts = num(&v),
-        F::BatteryPercent => t.battery_percent = num(&v),
-        F::Charging => t.charging = flag(&v),
-        F::OdometerMeters => t.odometer_meters = num(&v),
-        F::TripOdometerMeters => t.trip_odometer_meters = num(&v),
-        F::EngineSeconds => t.engine_seconds = num(&v),
-        F::GsmSignalPercent => t.gsm_signal_percent = num(&v),
-        F::GsmSignalDbm => t.gsm_signal_dbm = num(&v),
-        F::Roaming => t.roaming = flag(&v),
-        F::SatellitesVisible => {
-            t.satellites_visible = count(&v).map(|n| u32::try_from(n).unwrap_or(u32::MAX))
-        }
-        F::DigitalInputs => t.digital_inputs = count(&v).map(|n| n as u32),
-        F::DigitalOutputs => t.digital_outputs = count(&v).map(|n| n as u32),
-        F::AnalogInputsVolts => {
-            if let Some(n) = num(&v) {
-                t.analog_inputs_volts.insert(index, n);
+    match v {
+        Converted::Number(n) => set_number(t, p, field, index, n),
+        Converted::Flag(b) => {
+            if field.kind() == Kind::Flag {
+                set_flag(t, field, b)
+            } else {
+                set_number(t, p, field, index, f64::from(u8::from(b)))
             }
+        }
+        Converted::Text(s) => set_text(t, field, s),
+    }
+}
+
+/// A number into a numeric, count, mask or indexed field (a flag field takes non-zero as
+/// true; text fields take whole non-negative numbers in decimal).
+pub fn set_number(t: &mut Telemetry, p: &mut PositionExtras, field: Field, index: u32, n: f64) {
+    // Counts are whole numbers; a negative or non-finite value is no count.
+    let count = || (n.is_finite() && n >= 0.0).then_some(n as u64);
+    let small = || count().map(|c| u32::try_from(c).unwrap_or(u32::MAX));
+    match field {
+        F::ExternalPowerVolts => t.external_power_volts = Some(n),
+        F::BatteryVolts => t.battery_volts = Some(n),
+        F::BatteryPercent => t.battery_percent = Some(n),
+        F::OdometerMeters => t.odometer_meters = Some(n),
+        F::TripOdometerMeters => t.trip_odometer_meters = Some(n),
+        F::EngineSeconds => t.engine_seconds = Some(n),
+        F::GsmSignalPercent => t.gsm_signal_percent = Some(n),
+        F::GsmSignalDbm => t.gsm_signal_dbm = Some(n),
+        F::SatellitesVisible => t.satellites_visible = small(),
+        F::DigitalInputs => t.digital_inputs = small(),
+        F::DigitalOutputs => t.digital_outputs = small(),
+        F::AnalogInputsVolts => {
+            t.analog_inputs_volts.insert(index, n);
         }
         F::TemperaturesCelsius => {
-            if let Some(n) = num(&v) {
-                t.temperatures_celsius.insert(index, n);
-            }
+            t.temperatures_celsius.insert(index, n);
         }
-        F::FuelLevelPercent => t.fuel_level_percent = num(&v),
-        F::FuelLiters => t.fuel_liters = num(&v),
-        F::FuelUsedLiters => t.fuel_used_liters = num(&v),
-        F::FuelRateLitersPerHour => t.fuel_rate_liters_per_hour = num(&v),
-        F::Rpm => t.rpm = num(&v),
-        F::CoolantTemperatureCelsius => t.coolant_temperature_celsius = num(&v),
-        F::ObdSpeedKmh => t.obd_speed_kmh = num(&v),
-        F::ObdOdometerMeters => t.obd_odometer_meters = num(&v),
-        F::ThrottlePercent => t.throttle_percent = num(&v),
-        F::EngineLoadPercent => t.engine_load_percent = num(&v),
-        F::EngineTemperatureCelsius => t.engine_temperature_celsius = num(&v),
-        F::Armed => t.armed = flag(&v),
-        F::EngineBlocked => t.engine_blocked = flag(&v),
-        F::DoorOpen => t.door_open = flag(&v),
-        F::GnssTracking => t.gnss_tracking = flag(&v),
-        F::DeviceTemperatureCelsius => t.device_temperature_celsius = num(&v),
-        F::HumidityPercent => t.humidity_percent = num(&v),
-        F::Steps => t.steps = count(&v),
-        F::HeartRateBpm => t.heart_rate_bpm = num(&v),
-        F::AccelerationG => t.acceleration_g = num(&v),
-        F::DeviceMode => t.device_mode = count(&v).map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
-        F::Hdop => p.hdop = num(&v),
-        F::Pdop => p.pdop = num(&v),
-        F::AccuracyMeters => p.accuracy_meters = num(&v),
+        F::FuelLevelPercent => t.fuel_level_percent = Some(n),
+        F::FuelLiters => t.fuel_liters = Some(n),
+        F::FuelUsedLiters => t.fuel_used_liters = Some(n),
+        F::FuelRateLitersPerHour => t.fuel_rate_liters_per_hour = Some(n),
+        F::Rpm => t.rpm = Some(n),
+        F::CoolantTemperatureCelsius => t.coolant_temperature_celsius = Some(n),
+        F::ObdSpeedKmh => t.obd_speed_kmh = Some(n),
+        F::ObdOdometerMeters => t.obd_odometer_meters = Some(n),
+        F::ThrottlePercent => t.throttle_percent = Some(n),
+        F::EngineLoadPercent => t.engine_load_percent = Some(n),
+        F::EngineTemperatureCelsius => t.engine_temperature_celsius = Some(n),
+        F::DeviceTemperatureCelsius => t.device_temperature_celsius = Some(n),
+        F::HumidityPercent => t.humidity_percent = Some(n),
+        F::Steps => t.steps = count(),
+        F::HeartRateBpm => t.heart_rate_bpm = Some(n),
+        F::AccelerationG => t.acceleration_g = Some(n),
+        F::DeviceMode => t.device_mode = small(),
+        F::Hdop => p.hdop = Some(n),
+        F::Pdop => p.pdop = Some(n),
+        F::AccuracyMeters => p.accuracy_meters = Some(n),
+        F::Ignition
+        | F::Motion
+        | F::Charging
+        | F::Roaming
+        | F::Armed
+        | F::EngineBlocked
+        | F::DoorOpen
+        | F::GnssTracking => set_flag(t, field, n != 0.0),
         F::GsmOperator | F::Vin | F::DriverId | F::Iccid | F::Dtcs => {
-            let text = match v {
-                Text(s) => s,
-                Number(n) if n.is_finite() && n.fract() == 0.0 && n >= 0.0 => {
-                    format!("{}", n as u64)
-                }
-                _ => return,
-            };
-            match field {
-                F::GsmOperator => t.gsm_operator = Some(text),
-                F::Vin => t.vin = Some(text),
-                F::DriverId => t.driver_id = Some(text),
-                F::Iccid => t.iccid = Some(text),
-                _ => t.dtcs.push(text),
+            if let Some(c) = count().filter(|_| n.fract() == 0.0) {
+                set_text(t, field, c.to_string());
             }
         }
+    }
+}
+
+/// A flag into a flag field (other fields ignore it).
+pub fn set_flag(t: &mut Telemetry, field: Field, b: bool) {
+    let slot = match field {
+        F::Ignition => &mut t.ignition,
+        F::Motion => &mut t.motion,
+        F::Charging => &mut t.charging,
+        F::Roaming => &mut t.roaming,
+        F::Armed => &mut t.armed,
+        F::EngineBlocked => &mut t.engine_blocked,
+        F::DoorOpen => &mut t.door_open,
+        F::GnssTracking => &mut t.gnss_tracking,
+        _ => return,
+    };
+    *slot = Some(b);
+}
+
+/// Text into a text field (other fields ignore it).
+pub fn set_text(t: &mut Telemetry, field: Field, s: String) {
+    match field {
+        F::GsmOperator => t.gsm_operator = Some(s),
+        F::Vin => t.vin = Some(s),
+        F::DriverId => t.driver_id = Some(s),
+        F::Iccid => t.iccid = Some(s),
+        F::Dtcs => t.dtcs.push(s),
+        _ => {}
     }
 }
 

@@ -242,6 +242,9 @@ impl Rule {
     }
 }
 
+/// Ids below this are looked up in a table rather than searched.
+const DENSE_IDS: usize = 1024;
+
 /// A named set of rules for one protocol: a device family's IO meaning.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Profile {
@@ -249,6 +252,9 @@ pub struct Profile {
     pub protocol: Protocol,
     /// Sorted by key, one rule per key.
     rules: Vec<(Key, Rule)>,
+    /// Ids below [`DENSE_IDS`]: index + 1 into `rules` (0 = no rule). The hot path looks
+    /// every Teltonika IO element up here.
+    dense: Vec<u16>,
     /// The alarm a Teltonika record of panic priority raises when none of its values raised
     /// a more specific one. `None`: priority raises nothing.
     pub panic_alarm: Option<Alarm>,
@@ -265,6 +271,7 @@ impl Profile {
             name: name.into(),
             protocol,
             rules: Vec::new(),
+            dense: Vec::new(),
             panic_alarm: None,
         };
         p.extend(rules);
@@ -284,10 +291,21 @@ impl Profile {
                 Err(i) => self.rules.insert(i, (key, rule)),
             }
         }
+        self.dense = vec![0; DENSE_IDS];
+        for (i, (k, _)) in self.rules.iter().enumerate() {
+            if let (Key::Id(id), Ok(slot)) = (k, u16::try_from(i + 1)) {
+                if let Some(d) = self.dense.get_mut(*id as usize) {
+                    *d = slot;
+                }
+            }
+        }
     }
 
     /// The rule for a numeric id.
     pub fn by_id(&self, id: u32) -> Option<&Rule> {
+        if let Some(&slot) = self.dense.get(id as usize) {
+            return (slot != 0).then(|| &self.rules[usize::from(slot) - 1].1);
+        }
         // Ids sort before names, so this is a plain binary search over the id prefix.
         self.rules
             .binary_search_by(|(k, _)| match k {
@@ -317,8 +335,8 @@ impl Profile {
 /// Maps the values of one record.
 pub struct Mapper<'p> {
     profile: &'p Profile,
-    telemetry: Telemetry,
-    touched: bool,
+    /// Allocated on the first normalized value.
+    telemetry: Option<Box<Telemetry>>,
     position: PositionExtras,
     alarms: Vec<i32>,
     parts: Vec<(Field, u8, String)>,
@@ -334,8 +352,7 @@ impl<'p> Mapper<'p> {
     pub fn new(profile: &'p Profile) -> Self {
         Mapper {
             profile,
-            telemetry: Telemetry::default(),
-            touched: false,
+            telemetry: None,
             position: PositionExtras::default(),
             alarms: Vec::new(),
             parts: Vec::new(),
@@ -381,8 +398,8 @@ impl<'p> Mapper<'p> {
     /// Sets a field directly (protocol facts that are not values of the device's own list,
     /// e.g. a Wialon record's inputs bitmask).
     pub fn set(&mut self, field: Field, index: u32, v: Converted) {
-        self.touched = true;
-        field::set(&mut self.telemetry, &mut self.position, field, index, v);
+        let t = self.telemetry.get_or_insert_with(Box::default);
+        field::set(t, &mut self.position, field, index, v);
     }
 
     pub fn alarms(&self) -> &[i32] {
@@ -432,12 +449,32 @@ impl<'p> Mapper<'p> {
                 }
             }
             Target::Field { field, index } => {
-                if let Some(c) = convert(rule, field.kind(), v) {
-                    self.set(*field, *index, c);
+                let (field, index) = (*field, *index);
+                match field.kind() {
+                    Kind::Flag => {
+                        let t = self.telemetry.get_or_insert_with(Box::default);
+                        field::set_flag(t, field, !v.is_zero());
+                    }
+                    Kind::Text | Kind::TextList => {
+                        if let Some(s) = text(rule.format, v) {
+                            let t = self.telemetry.get_or_insert_with(Box::default);
+                            field::set_text(t, field, s);
+                        }
+                    }
+                    Kind::Number | Kind::Indexed | Kind::Count | Kind::Mask => {
+                        let Some(n) = v.number(rule.signed) else {
+                            return;
+                        };
+                        let n = n * rule.scale + rule.offset;
+                        if n.is_finite() {
+                            let t = self.telemetry.get_or_insert_with(Box::default);
+                            field::set_number(t, &mut self.position, field, index, n);
+                        }
+                    }
                 }
             }
             Target::TextPart { field, part } => {
-                if let Some(Converted::Text(s)) = convert(rule, Kind::Text, v) {
+                if let Some(s) = text(rule.format, v) {
                     self.parts.push((*field, *part, s));
                 }
             }
@@ -463,8 +500,7 @@ impl<'p> Mapper<'p> {
             }
         }
         if self.inputs_seen != 0 {
-            self.touched = true;
-            let t = &mut self.telemetry;
+            let t = self.telemetry.get_or_insert_with(Box::default);
             t.digital_inputs =
                 Some(t.digital_inputs.unwrap_or(0) & !self.inputs_seen | self.inputs);
             if t.digital_inputs_reported.is_none() {
@@ -472,16 +508,15 @@ impl<'p> Mapper<'p> {
             }
         }
         if self.outputs_seen != 0 {
-            self.touched = true;
-            let t = &mut self.telemetry;
+            let t = self.telemetry.get_or_insert_with(Box::default);
             t.digital_outputs =
                 Some(t.digital_outputs.unwrap_or(0) & !self.outputs_seen | self.outputs);
             if t.digital_outputs_reported.is_none() {
                 t.digital_outputs_reported = Some(self.outputs_seen);
             }
         }
-        if self.touched {
-            e.telemetry = Some(self.telemetry);
+        if self.telemetry.is_some() {
+            e.telemetry = self.telemetry;
         }
         if let Some(p) = e.position.as_mut() {
             let x = self.position;
@@ -500,27 +535,15 @@ impl<'p> Mapper<'p> {
     }
 }
 
-/// Converts a value for a field of `kind` under `rule`.
-fn convert(rule: &Rule, kind: Kind, v: Value<'_>) -> Option<Converted> {
-    match kind {
-        Kind::Flag => Some(Converted::Flag(!v.is_zero())),
-        Kind::Number | Kind::Indexed | Kind::Count | Kind::Mask => {
-            let n = v.number(rule.signed)? * rule.scale + rule.offset;
-            n.is_finite().then_some(Converted::Number(n))
-        }
-        Kind::Text | Kind::TextList => text(rule.format, v).map(Converted::Text),
-    }
-}
-
 fn text(format: Format, v: Value<'_>) -> Option<String> {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let hex = |bytes: &mut dyn Iterator<Item = u8>| {
-        let mut s = String::new();
+        let mut out = Vec::with_capacity(16);
         for b in bytes {
-            s.push(char::from(HEX[usize::from(b >> 4)]));
-            s.push(char::from(HEX[usize::from(b & 0xF)]));
+            out.push(HEX[usize::from(b >> 4)]);
+            out.push(HEX[usize::from(b & 0xF)]);
         }
-        s
+        String::from_utf8(out).unwrap_or_default()
     };
     let ascii = |bytes: &[u8]| {
         let s: String = bytes

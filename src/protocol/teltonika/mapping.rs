@@ -230,6 +230,33 @@ pub fn to_event(r: &Record, profile: &Profile) -> TelemetryEvent {
     e
 }
 
+/// A line a reader on the device's serial port sends through Codec 13 instead of a command
+/// answer: `GTSL|<type>|<n>|<n>|<driver id>|...` (a driver identification). A STATUS event
+/// with the text in `raw` (`serial_text`) and the driver id in `telemetry`; `None` for text
+/// that is not such a line.
+pub fn serial_line(text: &[u8]) -> Option<TelemetryEvent> {
+    if !text.starts_with(b"GTSL|") {
+        return None;
+    }
+    let driver = text
+        .split(|&b| b == b'|')
+        .nth(4)
+        .filter(|d| !d.is_empty())
+        .map(|d| String::from_utf8_lossy(d).into_owned());
+    Some(TelemetryEvent {
+        protocol: Protocol::Teltonika as i32,
+        kind: EventKind::Status as i32,
+        raw: vec![raw::uint("codec", 13), raw::text("serial_text", text)],
+        telemetry: driver.map(|d| {
+            Box::new(crate::proto::Telemetry {
+                driver_id: Some(d),
+                ..Default::default()
+            })
+        }),
+        ..Default::default()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,6 +361,14 @@ mod tests {
         assert_eq!(e.telemetry().driver_id.as_deref(), Some("1000000000000001"));
         // The FMB reads 195/196 as nothing.
         assert_eq!(to_event(&r, &fmb()).telemetry, None);
+    }
+
+    #[test]
+    fn a_gtsl_serial_line_is_a_driver_identification() {
+        let e = serial_line(b"GTSL|6|1|0|12749884|1|\r\n").unwrap();
+        assert_eq!(e.telemetry().driver_id.as_deref(), Some("12749884"));
+        assert_eq!(e.kind, EventKind::Status as i32);
+        assert!(serial_line(b"DOUT1:1").is_none());
     }
 
     #[test]

@@ -224,7 +224,7 @@ fn decode_data(
         return Ok(Frame {
             events: vec![event],
             digest,
-            answers: vec![answer],
+            answers: answer.into_iter().collect(),
             ..Default::default()
         });
     }
@@ -238,7 +238,7 @@ fn decode_data(
 /// Command-codec traffic from the device: a COMMAND_RESPONSE event carrying the answer as
 /// `text` (raw: `codec`, and for Codec 14 the `addressed_imei` and `nack`), and the typed
 /// answer for the command tracker. Answers come back in order, so they carry no tag.
-fn command_event(msg: command::Message) -> Option<(TelemetryEvent, CommandAnswer)> {
+fn command_event(msg: command::Message) -> Option<(TelemetryEvent, Option<CommandAnswer>)> {
     let mut e = TelemetryEvent {
         protocol: Protocol::Teltonika as i32,
         kind: EventKind::CommandResponse as i32,
@@ -249,6 +249,16 @@ fn command_event(msg: command::Message) -> Option<(TelemetryEvent, CommandAnswer
         command::Message::Response { text: t } => {
             e.raw.push(raw::uint("codec", 12));
             AnswerOutcome::Text(text(&t))
+        }
+        command::Message::Timestamped {
+            timestamp_secs: ts,
+            text: t,
+        } if mapping::serial_line(&t).is_some() => {
+            // Not a command answer: a reader on the serial port reporting through Codec 13.
+            return mapping::serial_line(&t).map(|mut e| {
+                e.device_time = Some(timestamp_secs(ts.into()));
+                (e, None)
+            });
         }
         command::Message::Timestamped {
             timestamp_secs: ts,
@@ -276,7 +286,7 @@ fn command_event(msg: command::Message) -> Option<(TelemetryEvent, CommandAnswer
     if let AnswerOutcome::Text(t) = &outcome {
         e.text = Some(t.clone());
     }
-    Some((e, CommandAnswer { tag: None, outcome }))
+    Some((e, Some(CommandAnswer { tag: None, outcome })))
 }
 
 impl ProtocolSession for Session {
