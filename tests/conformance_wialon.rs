@@ -65,7 +65,12 @@ fn crc_matches(ty: &str, body: &str) -> Option<bool> {
         "SD" => (';', fields == 11),
         "D" => (';', fields == 17),
         "L" => (';', fields == 4 && body.starts_with("2.0;")),
-        "B" => ('|', body.rsplit('|').next().is_some_and(|l| !l.is_empty() && !l.contains(';'))),
+        "B" => (
+            '|',
+            body.rsplit('|')
+                .next()
+                .is_some_and(|l| !l.is_empty() && !l.contains(';')),
+        ),
         _ => (';', false),
     };
     if !present {
@@ -173,7 +178,10 @@ fn raw_survives(fields: &[String], e: &TelemetryEvent) -> (usize, Vec<String>) {
     }
     let mut problems = Vec::new();
     for (n, v) in &expect {
-        let found = e.raw.iter().any(|r| r.name == *n && r.value.as_ref() == Some(v));
+        let found = e
+            .raw
+            .iter()
+            .any(|r| r.name == *n && r.value.as_ref() == Some(v));
         if !found {
             problems.push(format!("raw {n} = {v:?} missing (raw: {:?})", e.raw));
         }
@@ -214,15 +222,18 @@ fn check(e: &TelemetryEvent, key: &str, want: &Value) -> (Place, Result<(), Stri
     let p = e.position.as_ref();
     let t = e.telemetry();
     let num = want.as_f64();
-    let close = |g: Option<f64>, w: Option<f64>| g.zip(w).is_some_and(|(g, w)| (g - w).abs() < 1e-6);
+    let close =
+        |g: Option<f64>, w: Option<f64>| g.zip(w).is_some_and(|(g, w)| (g - w).abs() < 1e-6);
     let (place, ok) = match key {
         "latitude" => (
             Place::Position,
-            p.zip(num).is_some_and(|(p, w)| (p.latitude - w).abs() < 1e-5),
+            p.zip(num)
+                .is_some_and(|(p, w)| (p.latitude - w).abs() < 1e-5),
         ),
         "longitude" => (
             Place::Position,
-            p.zip(num).is_some_and(|(p, w)| (p.longitude - w).abs() < 1e-5),
+            p.zip(num)
+                .is_some_and(|(p, w)| (p.longitude - w).abs() < 1e-5),
         ),
         "valid" => (Place::Position, p.map(|p| p.valid) == want.as_bool()),
         "fixTime" => (
@@ -450,9 +461,13 @@ fn traccar_wialon_frames() {
     }
     for (s, k, why) in KNOWN_GAPS {
         if !gaps_seen.iter().any(|(gs, gk)| gs == s && gk == k)
-            && !failures.iter().any(|f| f.contains(&format!("#{s} {k} matches now")))
+            && !failures
+                .iter()
+                .any(|f| f.contains(&format!("#{s} {k} matches now")))
         {
-            failures.push(format!("KNOWN_GAPS lists #{s} {k} ({why}) but no such assert"));
+            failures.push(format!(
+                "KNOWN_GAPS lists #{s} {k} ({why}) but no such assert"
+            ));
         }
     }
     let (matched, asserted) = fig

@@ -140,7 +140,10 @@ fn wialon() -> Profile {
             name(names::IBUTTON),
             Rule::field(F::DriverId).zero_is_absent(),
         ),
-        (name("avl_driver"), Rule::field(F::DriverId).zero_is_absent()),
+        (
+            name("avl_driver"),
+            Rule::field(F::DriverId).zero_is_absent(),
+        ),
         (
             name(names::DRIVER_ID),
             Rule::field(F::DriverId).zero_is_absent(),
@@ -157,7 +160,10 @@ fn wialon() -> Profile {
         (name("mov"), Rule::field(F::Motion)),
         (name("temp"), Rule::field(F::DeviceTemperatureCelsius)),
         (name("cool_temp"), Rule::field(F::CoolantTemperatureCelsius)),
-        (name("engine_temp"), Rule::field(F::EngineTemperatureCelsius)),
+        (
+            name("engine_temp"),
+            Rule::field(F::EngineTemperatureCelsius),
+        ),
         (name("fuel_volume"), Rule::field(F::FuelLiters)),
         (
             name("engine_hours"),
@@ -456,10 +462,12 @@ mod tests {
     #[test]
     fn record_fields_and_conventional_parameters_map_onto_the_vocabulary() {
         let e = record_event(
-            &d("pwr_ext:2:12.6,pwr_int:2:4.1,battery:1:87,ign:1:1,mov:1:0,temp:2:31.5,\
+            &d(
+                "pwr_ext:2:12.6,pwr_int:2:4.1,battery:1:87,ign:1:1,mov:1:0,temp:2:31.5,\
                 temp2:2:-4.5,cool_temp:1:90,engine_temp:1:95,fuel_volume:2:41.5,\
                 engine_hours:2:1.5,rpm:1:2100,pdop:2:1.9,iccid:3:8937204016201234567,\
-                vin:3:WVWZZZ1JZXW000001,in3:1:1,out2:1:1"),
+                vin:3:WVWZZZ1JZXW000001,in3:1:1,out2:1:1",
+            ),
             &p(),
             false,
         );
@@ -595,7 +603,12 @@ mod tests {
         );
         let t = e.telemetry();
         assert_eq!(
-            (t.gsm_signal_percent, t.odometer_meters, t.fuel_level_percent, t.engine_seconds),
+            (
+                t.gsm_signal_percent,
+                t.odometer_meters,
+                t.fuel_level_percent,
+                t.engine_seconds
+            ),
             (None, None, None, None)
         );
         assert_eq!(e.raw.len(), 5 + 6);
@@ -638,7 +651,10 @@ mod tests {
         assert_eq!(e.text.as_deref(), Some("привет"));
         assert!(e.raw.is_empty());
         let e = message_event(b"\xcf\xf0\xe8");
-        assert_eq!(e.raw_named("text"), Some(&RawV::BytesValue(vec![0xcf, 0xf0, 0xe8])));
+        assert_eq!(
+            e.raw_named("text"),
+            Some(&RawV::BytesValue(vec![0xcf, 0xf0, 0xe8]))
+        );
         assert_eq!(heartbeat_event().kind, EventKind::Heartbeat as i32);
         let e = file_event(
             "D1_20130427_205601.ddd".into(),
@@ -650,7 +666,10 @@ mod tests {
         );
         assert_eq!(e.kind, EventKind::File as i32);
         let f = e.file.as_ref().unwrap();
-        assert_eq!((f.name.as_str(), f.r#type.as_str()), ("D1_20130427_205601.ddd", "tachograph"));
+        assert_eq!(
+            (f.name.as_str(), f.r#type.as_str()),
+            ("D1_20130427_205601.ddd", "tachograph")
+        );
         assert_eq!(f.data, [1, 2, 3]);
         assert_eq!(e.telemetry().driver_id.as_deref(), Some("D1"));
         let e = tachograph_error_event(b"D1", b"5", &p());

@@ -768,10 +768,7 @@ impl Ctx {
         } else {
             l.body
         };
-        Ok(self.frame(
-            vec![mapping::message_event(text)],
-            packet::reply("AM", "1"),
-        ))
+        Ok(self.frame(vec![mapping::message_event(text)], packet::reply("AM", "1")))
     }
 }
 

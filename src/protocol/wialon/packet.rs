@@ -32,6 +32,14 @@ pub mod quirk {
     pub const COORDINATE_MINUTES: &str = "coordinate_minutes";
 }
 
+/// `f` without the spaces around it.
+fn trim_spaces(f: &[u8]) -> &[u8] {
+    let start = f.iter().take_while(|&&b| b == b' ').count();
+    let rest = f.get(start..).unwrap_or_default();
+    let end = rest.len() - rest.iter().rev().take_while(|&&b| b == b' ').count();
+    rest.get(..end).unwrap_or_default()
+}
+
 /// The quirks one record showed, each once.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Quirks(Vec<&'static str>);
@@ -45,10 +53,7 @@ impl Quirks {
 
     /// `f` without the spaces around it; notes the padding.
     fn trim<'a>(&mut self, f: &'a [u8]) -> &'a [u8] {
-        let start = f.iter().take_while(|&&b| b == b' ').count();
-        let rest = f.get(start..).unwrap_or_default();
-        let end = rest.len() - rest.iter().rev().take_while(|&&b| b == b' ').count();
-        let t = rest.get(..end).unwrap_or_default();
+        let t = trim_spaces(f);
         if t.len() != f.len() {
             self.note(quirk::PADDED_NUMBER);
         }
@@ -382,12 +387,7 @@ fn days_in_month(year: i64, month: u32) -> u32 {
 /// `DDMM.MMMM;N` / `DDDMM.MMMM;E` to signed degrees. `Ok(None)`: `NA;NA`. Minutes of 60 or
 /// more are carried into the degrees ([`quirk::COORDINATE_MINUTES`]); the result must still be
 /// within `max_deg`.
-fn parse_coord(
-    value: &[u8],
-    hemi: &[u8],
-    max_deg: f64,
-    q: &mut Quirks,
-) -> Result<Option<f64>, ()> {
+fn parse_coord(value: &[u8], hemi: &[u8], max_deg: f64, q: &mut Quirks) -> Result<Option<f64>, ()> {
     let value = q.trim(value);
     let hemi = q.trim(hemi);
     if is_na(value) && is_na(hemi) {
@@ -473,19 +473,23 @@ fn parse_adc(f: &[u8], q: &mut Quirks) -> Result<Vec<Option<f64>>, ()> {
     if is_na(f) {
         return Ok(Vec::new());
     }
-    f.split(|&b| b == b',').map(|v| opt_f64(q.trim(v))).collect()
+    f.split(|&b| b == b',')
+        .map(|v| opt_f64(q.trim(v)))
+        .collect()
 }
 
 /// `NAME:TYPE:VALUE,...`. Names and string values are kept exactly as sent; integer and double
 /// values may be padded, and an empty one means the device had no value (the parameter is left
 /// out, as an `NA` field would be).
 fn parse_params(f: &[u8], q: &mut Quirks) -> Result<Vec<(String, ParamValue)>, ()> {
-    if is_na(q.trim(f)) {
+    // The list as a whole is not a number: spaces around it (`NA `, a last string value
+    // ending in a space) are no padding.
+    if is_na(trim_spaces(f)) {
         return Ok(Vec::new());
     }
     let mut out = Vec::new();
     for p in f.split(|&b| b == b',') {
-        if q.trim(p).is_empty() {
+        if trim_spaces(p).is_empty() {
             q.note(quirk::EMPTY_PARAM);
             continue;
         }
@@ -517,7 +521,6 @@ fn parse_params(f: &[u8], q: &mut Quirks) -> Result<Vec<(String, ParamValue)>, (
     }
     Ok(out)
 }
-
 
 /// Splits `body` into its `;` fields and, when a CRC is present, checks it over everything up
 /// to and including the last `;`. `with_crc`: the CRC field is there (decided by the caller

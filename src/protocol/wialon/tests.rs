@@ -96,7 +96,9 @@ fn raw_of<'a>(e: &'a TelemetryEvent, k: &str) -> &'a RawV {
 }
 
 fn file_of(e: &TelemetryEvent) -> &crate::proto::File {
-    e.file.as_ref().unwrap_or_else(|| panic!("no file in {e:?}"))
+    e.file
+        .as_ref()
+        .unwrap_or_else(|| panic!("no file in {e:?}"))
 }
 
 const D_BODY: &str = "270413;205601;5544.6025;N;03739.6834;E;1;2;3;4;0.8;5;6;14.77,NA,3.6;AB45DF01145;count1:1:564,fuel:2:45.8,hw:3:V4.5";
@@ -406,7 +408,8 @@ fn lenient(o: &Outcome) -> Vec<&'static str> {
 fn numbers_padded_with_spaces_are_trimmed_and_counted() {
     // As logged from production devices: ` 65`, `74      `, `0 `. The CRC covers the bytes as
     // sent, spaces included.
-    let body = "270413;205601;5544.6025;N;03739.6834;E; 65;74      ;0 ; 7;0.9 ; 1;0 ;12.5 , 3.1;NA;\
+    let body =
+        "270413;205601;5544.6025;N;03739.6834;E; 65;74      ;0 ; 7;0.9 ; 1;0 ;12.5 , 3.1;NA;\
                 temp:2: 21.5 ,ign: 1: 1,hw:3: V4.5 ";
     let o = one(true, &v2("D", body));
     assert_eq!(reply_of(&o), "#AD#1\r\n");
@@ -425,7 +428,10 @@ fn numbers_padded_with_spaces_are_trimmed_and_counted() {
     assert_eq!(raw_of(e, "hw"), &RawV::StringValue(" V4.5 ".into()));
     assert_eq!(e.telemetry().ignition, Some(true));
     // Padded date and time, and a field of spaces only (= NA), in a short record.
-    let o = one(false, "#SD# 270413;205601 ;5544.6025;N;03739.6834;E;   ;2;3;4\r\n");
+    let o = one(
+        false,
+        "#SD# 270413;205601 ;5544.6025;N;03739.6834;E;   ;2;3;4\r\n",
+    );
     assert_eq!(reply_of(&o), "#ASD#1\r\n");
     assert_eq!(lenient(&o), [quirk::PADDED_NUMBER]);
     let e = &frame(&o).events[0];
@@ -461,7 +467,10 @@ fn empty_trailing_fields_and_parameter_entries_are_nothing() {
     assert!(lenient(&o).is_empty());
     assert!(frame(&o).events[0].raw.is_empty());
     // A trailing comma (and a doubled one) in the parameter list.
-    let o = one(false, "#D#NA;NA;NA;NA;NA;NA;NA;NA;NA;NA;NA;NA;NA;;NA;a:1:1,,b:1:2,\r\n");
+    let o = one(
+        false,
+        "#D#NA;NA;NA;NA;NA;NA;NA;NA;NA;NA;NA;NA;NA;;NA;a:1:1,,b:1:2,\r\n",
+    );
     assert_eq!(reply_of(&o), "#AD#1\r\n");
     assert_eq!(lenient(&o), [quirk::EMPTY_PARAM]);
     let names: Vec<&str> = frame(&o).events[0]
@@ -487,7 +496,10 @@ fn minutes_of_60_or_more_are_carried_into_the_degrees() {
     // Longitude too, southern and western, counted once per record; two records, twice.
     let rec = "270413;205601;5575.5;S;03799.0;W;1;2;3;4";
     let body = format!("{rec}|{rec}|");
-    let o = one(true, &format!("#B#{body}{}\r\n", crc::render(body.as_bytes())));
+    let o = one(
+        true,
+        &format!("#B#{body}{}\r\n", crc::render(body.as_bytes())),
+    );
     assert_eq!(reply_of(&o), "#AB#2\r\n");
     assert_eq!(
         lenient(&o),
@@ -505,12 +517,27 @@ fn what_is_really_malformed_stays_refused() {
     };
     let cases = [
         // Numbers that are not numbers, padded or not.
-        ("270413;205601;5544.6025;N;03739.6834;E;6 5;2;3;4;NA;NA;NA;;NA;NA".to_string(), "11"),
-        ("270413;205601;5544.6025;N;03739.6834;E; x ;2;3;4;NA;NA;NA;;NA;NA".to_string(), "11"),
+        (
+            "270413;205601;5544.6025;N;03739.6834;E;6 5;2;3;4;NA;NA;NA;;NA;NA".to_string(),
+            "11",
+        ),
+        (
+            "270413;205601;5544.6025;N;03739.6834;E; x ;2;3;4;NA;NA;NA;;NA;NA".to_string(),
+            "11",
+        ),
         // Out of range after normalizing: 91° 30′, and 180° 30′.
-        ("270413;205601;9130.0;N;03739.6834;E;1;2;3;4;NA;NA;NA;;NA;NA".to_string(), "10"),
-        ("270413;205601;5544.6025;N;18030.0;E;1;2;3;4;NA;NA;NA;;NA;NA".to_string(), "10"),
-        ("270413;205601;-5544.6;N;03739.6834;E;1;2;3;4;NA;NA;NA;;NA;NA".to_string(), "10"),
+        (
+            "270413;205601;9130.0;N;03739.6834;E;1;2;3;4;NA;NA;NA;;NA;NA".to_string(),
+            "10",
+        ),
+        (
+            "270413;205601;5544.6025;N;18030.0;E;1;2;3;4;NA;NA;NA;;NA;NA".to_string(),
+            "10",
+        ),
+        (
+            "270413;205601;-5544.6;N;03739.6834;E;1;2;3;4;NA;NA;NA;;NA;NA".to_string(),
+            "10",
+        ),
         // Parameters: no value type, an unknown type, a bad number, no name.
         (d("ign:1:x"), "15"),
         (d("ign:1:1.5"), "15"),
@@ -518,7 +545,10 @@ fn what_is_really_malformed_stays_refused() {
         (d("ign:1"), "15"),
         (d(":1:1"), "15"),
         // A field missing: structure.
-        ("270413;205601;5544.6025;N;03739.6834;E;1;2;3;4;NA;NA;NA;;NA".to_string(), "-1"),
+        (
+            "270413;205601;5544.6025;N;03739.6834;E;1;2;3;4;NA;NA;NA;;NA".to_string(),
+            "-1",
+        ),
     ];
     for (body, code) in cases {
         let o = one(true, &v2("D", &body));
@@ -1078,6 +1108,38 @@ proptest! {
             back.longitude = want.longitude;
             prop_assert_eq!(&back, want);
         }
+    }
+
+    /// Spaces around any structural field (everything but the iButton and the parameters)
+    /// change nothing but the padding count.
+    #[test]
+    fn padding_fields_with_spaces_changes_nothing_but_the_count(
+        r in arb_record(true),
+        pads in proptest::collection::vec((0usize..3, 0usize..3), 14),
+    ) {
+        let body = packet::render_record(&r, true);
+        let fields: Vec<&[u8]> = body.as_bytes().split(|&b| b == b';').collect();
+        let padded: Vec<Vec<u8>> = fields
+            .iter()
+            .enumerate()
+            .map(|(i, f)| match pads.get(i) {
+                Some((a, b)) => [&vec![b' '; *a][..], f, &vec![b' '; *b][..]].concat(),
+                None => f.to_vec(),
+            })
+            .collect();
+        let padded: Vec<&[u8]> = padded.iter().map(Vec::as_slice).collect();
+        let (mut qa, mut qb) = (packet::Quirks::default(), packet::Quirks::default());
+        let a = packet::parse_record_noting(&fields, &mut qa).unwrap();
+        let b = packet::parse_record_noting(&padded, &mut qb)
+            .unwrap_or_else(|e| panic!("{e:?}: {:?}", padded.iter().map(|f| String::from_utf8_lossy(f)).collect::<Vec<_>>()));
+        prop_assert_eq!(&a, &b);
+        let any_pad = pads.iter().any(|(x, y)| x + y > 0);
+        prop_assert!(!qa.labels().contains(&quirk::PADDED_NUMBER));
+        prop_assert_eq!(qb.labels().contains(&quirk::PADDED_NUMBER), any_pad);
+        let others = |q: &packet::Quirks| {
+            q.labels().iter().filter(|l| **l != quirk::PADDED_NUMBER).copied().collect::<Vec<_>>()
+        };
+        prop_assert_eq!(others(&qa), others(&qb));
     }
 
     #[test]
