@@ -14,6 +14,10 @@ pub const FRAMES_DECODED: &str = "avlgate_frames_decoded_total";
 pub const RECORDS_DECODED: &str = "avlgate_records_decoded_total";
 /// Decode errors, by `protocol` and `kind` (see `protocol::ErrorKind::label`).
 pub const DECODE_ERRORS: &str = "avlgate_decode_errors_total";
+/// Device input the decoder accepted although it bends the protocol (one unambiguous
+/// meaning: a padded number, a coordinate with 60 or more minutes), by `protocol` and `kind`
+/// (the protocol's quirk label, see `protocol::Frame::lenient`).
+pub const LENIENT_INPUT: &str = "avlgate_lenient_input_total";
 /// Replies (ACKs and negative replies) written to devices, by `protocol`.
 pub const REPLIES_SENT: &str = "avlgate_replies_sent_total";
 /// Records handed to the sink and not yet confirmed.

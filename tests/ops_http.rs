@@ -171,3 +171,36 @@ async fn readyz_goes_503_when_the_drain_starts_and_the_frame_in_hand_is_still_ac
     assert_eq!(d.read_exact(4, 10).await, Some(vec![0, 0, 0, 1]));
     gw.stop().await;
 }
+
+/// Device input accepted for its one meaning is counted by protocol and kind, once per record
+/// (a padded number in one record, 64 minutes in both records of a blackbox packet).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tolerated_device_quirks_are_counted_by_kind() {
+    let gw = TestGateway::with_sink(Settings::default(), Arc::new(MemorySink::new()), |_| {}).await;
+    let ops = gw.ops().await;
+    let mut d = Device::connect(gw.addr).await;
+    d.send(b"#L#356307042441019;NA\r\n").await;
+    assert_eq!(d.read_line(10).await.as_deref(), Some("#AL#1\r\n"));
+    d.send(b"#SD#270413;205601;5544.6025;N;03739.6834;E; 65;74      ;0 ;4\r\n")
+        .await;
+    assert_eq!(d.read_line(10).await.as_deref(), Some("#ASD#1\r\n"));
+    let rec = "110315;045857;5364.0167;N;06127.8262;E;0;155;965;7";
+    d.send(format!("#B#{rec}|{rec}\r\n").as_bytes()).await;
+    assert_eq!(d.read_line(10).await.as_deref(), Some("#AB#2\r\n"));
+    let expected = [
+        "avlgate_lenient_input_total{protocol=\"wialon\",kind=\"padded_number\"} 1",
+        "avlgate_lenient_input_total{protocol=\"wialon\",kind=\"coordinate_minutes\"} 2",
+    ];
+    let mut body = String::new();
+    for _ in 0..100 {
+        body = http_get(ops, "/metrics").await.1;
+        if expected.iter().all(|l| body.lines().any(|b| b == *l)) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for l in expected {
+        assert!(body.lines().any(|b| b == l), "missing {l} in\n{body}");
+    }
+    gw.stop().await;
+}

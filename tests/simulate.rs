@@ -439,7 +439,13 @@ async fn wialon_messages_are_answered_with_a_driver_message() {
     assert_eq!(r.len(), 2);
     for e in r {
         assert_eq!(e.kind, EventKind::DriverMessage as i32);
-        assert!(attr(&e, "text").contains("Received: hello driver"), "{e:?}");
+        assert!(
+            e.text
+                .as_deref()
+                .unwrap_or("")
+                .contains("Received: hello driver"),
+            "{e:?}"
+        );
     }
 }
 

@@ -170,6 +170,12 @@ pub struct Frame {
     /// The device's answers to commands this frame carried, matched by the session's command
     /// tracker once the frame's events are delivered.
     pub answers: Vec<CommandAnswer>,
+    /// Quirks of the device's input that the decoder tolerated because they have exactly one
+    /// meaning (a number padded with spaces, say), one label per occurrence the protocol counts.
+    /// Labels are `&'static str` from a fixed set per protocol, documented beside its parser;
+    /// the session counts them in `avlgate_lenient_input_total{protocol,kind}`, so operators
+    /// see which fleets send what. Empty for well-formed input.
+    pub lenient: Vec<&'static str>,
 }
 
 /// A device's answer to a command, as typed data (the frame's events carry it too, for

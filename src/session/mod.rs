@@ -395,6 +395,10 @@ impl Core {
         out: &mut R,
     ) -> Result<(), End> {
         metrics::counter!(m::FRAMES_DECODED, "protocol" => self.label).increment(1);
+        for kind in &frame.lenient {
+            metrics::counter!(m::LENIENT_INPUT, "protocol" => self.label, "kind" => *kind)
+                .increment(1);
+        }
         if self.denied && frame.login.is_none() {
             // UDP: a refused device may have been put on the list since.
             if let Some(imei) = self.proto.imei().filter(|i| self.shared.allows(i)) {

@@ -30,7 +30,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use avlgate::proto::Transport;
 use avlgate::protocol::detect::{detect, Detection, MAX_DETECT_BYTES};
 use avlgate::protocol::gt06::frame as gt06_frame;
-use avlgate::protocol::teltonika::{avl, command, frame as tframe};
+use avlgate::protocol::teltonika::{avl, command, frame as tframe, mapping as tmapping};
 use avlgate::protocol::wialon::packet as wpacket;
 use avlgate::protocol::{Action, Limits, ProtocolModule};
 use bytes::BytesMut;
@@ -312,9 +312,16 @@ pub fn check_avl(data: &[u8]) {
             Ok((codec, records.clone())),
             "re-encoded AVL data parses to the same records"
         );
-        for r in &records {
-            let e = avl::to_event(r);
-            assert!(e.position.is_some());
+        // Every record maps under every built-in profile; zero coordinates are no position.
+        for profile in tmapping::profiles() {
+            for r in &records {
+                let e = tmapping::to_event(r, &profile);
+                assert_eq!(
+                    e.position.is_some(),
+                    r.latitude != 0 || r.longitude != 0,
+                    "a position exactly when the record has coordinates"
+                );
+            }
         }
     }
 }
@@ -443,7 +450,7 @@ fn check_wialon_record(fields: &[&[u8]]) {
     );
     assert_eq!(back.adc.len(), r.adc.len(), "adc: {text}");
     // The renderer writes text, so non-UTF-8 bytes come back replaced (the decoder itself
-    // keeps them: `text_attr` publishes such values as bytes).
+    // keeps them: `mapping` publishes such raw values as bytes).
     let lossy = |b: &Vec<u8>| String::from_utf8_lossy(b).into_owned().into_bytes();
     assert_eq!(
         back.ibutton,

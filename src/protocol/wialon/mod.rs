@@ -1,25 +1,33 @@
 //! Wialon IPS 1.1 and 2.0 (Gurtam's open text protocol), over TCP and UDP, plain or in
 //! compressed containers, including photo and tachograph-file uploads.
 //!
-//! - `packet`: splitting `[2.0;imei]#TYPE#body`, SD/D records, reply codes, record → event.
+//! - `frame`: where a packet ends (lines, `0xFF` containers, binary photo and ddd blocks).
+//! - `packet`: splitting `[2.0;imei]#TYPE#body`, SD/D records, reply codes.
+//! - `mapping`: records and packets onto events and the vocabulary (the device profile).
 //! - `crc`: the 2.0 checksum field.
 //! - `compress`: the `0xFF` zlib container.
 //! - `file`: block reassembly for `#I#` photos and `#IT#`/`#T#` ddd-files.
+//!
+//! This module is the session: login, which packet is answered how, uploads in progress,
+//! and commands.
 //!
 //! # Conventions
 //!
 //! - **Negative answers are [`DecodeError`]s** with `reply` set (the spec's exact bytes) and
 //!   [`Action::Continue`]: the session sends them at once and counts the error; nothing is
 //!   published. Positive answers ride on a [`Frame`] and are sent after the sink confirmed its
-//!   events. A wrong CRC therefore never publishes anything.
+//!   events. A wrong CRC therefore never publishes anything, and checksums are never relaxed.
 //! - **Framing errors close** a TCP connection ([`Action::Close`]): a line longer than
 //!   `wialon_max_packet_bytes`, an oversized container or binary block, a photo header whose
 //!   size cannot be read (the block that follows cannot be skipped).
 //! - **Data before login on TCP closes the connection without an answer.** A structure-error
 //!   answer (`#AD#-1`) tells the device its record is malformed, and firmware drops such records;
 //!   a closed connection makes it reconnect, log in and resend, so nothing is lost.
-//! - **`#P#` is answered and publishes nothing:** keep-alives every few seconds from every device
-//!   would flood the topic with no information.
+//! - **`#P#` is answered and published as a HEARTBEAT** (each one its own event id: a ping has
+//!   no content to tell two apart, so its digest includes the time it arrived).
+//! - **Device quirks with one meaning are accepted and counted** (`packet::quirk`, reported in
+//!   [`Frame::lenient`]): answering them with an error code makes the device resend the same
+//!   record forever.
 //! - **CRC presence** follows the field count (an SD with 11 fields, a D with 17, a `#B#` whose
 //!   last `|` segment has no `;`), so 1.1 firmware that appends one anyway is checked too; a
 //!   session that logged in as 2.0 must send it.
@@ -27,20 +35,24 @@
 pub mod compress;
 pub mod crc;
 pub mod file;
+pub mod frame;
+pub mod mapping;
 pub mod packet;
 
 use std::time::SystemTime;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::Bytes;
 
-use crate::event::{attr, timestamp, timestamp_secs};
-use crate::proto::{EventKind, Protocol, TelemetryEvent, Transport};
+use crate::event::timestamp;
+use crate::proto::{Protocol, TelemetryEvent, Transport};
 use crate::protocol::{
     digest, Action, CommandError, CommandRequest, DecodeError, ErrorKind, Frame, Limits, Probe,
     ProtocolModule, ProtocolSession,
 };
+use crate::vocab::{Profile, ProfileCache};
 
-use packet::{Line, PacketType, Version};
+use frame::{FrameError, Framer, Packet};
+use packet::{Line, PacketType, Quirks, Version};
 
 /// The registry entry.
 pub struct Wialon;
@@ -58,12 +70,8 @@ impl ProtocolModule for Wialon {
         probe(prefix, transport)
     }
 
-    fn profiles(&self) -> Vec<crate::vocab::Profile> {
-        vec![crate::vocab::Profile::new(
-            "wialon",
-            Protocol::WialonIps,
-            [],
-        )]
+    fn profiles(&self) -> Vec<Profile> {
+        mapping::profiles()
     }
 
     fn new_session(&self, transport: Transport, limits: &Limits) -> Box<dyn ProtocolSession> {
@@ -160,49 +168,30 @@ pub struct Session {
     /// Set once the current IMEI was reported in a `Frame.login`.
     announced: bool,
     version: Version,
-    /// Bytes at the front of the buffer already known to hold no `\n`.
-    scan: usize,
+    framer: Framer,
     photo: Option<file::Upload>,
     tacho: Option<Tacho>,
     login_check: LoginCheck,
-}
-
-/// Where one packet's parts lie in a buffer.
-#[derive(Debug, Clone, Copy)]
-struct Unit {
-    /// The text line without its terminator.
-    line_len: usize,
-    /// Line plus terminator: where a binary block starts.
-    header_len: usize,
-    /// Everything the packet occupies.
-    total: usize,
-}
-
-enum SplitResult {
-    NeedMore { scanned: usize },
-    Unit(Unit),
-}
-
-/// A framing failure and whether a reply goes with it.
-struct SplitError {
-    kind: ErrorKind,
-    detail: String,
-    reply: Option<Bytes>,
+    /// The device's profile (by IMEI), re-resolved when the profile file is reloaded.
+    profile: ProfileCache,
 }
 
 impl Session {
     pub fn new(transport: Transport, limits: &Limits) -> Self {
+        let udp = transport == Transport::Udp;
+        let max_packet = limits.wialon_max_packet_bytes.max(16);
         Session {
-            udp: transport == Transport::Udp,
-            max_packet: limits.wialon_max_packet_bytes.max(16),
+            udp,
+            max_packet,
             max_file: limits.wialon_max_file_bytes,
             imei: None,
             announced: false,
             version: Version::V1,
-            scan: 0,
+            framer: Framer::new(udp, max_packet),
             photo: None,
             tacho: None,
             login_check: accept_any,
+            profile: ProfileCache::new(limits.profiles.clone(), Protocol::WialonIps),
         }
     }
 
@@ -226,140 +215,22 @@ impl Session {
         }
     }
 
-    fn decode_tcp(&mut self, buf: &mut BytesMut, now: SystemTime) -> DecodeResult {
-        // Stray line ends between packets are not packets.
-        let blank = buf
-            .iter()
-            .take_while(|&&b| b == b'\r' || b == b'\n')
-            .count();
-        if blank > 0 {
-            buf.advance(blank);
-            self.scan = 0;
-        }
-        let Some(&first) = buf.first() else {
-            return Ok(None);
-        };
-        if first == compress::MARKER {
-            return self.decode_container(buf, now);
-        }
-        match split_unit(buf, self.scan, false, self.max_packet) {
-            Ok(SplitResult::NeedMore { scanned }) => {
-                self.scan = scanned;
-                Ok(None)
-            }
-            Ok(SplitResult::Unit(u)) => {
-                self.scan = 0;
-                let unit = buf.split_to(u.total).freeze();
-                self.handle_unit(&unit, u, now).map(Some)
-            }
-            Err(e) => Err(self.split_error(e)),
-        }
-    }
-
-    fn decode_udp(&mut self, buf: &mut BytesMut, now: SystemTime) -> DecodeResult {
-        let blank = buf
-            .iter()
-            .take_while(|&&b| b == b'\r' || b == b'\n')
-            .count();
-        buf.advance(blank);
-        let Some(&first) = buf.first() else {
-            return Ok(None);
-        };
-        let result = if first == compress::MARKER {
-            self.decode_container(buf, now)
+    fn frame_error(&self, e: FrameError) -> DecodeError {
+        let action = if e.lost {
+            self.framing_action()
         } else {
-            match split_unit(buf, 0, true, self.max_packet) {
-                Ok(SplitResult::Unit(u)) => {
-                    let unit = buf.split_to(u.total).freeze();
-                    self.handle_unit(&unit, u, now).map(Some)
-                }
-                Ok(SplitResult::NeedMore { .. }) => Err(DecodeError::new(
-                    ErrorKind::BadLength,
-                    Action::Continue,
-                    "truncated datagram",
-                )),
-                Err(e) => Err(self.split_error(e)),
-            }
+            Action::Continue
         };
-        if result.is_err() {
-            buf.clear();
+        DecodeError {
+            kind: e.kind,
+            detail: e.detail,
+            reply: e.reply,
+            action,
         }
-        result
     }
 
-    fn split_error(&self, e: SplitError) -> DecodeError {
-        let mut err = DecodeError::new(e.kind, self.framing_action(), e.detail);
-        err.reply = e.reply;
-        err
-    }
-
-    /// One `0xFF` container at the front of `buf`.
-    fn decode_container(&mut self, buf: &mut BytesMut, now: SystemTime) -> DecodeResult {
-        let total = match compress::split(buf, self.max_packet) {
-            Ok(compress::Split::Incomplete) if self.udp => {
-                return Err(DecodeError::new(
-                    ErrorKind::BadLength,
-                    Action::Continue,
-                    "compressed container longer than the datagram",
-                ))
-            }
-            Ok(compress::Split::Incomplete) => return Ok(None),
-            Ok(compress::Split::Complete { total }) => total,
-            Err(e) => {
-                let kind = match e {
-                    compress::ContainerError::Empty => ErrorKind::BadLength,
-                    _ => ErrorKind::TooLarge,
-                };
-                return Err(DecodeError::new(kind, self.framing_action(), e.to_string()));
-            }
-        };
-        let container = buf.split_to(total);
-        self.scan = 0;
-        let data = container.get(compress::HEADER_LEN..).unwrap_or_default();
-        // The container's bytes are consumed whatever its content: framing holds, so go on.
-        let content = compress::inflate(data, self.max_packet).map_err(|e| {
-            let kind = match e {
-                compress::ContainerError::InflatedTooLarge(_) => ErrorKind::TooLarge,
-                _ => ErrorKind::Malformed,
-            };
-            DecodeError::new(kind, Action::Continue, e.to_string())
-        })?;
-        let start = content
-            .iter()
-            .take_while(|&&b| b == b'\r' || b == b'\n')
-            .count();
-        let content = content.get(start..).unwrap_or_default();
-        let u = match split_unit(content, 0, true, self.max_packet) {
-            Ok(SplitResult::Unit(u)) => u,
-            Ok(SplitResult::NeedMore { .. }) => {
-                return Err(DecodeError::new(
-                    ErrorKind::BadLength,
-                    Action::Continue,
-                    "compressed packet shorter than its binary block",
-                ))
-            }
-            Err(e) => {
-                let mut err = DecodeError::new(e.kind, Action::Continue, e.detail);
-                err.reply = e.reply;
-                return Err(err);
-            }
-        };
-        let rest = content.get(u.total..).unwrap_or_default();
-        if !rest.iter().all(|&b| b == b'\r' || b == b'\n') {
-            return Err(DecodeError::new(
-                ErrorKind::Malformed,
-                Action::Continue,
-                "compressed container holds more than one packet",
-            ));
-        }
-        let unit = Bytes::copy_from_slice(content.get(..u.total).unwrap_or_default());
-        self.handle_unit(&unit, u, now).map(Some)
-    }
-
-    fn handle_unit(&mut self, unit: &[u8], u: Unit, now: SystemTime) -> Result<Frame, DecodeError> {
-        let line = unit.get(..u.line_len).unwrap_or_default();
-        let bin = unit.get(u.header_len..u.total);
-        let mut frame = self.handle(line, bin, now)?;
+    fn handle_packet(&mut self, p: &Packet, now: SystemTime) -> Result<Frame, DecodeError> {
+        let mut frame = self.handle(p.line(), p.bin(), now)?;
         if !self.announced {
             if let Some(imei) = &self.imei {
                 frame.login = Some(imei.clone());
@@ -370,12 +241,7 @@ impl Session {
     }
 
     /// One packet: `line` without its terminator, `bin` the binary block of `#I#`/`#T#`.
-    fn handle(
-        &mut self,
-        line: &[u8],
-        bin: Option<&[u8]>,
-        now: SystemTime,
-    ) -> Result<Frame, DecodeError> {
+    fn handle(&mut self, line: &[u8], bin: &[u8], now: SystemTime) -> Result<Frame, DecodeError> {
         let Some(l) = packet::split_line(line) else {
             return Err(DecodeError::new(
                 ErrorKind::Malformed,
@@ -422,20 +288,17 @@ impl Session {
         let ctx = Ctx {
             version,
             now,
-            digest: digest(
-                Protocol::WialonIps,
-                &[imei.as_bytes(), l.text, bin.unwrap_or_default()],
-            ),
+            digest: digest(Protocol::WialonIps, &[imei.as_bytes(), l.text, bin]),
         };
         match l.ty {
-            PacketType::ShortData => ctx.record(&l, false),
-            PacketType::Data => ctx.record(&l, true),
-            PacketType::Ping => Ok(ctx.frame(Vec::new(), packet::reply("AP", ""))),
-            PacketType::Blackbox => ctx.blackbox(&l),
+            PacketType::ShortData => ctx.record(&l, false, self.profile.get(Some(&imei))),
+            PacketType::Data => ctx.record(&l, true, self.profile.get(Some(&imei))),
+            PacketType::Ping => Ok(ctx.heartbeat(&imei)),
+            PacketType::Blackbox => ctx.blackbox(&l, self.profile.get(Some(&imei))),
             PacketType::Message => ctx.message(&l),
-            PacketType::Image => self.image(&ctx, &l, bin.unwrap_or_default()),
+            PacketType::Image => self.image(&ctx, &l, bin),
             PacketType::TachoInfo => self.tacho_info(&ctx, &l),
-            PacketType::TachoBlock => self.tacho_block(&ctx, &l, bin.unwrap_or_default()),
+            PacketType::TachoBlock => self.tacho_block(&ctx, &l, bin),
             PacketType::Login | PacketType::Other => Err(DecodeError::new(
                 ErrorKind::Unsupported,
                 Action::Continue,
@@ -571,10 +434,18 @@ impl Session {
                 Ok(ctx.frame(Vec::new(), block("1")))
             }
             Ok(file::Progress::Complete(up)) => {
-                let mut e = ctx.file_event(&up, "photo", String::from_utf8_lossy(name).into());
-                e.set("blocks", attr::uint(u64::from(last) + 1));
+                let profile = self.profile.get(self.imei.as_deref());
                 let reply = [block("1"), packet::reply("AI", "1")].concat();
-                Ok(ctx.file_frame(e, &up, reply.into()))
+                let file_digest = ctx.file_digest(&up);
+                let e = mapping::file_event(
+                    String::from_utf8_lossy(name).into_owned(),
+                    mapping::FILE_IMAGE,
+                    up.data,
+                    up.time,
+                    None,
+                    profile,
+                );
+                Ok(ctx.file_frame(e, file_digest, reply.into()))
             }
             Err(refused) => {
                 Err(
@@ -620,9 +491,8 @@ impl Session {
         if !code.is_empty() {
             // The tachograph could not produce the file; no blocks follow. Say so to consumers.
             self.tacho = None;
-            let mut e = ctx.event(EventKind::Status);
-            e.set("driver_id", packet::text_attr(driver));
-            e.set("tachograph_error", packet::text_attr(code));
+            let profile = self.profile.get(self.imei.as_deref());
+            let e = mapping::tachograph_error_event(driver, code, profile);
             return Ok(ctx.frame(vec![e], answer("1")));
         }
         self.tacho = Some(Tacho {
@@ -688,18 +558,26 @@ impl Session {
                 Ok(ctx.frame(Vec::new(), block("1")))
             }
             Ok(file::Progress::Complete(up)) => {
+                // The spec's name for a saved ddd-file: driverid_yyyymmdd_hhmmss.ddd.
                 let time = up.time.unwrap_or_else(|| secs(ctx.now));
                 let name = format!(
                     "{}_{}.ddd",
                     String::from_utf8_lossy(&key),
                     packet::format_file_time(time)
                 );
-                let mut e = ctx.file_event(&up, "ddd", name);
-                e.set("driver_id", packet::text_attr(&key));
-                e.set("blocks", attr::uint(u64::from(last) + 1));
                 self.tacho = None;
+                let profile = self.profile.get(self.imei.as_deref());
                 let reply = [block("1"), packet::reply("AT", "1")].concat();
-                Ok(ctx.file_frame(e, &up, reply.into()))
+                let file_digest = ctx.file_digest(&up);
+                let e = mapping::file_event(
+                    name,
+                    mapping::FILE_TACHOGRAPH,
+                    up.data,
+                    up.time,
+                    Some(&key),
+                    profile,
+                );
+                Ok(ctx.file_frame(e, file_digest, reply.into()))
             }
             Err(refused) => {
                 if matches!(refused, file::Refused::TooLarge(_)) {
@@ -721,94 +599,6 @@ fn secs(t: SystemTime) -> i64 {
     timestamp(t).seconds
 }
 
-/// Finds one packet at the front of `data`: a line (capped at `cap` bytes before its
-/// terminator) and, for `#I#`/`#T#`, the binary block its header announces. `from`: bytes
-/// already known to hold no `\n`. `complete`: `data` is all there is (a datagram or an inflated
-/// container), so a missing terminator ends the line instead of meaning "wait".
-fn split_unit(
-    data: &[u8],
-    from: usize,
-    complete: bool,
-    cap: usize,
-) -> Result<SplitResult, SplitError> {
-    let too_long = || SplitError {
-        kind: ErrorKind::TooLarge,
-        detail: format!("line longer than {cap} bytes"),
-        reply: None,
-    };
-    let window = data.len().min(cap.saturating_add(2));
-    let from = from.min(window);
-    let nl = data
-        .get(from..window)
-        .and_then(|w| w.iter().position(|&b| b == b'\n'))
-        .map(|p| p.saturating_add(from));
-    let (mut line_len, header_len) = match nl {
-        Some(p) => (p, p.saturating_add(1)),
-        None if data.len() > cap.saturating_add(1) => return Err(too_long()),
-        None if complete => (data.len(), data.len()),
-        None => return Ok(SplitResult::NeedMore { scanned: window }),
-    };
-    if line_len > 0 && data.get(line_len - 1) == Some(&b'\r') {
-        line_len -= 1;
-    }
-    if line_len > cap {
-        return Err(too_long());
-    }
-    let line = data.get(..line_len).unwrap_or_default();
-    let bin_len = match packet::split_line(line) {
-        Some(l) if matches!(l.ty, PacketType::Image | PacketType::TachoBlock) => bin_len(&l, cap)?,
-        _ => 0,
-    };
-    let total = header_len.saturating_add(bin_len);
-    if data.len() < total {
-        if complete {
-            return Err(SplitError {
-                kind: ErrorKind::BadLength,
-                detail: format!("binary block of {bin_len} bytes is cut short"),
-                reply: None,
-            });
-        }
-        // Keep `from` at the terminator so the next call finds it at once.
-        return Ok(SplitResult::NeedMore {
-            scanned: line_len.min(window),
-        });
-    }
-    Ok(SplitResult::Unit(Unit {
-        line_len,
-        header_len,
-        total,
-    }))
-}
-
-/// The binary size a `#I#` (first field) or `#T#` (second field) header announces. A size we
-/// cannot read or that exceeds the packet cap leaves the stream unframeable: the caller closes
-/// (the spec's own advice to firmware is to retry with smaller blocks when the server hangs up).
-fn bin_len(l: &Line<'_>, cap: usize) -> Result<usize, SplitError> {
-    let (field, reply) = match l.ty {
-        PacketType::Image => (0, Some(packet::reply("AI", "NA;0"))),
-        _ => (1, None),
-    };
-    let size = l
-        .body
-        .split(|&b| b == b';')
-        .nth(field)
-        .and_then(|f| std::str::from_utf8(f).ok())
-        .and_then(|s| s.parse::<usize>().ok());
-    match size {
-        Some(n) if n <= cap => Ok(n),
-        Some(n) => Err(SplitError {
-            kind: ErrorKind::TooLarge,
-            detail: format!("binary block of {n} bytes exceeds {cap}"),
-            reply,
-        }),
-        None => Err(SplitError {
-            kind: ErrorKind::Malformed,
-            detail: "binary block size unreadable".into(),
-            reply,
-        }),
-    }
-}
-
 /// What every packet handler needs from its packet.
 struct Ctx {
     version: Version,
@@ -826,37 +616,36 @@ impl Ctx {
         }
     }
 
-    /// The frame of a completed file: its digest covers the whole file, not only the last
-    /// block, so two files that end alike still get distinct event ids.
-    fn file_frame(&self, e: TelemetryEvent, up: &file::Upload, reply: Bytes) -> Frame {
+    /// A completed file's digest covers the whole file, not only the last block, so two
+    /// files that end alike still get distinct event ids.
+    fn file_digest(&self, up: &file::Upload) -> u128 {
+        digest(Protocol::WialonIps, &[&self.digest.to_be_bytes(), &up.data])
+    }
+
+    fn file_frame(&self, e: TelemetryEvent, file_digest: u128, reply: Bytes) -> Frame {
         let mut f = self.frame(vec![e], reply);
-        f.digest = digest(Protocol::WialonIps, &[&self.digest.to_be_bytes(), &up.data]);
+        f.digest = file_digest;
         f
     }
 
-    fn event(&self, kind: EventKind) -> TelemetryEvent {
-        TelemetryEvent {
-            protocol: Protocol::WialonIps as i32,
-            kind: kind as i32,
-            ..Default::default()
-        }
-    }
-
-    fn file_event(&self, up: &file::Upload, file_type: &str, name: String) -> TelemetryEvent {
-        let mut e = self.event(EventKind::File);
-        e.device_time = Some(match up.time {
-            Some(t) => timestamp_secs(t),
-            None => timestamp(self.now),
-        });
-        e.set("file_name", attr::string(name));
-        e.set("file_type", attr::string(file_type));
-        e.set("size", attr::uint(up.data.len() as u64));
-        e.set("data", attr::bytes(up.data.clone()));
-        e
+    /// `#P#`: answered `#AP#` and published as a HEARTBEAT. Every ping is the same text, so
+    /// its digest includes the time it arrived: each one is an event of its own.
+    fn heartbeat(&self, imei: &str) -> Frame {
+        let nanos = self
+            .now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        let mut f = self.frame(vec![mapping::heartbeat_event()], packet::reply("AP", ""));
+        f.digest = digest(
+            Protocol::WialonIps,
+            &[imei.as_bytes(), b"#P#", &nanos.to_be_bytes()],
+        );
+        f
     }
 
     /// `#SD#` / `#D#`.
-    fn record(&self, l: &Line<'_>, full: bool) -> Result<Frame, DecodeError> {
+    fn record(&self, l: &Line<'_>, full: bool, profile: &Profile) -> Result<Frame, DecodeError> {
         let (ty, n, crc_code) = if full {
             ("AD", packet::D_FIELDS, "16")
         } else {
@@ -883,17 +672,22 @@ impl Ctx {
                     .with_reply(packet::reply(ty, crc_code)),
             );
         }
-        match packet::parse_record(&fields) {
-            Ok(r) => Ok(self.frame(
-                vec![packet::record_event(&r, self.now, false)],
-                packet::reply(ty, "1"),
-            )),
+        let mut quirks = Quirks::default();
+        match packet::parse_record_noting(&fields, &mut quirks) {
+            Ok(r) => {
+                let mut f = self.frame(
+                    vec![mapping::record_event(&r, profile, false)],
+                    packet::reply(ty, "1"),
+                );
+                f.lenient = quirks.into_labels();
+                Ok(f)
+            }
             Err(e) => Err(record_error(e).with_reply(packet::reply(ty, e.code()))),
         }
     }
 
     /// `#B#rec|rec|...[|crc16]`.
-    fn blackbox(&self, l: &Line<'_>) -> Result<Frame, DecodeError> {
+    fn blackbox(&self, l: &Line<'_>, profile: &Profile) -> Result<Frame, DecodeError> {
         let mut segs: Vec<&[u8]> = l.body.split(|&b| b == b'|').collect();
         let last = segs.last().copied().unwrap_or_default();
         // The CRC is the last `|` segment without a `;`; a 1.1 body may end in a bare `|`
@@ -925,10 +719,15 @@ impl Ctx {
         }
         let mut events = Vec::new();
         let mut first_error = None;
+        let mut lenient: Vec<&'static str> = Vec::new();
         for seg in segs {
             let fields: Vec<&[u8]> = seg.split(|&b| b == b';').collect();
-            match packet::parse_record(&fields) {
-                Ok(r) => events.push(packet::record_event(&r, self.now, true)),
+            let mut quirks = Quirks::default();
+            match packet::parse_record_noting(&fields, &mut quirks) {
+                Ok(r) => {
+                    events.push(mapping::record_event(&r, profile, true));
+                    lenient.extend(quirks.labels());
+                }
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
@@ -939,7 +738,9 @@ impl Ctx {
             return Err(record_error(e).with_reply(packet::reply("AB", "0")));
         }
         let reply = packet::reply("AB", &events.len().to_string());
-        Ok(self.frame(events, reply))
+        let mut f = self.frame(events, reply);
+        f.lenient = lenient;
+        Ok(f)
     }
 
     /// `#M#msg[;crc16]`: a message from the driver.
@@ -967,9 +768,7 @@ impl Ctx {
         } else {
             l.body
         };
-        let mut e = self.event(EventKind::DriverMessage);
-        e.set("text", packet::text_attr(text));
-        Ok(self.frame(vec![e], packet::reply("AM", "1")))
+        Ok(self.frame(vec![mapping::message_event(text)], packet::reply("AM", "1")))
     }
 }
 
@@ -982,16 +781,18 @@ fn record_error(e: packet::RecordError) -> DecodeError {
 }
 
 impl ProtocolSession for Session {
-    fn decode(
-        &mut self,
-        buf: &mut BytesMut,
-        now: SystemTime,
-    ) -> Result<Option<Frame>, DecodeError> {
-        if self.udp {
-            self.decode_udp(buf, now)
-        } else {
-            self.decode_tcp(buf, now)
+    fn decode(&mut self, buf: &mut bytes::BytesMut, now: SystemTime) -> DecodeResult {
+        let p = match self.framer.next(buf) {
+            Ok(None) => return Ok(None),
+            Ok(Some(p)) => p,
+            Err(e) => return Err(self.frame_error(e)),
+        };
+        let result = self.handle_packet(&p, now);
+        if result.is_err() && self.udp {
+            // A datagram is one packet: nothing after a refused one is trusted.
+            buf.clear();
         }
+        result.map(Some)
     }
 
     fn imei(&self) -> Option<&str> {

@@ -1,18 +1,77 @@
 //! Wialon IPS text packets: splitting `[2.0;imei]#TYPE#body`, the SD/D record bodies and their
-//! reply codes, rendering records back to text (for tests and tools), and records to events.
+//! reply codes, and rendering records back to text (for tests, tools and the simulator). What a
+//! record means as an event is `mapping`'s business.
 //!
 //! Everything works on bytes: the separators (`#;,:|`) are ASCII, so splitting is safe for
 //! UTF-8 and for the single-byte code pages some firmware still uses; only values are decoded.
-
-use std::time::SystemTime;
+//!
+//! # What real devices send
+//!
+//! Records are parsed strictly except for quirks that production firmware shows and that have
+//! exactly one meaning ([`quirk`]): numbers padded with spaces, numeric parameters with an
+//! empty value, empty entries in the parameter list, and coordinates with 60 or more minutes.
+//! Each is accepted and reported back ([`parse_record_noting`]), so the session can count it.
+//! Anything else malformed is still answered with the spec's error code.
 
 use bytes::Bytes;
 
-use crate::event::{attr, timestamp, timestamp_secs};
-use crate::proto::{AttributeValue, EventKind, Position, Protocol, TelemetryEvent};
-
 use super::crc;
 use crate::protocol::civil::{civil_from_secs, days_from_civil};
+
+/// Labels of the device quirks the record parser tolerates (the `kind` label of
+/// `avlgate_lenient_input_total`). A fixed set: never derived from input.
+pub mod quirk {
+    /// A numeric field or value padded with spaces (`" 65"`, `"74      "`): trimmed.
+    pub const PADDED_NUMBER: &str = "padded_number";
+    /// An integer or double parameter with an empty value (`ign:1:`): the parameter is absent.
+    pub const EMPTY_VALUE: &str = "empty_param_value";
+    /// An empty entry in the parameter list (a trailing comma, `a:1:1,`): nothing there.
+    pub const EMPTY_PARAM: &str = "empty_param";
+    /// A coordinate with 60 or more minutes (`5364.0167` = 53° 64.0167′): normalized to
+    /// degrees and minutes below 60 (54° 4.0167′), as Traccar reads it.
+    pub const COORDINATE_MINUTES: &str = "coordinate_minutes";
+}
+
+/// `f` without the spaces around it.
+fn trim_spaces(f: &[u8]) -> &[u8] {
+    let start = f.iter().take_while(|&&b| b == b' ').count();
+    let rest = f.get(start..).unwrap_or_default();
+    let end = rest.len() - rest.iter().rev().take_while(|&&b| b == b' ').count();
+    rest.get(..end).unwrap_or_default()
+}
+
+/// The quirks one record showed, each once.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Quirks(Vec<&'static str>);
+
+impl Quirks {
+    fn note(&mut self, q: &'static str) {
+        if !self.0.contains(&q) {
+            self.0.push(q);
+        }
+    }
+
+    /// `f` without the spaces around it; notes the padding.
+    fn trim<'a>(&mut self, f: &'a [u8]) -> &'a [u8] {
+        let t = trim_spaces(f);
+        if t.len() != f.len() {
+            self.note(quirk::PADDED_NUMBER);
+        }
+        t
+    }
+
+    pub fn labels(&self) -> &[&'static str] {
+        &self.0
+    }
+
+    pub fn into_labels(self) -> Vec<&'static str> {
+        self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
 
 /// Protocol version a device speaks: 1.1 packets carry no CRC, 2.0 packets do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -227,7 +286,7 @@ fn text(f: &[u8]) -> Option<&str> {
     std::str::from_utf8(f).ok()
 }
 
-/// A finite decimal number; `Ok(None)` for NA.
+/// A finite decimal number; `Ok(None)` for NA. `f` is already trimmed.
 fn opt_f64(f: &[u8]) -> Result<Option<f64>, ()> {
     if is_na(f) {
         return Ok(None);
@@ -325,8 +384,12 @@ fn days_in_month(year: i64, month: u32) -> u32 {
     }
 }
 
-/// `DDMM.MMMM;N` / `DDDMM.MMMM;E` to signed degrees. `Ok(None)`: `NA;NA`.
-fn parse_coord(value: &[u8], hemi: &[u8], max_deg: f64) -> Result<Option<f64>, ()> {
+/// `DDMM.MMMM;N` / `DDDMM.MMMM;E` to signed degrees. `Ok(None)`: `NA;NA`. Minutes of 60 or
+/// more are carried into the degrees ([`quirk::COORDINATE_MINUTES`]); the result must still be
+/// within `max_deg`.
+fn parse_coord(value: &[u8], hemi: &[u8], max_deg: f64, q: &mut Quirks) -> Result<Option<f64>, ()> {
+    let value = q.trim(value);
+    let hemi = q.trim(hemi);
     if is_na(value) && is_na(hemi) {
         return Ok(None);
     }
@@ -338,7 +401,7 @@ fn parse_coord(value: &[u8], hemi: &[u8], max_deg: f64) -> Result<Option<f64>, (
     let deg = (raw / 100.0).trunc();
     let min = raw - deg * 100.0;
     if min >= 60.0 {
-        return Err(());
+        q.note(quirk::COORDINATE_MINUTES);
     }
     let v = deg + min / 60.0;
     if v > max_deg {
@@ -353,78 +416,110 @@ fn parse_coord(value: &[u8], hemi: &[u8], max_deg: f64) -> Result<Option<f64>, (
 }
 
 /// Parses an SD (10 fields) or D (16 fields) body whose CRC, if any, was already removed.
+/// Quirks are tolerated as with [`parse_record_noting`] but not reported.
 pub fn parse_record(fields: &[&[u8]]) -> Result<Record, RecordError> {
+    parse_record_noting(fields, &mut Quirks::default())
+}
+
+/// [`parse_record`], noting in `q` the device quirks it tolerated.
+pub fn parse_record_noting(fields: &[&[u8]], q: &mut Quirks) -> Result<Record, RecordError> {
     use RecordError as E;
     let full = match fields.len() {
         SD_FIELDS => false,
         D_FIELDS => true,
         _ => return Err(E::Structure),
     };
-    let f = |i: usize| fields.get(i).copied().unwrap_or_default();
+    let raw = |i: usize| fields.get(i).copied().unwrap_or_default();
+    let date = q.trim(raw(0));
+    let time = q.trim(raw(1));
     let mut r = Record {
-        time: parse_time(f(0), f(1)).map_err(|_| E::Time)?,
+        time: parse_time(date, time).map_err(|_| E::Time)?,
         ..Default::default()
     };
-    let lat = parse_coord(f(2), f(3), 90.0).map_err(|_| E::Coordinates)?;
-    let lon = parse_coord(f(4), f(5), 180.0).map_err(|_| E::Coordinates)?;
+    let lat = parse_coord(raw(2), raw(3), 90.0, q).map_err(|_| E::Coordinates)?;
+    let lon = parse_coord(raw(4), raw(5), 180.0, q).map_err(|_| E::Coordinates)?;
     match (lat, lon) {
         (Some(_), Some(_)) | (None, None) => {}
         _ => return Err(E::Coordinates),
     }
     r.latitude = lat;
     r.longitude = lon;
-    r.speed = opt_f64(f(6)).map_err(|_| E::Motion)?;
-    r.course = opt_f64(f(7)).map_err(|_| E::Motion)?;
-    r.height = opt_f64(f(8)).map_err(|_| E::Motion)?;
+    let mut num = |i: usize| opt_f64(q.trim(raw(i)));
+    r.speed = num(6).map_err(|_| E::Motion)?;
+    r.course = num(7).map_err(|_| E::Motion)?;
+    r.height = num(8).map_err(|_| E::Motion)?;
     if r.speed.is_some_and(|v| v < 0.0) || r.course.is_some_and(|v| !(0.0..=360.0).contains(&v)) {
         return Err(E::Motion);
     }
-    r.satellites = opt_sats(f(9)).map_err(|_| E::Satellites)?;
+    r.satellites = opt_sats(q.trim(raw(9))).map_err(|_| E::Satellites)?;
     if !full {
         return Ok(r);
     }
-    r.hdop = opt_f64(f(10)).map_err(|_| E::Satellites)?;
+    r.hdop = opt_f64(q.trim(raw(10))).map_err(|_| E::Satellites)?;
     if r.hdop.is_some_and(|v| v < 0.0) {
         return Err(E::Satellites);
     }
-    r.inputs = opt_u64(f(11)).map_err(|_| E::InputsOutputs)?;
-    r.outputs = opt_u64(f(12)).map_err(|_| E::InputsOutputs)?;
-    r.adc = parse_adc(f(13)).map_err(|_| E::Adc)?;
-    r.ibutton = (!is_na(f(14))).then(|| f(14).to_vec());
-    r.params = parse_params(f(15)).map_err(|_| E::Params)?;
+    r.inputs = opt_u64(q.trim(raw(11))).map_err(|_| E::InputsOutputs)?;
+    r.outputs = opt_u64(q.trim(raw(12))).map_err(|_| E::InputsOutputs)?;
+    r.adc = parse_adc(raw(13), q).map_err(|_| E::Adc)?;
+    // A driver key is a string of the device's choosing: kept exactly, spaces and all.
+    r.ibutton = (!is_na(raw(14))).then(|| raw(14).to_vec());
+    r.params = parse_params(raw(15), q).map_err(|_| E::Params)?;
     Ok(r)
 }
 
-fn parse_adc(f: &[u8]) -> Result<Vec<Option<f64>>, ()> {
-    if is_na(f) {
-        return Ok(Vec::new());
-    }
-    f.split(|&b| b == b',').map(opt_f64).collect()
-}
-
-fn parse_params(f: &[u8]) -> Result<Vec<(String, ParamValue)>, ()> {
+fn parse_adc(f: &[u8], q: &mut Quirks) -> Result<Vec<Option<f64>>, ()> {
+    let f = q.trim(f);
     if is_na(f) {
         return Ok(Vec::new());
     }
     f.split(|&b| b == b',')
-        .map(|p| {
-            let mut parts = p.splitn(3, |&b| b == b':');
-            let name = parts.next().unwrap_or_default();
-            let ty = parts.next().ok_or(())?;
-            let value = parts.next().ok_or(())?;
-            if name.is_empty() {
-                return Err(());
-            }
-            let value = match ty {
-                b"1" => ParamValue::Int(text(value).ok_or(())?.parse().map_err(|_| ())?),
-                b"2" => ParamValue::Double(opt_f64(value)?.ok_or(())?),
-                b"3" => ParamValue::Text(value.to_vec()),
-                _ => return Err(()),
-            };
-            // Keys must be strings; a non-UTF-8 name is kept readable, not byte-exact.
-            Ok((String::from_utf8_lossy(name).into_owned(), value))
-        })
+        .map(|v| opt_f64(q.trim(v)))
         .collect()
+}
+
+/// `NAME:TYPE:VALUE,...`. Names and string values are kept exactly as sent; integer and double
+/// values may be padded, and an empty one means the device had no value (the parameter is left
+/// out, as an `NA` field would be).
+fn parse_params(f: &[u8], q: &mut Quirks) -> Result<Vec<(String, ParamValue)>, ()> {
+    // The list as a whole is not a number: spaces around it (`NA `, a last string value
+    // ending in a space) are no padding.
+    if is_na(trim_spaces(f)) {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for p in f.split(|&b| b == b',') {
+        if trim_spaces(p).is_empty() {
+            q.note(quirk::EMPTY_PARAM);
+            continue;
+        }
+        let mut parts = p.splitn(3, |&b| b == b':');
+        let name = parts.next().unwrap_or_default();
+        let ty = q.trim(parts.next().ok_or(())?);
+        let value = parts.next().ok_or(())?;
+        if name.is_empty() {
+            return Err(());
+        }
+        let value = match ty {
+            b"1" | b"2" => {
+                let v = q.trim(value);
+                if v.is_empty() {
+                    q.note(quirk::EMPTY_VALUE);
+                    continue;
+                }
+                if ty == b"1" {
+                    ParamValue::Int(text(v).ok_or(())?.parse().map_err(|_| ())?)
+                } else {
+                    ParamValue::Double(opt_f64(v)?.ok_or(())?)
+                }
+            }
+            b"3" => ParamValue::Text(value.to_vec()),
+            _ => return Err(()),
+        };
+        // Keys must be strings; a non-UTF-8 name is kept readable, not byte-exact.
+        out.push((String::from_utf8_lossy(name).into_owned(), value));
+    }
+    Ok(out)
 }
 
 /// Splits `body` into its `;` fields and, when a CRC is present, checks it over everything up
@@ -439,103 +534,6 @@ pub fn split_checked(body: &[u8], with_crc: bool) -> (Vec<&[u8]>, Option<bool>) 
     let covered = body.len().saturating_sub(crc_field.len());
     let data = body.get(..covered).unwrap_or_default();
     (fields, Some(crc::check(data, crc_field).unwrap_or(false)))
-}
-
-/// A string attribute when the bytes are UTF-8, the bytes themselves otherwise (lossless).
-pub fn text_attr(b: &[u8]) -> AttributeValue {
-    match std::str::from_utf8(b) {
-        Ok(s) => attr::string(s),
-        Err(_) => attr::bytes(b.to_vec()),
-    }
-}
-
-/// The event for one record. `blackbox`: it came in a `#B#` packet.
-///
-/// - `position` is set only when the device sent coordinates (never 0,0 for `NA`); then
-///   `valid` = "satellites not reported, or more than zero". Without coordinates, speed, course,
-///   height, satellites and hdop go to attributes of the same names so nothing is lost.
-/// - `SOS:1:1` makes the event an ALARM (`alarm = "sos"`) that still carries the position.
-/// - `NA` date and time: `device_time` is `now` and `time_from_server = true` says so.
-/// - Params are set first, so a param named like a structured field (`inputs`, `adc1`) cannot
-///   shadow what the packet's own field said.
-pub fn record_event(r: &Record, now: SystemTime, blackbox: bool) -> TelemetryEvent {
-    let mut e = TelemetryEvent {
-        protocol: Protocol::WialonIps as i32,
-        kind: EventKind::Position as i32,
-        device_time: Some(match r.time {
-            Some(t) => timestamp_secs(t),
-            None => timestamp(now),
-        }),
-        ..Default::default()
-    };
-    for (name, value) in &r.params {
-        let v = match value {
-            ParamValue::Int(i) => attr::int(*i),
-            ParamValue::Double(d) => attr::double(*d),
-            ParamValue::Text(t) => text_attr(t),
-        };
-        e.set(name.clone(), v);
-    }
-    if r.time.is_none() {
-        e.set("time_from_server", attr::boolean(true));
-    }
-    match (r.latitude, r.longitude) {
-        (Some(latitude), Some(longitude)) => {
-            e.position = Some(Position {
-                latitude,
-                longitude,
-                altitude: r.height,
-                speed: r.speed,
-                course: r.course,
-                satellites: r.satellites,
-                hdop: r.hdop,
-                valid: r.satellites.is_none_or(|s| s > 0),
-                ..Default::default()
-            });
-        }
-        _ => {
-            let opt = [
-                ("speed", r.speed),
-                ("course", r.course),
-                ("altitude", r.height),
-                ("hdop", r.hdop),
-            ];
-            for (k, v) in opt {
-                if let Some(v) = v {
-                    e.set(k, attr::double(v));
-                }
-            }
-            if let Some(s) = r.satellites {
-                e.set("satellites", attr::uint(s.into()));
-            }
-        }
-    }
-    if let Some(v) = r.inputs {
-        e.set("inputs", attr::uint(v));
-    }
-    if let Some(v) = r.outputs {
-        e.set("outputs", attr::uint(v));
-    }
-    for (i, v) in r.adc.iter().enumerate() {
-        if let Some(v) = v {
-            e.set(format!("adc{}", i.saturating_add(1)), attr::double(*v));
-        }
-    }
-    if let Some(b) = &r.ibutton {
-        e.set("ibutton", text_attr(b));
-    }
-    if blackbox {
-        e.set("blackbox", attr::boolean(true));
-    }
-    let sos = r
-        .params
-        .iter()
-        .any(|(n, v)| n == "SOS" && *v == ParamValue::Int(1));
-    if sos {
-        e.kind = EventKind::Alarm as i32;
-        e.set("alarm", attr::string("sos"));
-    }
-    e
 }
 
 /// Renders a record body (SD when `full` is false). Numbers use Rust's shortest round-trip
