@@ -115,7 +115,7 @@ pub fn encode_protobuf<M: prost::Message>(m: &M) -> Vec<u8> {
 impl Format {
     pub fn encode_event(self, e: &TelemetryEvent) -> Bytes {
         match self {
-            Format::Protobuf => crate::event::encode::encode_event(e).into(),
+            Format::Protobuf => crate::event::encode::encode_event_bytes(e),
             // Serializing a generated message cannot fail: every field is plain data.
             Format::Json => serde_json::to_vec(e).unwrap_or_default().into(),
         }

@@ -26,7 +26,8 @@
 //! parts), `input` / `output` (a 1-based number), `alarm` (raised when the value is non-zero),
 //! `alarms` (a table code → alarm) or `ignore = true`; and `scale`, `offset`, `signed`,
 //! `bits = [shift, width]`, `format` (`plain`, `hex`, `hex_le`, `ascii`), `zero_is_absent`,
-//! `event_only`. Field names are the schema's (`docs/schema.md`); alarm names are the enum's
+//! `event_only`, `valid = [min, max]` (the device's range before scaling; other values are
+//! "not known"). Field names are the schema's (`docs/schema.md`); alarm names are the enum's
 //! without prefix, any case (`tow`, `ALARM_TOW`).
 //!
 //! The file is re-read when it changes; a file that does not load keeps the previous one in
@@ -454,6 +455,7 @@ struct RuleDoc {
     zero_is_absent: bool,
     #[serde(default)]
     event_only: bool,
+    valid: Option<[f64; 2]>,
 }
 
 impl RuleDoc {
@@ -530,6 +532,12 @@ impl RuleDoc {
         rule.signed = self.signed;
         rule.zero_is_absent = self.zero_is_absent;
         rule.event_only = self.event_only;
+        if let Some([min, max]) = self.valid {
+            if !(min <= max) {
+                return Err("`valid` is [min, max] with min <= max".into());
+            }
+            rule.valid = Some((min, max));
+        }
         rule.format = match self.format.as_deref() {
             None | Some("plain") => Format::Plain,
             Some("hex") => Format::Hex,

@@ -74,12 +74,19 @@ impl Value<'_> {
         }
     }
 
+    /// "Off": zero, or text that is empty, a zero number or `false` (devices send flags as
+    /// text too).
     fn is_zero(&self) -> bool {
         match *self {
             Value::Uint(v, _) => v == 0,
             Value::Int(v) => v == 0,
             Value::Double(v) => v == 0.0,
-            Value::Text(t) => t.is_empty() || t.iter().all(|&b| b == b'0'),
+            Value::Text(t) => {
+                let t = t.trim_ascii();
+                t.is_empty()
+                    || t.eq_ignore_ascii_case(b"false")
+                    || self.number(false) == Some(0.0)
+            }
             Value::Bytes(b) => b.iter().all(|&x| x == 0),
         }
     }
@@ -143,6 +150,9 @@ pub struct Rule {
     /// Apply only in the record this value triggered (Teltonika's event IO id): for values
     /// that say "entered" or "left" only at the moment it happened.
     pub event_only: bool,
+    /// The device's valid range (inclusive, before scaling): a value outside it means "not
+    /// known" (CSQ 99) and is skipped.
+    pub valid: Option<(f64, f64)>,
 }
 
 impl Rule {
@@ -156,6 +166,7 @@ impl Rule {
             format: Format::Plain,
             zero_is_absent: false,
             event_only: false,
+            valid: None,
         }
     }
 
@@ -221,6 +232,12 @@ impl Rule {
 
     pub const fn event_only(mut self) -> Rule {
         self.event_only = true;
+        self
+    }
+
+    /// Values outside `min..=max` (before scaling) are "not known".
+    pub const fn valid(mut self, min: f64, max: f64) -> Rule {
+        self.valid = Some((min, max));
         self
     }
 
@@ -417,6 +434,11 @@ impl<'p> Mapper<'p> {
         if rule.zero_is_absent && v.is_zero() {
             return;
         }
+        if let Some((min, max)) = rule.valid {
+            if !v.number(rule.signed).is_some_and(|n| (min..=max).contains(&n)) {
+                return;
+            }
+        }
         match &rule.target {
             Target::Ignore => {}
             Target::Alarm(a) => {
@@ -499,19 +521,21 @@ impl<'p> Mapper<'p> {
                 }
             }
         }
+        // Single inputs / outputs combine with a whole mask when the device sent one too
+        // (then every bit was reported: `*_reported` stays absent).
         if self.inputs_seen != 0 {
             let t = self.telemetry.get_or_insert_with(Box::default);
-            t.digital_inputs =
-                Some(t.digital_inputs.unwrap_or(0) & !self.inputs_seen | self.inputs);
-            if t.digital_inputs_reported.is_none() {
+            let whole = t.digital_inputs;
+            t.digital_inputs = Some(whole.unwrap_or(0) & !self.inputs_seen | self.inputs);
+            if whole.is_none() {
                 t.digital_inputs_reported = Some(self.inputs_seen);
             }
         }
         if self.outputs_seen != 0 {
             let t = self.telemetry.get_or_insert_with(Box::default);
-            t.digital_outputs =
-                Some(t.digital_outputs.unwrap_or(0) & !self.outputs_seen | self.outputs);
-            if t.digital_outputs_reported.is_none() {
+            let whole = t.digital_outputs;
+            t.digital_outputs = Some(whole.unwrap_or(0) & !self.outputs_seen | self.outputs);
+            if whole.is_none() {
                 t.digital_outputs_reported = Some(self.outputs_seen);
             }
         }
@@ -751,6 +775,54 @@ mod tests {
         let mut e = TelemetryEvent::default();
         m.finish(&mut e);
         assert_eq!(e.telemetry, None);
+    }
+
+    #[test]
+    fn a_whole_mask_with_single_inputs_reports_every_bit() {
+        let p = Profile::new(
+            "w",
+            Protocol::WialonIps,
+            [
+                (Key::Name("inputs".into()), Rule::field(Field::DigitalInputs)),
+                (Key::Name("in3".into()), Rule::input(3)),
+            ],
+        );
+        let mut m = Mapper::new(&p);
+        m.name("inputs", Value::Uint(0b001, 8));
+        m.name("in3", Value::Uint(1, 8));
+        let mut e = TelemetryEvent::default();
+        m.finish(&mut e);
+        let t = e.telemetry.unwrap();
+        assert_eq!(t.digital_inputs, Some(0b101));
+        assert_eq!(t.digital_inputs_reported, None);
+    }
+
+    #[test]
+    fn out_of_range_values_are_unknown_and_false_text_is_off() {
+        let p = Profile::new(
+            "w",
+            Protocol::WialonIps,
+            [
+                (
+                    Key::Name("csq".into()),
+                    Rule::field(Field::GsmSignalPercent).valid(0.0, 31.0).scale(100.0 / 31.0),
+                ),
+                (Key::Name("ign".into()), Rule::field(Field::Ignition)),
+            ],
+        );
+        let mut m = Mapper::new(&p);
+        m.name("csq", Value::Uint(99, 8));
+        m.name("ign", Value::Text(b"false"));
+        let mut e = TelemetryEvent::default();
+        m.finish(&mut e);
+        let t = e.telemetry.unwrap();
+        assert_eq!(t.gsm_signal_percent, None);
+        assert_eq!(t.ignition, Some(false));
+        let mut m = Mapper::new(&p);
+        m.name("csq", Value::Uint(31, 8));
+        let mut e = TelemetryEvent::default();
+        m.finish(&mut e);
+        assert!((e.telemetry.unwrap().gsm_signal_percent.unwrap() - 100.0).abs() < 1e-9);
     }
 
     #[test]
