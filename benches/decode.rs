@@ -277,7 +277,7 @@ fn stamp(
     ctx: &Context,
     digest: u128,
     i: usize,
-    at: &pbjson_types::Timestamp,
+    at: &avlgate::event::Timestamp,
 ) {
     e.event_id = event_id(&ctx.imei, digest, i);
     e.imei.clone_from(&ctx.imei);
