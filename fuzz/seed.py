@@ -11,6 +11,8 @@ import pathlib
 root = pathlib.Path(__file__).resolve().parent
 frames = json.loads((root.parent / "tests/data/traccar-frames.json").read_text())
 login = bytes.fromhex("000f333536333037303432343431303133")  # IMEI 356307042441013
+# GT06 login of IMEI 352887071911998: the session refuses every other packet before it.
+gt06_login = bytes.fromhex("78780d010352887071911998000479d00d0a")
 
 
 def wire(f):
@@ -39,6 +41,8 @@ for f in frames:
         seeds["wialon"].append(b"\x00" + b)
     elif p == "gt06":
         seeds["gt06"].append(b"\x00" + b)
+        if f["wire"].get("protocol_number") != "0x01":
+            seeds["gt06"].append(b"\x00" + gt06_login + b)
 
 for target, items in seeds.items():
     d = root / "seeds" / target

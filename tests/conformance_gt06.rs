@@ -8,41 +8,56 @@
 //!   Two kinds of "invalid" entries are really valid input and are checked as such: the
 //!   CRC-less Wi-Fi form (byte 2 is an access-point count) and an entry holding several
 //!   good frames back to back.
-//! - For frames Traccar checks as positions, every asserted value must match ours, through
-//!   [`check`]'s mapping. Asserts on Traccar-derived values we have no counterpart for are
-//!   listed in [`EXCLUDED_KEYS`] with the reason; frames we do not (yet) match are listed in
-//!   [`KNOWN_GAPS`] with the reason, and the test fails if one of them starts matching (so
-//!   the list stays true) or if any other frame does not match.
+//! - For frames Traccar checks as positions, every asserted value must match our event's
+//!   vocabulary (`telemetry`, `alarms`, `position`, `text`; device codes Traccar passes
+//!   through, like `event`, against `raw`) after unit conversion, through [`check`]. Asserts
+//!   on Traccar-derived values we have no counterpart for are listed in [`EXCLUDED_KEYS`] with
+//!   the reason; frames we do not (yet) match are listed in [`KNOWN_GAPS`] with the reason,
+//!   and the test fails if one of them starts matching (so the list stays true) or if any
+//!   other frame does not match.
+//! - Traccar's per-device model setting (`decoder_config.model`) is a per-device profile
+//!   here: frames of a model with a built-in profile ([`MODEL_PROFILES`]) are replayed after
+//!   a login of an IMEI the test's profile file assigns to that profile, as an operator would.
+//! - Every value of every valid frame survives into `raw`: [`RawCheck`] re-reads the fields
+//!   of the layouts it knows from the frame bytes, independently of the decoder and of the
+//!   mapping, and looks each one up in the event's `raw` by its documented name.
 //!
 //! Figures are printed (`cargo test --test conformance_gt06 -- --nocapture`) and asserted.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use avlgate::proto::attribute_value::Value as AttrValue;
-use avlgate::proto::{EventKind, TelemetryEvent, Transport};
+use avlgate::proto::raw_value::Value as RawV;
+use avlgate::proto::{Alarm, EventKind, TelemetryEvent, Transport};
+use avlgate::protocol::gt06::mapping::name;
 use avlgate::protocol::gt06::Gt06;
 use avlgate::protocol::{Action, DecodeError, Frame, Limits, ProtocolModule, ProtocolSession};
+use avlgate::vocab::Profiles;
 use bytes::BytesMut;
 use serde_json::Value;
 
 /// A login to inject before test methods that do not start with one (GT06 refuses
 /// everything before a login; Traccar's own harness only works after one too).
 const LOGIN_HEX: &str = "78780d010352887071911998000479d00d0a";
+const LOGIN_IMEI: &str = "352887071911998";
 
 /// The clock the session sees: 2026-11-20 23:32:30 UTC (time requests echo it).
 const NOW_SECS: u64 = 1_795_217_550;
+
+/// Traccar models (prefix of `decoder_config.model`) that have a built-in profile, and the
+/// IMEI this test's profile file assigns to it.
+const MODEL_PROFILES: &[(&str, &str, &str)] = &[("LW", "868120000000017", "gt06-lw")];
 
 /// Traccar attribute keys asserted on values our schema has no counterpart for.
 /// Each is skipped for the assert only; the frame must still decode to a typed event.
 const EXCLUDED_KEYS: &[(&str, &str)] = &[
     (
         "temp1",
-        "a temperature Traccar reads from model-specific bytes (SEEWORLD/OBD6/S5 layouts chosen by length or configured model); we keep those bytes raw",
+        "a temperature Traccar reads from model-specific bytes (SEEWORLD/OBD6/S5 layouts chosen by length or configured model); we keep those bytes raw (`tail`)",
     ),
     ("humidity", "a sensor value of one 0x94 sub-type we keep raw (`info_content`)"),
-    ("networkTechnology", "Traccar's label for 0x94 sub-type 0x0B; we keep `info_type` and the raw byte"),
-    ("hours", "engine hours Traccar derives from a model-specific 0x22 tail (multiplied by 1000); kept raw"),
+    ("networkTechnology", "Traccar's label for 0x94 sub-type 0x0B; we keep `info_type` and the raw byte (`info_content`)"),
+    ("hours", "engine hours Traccar derives from a model-specific 0x22 tail (multiplied by 1000); kept raw (`tail`)"),
     ("drivingTime", "a WeTrust 0x12 tail field we do not decode"),
     ("tag1Temp", "a BLE tag temperature inside 0x70 module 0x007F, kept raw as `module_007f`"),
     ("steps", "a pedometer count in a 0xA3 variant (GL21L long form) whose layout is not documented"),
@@ -60,17 +75,16 @@ const KNOWN_GAPS: &[(u64, &str)] = &[
     (10, "long 0xA3 (GL21L) form: no GPS block despite the GK310 fence layout; published raw (UNKNOWN)"),
     (21, "Traccar reads this altitude from the frame's CRC bytes (0x8429); the content has none"),
     (22, "SL4X 0x31 layout (u16 MNC, u64 cell id, altitude after the ACC bytes) not decoded; altitude left unset"),
-    (171, "alarm 0x19 means hard acceleration only on LW-series models (Traccar's per-device model setting); we report the family meaning, low_battery"),
-    (185, "VL103 0x36: the battery voltage is somewhere in the 12 undocumented status bytes (kept raw as `status_data`)"),
-    (176, "model-specific 0x22 tail (battery voltage) kept raw"),
-    (41, "0x13 with a 14-byte model-specific tail: Traccar's power value comes from a model-specific field"),
-    (170, "0x13 power read per configured model (LW series: u16 & 0x0FFF / 10); we read the family layout"),
-    (172, "0x13 power read per configured model (SEEWORLD: the alarm byte is the voltage); we read the family layout"),
-    (173, "0x13 power read per configured model (R11: u16 voltage instead of the level); we read the family layout"),
-    (56, "0x13 OBD6 form (battery % after a packed satellite/RSSI word); not decoded beyond the status block"),
+    (185, "VL103 0x36: the battery voltage is somewhere in the 12 undocumented status bytes (raw `status_data`)"),
+    (176, "XT40 0x22: the battery voltage is in a model-specific tail (raw `tail`)"),
+    (41, "0x13 with a 14-byte model-specific tail (raw `tail`): Traccar's power value comes from a model-specific field"),
+    (170, "LW4G-4B 0x13: Traccar reads the power from the alarm and language bytes as one u16 (& 0x0FFF / 10); they are two raw values here (`alarm`, `language`), which no rule combines"),
+    (172, "SEEWORLD 0x13: the alarm byte is the supply voltage on this model; the family reads an alarm code. An operator profile maps it (`names.alarm` → `external_power_volts`, see gt06/mapping.rs); this test assumes none"),
+    (173, "R11 0x13: Traccar reads the voltage-level and GSM bytes as one u16 voltage; they are two raw values here, which no rule combines"),
+    (56, "0x13 OBD6 form (battery % after a packed satellite/RSSI word, raw `tail`); not decoded beyond the status block"),
     (
         7,
-        "0x94 `0B 02E3` in the basic framing: Traccar reads 7.39 V from bytes 1-2, but sub-type 0x0B is the network-technology byte elsewhere (seq 20); layout undocumented, kept raw",
+        "0x94 `0B 02E3`: Traccar reads 7.39 V from bytes 1-2, but sub-type 0x0B is the network-technology byte elsewhere (seq 20); layout undocumented, kept raw (`info_content`)",
     ),
 ];
 
@@ -218,40 +232,53 @@ fn decode_all(s: &mut dyn ProtocolSession, bytes: &[u8]) -> Vec<Result<Frame, De
     out
 }
 
-fn attr_f64(e: &TelemetryEvent, k: &str) -> Option<f64> {
-    match e.attr(k)? {
-        AttrValue::DoubleValue(v) => Some(*v),
-        AttrValue::UintValue(v) => Some(*v as f64),
-        AttrValue::IntValue(v) => Some(*v as f64),
-        _ => None,
-    }
-}
-
-fn attr_str<'a>(e: &'a TelemetryEvent, k: &str) -> Option<&'a str> {
-    match e.attr(k)? {
-        AttrValue::StringValue(s) => Some(s),
-        _ => None,
-    }
-}
-
-fn attr_bool(e: &TelemetryEvent, k: &str) -> Option<bool> {
-    match e.attr(k)? {
-        AttrValue::BoolValue(b) => Some(*b),
-        _ => None,
-    }
-}
-
-fn camel_to_snake(s: &str) -> String {
-    let mut out = String::new();
-    for c in s.chars() {
-        if c.is_ascii_uppercase() {
-            out.push('_');
-            out.push(c.to_ascii_lowercase());
-        } else {
-            out.push(c);
+/// A Traccar alarm name (`hardBraking`, `lowBattery`, `sos`) as our enum.
+fn traccar_alarm(s: &str) -> Option<Alarm> {
+    let snake = match s {
+        // Traccar says "hard", the schema "harsh"; Traccar's one lowercase compound.
+        "hardAcceleration" => "HARSH_ACCELERATION".to_string(),
+        "hardBraking" => "HARSH_BRAKING".to_string(),
+        "hardCornering" => "HARSH_CORNERING".to_string(),
+        "lowspeed" => "LOW_SPEED".to_string(),
+        _ => {
+            let mut out = String::new();
+            for c in s.chars() {
+                if c.is_ascii_uppercase() {
+                    out.push('_');
+                }
+                out.push(c.to_ascii_uppercase());
+            }
+            out
         }
+    };
+    Alarm::from_str_name(&format!("ALARM_{snake}"))
+}
+
+fn raw_uint(e: &TelemetryEvent, k: &str) -> Option<u64> {
+    match e.raw_named(k)? {
+        RawV::UintValue(v) => Some(*v),
+        _ => None,
     }
-    out
+}
+
+fn raw_str<'a>(e: &'a TelemetryEvent, k: &str) -> Option<&'a str> {
+    match e.raw_named(k)? {
+        RawV::StringValue(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// Traccar's `result` for pass-through data: the text, trimmed, when printable, otherwise
+/// its hex.
+fn passthrough_result(data: &[u8]) -> String {
+    let printable = data
+        .iter()
+        .all(|&b| b.is_ascii_graphic() || matches!(b, b' ' | b'\r' | b'\n' | b'\t'));
+    if printable {
+        String::from_utf8_lossy(data).trim().to_string()
+    } else {
+        hex::encode(data)
+    }
 }
 
 /// `2015-10-20T14:21:11.000Z` → seconds since the epoch.
@@ -275,71 +302,345 @@ fn close(a: f64, b: f64, eps: f64) -> bool {
 /// it is in [`EXCLUDED_KEYS`]).
 fn check(e: &TelemetryEvent, key: &str, want: &Value) -> Option<Result<(), String>> {
     let p = e.position.as_ref();
+    let t = e.telemetry();
     let num = want.as_f64();
+    let close_to = |got: Option<f64>, eps: f64| got.zip(num).is_some_and(|(g, w)| close(g, w, eps));
     let ok = match key {
         "latitude" => p.zip(num).is_some_and(|(p, w)| close(p.latitude, w, 1e-5)),
         "longitude" => p.zip(num).is_some_and(|(p, w)| close(p.longitude, w, 1e-5)),
         "valid" => p.map(|p| p.valid) == want.as_bool(),
-        "course" => p
-            .and_then(|p| p.course)
-            .zip(num)
-            .is_some_and(|(g, w)| close(g, w, 1e-6)),
+        "course" => close_to(p.and_then(|p| p.course), 1e-6),
         // Traccar keeps knots; the schema is km/h.
         "speed" => p
             .and_then(|p| p.speed)
             .zip(num)
             .is_some_and(|(g, w)| close(g, w * 1.852, 0.01)),
-        "altitude" => p
-            .and_then(|p| p.altitude)
-            .zip(num)
-            .is_some_and(|(g, w)| close(g, w, 1e-6)),
+        "altitude" => close_to(p.and_then(|p| p.altitude), 1e-6),
         "fixTime" => e.device_time.as_ref().map(|t| t.seconds) == want.as_str().map(parse_iso),
-        "alarm" => attr_str(e, "alarm") == want.as_str().map(camel_to_snake).as_deref(),
-        "ignition" | "door" => attr_bool(e, key) == want.as_bool(),
-        "iccid" | "result" => attr_str(e, key) == want.as_str(),
-        "driverUniqueId" => attr_str(e, "driver_id") == want.as_str(),
-        "eventFiles" => attr_str(e, "event_files") == want.as_str(),
-        // `serial` is already the frame's serial number in our attributes.
-        "serial" => attr_str(e, "rfid_text") == want.as_str(),
-        // Traccar's `event` is our `event`, except on the status-family packets, where it is
-        // the alarm byte Traccar has no name for: our `alarm_code`.
-        "event" => {
-            let got = attr_f64(e, "event").or_else(|| attr_f64(e, "alarm_code"));
-            got.zip(num).is_some_and(|(g, w)| g == w)
+        // Traccar joins alarms with commas; ours are a list: the same set.
+        "alarm" => {
+            let want: Option<Vec<Alarm>> = want
+                .as_str()
+                .and_then(|s| s.split(',').map(traccar_alarm).collect::<Option<Vec<_>>>());
+            let mut ours: Vec<i32> = e.alarms.clone();
+            ours.sort_unstable();
+            want.is_some_and(|w| {
+                let mut w: Vec<i32> = w.into_iter().map(|a| a as i32).collect();
+                w.sort_unstable();
+                w.dedup();
+                w == ours
+            })
         }
-        // Traccar scales the 0–6 level to a percentage and passes larger values through;
-        // we publish the raw level (`battery_level`) or the percentage (`battery_percent`).
-        "batteryLevel" => {
-            let pct = attr_f64(e, "battery_percent").or_else(|| {
-                attr_f64(e, "battery_level").map(|l| {
-                    if l <= 6.0 {
-                        (l * 100.0 / 6.0).floor()
-                    } else {
-                        l
-                    }
-                })
-            });
-            pct.zip(num).is_some_and(|(g, w)| g == w)
-        }
+        "ignition" => t.ignition == want.as_bool(),
+        "door" => t.door_open == want.as_bool(),
+        "iccid" => t.iccid.as_deref() == want.as_str(),
+        // Traccar writes card ids in lower-case hex, the schema in upper case.
+        "driverUniqueId" => t
+            .driver_id
+            .as_deref()
+            .zip(want.as_str())
+            .is_some_and(|(g, w)| g.eq_ignore_ascii_case(w)),
         // Traccar's power = external supply voltage; null = must be absent.
         "power" => match num {
-            Some(w) => attr_f64(e, "external_voltage").is_some_and(|g| close(g, w, 1e-6)),
-            None => e.attr("external_voltage").is_none(),
+            Some(_) => close_to(t.external_power_volts, 1e-6),
+            None => t.external_power_volts.is_none(),
         },
-        "battery" => attr_f64(e, "battery_voltage")
-            .zip(num)
-            .is_some_and(|(g, w)| close(g, w, 1e-6)),
+        "battery" => close_to(t.battery_volts, 1e-6),
+        // Traccar's percentage of the 0–6 level is an integer division.
+        "batteryLevel" => t.battery_percent.map(|v| (v + 1e-9).floor()) == num,
+        // Traccar's `result`: a command answer (our `text`) or pass-through data.
+        "result" => match e.raw_named(name::PASSTHROUGH_DATA) {
+            Some(RawV::BytesValue(d)) => want.as_str() == Some(passthrough_result(d).as_str()),
+            _ => e.text.as_deref() == want.as_str(),
+        },
+        // Traccar's `serial` here is the RFID reader's text.
+        "serial" => raw_str(e, name::RFID_TEXT) == want.as_str(),
+        "eventFiles" => raw_str(e, name::EVENT_FILES) == want.as_str(),
+        // Traccar's `event` is the device's own event / alarm code, passed through: ours is
+        // in `raw` under the packet's name for it.
+        "event" => [
+            name::EVENT,
+            name::ALARM_TYPE,
+            name::SHORT_ALARM_TYPE,
+            name::ALARM,
+        ]
+        .iter()
+        .filter_map(|n| raw_uint(e, n))
+        .any(|g| Some(g as f64) == num),
         _ => return None,
     };
     Some(if ok {
         Ok(())
     } else {
+        // Canonical JSON: only what is set.
+        let json = |v: &dyn erased::Json| v.json();
         Err(format!(
-            "{key}: want {want}, event {:?} {:?}",
-            e.position,
-            e.attributes.keys().collect::<Vec<_>>()
+            "{key}: want {want}, ours: position {} alarms {:?} telemetry {} raw {:?}",
+            e.position.as_ref().map_or("none".into(), |p| json(p)),
+            e.alarms
+                .iter()
+                .map(|a| Alarm::try_from(*a).map_or("?", |a| a.as_str_name()))
+                .collect::<Vec<_>>(),
+            json(t),
+            e.raw.iter().map(|r| r.name.as_str()).collect::<Vec<_>>()
         ))
     })
+}
+
+mod erased {
+    /// Canonical JSON of a schema message, for failure messages.
+    pub trait Json {
+        fn json(&self) -> String;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn json(&self) -> String {
+            serde_json::to_string(self).unwrap_or_default()
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Raw survival: the frame's fields, re-read here, are in `raw` under their names.
+
+fn be(b: &[u8], at: usize, n: usize) -> Option<u64> {
+    Some(
+        b.get(at..at + n)?
+            .iter()
+            .fold(0u64, |a, &x| a << 8 | u64::from(x)),
+    )
+}
+
+/// Checks raw values of one event against fields read from the frame bytes.
+struct RawCheck<'a> {
+    e: &'a TelemetryEvent,
+    checked: usize,
+    problems: Vec<String>,
+}
+
+impl RawCheck<'_> {
+    /// Whether `raw` holds `want` under `k` (a name may repeat: two modules of one type).
+    fn has(&mut self, k: &str, want: &RawV) {
+        self.checked += 1;
+        let found = self
+            .e
+            .raw
+            .iter()
+            .any(|r| r.id.is_none() && r.name == k && r.value.as_ref() == Some(want));
+        if !found {
+            self.problems.push(format!(
+                "{k}: frame has {want:02x?}, raw {:02x?}",
+                self.e.raw_named(k)
+            ));
+        }
+    }
+
+    fn uint(&mut self, k: &str, want: Option<u64>) {
+        match want {
+            Some(v) => self.has(k, &RawV::UintValue(v)),
+            None => self.problems.push(format!("{k}: not in the frame")),
+        }
+    }
+
+    fn bytes(&mut self, k: &str, want: Option<&[u8]>) {
+        match want {
+            Some(v) => self.has(k, &RawV::BytesValue(v.to_vec())),
+            None => self.problems.push(format!("{k}: not in the frame")),
+        }
+    }
+
+    /// Terminal info, then the level (u8) or battery (u16), GSM, alarm, language, from `at`.
+    fn status(&mut self, c: &[u8], at: usize, wide: bool) {
+        self.uint(name::TERMINAL_INFO, be(c, at, 1));
+        let (level, n) = if wide {
+            (name::BATTERY_LEVEL, 2)
+        } else {
+            (name::VOLTAGE_LEVEL, 1)
+        };
+        self.uint(level, be(c, at + 1, n));
+        self.uint(name::GSM_SIGNAL, be(c, at + 1 + n, 1));
+        self.uint(name::ALARM, be(c, at + 2 + n, 1));
+        if c.len() > at + 3 + n {
+            self.uint(name::LANGUAGE, be(c, at + 3 + n, 1));
+        }
+    }
+
+    /// The modules of `0x70` (`len_bytes` 2) and `0x36` (1): unknown ones are
+    /// `module_<type>` bytes, known ones are under their names.
+    fn modules(&mut self, mut c: &[u8], len_bytes: usize) {
+        while let (Some(kind), Some(len)) = (be(c, 0, 2), be(c, 2, len_bytes)) {
+            let at = 2 + len_bytes;
+            let Some(v) = c.get(at..at + len as usize) else {
+                return;
+            };
+            let kind = kind as u16;
+            match (kind, len_bytes) {
+                (0x0003, 2) => self.bytes(name::ICCID, Some(v)),
+                (0x0009, 2) => self.uint(name::SATELLITES, be(v, 0, 1)),
+                (0x000A, 2) => self.uint(name::SATELLITES_VISIBLE, be(v, 0, 1)),
+                (0x0018, _) => self.uint(name::BATTERY_CENTIVOLTS, be(v, 0, 2)),
+                (0x0028, 2) => self.uint(name::HDOP_TENTHS, be(v, 0, 1)),
+                (0x0029, 2) => self.uint(name::INDEX, be(v, 0, 4)),
+                (0x002A, 2) => self.uint(name::DOOR_TAMPER, be(v, 0, 1)),
+                (0x002B, 2) => self.uint(name::EVENT, be(v, 0, 1)),
+                // Two little-endian words, low first.
+                (0x002E, 2) => self.uint(
+                    name::ODOMETER_METERS,
+                    v.get(..4)
+                        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]).into()),
+                ),
+                // GPS module: the course word after time 4, sats 1, alt 2, lat 4, lon 4, speed 1.
+                (0x0033, 2) => self.uint(name::COURSE_STATUS, be(v, 16, 2)),
+                (0x0032, 1) => self.uint(name::STARTUP_STATUS, be(v, 0, 1)),
+                (0x006A, 1) => self.uint(name::BATTERY_PERCENT, be(v, 0, 1)),
+                // A serving-cell module with a cell id is a cell tower.
+                (0x0011, 2) if be(v, 6, 3).is_some_and(|cid| cid > 0) => {
+                    self.checked += 1;
+                    let cid = be(v, 6, 3);
+                    if !self.e.cell_towers.iter().any(|t| Some(t.cell_id) == cid) {
+                        self.problems
+                            .push(format!("cell {cid:?} not in cell_towers"));
+                    }
+                }
+                _ => self.bytes(&format!("module_{kind:04x}"), Some(v)),
+            }
+            c = c.get(at + len as usize..).unwrap_or_default();
+        }
+    }
+}
+
+/// The fields this test knows how to find in a frame, checked against `raw`.
+fn raw_survives<'e>(w: &Wire, c: &[u8], e: &'e TelemetryEvent) -> RawCheck<'e> {
+    let mut rc = RawCheck {
+        e,
+        checked: 0,
+        problems: Vec::new(),
+    };
+    // Every event: the protocol number first, the serial last.
+    rc.checked += 2;
+    let first = e.raw.first().map(|r| (r.name.as_str(), r.value.clone()));
+    let last = e.raw.last().map(|r| (r.name.as_str(), r.value.clone()));
+    if first
+        != Some((
+            name::PROTOCOL_NUMBER,
+            Some(RawV::UintValue(w.protocol.into())),
+        ))
+    {
+        rc.problems.push(format!("first raw {first:?}"));
+    }
+    if last != Some((name::SERIAL, Some(RawV::UintValue(w.serial.into())))) {
+        rc.problems.push(format!("last raw {last:?}"));
+    }
+    if e.kind == EventKind::Unknown as i32 {
+        rc.bytes(name::CONTENT, Some(c));
+        return rc;
+    }
+    let p = w.protocol;
+    let gps_at = match (p, c.len()) {
+        (0x34, _) => Some(4),
+        (0x12, 34) => Some(8),
+        (0x10 | 0x11 | 0x12 | 0x16 | 0x1E | 0x22 | 0x26 | 0x27 | 0x2D | 0x31 | 0x37, _) => Some(0),
+        (0xA0 | 0xA4 | 0x1A | 0x2A | 0x38, n) | (0xA3, n) if n >= 18 => Some(0),
+        // The GPS forms of numbers other models use for LBS or status, told by length.
+        (0x17, 35) | (0x36, 48) | (0xA2, 59) | (0x24, 41) => Some(0),
+        _ => None,
+    };
+    if let Some(at) = gps_at.filter(|_| !w.extended || p == 0x38) {
+        // Time 6, satellites 1, latitude 4, longitude 4, speed 1, then the course word.
+        rc.uint(name::COURSE_STATUS, be(c, at + 16, 2));
+    }
+    let vxt01 = !w.extended && matches!(p, 0x12 | 0x16) && c.len() == 31;
+    match p {
+        _ if vxt01 => {
+            // GPS 18, a bare cell block 8, terminal info, voltage / level, GSM, extension.
+            rc.uint(name::TERMINAL_INFO, be(c, 26, 1));
+            if p == 0x12 {
+                rc.uint(name::POWER_CENTIVOLTS, be(c, 27, 2));
+            } else {
+                rc.uint(name::VOLTAGE_LEVEL, be(c, 27, 1));
+                rc.uint(name::GSM_SIGNAL, be(c, 28, 1));
+                rc.uint(name::ALARM_EXTENSION, be(c, 29, 1));
+            }
+        }
+        0x13 if c.len() >= 4 => rc.status(c, 0, false),
+        0x23 => {
+            rc.uint(name::TERMINAL_INFO, be(c, 0, 1));
+            rc.uint(name::BATTERY_CENTIVOLTS, be(c, 1, 2));
+            rc.uint(name::GSM_SIGNAL, be(c, 3, 1));
+            rc.uint(name::LANGUAGE, be(c, 4, 2));
+        }
+        // GPS, a cell block led by its length (which counts itself), then the status block.
+        0x16 | 0x26 | 0x27 | 0x19 if !w.extended => {
+            let cell_at = if p == 0x19 { 0 } else { 18 };
+            let len = usize::from(c.get(cell_at).copied().unwrap_or_default());
+            if len >= 9 {
+                let at = cell_at + len;
+                let wide = matches!(p, 0x16 | 0x26) && c.len() == at + 6;
+                rc.status(c, at, wide);
+            }
+        }
+        0x22 | 0x37 | 0x2D if !w.extended => {
+            // GPS 18, MCC (bit 15: MNC is u16), MNC, LAC u16, cell id u24, then ACC,
+            // upload mode, re-upload.
+            let mnc = if be(c, 18, 2).is_some_and(|m| m & 0x8000 != 0) {
+                2
+            } else {
+                1
+            };
+            let at = 18 + 2 + mnc + 5;
+            if c.len() >= at + 3 {
+                rc.uint(name::ACC, be(c, at, 1));
+                rc.uint(name::UPLOAD_MODE, be(c, at + 1, 1));
+                rc.uint(name::GPS_REUPLOAD, be(c, at + 2, 1));
+            }
+        }
+        0x70 => rc.modules(c, 2),
+        // The Jimi 4G status form: the status block, language, modules of u8 length.
+        0x36 if c.len() != 48 => {
+            rc.status(c, 0, false);
+            rc.modules(c.get(5..).unwrap_or_default(), 1);
+        }
+        0x94 => {
+            rc.uint(name::INFO_TYPE, be(c, 0, 1));
+            match c.first() {
+                Some(0x00) => rc.uint(name::POWER_CENTIVOLTS, be(c, 1, 2)),
+                Some(0x04 | 0x05 | 0x0A | 0x1B) => {}
+                _ => rc.bytes(name::INFO_CONTENT, c.get(1..)),
+            }
+        }
+        0x15 => rc.uint(name::SERVER_FLAG, be(c, 1, 4)),
+        0x21 => {
+            rc.uint(name::SERVER_FLAG, be(c, 0, 4));
+            rc.uint(name::ENCODING, be(c, 4, 1));
+        }
+        0x9B => {
+            rc.uint(name::EXTERNAL_DEVICE_TYPE, be(c, 0, 1));
+            rc.bytes(name::PASSTHROUGH_DATA, c.get(1..));
+        }
+        0x95 => {
+            if c.get(..2) == Some(&[0xFF, 0xFF][..]) {
+                // Marker 2, version 1, time 6, sats 1, lat 4, lon 4, speed u16, course word.
+                rc.uint(name::COURSE_STATUS, be(c, 20, 2));
+                rc.uint(name::POWER_DECIVOLTS, be(c, 22, 2));
+                rc.uint(name::ALARM_TYPE, be(c, 24, 1));
+            } else if c.len() > 7 {
+                // Time 6, lat 4, lon 4, course word.
+                rc.uint(name::COURSE_STATUS, be(c, 14, 2));
+                rc.uint(name::ALARM_TYPE, be(c, 16, 1));
+            } else {
+                rc.uint(name::SHORT_ALARM_TYPE, be(c, 6, 1));
+            }
+        }
+        0x34 => {
+            rc.uint(name::X1_DATA_ALARM, be(c, 0, 4));
+            rc.uint(name::X1_TERMINAL_INFO, be(c, 22, 2));
+            rc.uint(name::ODOMETER_METERS, be(c, 24, 4));
+            rc.uint(name::X1_DRIVER_ID, be(c, 37, 4));
+            rc.uint(name::BATTERY_CENTIVOLTS, be(c, 41, 2));
+            rc.uint(name::POWER_CENTIVOLTS, be(c, 43, 2));
+        }
+        _ => {}
+    }
+    rc
 }
 
 #[derive(Default)]
@@ -355,7 +656,59 @@ struct Figures {
     positions: usize,
     matched: usize,
     known_gaps: usize,
+    /// Position frames replayed under a model's built-in profile.
+    with_model_profile: usize,
+    asserts: usize,
+    asserts_matched: usize,
+    asserts_in_gaps: usize,
     excluded_asserts: usize,
+    raw_frames: usize,
+    raw_values: usize,
+    /// Valid frames that publish nothing (logins, time requests).
+    no_event: usize,
+}
+
+/// A login frame for `imei`, built here (BCD with a leading pad digit).
+fn login(imei: &str, serial: u16) -> Vec<u8> {
+    let digits = format!("0{imei}");
+    let bcd: Vec<u8> = digits
+        .as_bytes()
+        .chunks(2)
+        .map(|p| (p[0] - b'0') << 4 | (p[1] - b'0'))
+        .collect();
+    reply(false, 0x01, &bcd, serial)
+}
+
+/// The limits of the replay: the built-in profiles, plus a profile file that assigns each
+/// [`MODEL_PROFILES`] IMEI to its profile.
+fn limits() -> Limits {
+    let dir = std::env::temp_dir().join(format!("avlgate-conformance-gt06-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("profiles.toml");
+    let mut text = String::new();
+    for (_, imei, profile) in MODEL_PROFILES {
+        text.push_str(&format!(
+            "[[devices]]\nprofile = \"{profile}\"\nimeis = [\"{imei}\"]\n"
+        ));
+    }
+    std::fs::write(&path, text).unwrap();
+    let profiles = Profiles::load(&path).unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    Limits {
+        profiles,
+        ..Limits::default()
+    }
+}
+
+/// The IMEI to replay a frame under: the model's profile IMEI, or the default login's.
+fn imei_for(entry: &Value) -> &'static str {
+    let model = entry["decoder_config"]["model"]
+        .as_str()
+        .unwrap_or_default();
+    MODEL_PROFILES
+        .iter()
+        .find(|(prefix, _, _)| !model.is_empty() && model.starts_with(prefix))
+        .map_or(LOGIN_IMEI, |(_, imei, _)| imei)
 }
 
 #[test]
@@ -376,12 +729,13 @@ fn traccar_gt06_frames() {
             .or_default()
             .push(e);
     }
+    let limits = limits();
     let mut fig = Figures::default();
     let mut failures: Vec<String> = Vec::new();
     let mut gaps_seen: Vec<u64> = Vec::new();
     for (test, mut entries) in by_test {
         entries.sort_by_key(|e| e["seq"].as_u64());
-        let mut s = Gt06.new_session(Transport::Tcp, &Limits::default());
+        let mut s = Gt06.new_session(Transport::Tcp, &limits);
         if entries.first().map(|e| &e["wire"]["protocol_number"]) != Some(&Value::from("0x01")) {
             let out = decode_all(s.as_mut(), &h(LOGIN_HEX));
             assert!(matches!(&out[..], [Ok(f)] if f.login.is_some()));
@@ -390,6 +744,12 @@ fn traccar_gt06_frames() {
             let seq = e["seq"].as_u64().unwrap();
             let name = format!("{test}#{seq}");
             let bytes = h(e["frame"].as_str().unwrap());
+            // Traccar's per-device model setting: the device of that model logs in.
+            let imei = imei_for(e);
+            if s.imei().is_some_and(|current| current != imei) {
+                let out = decode_all(s.as_mut(), &login(imei, 1));
+                assert!(matches!(&out[..], [Ok(f)] if f.login.as_deref() == Some(imei)));
+            }
             let w = &e["wire"];
             let out = decode_all(s.as_mut(), &bytes);
             let frames: Vec<&Frame> = out.iter().filter_map(|r| r.as_ref().ok()).collect();
@@ -473,17 +833,40 @@ fn traccar_gt06_frames() {
                 ));
             }
             fig.replies_checked += 1;
+            match f.events.first() {
+                Some(ev) => {
+                    let rc = raw_survives(wire, &bytes[header..bytes.len() - 6], ev);
+                    fig.raw_frames += 1;
+                    fig.raw_values += rc.checked;
+                    for p in rc.problems {
+                        failures.push(format!("{name}: raw: {p}"));
+                    }
+                }
+                None => fig.no_event += 1,
+            }
             if e["expect"] != "position" {
                 continue;
             }
             fig.positions += 1;
+            if imei != LOGIN_IMEI {
+                fig.with_model_profile += 1;
+            }
             let gap = (test == "Gt06ProtocolDecoderTest.testDecode")
                 .then(|| KNOWN_GAPS.iter().find(|(s, _)| *s == seq))
                 .flatten();
             let mut problems = Vec::new();
+            let asserts = e["asserts"].as_object().map_or(0, |a| a.len());
+            fig.asserts += asserts;
+            // Asserted values this frame does not match (all of them when there is nothing
+            // to compare).
+            let mut missed = 0;
             match f.events.first() {
-                None => problems.push("no event".to_string()),
+                None => {
+                    missed = asserts;
+                    problems.push("no event".to_string())
+                }
                 Some(ev) if ev.kind == EventKind::Unknown as i32 => {
+                    missed = asserts;
                     problems.push(format!("published as UNKNOWN ({})", w["protocol_number"]))
                 }
                 Some(ev) => {
@@ -501,11 +884,17 @@ fn traccar_gt06_frames() {
                     }
                     for (k, v) in e["asserts"].as_object().into_iter().flatten() {
                         match check(ev, k, v) {
-                            Some(Ok(())) => {}
-                            Some(Err(why)) => problems.push(why),
+                            Some(Ok(())) => fig.asserts_matched += 1,
+                            Some(Err(why)) => {
+                                missed += 1;
+                                problems.push(why)
+                            }
                             None => match EXCLUDED_KEYS.iter().find(|(x, _)| x == k) {
                                 Some(_) => fig.excluded_asserts += 1,
-                                None => problems.push(format!("unmapped assert {k}")),
+                                None => {
+                                    missed += 1;
+                                    problems.push(format!("unmapped assert {k}"))
+                                }
                             },
                         }
                     }
@@ -516,6 +905,7 @@ fn traccar_gt06_frames() {
                 (None, false) => failures.push(format!("{name}: {}", problems.join("; "))),
                 (Some((s, why)), false) => {
                     fig.known_gaps += 1;
+                    fig.asserts_in_gaps += missed;
                     gaps_seen.push(*s);
                     eprintln!("  gap {name}: {why} [{}]", problems.join("; "));
                 }
@@ -538,8 +928,16 @@ fn traccar_gt06_frames() {
         fig.valid_ok, fig.valid, fig.replies_checked
     );
     eprintln!(
-        "  position frames matching every mapped assert: {}/{} ({} known gaps, {} asserts on excluded keys)",
-        fig.matched, fig.positions, fig.known_gaps, fig.excluded_asserts
+        "  position frames matching every mapped assert: {}/{} ({} known gaps, {} asserts on excluded keys, {} frames under a model's built-in profile)",
+        fig.matched, fig.positions, fig.known_gaps, fig.excluded_asserts, fig.with_model_profile
+    );
+    eprintln!(
+        "  asserted values matching our vocabulary: {}/{} ({} on excluded keys, {} missed in known-gap frames)",
+        fig.asserts_matched, fig.asserts, fig.excluded_asserts, fig.asserts_in_gaps
+    );
+    eprintln!(
+        "  raw survival: {} values re-read from {} frames, each found in `raw`",
+        fig.raw_values, fig.raw_frames
     );
     eprintln!(
         "  invalid entries: {} = {} refused without reply + {} truncated (held, nothing published) + {} CRC-less Wi-Fi form + {} entries of several good frames",
@@ -558,4 +956,13 @@ fn traccar_gt06_frames() {
     );
     assert_eq!(fig.matched + fig.known_gaps, fig.positions);
     assert_eq!(fig.known_gaps, KNOWN_GAPS.len());
+    assert_eq!(
+        fig.asserts_matched + fig.excluded_asserts + fig.asserts_in_gaps,
+        fig.asserts
+    );
+    // Every valid frame published an event whose raw values were checked.
+    assert_eq!(fig.raw_frames, fig.valid - fig.no_event);
+    // The values the raw check re-reads (printed above): a change in what it covers must
+    // update this knowingly.
+    assert_eq!(fig.raw_values, 687);
 }

@@ -8,7 +8,7 @@ mod props;
 use std::sync::OnceLock;
 
 use avlgate::proto::Transport;
-use avlgate::protocol::gt06::Gt06;
+use avlgate::protocol::gt06::{frame as gt06_frame, Gt06};
 use avlgate::protocol::teltonika::avl::{self, Codec, IoValue, Record};
 use avlgate::protocol::teltonika::{frame as tframe, Teltonika};
 use avlgate::protocol::wialon::Wialon;
@@ -17,8 +17,9 @@ use proptest::prelude::*;
 #[global_allocator]
 static ALLOC: props::Counting = props::Counting;
 
-/// The conformance frames as wire bytes, per protocol, with each Teltonika TCP test's login
-/// kept in front of its data frames so sessions get past the login.
+/// The conformance frames as wire bytes, per protocol, with a login in front of each
+/// Teltonika TCP and GT06 data frame so sessions get past the login (both refuse data
+/// before it, so without one the packet parsers would never run).
 struct Seeds {
     teltonika_tcp: Vec<Vec<u8>>,
     teltonika_udp: Vec<Vec<u8>>,
@@ -42,6 +43,9 @@ fn seeds() -> &'static Seeds {
             gt06: Vec::new(),
         };
         let login = tframe::encode_login("356307042441013");
+        // GT06 login of IMEI 352887071911998 (BCD, pad digit first).
+        let gt06_login =
+            gt06_frame::encode(false, 0x01, &hex::decode("0352887071911998").unwrap(), 1);
         for e in &all {
             let frame = e["frame"].as_str().unwrap_or_default();
             let bytes = if e["encoding"] == "hex" {
@@ -57,7 +61,8 @@ fn seeds() -> &'static Seeds {
                 (Some("teltonika"), _) if e["wire"]["kind"] == "imei_login" => {}
                 (Some("teltonika"), _) => s.teltonika_tcp.push([&login[..], &bytes].concat()),
                 (Some("wialon"), _) => s.wialon.push(bytes),
-                (Some("gt06"), _) => s.gt06.push(bytes),
+                (Some("gt06"), _) if e["wire"]["protocol_number"] == "0x01" => s.gt06.push(bytes),
+                (Some("gt06"), _) => s.gt06.push([&gt06_login[..], &bytes].concat()),
                 _ => {}
             }
         }

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use avlgate::config::Settings;
 use avlgate::proto::{EventKind, Protocol, TelemetryEvent};
-use avlgate::protocol::{self, CommandRequest, Limits};
+use avlgate::protocol::{self, AnswerOutcome, CommandAnswer, CommandRequest, Limits};
 use avlgate::server::Gateway;
 use avlgate::simulate::{self, DeviceProtocol, Options, SimTransport, Summary};
 use avlgate::sink::memory::MemorySink;
@@ -235,6 +235,8 @@ struct Seen {
     /// Command responses (and driver messages) the protocol decoder made of the device's
     /// answers.
     responses: Vec<TelemetryEvent>,
+    /// The typed answers those frames carried (what the session's command tracker matches).
+    answers: Vec<CommandAnswer>,
     /// Decode errors: the simulator sent something the gateway's decoder refuses.
     errors: Vec<String>,
 }
@@ -306,7 +308,11 @@ async fn fake_server(
                             .cloned()
                             .collect();
                         if !responses.is_empty() {
-                            state.lock().unwrap().responses.extend(responses);
+                            {
+                                let mut st = state.lock().unwrap();
+                                st.responses.extend(responses);
+                                st.answers.extend(frame.answers.iter().cloned());
+                            }
                             if let Some(r) = reply {
                                 sock.write_all(&r).await.unwrap();
                             }
@@ -389,6 +395,17 @@ async fn command_round_trip(
     device: DeviceProtocol,
     command: &'static str,
 ) -> Vec<TelemetryEvent> {
+    command_round_trip_answers(protocol, device, command)
+        .await
+        .0
+}
+
+/// The response events and the typed answers of a command round trip.
+async fn command_round_trip_answers(
+    protocol: Protocol,
+    device: DeviceProtocol,
+    command: &'static str,
+) -> (Vec<TelemetryEvent>, Vec<CommandAnswer>) {
     let (addr, seen) = fake_server(protocol, Behaviour::Correct, Some(command)).await;
     let o = Options {
         devices: 2,
@@ -402,7 +419,7 @@ async fn command_round_trip(
     assert_eq!(s.ack_errors, 0);
     let seen = seen.lock().unwrap();
     assert!(seen.errors.is_empty(), "{:?}", seen.errors);
-    seen.responses.clone()
+    (seen.responses.clone(), seen.answers.clone())
 }
 
 fn attr(e: &TelemetryEvent, key: &str) -> String {
@@ -421,16 +438,33 @@ async fn teltonika_codec12_commands_are_answered() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gt06_online_commands_are_answered_with_the_server_flag() {
-    let r = command_round_trip(Protocol::Gt06, DeviceProtocol::Gt06, "Relay,1#").await;
+    let (r, answers) =
+        command_round_trip_answers(Protocol::Gt06, DeviceProtocol::Gt06, "Relay,1#").await;
     assert_eq!(r.len(), 2);
     for e in r {
+        assert_eq!(
+            e.text.as_deref(),
+            Some("Cut off the fuel supply: Success!"),
+            "{e:?}"
+        );
         // The gateway's first command on a session carries server flag 1.
-        assert!(attr(&e, "server_flag").contains("UintValue(1)"), "{e:?}");
-        assert!(
-            attr(&e, "response").contains("Cut off the fuel supply"),
+        assert_eq!(
+            e.raw_named("server_flag"),
+            Some(&avlgate::proto::raw_value::Value::UintValue(1)),
             "{e:?}"
         );
     }
+    // The typed answers the command tracker matches: tagged with the server flag.
+    assert_eq!(
+        answers,
+        vec![
+            CommandAnswer {
+                tag: Some(1),
+                outcome: AnswerOutcome::Text("Cut off the fuel supply: Success!".into())
+            };
+            2
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,6 +21,10 @@
 //!   through `render_record` → `parse_record`).
 //! - **detection**: bounded, and a stream never flips from one protocol to another as more of
 //!   it arrives.
+//! - **GT06 events on the vocabulary** ([`check_gt06_event`]): raw starts with the packet's
+//!   protocol number, percentages stay within 0–100 whatever the bytes, kind is ALARM exactly
+//!   when alarms were raised, and no event carries string-keyed attributes other than the
+//!   gateway's `decode_error`.
 #![allow(dead_code)]
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -221,6 +225,9 @@ pub fn drive_session(
                         let back = avlgate::proto::TelemetryEvent::decode(&bytes[..])
                             .expect("an encoded event decodes");
                         assert_eq!(&back, e, "{name}: protobuf round trip");
+                        if name == "gt06" {
+                            check_gt06_event(e);
+                        }
                     }
                     if frame.close {
                         out.closed = true;
@@ -349,6 +356,41 @@ pub fn check_command(data: &[u8]) {
             "accepted command data re-encodes byte for byte: {msg:?}"
         );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// GT06 events
+
+/// What every GT06 event holds, whatever bytes produced it (see the module doc).
+pub fn check_gt06_event(e: &avlgate::proto::TelemetryEvent) {
+    use avlgate::proto::{raw_value, EventKind};
+    let first = e.raw.first().map(|r| (r.name.as_str(), &r.value));
+    assert!(
+        matches!(first, Some(("protocol_number", Some(raw_value::Value::UintValue(n)))) if *n <= 0xFF),
+        "gt06: raw does not start with the protocol number: {first:?}"
+    );
+    let t = e.telemetry();
+    for (field, v) in [
+        ("battery_percent", t.battery_percent),
+        ("gsm_signal_percent", t.gsm_signal_percent),
+    ] {
+        assert!(
+            v.is_none_or(|v| (0.0..=100.0).contains(&v)),
+            "gt06: {field} = {v:?} is no percentage"
+        );
+    }
+    assert_eq!(
+        e.kind == EventKind::Alarm as i32,
+        !e.alarms.is_empty(),
+        "gt06: kind {} with alarms {:?}",
+        e.kind,
+        e.alarms
+    );
+    assert!(
+        e.attributes.keys().all(|k| k == "decode_error"),
+        "gt06: attributes {:?}",
+        e.attributes.keys().collect::<Vec<_>>()
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,13 +1,16 @@
-//! The building blocks GT06 packets share: date-time, the GPS block, cell towers, the
-//! terminal-information byte and alarm codes, and the event skeleton.
+//! The building blocks GT06 packets share: date-time, the GPS block, cell towers, the status
+//! block, and the event skeleton.
 //!
 //! Every reader takes a bounds-checked [`Cursor`] and returns `None` when the content is
-//! short, so packet parsers can use `?` on untrusted bytes.
+//! short, so packet parsers can use `?` on untrusted bytes. Readers put what the device sent
+//! into the event as it came (`raw` by the names of `mapping::name`, the position, the cell
+//! towers); what it means is `mapping`'s business.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::event::{attr, timestamp_secs};
-use crate::proto::{EventKind, Position, Protocol, TelemetryEvent};
+use super::mapping::name;
+use crate::event::{raw, timestamp_secs};
+use crate::proto::{CellTower, EventKind, Position, Protocol, TelemetryEvent};
 use crate::protocol::civil;
 use crate::protocol::cursor::Cursor;
 
@@ -54,6 +57,23 @@ pub fn read_bcd_time(c: &mut Cursor) -> Option<Option<i64>> {
     let t = c.array::<6>()?;
     let [y, mo, d, h, mi, s] = t.map(|b| (b >> 4) * 10 + (b & 0x0F));
     Some(civil_to_secs(2000 + i64::from(y), mo, d, h, mi, s))
+}
+
+/// Adds an unsigned raw value.
+pub fn put(e: &mut TelemetryEvent, name: &str, v: impl Into<u64>) {
+    e.raw.push(raw::uint(name, v.into()));
+}
+
+/// Adds a raw byte string.
+pub fn put_bytes(e: &mut TelemetryEvent, name: &str, v: &[u8]) {
+    e.raw.push(raw::bytes(name, v));
+}
+
+/// Keeps what is left of the content after a layout's last field (`tail`), if anything.
+pub fn put_tail(c: &Cursor, e: &mut TelemetryEvent) {
+    if c.remaining() > 0 {
+        put_bytes(e, name::TAIL, c.rest());
+    }
 }
 
 /// Sets the device time when there is one.
@@ -103,8 +123,9 @@ pub fn read_gps_fields(
     Some(())
 }
 
-/// Sets the position from raw latitude/longitude (1/1,800,000 degree), the course/status
-/// flags (bits 0–9 course, 10 north, 11 west, 12 fixed, 14 "bit 15 is ACC", 15 ACC).
+/// Sets the position from raw latitude/longitude (1/1,800,000 degree) and the course/status
+/// flags (bits 0–9 course, 10 north, 11 west, 12 fixed), and keeps the word as
+/// `course_status` (its ACC bits 14–15 are mapped from there).
 pub fn set_position(
     e: &mut TelemetryEvent,
     lat: u32,
@@ -126,10 +147,7 @@ pub fn set_position(
         valid: flags & (1 << 12) != 0,
         ..Default::default()
     });
-    // Some firmware reports ACC in the top bits: bit 14 says bit 15 is meaningful.
-    if flags & (1 << 14) != 0 {
-        e.set("ignition", attr::boolean(flags & (1 << 15) != 0));
-    }
+    put(e, name::COURSE_STATUS, flags);
 }
 
 /// Widths of the cell-tower fields, which differ between 2G and 4G variants.
@@ -163,19 +181,30 @@ pub fn read_lac_cid(c: &mut Cursor, cell: Cell) -> Option<(u64, u64)> {
     })
 }
 
-/// Reads one serving cell and sets `mcc`, `mnc`, `lac`, `cell_id`.
+/// Reads one serving cell into `cell_towers`.
 pub fn read_cell(c: &mut Cursor, e: &mut TelemetryEvent, cell: Cell) -> Option<()> {
     let (mcc, mnc) = read_mcc_mnc(c, cell)?;
     let (lac, cid) = read_lac_cid(c, cell)?;
-    set_cell(e, mcc, mnc, lac, cid);
+    push_cell(e, mcc, mnc, lac, cid, None);
     Some(())
 }
 
-pub fn set_cell(e: &mut TelemetryEvent, mcc: u16, mnc: u16, lac: u64, cid: u64) {
-    e.set("mcc", attr::uint(mcc.into()));
-    e.set("mnc", attr::uint(mnc.into()));
-    e.set("lac", attr::uint(lac));
-    e.set("cell_id", attr::uint(cid));
+/// Adds a cell tower; `signal` as the device reports it.
+pub fn push_cell(
+    e: &mut TelemetryEvent,
+    mcc: u16,
+    mnc: u16,
+    lac: u64,
+    cid: u64,
+    signal: Option<u8>,
+) {
+    e.cell_towers.push(CellTower {
+        mcc: mcc.into(),
+        mnc: mnc.into(),
+        lac,
+        cell_id: cid,
+        signal: signal.map(i32::from),
+    });
 }
 
 /// The cell block of the status packets, led by its own length byte (counting itself).
@@ -191,85 +220,28 @@ pub fn read_cell_with_length(c: &mut Cursor, e: &mut TelemetryEvent, cell: Cell)
     c.skip(len.saturating_sub(used))
 }
 
-/// The terminal-information byte: armed, ACC, charging, the 3-bit alarm, GPS tracking and
-/// oil/electricity cut. Returns the alarm the bits carry.
-pub fn set_terminal_info(e: &mut TelemetryEvent, info: u8) -> Option<&'static str> {
-    let bit = |n: u8| info & (1 << n) != 0;
-    e.set("terminal_info", attr::uint(info.into()));
-    e.set("armed", attr::boolean(bit(0)));
-    e.set("ignition", attr::boolean(bit(1)));
-    e.set("charging", attr::boolean(bit(2)));
-    e.set("gps_tracking", attr::boolean(bit(6)));
-    e.set("immobilized", attr::boolean(bit(7)));
-    match (info >> 3) & 0x07 {
-        0b001 => Some("vibration"),
-        0b010 => Some("power_cut"),
-        0b011 => Some("low_battery"),
-        0b100 => Some("sos"),
-        0b110 => Some("geofence"),
-        0b111 => Some("removing"),
-        _ => None,
-    }
-}
-
-/// The alarm byte of the status packets. Codes whose meaning differs by model (`0x18`,
-/// `0x19` on the LW series, `0x30` jamming on some firmware) take the family's common
-/// meaning: the gateway has no per-device model setting.
-pub fn alarm_name(code: u8) -> Option<&'static str> {
-    Some(match code {
-        0x01 => "sos",
-        0x02 => "power_cut",
-        0x03 => "vibration",
-        0x04 => "geofence_enter",
-        0x05 => "geofence_exit",
-        0x06 => "overspeed",
-        0x09 => "movement",
-        0x0E | 0x0F | 0x19 => "low_battery",
-        0x11 => "power_off",
-        0x0C | 0x13 | 0x25 => "tampering",
-        0x14 => "door",
-        0x18 => "removing",
-        0x1A | 0x28 => "hard_braking",
-        0x23 => "fall_down",
-        0x29 => "hard_acceleration",
-        0x1B | 0x2A | 0x2B | 0x2E => "cornering",
-        0x2C => "accident",
-        0x30 => "hard_braking",
-        _ => return None,
-    })
-}
-
-/// The status block (terminal info, voltage level 0–6, GSM signal 0–4, alarm byte, then a
-/// language byte that is not read). Sets the attributes and `alarm`; returns whether an
-/// alarm is present. The alarm byte wins over the terminal bits, being more specific.
-///
-/// `wide_battery`: some models send a u16 battery value instead of the 0–6 level
-/// (attributes `battery_value` and `battery_percent` then, not `battery_level`).
-pub fn read_status(c: &mut Cursor, e: &mut TelemetryEvent, wide_battery: bool) -> Option<bool> {
-    let info = c.u8()?;
-    let from_bits = set_terminal_info(e, info);
+/// The status block: terminal information, voltage level 0–6, GSM signal 0–4 and the alarm
+/// byte (absent in some short forms). `wide_battery`: some models send a u16 battery value
+/// (`battery_level`) instead of the 0–6 level. The language byte that usually follows is
+/// the caller's, since its width differs by packet.
+pub fn read_status(c: &mut Cursor, e: &mut TelemetryEvent, wide_battery: bool) -> Option<()> {
+    put(e, name::TERMINAL_INFO, c.u8()?);
     if wide_battery {
-        // Seen as a percentage (0x005D = 93 %) and as values far above 100 whose unit is
-        // unknown: the raw value always, the percentage when it can be one.
-        let v = c.u16()?;
-        e.set("battery_value", attr::uint(v.into()));
-        if v <= 100 {
-            e.set("battery_percent", attr::uint(v.into()));
-        }
+        put(e, name::BATTERY_LEVEL, c.u16()?);
     } else {
-        e.set("battery_level", attr::uint(c.u8()?.into()));
+        put(e, name::VOLTAGE_LEVEL, c.u8()?);
     }
-    e.set("gsm_signal", attr::uint(c.u8()?.into()));
-    let code = c.u8().unwrap_or_default();
-    if code != 0 {
-        e.set("alarm_code", attr::uint(code.into()));
+    put(e, name::GSM_SIGNAL, c.u8()?);
+    if let Some(code) = c.u8() {
+        put(e, name::ALARM, code);
     }
-    match alarm_name(code).or(from_bits) {
-        Some(a) => {
-            e.set("alarm", attr::string(a));
-            Some(true)
-        }
-        None => Some(false),
+    Some(())
+}
+
+/// The language byte after a status block, when there is one.
+pub fn read_language(c: &mut Cursor, e: &mut TelemetryEvent) {
+    if let Some(l) = c.u8() {
+        put(e, name::LANGUAGE, l);
     }
 }
 

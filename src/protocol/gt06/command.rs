@@ -1,15 +1,18 @@
 //! Command traffic: the online command the server sends (`0x80`) and the device's replies
-//! (`0x15` ASCII, `0x21` ASCII or UTF-16BE), which carry the server flag back so the session
-//! layer can match a reply to its command.
+//! (`0x15` ASCII, `0x21` ASCII or UTF-16BE), which carry the server flag back: a reply is a
+//! COMMAND_RESPONSE event with the answer in `text` (raw: `server_flag`, `encoding`) and a
+//! typed [`CommandAnswer`] tagged with the flag, which the session's command tracker matches
+//! to its command.
 
 use bytes::Bytes;
 
 use super::block;
 use super::frame;
-use crate::event::attr;
+use super::mapping::name;
+use crate::event::raw;
 use crate::proto::{EventKind, Position, TelemetryEvent};
 use crate::protocol::cursor::Cursor;
-use crate::protocol::CommandError;
+use crate::protocol::{AnswerOutcome, CommandAnswer, CommandError};
 
 /// Online command protocol number.
 pub const ONLINE_COMMAND: u8 = 0x80;
@@ -38,42 +41,49 @@ pub fn encode_online(text: &str, server_flag: u32, serial: u16) -> Result<Bytes,
     Ok(frame::encode(false, ONLINE_COMMAND, &content, serial))
 }
 
-fn response_event(flag: u32, text: String) -> TelemetryEvent {
+fn response_event(flag: u32, text: &str) -> (TelemetryEvent, CommandAnswer) {
     let mut e = block::event(EventKind::CommandResponse);
-    e.set("server_flag", attr::uint(flag.into()));
-    e.set("response", attr::string(text));
-    e
+    block::put(&mut e, name::SERVER_FLAG, flag);
+    e.text = Some(text.to_string());
+    let answer = CommandAnswer {
+        tag: Some(flag),
+        outcome: AnswerOutcome::Text(text.to_string()),
+    };
+    (e, answer)
 }
 
 /// `0x15`: length of (flag + text) u8, server flag u32, ASCII text, then language u16.
 /// A length that overruns the content is cut to what is there.
-pub fn response_ascii(content: &[u8]) -> Option<TelemetryEvent> {
+pub fn response_ascii(content: &[u8]) -> Option<(TelemetryEvent, CommandAnswer)> {
     let mut c = Cursor::new(content);
     let len = usize::from(c.u8()?);
     let flag = c.u32()?;
     let n = len.saturating_sub(4).min(c.remaining());
     let text = String::from_utf8_lossy(c.take(n)?).into_owned();
+    let (mut e, answer) = response_event(flag, &text);
     // Some models answer the ICCID query unprompted in this form: `<ICCID:8988...>`.
-    let iccid = text
-        .strip_prefix("<ICCID:")
-        .map(|t| t.trim_end_matches('>').to_string());
-    let mut e = response_event(flag, text);
-    if let Some(i) = iccid {
-        e.set("iccid", attr::string(i));
+    if let Some(iccid) = text.strip_prefix("<ICCID:") {
+        e.raw
+            .push(raw::string(name::ICCID, iccid.trim_end_matches('>')));
     }
-    Some(e)
+    if let Some(l) = c.u16() {
+        block::put(&mut e, name::LANGUAGE, l);
+    }
+    block::put_tail(&c, &mut e);
+    Some((e, answer))
 }
 
 /// `0x21`: server flag u32, encoding u8 (1 = ASCII, otherwise UTF-16BE), text to the end.
-pub fn response_encoded(content: &[u8]) -> Option<TelemetryEvent> {
+/// A text that is a location (`Current position!...`) makes the event a POSITION.
+pub fn response_encoded(content: &[u8]) -> Option<(TelemetryEvent, CommandAnswer)> {
     let mut c = Cursor::new(content);
     let flag = c.u32()?;
     let encoding = c.u8()?;
-    let raw = c.rest();
+    let bytes = c.rest();
     let text = if encoding == 1 {
-        String::from_utf8_lossy(raw).into_owned()
+        String::from_utf8_lossy(bytes).into_owned()
     } else {
-        let units: Vec<u16> = raw
+        let units: Vec<u16> = bytes
             .chunks_exact(2)
             .filter_map(|p| <[u8; 2]>::try_from(p).ok())
             .map(u16::from_be_bytes)
@@ -81,14 +91,14 @@ pub fn response_encoded(content: &[u8]) -> Option<TelemetryEvent> {
         String::from_utf16_lossy(&units)
     };
     let position = current_position(&text);
-    let mut e = response_event(flag, text);
-    e.set("encoding", attr::uint(encoding.into()));
+    let (mut e, answer) = response_event(flag, &text);
+    block::put(&mut e, name::ENCODING, encoding);
     if let Some((p, secs)) = position {
         e.position = Some(p);
         e.device_time = secs.map(crate::event::timestamp_secs);
         e.kind = EventKind::Position as i32;
     }
-    Some(e)
+    Some((e, answer))
 }
 
 /// The answer to a location query some models send as text: `Current position!Lat:N54.739332,

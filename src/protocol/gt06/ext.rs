@@ -7,31 +7,37 @@
 //! Every parser reads through a bounds-checked [`Cursor`] and returns `None` on content
 //! that does not fit its layout; the caller then publishes the packet raw (kind UNKNOWN).
 //! Sub-blocks with their own length (modules) are read through a cursor over exactly that
-//! many bytes, so a wrong inner length cannot make a reader run past its block.
+//! many bytes, so a wrong inner length cannot make a reader run past its block. Values go
+//! into `raw` by the names of `mapping::name`; `mapping` says what they mean.
 
 use super::block::{self, Cell, Speed};
-use crate::event::{attr, timestamp_secs};
+use super::mapping::name;
+use crate::event::{raw, timestamp_secs};
 use crate::proto::{EventKind, TelemetryEvent};
 use crate::protocol::cursor::Cursor;
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+/// A module value this decoder does not know, kept as `module_<type>` bytes.
+fn unknown_module(e: &mut TelemetryEvent, kind: u16, value: &[u8]) {
+    e.raw.push(raw::bytes(name::module(kind), value));
 }
 
-fn raise(e: &mut TelemetryEvent, alarm: Option<&str>) {
-    if let Some(a) = alarm {
-        e.set("alarm", attr::string(a));
-        e.kind = EventKind::Alarm as i32;
+/// Kind POSITION with a fix, LBS with only a cell, STATUS otherwise.
+fn kind_of(e: &TelemetryEvent) -> EventKind {
+    if e.position.is_some() {
+        EventKind::Position
+    } else if !e.cell_towers.is_empty() {
+        EventKind::Lbs
+    } else {
+        EventKind::Status
     }
 }
 
 /// `0x70` (`79 79`): a list of modules, each type u16, length u16, value. Kind POSITION
-/// when a GPS module (`0x0033`) is there, STATUS otherwise; ALARM when an event module
-/// reports one. Modules this parser does not know are kept as `module_<type>` bytes.
+/// when a GPS module (`0x0033`) is there, LBS with only a cell module, STATUS otherwise.
 pub fn modular(content: &[u8]) -> Option<TelemetryEvent> {
     let mut c = Cursor::new(content);
     let mut e = block::event(EventKind::Status);
-    let mut alarm = None;
+    let mut sats = None;
     while c.remaining() > 0 {
         let kind = c.u16()?;
         let len = usize::from(c.u16()?);
@@ -39,51 +45,43 @@ pub fn modular(content: &[u8]) -> Option<TelemetryEvent> {
         let mut v = Cursor::new(value);
         let known = match kind {
             0x0003 => {
-                e.set("iccid", attr::string(hex(value)));
+                block::put_bytes(&mut e, name::ICCID, value);
                 Some(())
             }
             0x0009 => v.u8().map(|n| {
-                e.set("satellites", attr::uint(n.into()));
+                sats = Some(n);
+                block::put(&mut e, name::SATELLITES, n);
             }),
-            0x000A => v.u8().map(|n| {
-                e.set("satellites_visible", attr::uint(n.into()));
-            }),
+            0x000A => v
+                .u8()
+                .map(|n| block::put(&mut e, name::SATELLITES_VISIBLE, n)),
             0x0011 => (|| {
                 let (mcc, mnc, lac) = (v.u16()?, v.u16()?, v.u16()?);
                 let cid = v.u24()?;
                 let rssi = v.u8()?;
+                // A zero cell id is no cell (the module is sent without service too).
                 if cid > 0 {
-                    block::set_cell(&mut e, mcc, mnc, lac.into(), cid.into());
-                    e.set("cell_rssi", attr::uint(rssi.into()));
+                    block::push_cell(&mut e, mcc, mnc, lac.into(), cid.into(), Some(rssi));
+                } else {
+                    unknown_module(&mut e, kind, value);
                 }
                 Some(())
             })(),
-            0x0018 => v.u16().map(|b| {
-                e.set("battery_voltage", attr::double(f64::from(b) / 100.0));
-            }),
-            0x0028 => v.u8().map(|h| {
-                e.set("hdop", attr::double(f64::from(h) / 10.0));
-            }),
-            0x0029 => v.u32().map(|i| {
-                e.set("index", attr::uint(i.into()));
-            }),
-            0x002A => v.u8().map(|b| {
-                e.set("door", attr::boolean(b & 0x0F != 0));
-                e.set("tamper", attr::boolean(b >> 4 != 0));
-            }),
-            0x002B => v.u8().map(|ev| {
-                e.set("event", attr::uint(ev.into()));
-                alarm = match ev {
-                    0x11 => Some("low_battery"),
-                    0x12 => Some("low_power"),
-                    0x13 => Some("power_cut"),
-                    0x14 => Some("removing"),
-                    _ => alarm,
-                };
-            }),
+            0x0018 => v
+                .u16()
+                .map(|b| block::put(&mut e, name::BATTERY_CENTIVOLTS, b)),
+            0x0028 => v.u8().map(|h| block::put(&mut e, name::HDOP_TENTHS, h)),
+            0x0029 => v.u32().map(|i| block::put(&mut e, name::INDEX, i)),
+            0x002A => v.u8().map(|b| block::put(&mut e, name::DOOR_TAMPER, b)),
+            0x002B => v.u8().map(|ev| block::put(&mut e, name::EVENT, ev)),
+            // Two u16 words, each little-endian, low word first.
             0x002E => v.u16_le().and_then(|lo| {
                 let hi = v.u16_le()?;
-                e.set("odometer", attr::uint(u64::from(hi) << 16 | u64::from(lo)));
+                block::put(
+                    &mut e,
+                    name::ODOMETER_METERS,
+                    u64::from(hi) << 16 | u64::from(lo),
+                );
                 Some(())
             }),
             0x0033 => (|| {
@@ -103,37 +101,25 @@ pub fn modular(content: &[u8]) -> Option<TelemetryEvent> {
             _ => None,
         };
         if known.is_none() {
-            e.set(format!("module_{kind:04x}"), attr::bytes(value.to_vec()));
+            unknown_module(&mut e, kind, value);
         }
     }
-    if e.position.is_some() {
-        e.kind = EventKind::Position as i32;
-        // The satellites/HDOP modules belong to the fix when there is one.
-        let sats = match e.attr("satellites") {
-            Some(crate::proto::attribute_value::Value::UintValue(n)) => u32::try_from(*n).ok(),
-            _ => None,
-        };
-        let hdop = match e.attr("hdop") {
-            Some(crate::proto::attribute_value::Value::DoubleValue(h)) => Some(*h),
-            _ => None,
-        };
-        if let Some(p) = e.position.as_mut() {
-            p.satellites = sats.or(p.satellites);
-            p.hdop = hdop;
-        }
+    // The satellites module counts the fix's satellites when there is one.
+    if let (Some(p), Some(n)) = (e.position.as_mut(), sats) {
+        p.satellites = Some(n.into());
     }
-    raise(&mut e, alarm);
+    e.kind = kind_of(&e) as i32;
     Some(e)
 }
 
-/// `0x95` alarm (JC100 / JC400 dash cameras). Short form: date-time, event. Extended form:
-/// a GPS block without satellites or speed, event, then video file names. The JC400 form
-/// starts with marker `FF FF` and a version byte, and its GPS block has satellites and a
-/// u16 speed, followed by the power voltage (0.1 V). `event` is always set; known events
-/// raise `alarm`.
+/// `0x95` alarm (JC100 / JC400 dash cameras). Short form: date-time, alarm type. Extended
+/// form: a GPS block without satellites or speed, alarm type, then video file names. The
+/// JC400 form starts with marker `FF FF` and a version byte, and its GPS block has
+/// satellites and a u16 speed, followed by the power voltage (0.1 V). The short form's type
+/// is `short_alarm_type` (its 0x01 is a general alarm, the others' is SOS).
 pub fn dashcam_alarm(content: &[u8]) -> Option<TelemetryEvent> {
     let mut c = Cursor::new(content);
-    let mut e = block::event(EventKind::Alarm);
+    let mut e = block::event(EventKind::Status);
     let extended = content.len() > 7;
     let jc400 = content.get(..2) == Some(&[0xFF, 0xFF][..]);
     if jc400 {
@@ -143,65 +129,39 @@ pub fn dashcam_alarm(content: &[u8]) -> Option<TelemetryEvent> {
     if extended {
         if jc400 {
             block::read_gps_fields(&mut c, &mut e, true, Speed::U16)?;
-            e.set("external_voltage", attr::double(f64::from(c.u16()?) / 10.0));
+            block::put(&mut e, name::POWER_DECIVOLTS, c.u16()?);
         } else {
             block::read_gps_fields(&mut c, &mut e, false, Speed::Absent)?;
         }
     }
-    let event = c.u8()?;
-    e.set("event", attr::uint(event.into()));
-    let alarm = match event {
-        0x01 if extended => Some("sos"),
-        0x01 => Some("general"),
-        0x0E => Some("low_power"),
-        0x76 => Some("temperature"),
-        0x80 => Some("vibration"),
-        0x87 => Some("overspeed"),
-        0x88 => Some("power_cut"),
-        0x90 => Some("hard_acceleration"),
-        0x91 => Some("hard_braking"),
-        0x92 => Some("cornering"),
-        0x93 => Some("accident"),
-        _ => None,
+    let alarm = c.u8()?;
+    let type_name = if extended {
+        name::ALARM_TYPE
+    } else {
+        name::SHORT_ALARM_TYPE
     };
+    block::put(&mut e, type_name, alarm);
     // Then a u16 (unknown use) and the comma-separated names of the event's video files.
-    if c.skip(2).is_some() {
+    if let Some(x) = c.u16() {
+        block::put(&mut e, name::RESERVED_WORD, x);
         let files = c.rest();
         if !files.is_empty() && files.iter().all(|b| b.is_ascii_graphic()) {
-            e.set(
-                "event_files",
-                attr::string(String::from_utf8_lossy(files).into_owned()),
-            );
+            e.raw.push(raw::text(name::EVENT_FILES, files));
+            c.skip(files.len())?;
         }
     }
-    match alarm {
-        Some(a) => e.set("alarm", attr::string(a)),
-        None => e.kind = EventKind::Status as i32,
-    }
-    if e.position.is_some() && alarm.is_none() {
-        e.kind = EventKind::Position as i32;
-    }
+    block::put_tail(&c, &mut e);
+    e.kind = kind_of(&e) as i32;
     Some(e)
 }
 
 /// `0x9B` (`79 79`): data an external device (RFID reader, sensor) passed through. Kind
-/// STATUS with `external_device_type`, `data` (bytes) and `result`: the text, trimmed,
-/// when it is printable, otherwise its hex.
+/// STATUS with raw `external_device_type` and `passthrough_data` (bytes).
 pub fn serial_passthrough(content: &[u8]) -> Option<TelemetryEvent> {
     let mut c = Cursor::new(content);
     let mut e = block::event(EventKind::Status);
-    e.set("external_device_type", attr::uint(c.u8()?.into()));
-    let data = c.rest();
-    let printable = data
-        .iter()
-        .all(|&b| b.is_ascii_graphic() || matches!(b, b' ' | b'\r' | b'\n' | b'\t'));
-    let result = if printable {
-        String::from_utf8_lossy(data).trim().to_string()
-    } else {
-        hex(data)
-    };
-    e.set("data", attr::bytes(data.to_vec()));
-    e.set("result", attr::string(result));
+    block::put(&mut e, name::EXTERNAL_DEVICE_TYPE, c.u8()?);
+    block::put_bytes(&mut e, name::PASSTHROUGH_DATA, c.rest());
     Some(e)
 }
 
@@ -219,31 +179,24 @@ pub fn status_or_vl103(content: &[u8]) -> Option<TelemetryEvent> {
 fn status_with_modules(content: &[u8]) -> Option<TelemetryEvent> {
     let mut c = Cursor::new(content);
     let mut e = block::event(EventKind::Heartbeat);
-    let alarm = block::read_status(&mut c, &mut e, false)?;
-    c.skip(1)?; // language
+    block::read_status(&mut c, &mut e, false)?;
+    block::put(&mut e, name::LANGUAGE, c.u8()?);
     while c.remaining() > 0 {
         let kind = c.u16()?;
         let len = usize::from(c.u8()?);
         let value = c.take(len)?;
         let mut v = Cursor::new(value);
         let known = match kind {
-            0x0018 => v.u16().map(|b| {
-                e.set("battery_voltage", attr::double(f64::from(b) / 100.0));
-            }),
-            0x0032 => v.u8().map(|b| {
-                e.set("startup_status", attr::uint(b.into()));
-            }),
-            0x006A => v.u8().map(|b| {
-                e.set("battery_percent", attr::uint(b.into()));
-            }),
+            0x0018 => v
+                .u16()
+                .map(|b| block::put(&mut e, name::BATTERY_CENTIVOLTS, b)),
+            0x0032 => v.u8().map(|b| block::put(&mut e, name::STARTUP_STATUS, b)),
+            0x006A => v.u8().map(|b| block::put(&mut e, name::BATTERY_PERCENT, b)),
             _ => None,
         };
         if known.is_none() {
-            e.set(format!("module_{kind:04x}"), attr::bytes(value.to_vec()));
+            unknown_module(&mut e, kind, value);
         }
-    }
-    if alarm {
-        e.kind = EventKind::Alarm as i32;
     }
     Some(e)
 }
@@ -261,18 +214,11 @@ fn vl103_location(content: &[u8]) -> Option<TelemetryEvent> {
     let (mcc, mnc) = block::read_mcc_mnc(&mut c, Cell::Standard)?;
     let lac = c.u16()?;
     let cid = c.u32()?;
-    block::set_cell(&mut e, mcc, mnc, lac.into(), cid.into());
-    e.set("ignition", attr::boolean(c.u8()? != 0));
-    e.set("status_data", attr::bytes(c.take(12)?.to_vec()));
-    set_driver_id(&mut e, c.take(8)?);
+    block::push_cell(&mut e, mcc, mnc, lac.into(), cid.into(), None);
+    block::put(&mut e, name::ACC, c.u8()?);
+    block::put_bytes(&mut e, name::STATUS_DATA, c.take(12)?);
+    block::put_bytes(&mut e, name::DRIVER_ID, c.take(8)?);
     Some(e)
-}
-
-/// An 8-byte driver (RFID) id as hex; all zeros means no card.
-pub fn set_driver_id(e: &mut TelemetryEvent, id: &[u8]) {
-    if id.iter().any(|&b| b != 0) {
-        e.set("driver_id", attr::string(hex(id)));
-    }
 }
 
 /// `0x34` X1 GPS: data/alarm u32, GPS block, terminal info u16, odometer u32 (m), MCC
@@ -281,69 +227,63 @@ pub fn set_driver_id(e: &mut TelemetryEvent, id: &[u8]) {
 pub fn x1_gps(content: &[u8]) -> Option<TelemetryEvent> {
     let mut c = Cursor::new(content);
     let mut e = block::event(EventKind::Position);
-    e.set("data_alarm", attr::uint(c.u32()?.into()));
+    block::put(&mut e, name::X1_DATA_ALARM, c.u32()?);
     block::read_gps(&mut c, &mut e)?;
-    e.set("terminal_info", attr::uint(c.u16()?.into()));
-    e.set("odometer", attr::uint(c.u32()?.into()));
+    block::put(&mut e, name::X1_TERMINAL_INFO, c.u16()?);
+    block::put(&mut e, name::ODOMETER_METERS, c.u32()?);
     let (mcc, mnc, lac, cid) = (c.u16()?, c.u8()?, c.u16()?, c.u32()?);
-    block::set_cell(&mut e, mcc, mnc.into(), lac.into(), cid.into());
-    let driver = c.u32()?;
-    if driver > 0 {
-        e.set("driver_id", attr::string(driver.to_string()));
-    }
-    e.set("battery_voltage", attr::double(f64::from(c.u16()?) / 100.0));
-    e.set(
-        "external_voltage",
-        attr::double(f64::from(c.u16()?) / 100.0),
-    );
+    block::push_cell(&mut e, mcc, mnc.into(), lac.into(), cid.into(), None);
+    block::put(&mut e, name::X1_DRIVER_ID, c.u32()?);
+    block::put(&mut e, name::BATTERY_CENTIVOLTS, c.u16()?);
+    block::put(&mut e, name::POWER_CENTIVOLTS, c.u16()?);
     let ports = c.u32()?;
-    e.set("inputs", attr::uint(c.u8()?.into()));
-    e.set("outputs", attr::uint(c.u8()?.into()));
+    block::put(&mut e, name::X1_PORT_INFO, ports);
+    block::put(&mut e, name::INPUTS, c.u8()?);
+    block::put(&mut e, name::OUTPUTS, c.u8()?);
     for i in 1..=(ports >> 20) & 0x0F {
-        e.set(format!("adc{i}"), attr::double(f64::from(c.u16()?) / 100.0));
+        block::put(&mut e, &name::adc_centivolts(i), c.u16()?);
     }
+    block::put_tail(&c, &mut e);
     Some(e)
 }
 
 /// AZ735 `79 79` `0x32` (location) / `0x33` (alarm): date-time, GPS length (0 = no fix
 /// block), GPS fields, cell length (0 = none), cell + RSSI, then length-prefixed extra
-/// cells and access points (kept raw), a status byte and a length-prefixed reserved block.
+/// cells and access points (kept as bytes), a status byte (`status` for `0x32`,
+/// `alarm_status` for `0x33`) and a length-prefixed reserved block.
 pub fn az735(protocol: u8, content: &[u8]) -> Option<TelemetryEvent> {
     let mut c = Cursor::new(content);
     let mut e = block::event(EventKind::Status);
     block::set_time(&mut e, block::read_time(&mut c)?);
     if c.u8()? != 0 {
         block::read_gps_fields(&mut c, &mut e, true, Speed::U8)?;
-        e.kind = EventKind::Position as i32;
     }
     if c.u8()? != 0 {
-        block::read_cell(&mut c, &mut e, Cell::Standard)?;
-        e.set("gsm_signal", attr::uint(c.u8()?.into()));
+        let (mcc, mnc) = block::read_mcc_mnc(&mut c, Cell::Standard)?;
+        let (lac, cid) = block::read_lac_cid(&mut c, Cell::Standard)?;
+        block::push_cell(&mut e, mcc, mnc, lac, cid, Some(c.u8()?));
     }
-    let n = usize::from(c.u8()?);
-    let cells = c.take(n)?;
-    if !cells.is_empty() {
-        e.set("extra_cells", attr::bytes(cells.to_vec()));
-    }
-    let n = usize::from(c.u8()?);
-    let wifi = c.take(n)?;
-    if !wifi.is_empty() {
-        e.set("wifi_raw", attr::bytes(wifi.to_vec()));
-    }
-    let status = c.u8()?;
-    e.set("status", attr::uint(status.into()));
-    if protocol == 0x33 {
-        match status {
-            0xA0 => e.set("armed", attr::boolean(true)),
-            0xA1 => e.set("armed", attr::boolean(false)),
-            0xA2 | 0xA3 => raise(&mut e, Some("low_battery")),
-            0xA4 => raise(&mut e, Some("general")),
-            0xA5 => raise(&mut e, Some("door")),
-            _ => {}
+    for block_name in [name::EXTRA_CELLS, name::WIFI_DATA] {
+        let n = usize::from(c.u8()?);
+        let bytes = c.take(n)?;
+        if !bytes.is_empty() {
+            block::put_bytes(&mut e, block_name, bytes);
         }
     }
+    let status = c.u8()?;
+    let status_name = if protocol == 0x33 {
+        name::ALARM_STATUS
+    } else {
+        name::STATUS
+    };
+    block::put(&mut e, status_name, status);
     let n = usize::from(c.u8()?);
-    c.skip(n)?;
+    let reserved = c.take(n)?;
+    if !reserved.is_empty() {
+        block::put_bytes(&mut e, name::RESERVED, reserved);
+    }
+    block::put_tail(&c, &mut e);
+    e.kind = kind_of(&e) as i32;
     Some(e)
 }
 
@@ -354,60 +294,81 @@ pub fn gps_lbs_modules(content: &[u8]) -> Option<TelemetryEvent> {
     let mut c = Cursor::new(content);
     let mut e = block::event(EventKind::Position);
     block::read_gps(&mut c, &mut e)?;
-    e.set("upload_mode", attr::uint(c.u8()?.into()));
-    e.set("archive", attr::boolean(c.u8()? != 0));
-    e.set("network_type", attr::uint(c.u8()?.into()));
+    block::put(&mut e, name::UPLOAD_MODE, c.u8()?);
+    block::put(&mut e, name::GPS_REUPLOAD, c.u8()?);
+    block::put(&mut e, name::NETWORK_TYPE, c.u8()?);
     block::read_cell(&mut c, &mut e, Cell::Long)?;
-    e.set("status_data", attr::bytes(c.take(2)?.to_vec()));
+    block::put_bytes(&mut e, name::STATUS_DATA, c.take(2)?);
     while c.remaining() > 0 {
         let kind = c.u16()?;
         let len = usize::from(c.u8()?);
         let value = c.take(len)?;
         let mut v = Cursor::new(value);
         let known = match kind {
-            0x0027 => v.u16().map(|p| {
-                e.set("external_voltage", attr::double(f64::from(p) / 100.0));
-            }),
-            0x002E => v.u32().map(|o| {
-                e.set("odometer", attr::uint(o.into()));
-            }),
-            0x003B => v.u16().map(|a| {
-                e.set("accuracy", attr::double(f64::from(a) / 100.0));
-            }),
+            0x0027 => v
+                .u16()
+                .map(|p| block::put(&mut e, name::POWER_CENTIVOLTS, p)),
+            0x002E => v
+                .u32()
+                .map(|o| block::put(&mut e, name::ODOMETER_METERS, o)),
+            0x003B => v
+                .u16()
+                .map(|a| block::put(&mut e, name::ACCURACY_CENTIMETERS, a)),
             _ => None,
         };
         if known.is_none() {
-            e.set(format!("module_{kind:04x}"), attr::bytes(value.to_vec()));
+            unknown_module(&mut e, kind, value);
         }
     }
     Some(e)
 }
 
-/// `0x8C` (`79 79`, FM08ABC): date-time, ACC, `id=value` OBD pairs as ASCII separated by
-/// `,`, then 12 trailing bytes kept raw. Kind STATUS with `obd` (the text).
+/// `0x8C` (`79 79`, FM08ABC): date-time, ACC, OBD values as ASCII `id=value` pairs
+/// separated by `,` (values in hex), then 12 trailing bytes kept raw as `tail`. Kind
+/// STATUS. Each pair becomes raw `obd_<id>`: the value as a number when it is hex digits
+/// (at most 16), as text otherwise (the VIN); text that is not pairs stays whole (`obd`).
 pub fn obd(content: &[u8]) -> Option<TelemetryEvent> {
     const TAIL: usize = 12;
     let mut c = Cursor::new(content);
     let mut e = block::event(EventKind::Status);
     block::set_time(&mut e, block::read_time(&mut c)?);
-    e.set("ignition", attr::boolean(c.u8()? != 0));
+    block::put(&mut e, name::ACC, c.u8()?);
     let text = c.take(c.remaining().checked_sub(TAIL)?)?;
-    e.set(
-        "obd",
-        attr::string(String::from_utf8_lossy(text).into_owned()),
-    );
-    e.set("obd_tail", attr::bytes(c.rest().to_vec()));
+    let text = String::from_utf8_lossy(text);
+    let pairs: Option<Vec<(&str, &str)>> = text
+        .split(',')
+        .map(|p| {
+            p.split_once('=')
+                .filter(|(id, _)| !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric()))
+        })
+        .collect();
+    match pairs {
+        Some(pairs) => {
+            for (id, value) in pairs {
+                let key = format!("{}{id}", name::OBD_PREFIX);
+                let hex =
+                    (1..=16).contains(&value.len()) && value.bytes().all(|b| b.is_ascii_hexdigit());
+                match u64::from_str_radix(value, 16) {
+                    Ok(n) if hex => e.raw.push(raw::uint(key, n)),
+                    _ => e.raw.push(raw::string(key, value)),
+                }
+            }
+        }
+        None => e.raw.push(raw::string(name::OBD, text.into_owned())),
+    }
+    block::put_tail(&c, &mut e);
     Some(e)
 }
 
 /// The short `0xA3` (GL21L status, under 18 bytes, so no GPS block): terminal info, then
-/// the rest kept raw as `status_data`. Kind HEARTBEAT, ALARM when the terminal bits say so.
+/// the rest kept raw as `status_data`. Kind HEARTBEAT (ALARM when the terminal bits say so).
 pub fn short_status(content: &[u8]) -> Option<TelemetryEvent> {
     let mut c = Cursor::new(content);
     let mut e = block::event(EventKind::Heartbeat);
-    let alarm = block::set_terminal_info(&mut e, c.u8()?);
-    e.set("status_data", attr::bytes(c.rest().to_vec()));
-    raise(&mut e, alarm);
+    block::put(&mut e, name::TERMINAL_INFO, c.u8()?);
+    if c.remaining() > 0 {
+        block::put_bytes(&mut e, name::STATUS_DATA, c.rest());
+    }
     Some(e)
 }
 
@@ -418,8 +379,8 @@ pub fn gps_lbs_rfid(content: &[u8]) -> Option<TelemetryEvent> {
     let mut e = block::event(EventKind::Position);
     block::read_gps(&mut c, &mut e)?;
     block::read_cell(&mut c, &mut e, Cell::Standard)?;
-    set_driver_id(&mut e, c.take(8)?);
-    e.set("driver_id_valid", attr::boolean(c.u8()? != 0));
+    block::put_bytes(&mut e, name::DRIVER_ID, c.take(8)?);
+    block::put(&mut e, name::DRIVER_ID_VALID, c.u8()?);
     (c.remaining() == 0).then_some(e)
 }
 
@@ -434,24 +395,18 @@ pub fn lw4g(content: &[u8]) -> Option<TelemetryEvent> {
     let mut e = block::event(EventKind::Position);
     block::read_gps(&mut c, &mut e)?;
     block::read_cell(&mut c, &mut e, Cell::Long)?;
-    e.set("network_type", attr::uint(c.u8()?.into()));
-    let from_bits = block::set_terminal_info(&mut e, c.u8()?);
-    e.set(
-        "external_voltage",
-        attr::double(f64::from(c.u16()?) / 100.0),
-    );
-    e.set("battery_level", attr::uint(c.u8()?.into()));
-    e.set("gsm_signal", attr::uint(c.u8()?.into()));
-    let code = c.u8()?;
-    if code != 0 {
-        e.set("alarm_code", attr::uint(code.into()));
-    }
-    c.skip(1)?; // language
-    e.set("odometer", attr::uint(c.u32()?.into()));
-    e.set("engine_seconds", attr::uint(c.u32()?.into()));
-    e.set("terminal_id", attr::string(hex(c.take(8)?)));
-    e.set("inputs", attr::uint(c.u16()?.into()));
-    raise(&mut e, block::alarm_name(code).or(from_bits));
+    block::put(&mut e, name::NETWORK_TYPE, c.u8()?);
+    block::put(&mut e, name::TERMINAL_INFO, c.u8()?);
+    block::put(&mut e, name::POWER_CENTIVOLTS, c.u16()?);
+    block::put(&mut e, name::VOLTAGE_LEVEL, c.u8()?);
+    block::put(&mut e, name::GSM_SIGNAL, c.u8()?);
+    block::put(&mut e, name::ALARM, c.u8()?);
+    block::put(&mut e, name::LANGUAGE, c.u8()?);
+    block::put(&mut e, name::ODOMETER_METERS, c.u32()?);
+    block::put(&mut e, name::ENGINE_SECONDS, c.u32()?);
+    block::put_bytes(&mut e, name::TERMINAL_ID, c.take(8)?);
+    block::put(&mut e, name::INPUT_STATUS, c.u16()?);
+    block::put_tail(&c, &mut e);
     Some(e)
 }
 
@@ -465,13 +420,10 @@ pub fn sr411(content: &[u8]) -> Option<TelemetryEvent> {
     let mut e = block::event(EventKind::Position);
     block::read_gps(&mut c, &mut e)?;
     block::read_cell(&mut c, &mut e, Cell::Standard)?;
-    e.set("ignition", attr::boolean(c.u8()? != 0));
-    e.set(
-        "external_voltage",
-        attr::double(f64::from(c.u16()?) / 100.0),
-    );
-    e.set("battery_voltage", attr::double(f64::from(c.u16()?) / 100.0));
-    e.set("status_data", attr::bytes(c.rest().to_vec()));
+    block::put(&mut e, name::ACC, c.u8()?);
+    block::put(&mut e, name::POWER_CENTIVOLTS, c.u16()?);
+    block::put(&mut e, name::BATTERY_CENTIVOLTS, c.u16()?);
+    block::put_bytes(&mut e, name::STATUS_DATA, c.rest());
     Some(e)
 }
 
@@ -486,6 +438,12 @@ pub fn imei_location(content: &[u8]) -> Option<TelemetryEvent> {
         return None;
     }
     let mut e = block::event(EventKind::Position);
+    let digits: String = imei
+        .iter()
+        .flat_map(|b| [b >> 4, b & 0x0F])
+        .map(|n| char::from(b'0' + n))
+        .collect();
+    e.raw.push(raw::string(name::IMEI, digits));
     block::read_gps(&mut c, &mut e)?;
     block::read_cell(&mut c, &mut e, Cell::Standard)?;
     (c.remaining() == 0).then_some(e)

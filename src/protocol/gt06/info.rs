@@ -7,7 +7,8 @@ use bytes::Bytes;
 
 use super::block;
 use super::frame;
-use crate::event::attr;
+use super::mapping::name;
+use crate::event::raw;
 use crate::proto::{EventKind, TelemetryEvent};
 use crate::protocol::cursor::Cursor;
 
@@ -37,13 +38,12 @@ pub fn address_reply(serial: u16) -> Bytes {
     frame::encode(true, ADDRESS_REPLY, &content, serial)
 }
 
-/// An address request carries a GPS block, then (`0x2A`) a 21-byte phone number and
-/// alarm/language. Published as a position with `address_request` and `phone`.
+/// An address request carries a GPS block, then (`0x2A`) a 21-byte phone number (ASCII,
+/// NUL-padded) and the alarm and language bytes. Published as a position with raw `phone`.
 pub fn address_request(content: &[u8]) -> Option<TelemetryEvent> {
     let mut c = Cursor::new(content);
     let mut e = block::event(EventKind::Position);
     block::read_gps(&mut c, &mut e)?;
-    e.set("address_request", attr::boolean(true));
     if let Some(phone) = c.take(21) {
         let phone: String = phone
             .iter()
@@ -51,39 +51,41 @@ pub fn address_request(content: &[u8]) -> Option<TelemetryEvent> {
             .map(|&b| char::from(b))
             .collect();
         if !phone.is_empty() {
-            e.set("phone", attr::string(phone));
+            e.raw.push(raw::string(name::PHONE, phone));
         }
+        if let Some(a) = c.u8() {
+            block::put(&mut e, name::ALARM, a);
+        }
+        block::read_language(&mut c, &mut e);
     }
+    block::put_tail(&c, &mut e);
     Some(e)
 }
 
-/// `0x94`: a sub-type byte and its content. Kind STATUS with `info_type`; the simple
+/// `0x94`: a sub-type byte and its content. Kind STATUS with raw `info_type`; the simple
 /// sub-types are decoded, the rest kept as `info_content` bytes.
 pub fn information(content: &[u8]) -> Option<TelemetryEvent> {
     let mut c = Cursor::new(content);
     let sub = c.u8()?;
     let mut e = block::event(EventKind::Status);
-    e.set("info_type", attr::uint(sub.into()));
+    block::put(&mut e, name::INFO_TYPE, sub);
     let rest = c.rest();
     let decoded = match sub {
         // External power voltage, 0.01 V.
-        0x00 => c.u16().map(|v| {
-            e.set("external_voltage", attr::double(f64::from(v) / 100.0));
-        }),
+        0x00 => c
+            .u16()
+            .map(|v| block::put(&mut e, name::POWER_CENTIVOLTS, v)),
         // Terminal status synchronisation: ASCII `ALM1=..;ALM2=..;...`.
         0x04 => {
-            let text = String::from_utf8_lossy(rest).into_owned();
-            e.set("status_sync", attr::string(text));
-            Some(())
+            e.raw.push(raw::text(name::STATUS_SYNC, rest));
+            c.skip(rest.len())
         }
-        // Door status: bit 0 (bit 2: input 1), after a date-time on some models.
+        // Door status: bit 0 door (bit 2: input 1), after a date-time on some models.
         0x05 => (|| {
             if c.remaining() >= 7 {
                 block::set_time(&mut e, block::read_time(&mut c)?);
             }
-            let b = c.u8()?;
-            e.set("door", attr::boolean(b & 1 != 0));
-            e.set("input1", attr::boolean(b & 4 != 0));
+            block::put(&mut e, name::DOOR_STATUS, c.u8()?);
             Some(())
         })(),
         // External device data: RFID text (`RFID:...`) or a framed card read (header,
@@ -91,28 +93,30 @@ pub fn information(content: &[u8]) -> Option<TelemetryEvent> {
         0x1B => (|| {
             if rest.first()?.is_ascii_alphabetic() {
                 let text = String::from_utf8_lossy(rest).trim().to_string();
-                e.set("rfid_text", attr::string(text));
+                e.raw.push(raw::string(name::RFID_TEXT, text));
+                c.skip(rest.len())
             } else {
                 c.skip(2)?;
-                let id = c.take(4)?;
-                let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
-                e.set("driver_id", attr::string(hex));
+                block::put_bytes(&mut e, name::DRIVER_ID, c.take(4)?);
+                c.skip(c.remaining().min(2))
             }
-            Some(())
         })(),
         // IMEI (8), IMSI (8), ICCID (10), all BCD.
         0x0A => (|| {
-            c.skip(8)?;
+            let imei = c.take(8)?;
             let imsi = c.take(8)?;
             let iccid = c.take(10)?;
-            e.set("imsi", attr::string(bcd_digits(imsi)));
-            e.set("iccid", attr::string(bcd_digits(iccid)));
+            e.raw.push(raw::string(name::IMEI, bcd_digits(imei)));
+            e.raw.push(raw::string(name::IMSI, bcd_digits(imsi)));
+            e.raw.push(raw::string(name::ICCID, bcd_digits(iccid)));
             Some(())
         })(),
         _ => None,
     };
     if decoded.is_none() {
-        e.set("info_content", attr::bytes(rest.to_vec()));
+        block::put_bytes(&mut e, name::INFO_CONTENT, rest);
+    } else {
+        block::put_tail(&c, &mut e);
     }
     Some(e)
 }

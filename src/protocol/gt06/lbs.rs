@@ -1,23 +1,23 @@
 //! Cell-tower and Wi-Fi packets: the multi-cell LBS family (`0x18`, `0x28`, `0x2E`, `0x24`,
-//! `0x2C`, `0xA1`, `0xA2`) and the Wi-Fi packets (`0x17`, `0x69`), both the CRC-checked
-//! form and the CRC-less form whose byte 2 is the Wi-Fi count.
+//! `0x2C`, `0xA1`, `0xA2`) and the CRC-less form of the Wi-Fi packets (`0x17`, `0x69`) whose
+//! byte 2 is the Wi-Fi count.
 //!
-//! All become kind LBS events: the serving cell as `mcc`/`mnc`/`lac`/`cell_id`, every cell
-//! as `cells` (`lac/cell_id/rssi` joined by `;`) and the access points as `wifi`
-//! (`mac/rssi` joined by `;`) with `wifi_count`.
+//! All become kind LBS events: every cell in `cell_towers` (serving cell first) with the
+//! signal byte as the device sends it, the access points in `wifi_access_points`.
 
 use super::block::{self, Cell};
-use crate::event::attr;
-use crate::proto::{EventKind, TelemetryEvent};
+use super::mapping::name;
+use crate::proto::{EventKind, TelemetryEvent, WifiAccessPoint};
 use crate::protocol::cursor::Cursor;
 
 /// Cells a multi-cell packet carries (the serving cell and six neighbours).
 const CELLS: usize = 7;
 
 /// Multi-cell LBS: date-time, MCC, MNC, 7 × (LAC, CI, RSSI), timing advance, and for the
-/// Wi-Fi-capable types a Wi-Fi count and access points. The date and MCC/MNC are required;
-/// the cells and access points are read as far as they go, since models differ in how many
-/// they send.
+/// Wi-Fi-capable types a Wi-Fi count and access points, then the language (u16). The date
+/// and MCC/MNC are required; the cells and access points are read as far as they go, since
+/// models differ in how many they send. Cells whose LAC and cell id are both 0 are empty
+/// slots and left out.
 pub fn multi_cell(protocol: u8, content: &[u8]) -> Option<TelemetryEvent> {
     let cell = if matches!(protocol, 0xA1 | 0xA2) {
         Cell::Long
@@ -28,45 +28,43 @@ pub fn multi_cell(protocol: u8, content: &[u8]) -> Option<TelemetryEvent> {
     let mut e = block::event(EventKind::Lbs);
     block::set_time(&mut e, block::read_time(&mut c)?);
     let (mcc, mnc) = block::read_mcc_mnc(&mut c, cell)?;
-    let mut cells = Vec::new();
     for _ in 0..CELLS {
         let Some((lac, cid)) = block::read_lac_cid(&mut c, cell) else {
             break;
         };
         let Some(rssi) = c.u8() else { break };
-        if cells.is_empty() {
-            block::set_cell(&mut e, mcc, mnc, lac, cid);
-        }
         if lac != 0 || cid != 0 {
-            cells.push(format!("{lac}/{cid}/{rssi}"));
+            block::push_cell(&mut e, mcc, mnc, lac, cid, Some(rssi));
         }
-    }
-    if !cells.is_empty() {
-        e.set("cells", attr::string(cells.join(";")));
     }
     if let Some(ta) = c.u8() {
-        e.set("timing_advance", attr::uint(ta.into()));
+        block::put(&mut e, name::TIMING_ADVANCE, ta);
     }
     if matches!(protocol, 0x18 | 0x2C | 0xA2) {
         if let Some(n) = c.u8() {
             read_wifi(&mut c, &mut e, n);
         }
     }
+    if c.remaining() == 2 {
+        if let Some(l) = c.u16() {
+            block::put(&mut e, name::LANGUAGE, l);
+        }
+    }
+    block::put_tail(&c, &mut e);
     Some(e)
 }
 
-/// `n` access points of MAC (6) + RSSI (1), as far as the content goes.
+/// `n` access points of MAC (6) + signal (1), as far as the content goes. The signal byte
+/// is the magnitude of the dBm value (0x4B = -75 dBm).
 fn read_wifi(c: &mut Cursor, e: &mut TelemetryEvent, n: u8) {
-    let mut aps = Vec::new();
     for _ in 0..n {
         let (Some(mac), Some(rssi)) = (c.take(6), c.u8()) else {
             break;
         };
-        aps.push(format!("{}/{rssi}", block::mac(mac)));
-    }
-    e.set("wifi_count", attr::uint(aps.len() as u64));
-    if !aps.is_empty() {
-        e.set("wifi", attr::string(aps.join(";")));
+        e.wifi_access_points.push(WifiAccessPoint {
+            mac: block::mac(mac),
+            signal_dbm: Some(-i32::from(rssi)),
+        });
     }
 }
 
@@ -80,32 +78,12 @@ pub fn wifi_variant(content: &[u8], count: u8) -> Option<TelemetryEvent> {
     let n = c.u8()?;
     let mcc = c.u16()?;
     let mnc = c.u8()?;
-    let mut cells = Vec::new();
-    for i in 0..n {
+    for _ in 0..n {
         let lac = c.u16()?;
         let cid = c.u16()?;
         let rssi = c.u8()?;
-        if i == 0 {
-            block::set_cell(&mut e, mcc, mnc.into(), lac.into(), cid.into());
-        }
-        cells.push(format!("{lac}/{cid}/{rssi}"));
+        block::push_cell(&mut e, mcc, mnc.into(), lac.into(), cid.into(), Some(rssi));
     }
-    if !cells.is_empty() {
-        e.set("cells", attr::string(cells.join(";")));
-    }
+    block::put_tail(&c, &mut e);
     Some(e)
-}
-
-/// A `0x17`/`0x69` that came with a length and a good CRC. Models disagree on its layout
-/// (some put a GPS block there), so it is published as LBS with its raw content and the
-/// date-time when the first six bytes are one.
-pub fn wifi_checked(protocol: u8, content: &[u8]) -> TelemetryEvent {
-    let mut e = block::event(EventKind::Lbs);
-    let mut c = Cursor::new(content);
-    if let Some(t) = block::read_time(&mut c) {
-        block::set_time(&mut e, t);
-    }
-    e.set("protocol_number", attr::uint(protocol.into()));
-    e.set("raw", attr::bytes(content.to_vec()));
-    e
 }

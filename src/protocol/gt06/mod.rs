@@ -7,6 +7,7 @@
 //! - `lbs`: multi-cell and Wi-Fi packets.
 //! - `info`: information transmission, time calibration, address requests.
 //! - `command`: online commands and their replies.
+//! - `mapping`: the raw names and the device profiles that map them onto the vocabulary.
 //! - `ext`: model-specific packets (modular `0x70`, dash-camera alarms `0x95`, pass-through
 //!   `0x9B`, `0x36`, X1 `0x34`, AZ735 `79 79` `0x32`/`0x33`, `0x38`, OBD `0x8C`, and the
 //!   LW4G/SR411/QH302R/RFID/GL21L forms of common numbers, told apart by length).
@@ -28,6 +29,7 @@ pub mod ext;
 pub mod frame;
 pub mod info;
 pub mod lbs;
+pub mod mapping;
 pub mod packet;
 
 use std::time::SystemTime;
@@ -39,6 +41,7 @@ use crate::protocol::{
     digest, Action, CommandError, CommandRequest, DecodeError, ErrorKind, Frame, Limits, Probe,
     ProtocolModule, ProtocolSession,
 };
+use crate::vocab::{Profile, ProfileCache};
 
 use frame::{RawFrame, Reject, Split};
 
@@ -68,8 +71,8 @@ impl ProtocolModule for Gt06 {
         }
     }
 
-    fn profiles(&self) -> Vec<crate::vocab::Profile> {
-        vec![crate::vocab::Profile::new("gt06", Protocol::Gt06, [])]
+    fn profiles(&self) -> Vec<Profile> {
+        mapping::profiles()
     }
 
     fn new_session(&self, transport: Transport, limits: &Limits) -> Box<dyn ProtocolSession> {
@@ -87,6 +90,8 @@ pub struct Session {
     /// Server flag of the next online command.
     next_flag: u32,
     last_flag: Option<u32>,
+    /// The device's profile (by IMEI), re-resolved when the profile file is reloaded.
+    profile: ProfileCache,
 }
 
 impl Session {
@@ -99,11 +104,12 @@ impl Session {
             next_serial: 1,
             next_flag: 1,
             last_flag: None,
+            profile: ProfileCache::new(limits.profiles.clone(), Protocol::Gt06),
         }
     }
 
     /// The server flag of the last command [`ProtocolSession::encode_command`] built: the
-    /// device echoes it in its `0x15`/`0x21` reply (attribute `server_flag`).
+    /// device echoes it in its `0x15`/`0x21` reply (the answer's tag).
     pub fn last_server_flag(&self) -> Option<u32> {
         self.last_flag
     }
@@ -222,17 +228,16 @@ impl ProtocolSession for Session {
             ));
         };
         let digest = digest(Protocol::Gt06, &[imei.as_bytes(), &content_of(&f)]);
-        let decoded = packet::decode(&f, now);
-        let mut events = decoded.events;
-        for e in &mut events {
-            if f.wifi_count.is_none() {
-                e.set("serial", crate::event::attr::uint(f.serial.into()));
-            }
+        let mut decoded = packet::decode(&f, now);
+        let profile = self.profile.get(Some(imei));
+        for e in &mut decoded.events {
+            mapping::apply(e, profile);
         }
         Ok(Some(Frame {
-            events,
+            events: decoded.events,
             digest,
             reply: decoded.reply,
+            answers: decoded.answers,
             ..Default::default()
         }))
     }

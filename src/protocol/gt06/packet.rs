@@ -4,8 +4,12 @@
 //! packets live in `lbs`, information/time/address in `info`, command traffic in `command`.
 //!
 //! A frame whose CRC holds was sent by the device, so content this parser cannot read is
-//! still published (kind UNKNOWN, raw bytes, `decode_error`) and acknowledged as its type
-//! would be: refusing it would only make the device resend it forever.
+//! still published (kind UNKNOWN, its bytes as raw `content`, the attribute `decode_error`
+//! when a known type did not fit its layout) and acknowledged as its type would be:
+//! refusing it would only make the device resend it forever.
+//!
+//! Events come out with their raw values, position, cells and Wi-Fi; the session maps them
+//! onto the vocabulary (`mapping::apply`) with the device's profile.
 
 use std::time::SystemTime;
 
@@ -13,16 +17,20 @@ use bytes::Bytes;
 
 use super::block::{self, Cell};
 use super::frame::{self, RawFrame};
+use super::mapping::name;
 use super::{command, ext, info, lbs};
-use crate::event::attr;
+use crate::event::{attr, raw};
 use crate::proto::{EventKind, TelemetryEvent};
 use crate::protocol::cursor::Cursor;
+use crate::protocol::CommandAnswer;
 
 /// What one packet produced.
 #[derive(Debug, Default)]
 pub struct Decoded {
     pub events: Vec<TelemetryEvent>,
     pub reply: Option<Bytes>,
+    /// The device's answer to a command (`0x15`, `0x21`).
+    pub answers: Vec<CommandAnswer>,
 }
 
 /// The layout of a GPS/LBS/status packet.
@@ -72,38 +80,50 @@ fn layout_of(protocol: u8, extended: bool) -> Option<Layout> {
     })
 }
 
-/// Decodes one packet. `now` is only used to answer time requests.
+/// Decodes one packet. `now` is only used to answer time requests. Every event starts with
+/// the raw `protocol_number` and ends with the packet's `serial`.
 pub fn decode(f: &RawFrame, now: SystemTime) -> Decoded {
+    let mut d = decode_content(f, now);
+    for e in &mut d.events {
+        e.raw
+            .insert(0, raw::uint(name::PROTOCOL_NUMBER, f.protocol.into()));
+        if f.wifi_count.is_none() {
+            e.raw.push(raw::uint(name::SERIAL, f.serial.into()));
+        }
+    }
+    d
+}
+
+fn decode_content(f: &RawFrame, now: SystemTime) -> Decoded {
     let ack = || Some(frame::ack(f.extended, f.protocol, f.serial));
     if let Some(count) = f.wifi_count {
         return match lbs::wifi_variant(&f.content, count) {
-            Some(e) => Decoded {
-                events: vec![e],
-                reply: Some(frame::wifi_variant_reply(
+            Some(e) => one(
+                e,
+                Some(frame::wifi_variant_reply(
                     f.protocol,
                     f.content.get(..6).unwrap_or_default(),
                 )),
-            },
+            ),
             None => unknown(f, "Wi-Fi packet shorter than its counts", None),
         };
     }
     let parsed: Option<Decoded> = match f.protocol {
         0x13 => status(&f.content).map(|e| one(e, ack())),
         0x23 => heartbeat(&f.content).map(|e| one(e, ack())),
-        0x1A | 0x2A => info::address_request(&f.content).map(|e| Decoded {
-            events: vec![e],
-            reply: Some(info::address_reply(f.serial)),
-        }),
+        0x1A | 0x2A => {
+            info::address_request(&f.content).map(|e| one(e, Some(info::address_reply(f.serial))))
+        }
         0x8A => Some(Decoded {
-            events: Vec::new(),
             reply: Some(info::time_reply(f.extended, f.serial, now)),
+            ..Default::default()
         }),
         // Information transmission: the device expects no reply.
         0x94 => info::information(&f.content).map(|e| one(e, None)),
         // Command replies: 0x15 is acknowledged like any basic packet; the extended 0x21
         // is not (the device does not wait for one).
-        0x15 => command::response_ascii(&f.content).map(|e| one(e, ack())),
-        0x21 => command::response_encoded(&f.content).map(|e| one(e, None)),
+        0x15 => command::response_ascii(&f.content).map(|(e, a)| answered(e, a, ack())),
+        0x21 => command::response_encoded(&f.content).map(|(e, a)| answered(e, a, None)),
         0xA2 if f.content.len() == ext::LW4G_LEN => ext::lw4g(&f.content).map(|e| one(e, ack())),
         0x24 if f.content.len() == ext::SR411_LEN => ext::sr411(&f.content).map(|e| one(e, ack())),
         0x12 if f.content.len() == ext::QH302R_LEN => match ext::imei_location(&f.content) {
@@ -116,7 +136,9 @@ pub fn decode(f: &RawFrame, now: SystemTime) -> Decoded {
             lbs::multi_cell(f.protocol, &f.content).map(|e| one(e, ack()))
         }
         0x17 if f.content.len() == RFID_LEN => ext::gps_lbs_rfid(&f.content).map(|e| one(e, ack())),
-        0x17 | 0x69 => Some(one(lbs::wifi_checked(f.protocol, &f.content), ack())),
+        // With a length and a CRC, models disagree on the layout (some put a GPS block
+        // there): published as it came.
+        0x17 | 0x69 => return unknown(f, "", ack()),
         // GPS modules: Traccar, which these devices are deployed against, answers in the
         // basic framing whatever framing the packet came in.
         0x70 => ext::modular(&f.content).map(|e| one(e, Some(frame::ack(false, 0x70, f.serial)))),
@@ -154,22 +176,28 @@ fn one(e: TelemetryEvent, reply: Option<Bytes>) -> Decoded {
     Decoded {
         events: vec![e],
         reply,
+        answers: Vec::new(),
     }
 }
 
-/// An event carrying the packet as it came: kind UNKNOWN, `protocol_number`, `raw`
-/// (the content, without serial), and `decode_error` when a known type failed to parse.
-fn unknown(f: &RawFrame, error: &str, reply: Option<Bytes>) -> Decoded {
-    let mut e = block::event(EventKind::Unknown);
-    e.set("protocol_number", attr::uint(f.protocol.into()));
-    e.set("raw", attr::bytes(f.content.clone()));
-    if !error.is_empty() {
-        e.set("decode_error", attr::string(error));
-    }
+fn answered(e: TelemetryEvent, answer: CommandAnswer, reply: Option<Bytes>) -> Decoded {
     Decoded {
         events: vec![e],
         reply,
+        answers: vec![answer],
     }
+}
+
+/// An event carrying the packet as it came: kind UNKNOWN, raw `content` (without serial),
+/// and the attribute `decode_error` when a known type failed to parse (the gateway's
+/// diagnosis, not a device value).
+fn unknown(f: &RawFrame, error: &str, reply: Option<Bytes>) -> Decoded {
+    let mut e = block::event(EventKind::Unknown);
+    block::put_bytes(&mut e, name::CONTENT, &f.content);
+    if !error.is_empty() {
+        e.set("decode_error", attr::string(error));
+    }
+    one(e, reply)
 }
 
 /// Content bytes of the VXT01 form of `0x12`/`0x16` (frame length `0x24`): GPS block, a
@@ -183,8 +211,8 @@ const STATUS_LEN: usize = 5;
 /// The zeroed multi-cell block some firmware sends after a cell length of 0.
 const ZEROED_CELLS_LEN: usize = 45;
 
-/// A GPS/LBS/status packet. Kind POSITION with a GPS block, LBS without; ALARM whenever
-/// the packet reports an alarm, so alarm consumers need not inspect every position.
+/// A GPS/LBS/status packet. Kind POSITION with a GPS block, LBS without (the mapping makes
+/// it ALARM when the packet reports an alarm).
 fn location(protocol: u8, content: &[u8], extended: bool, l: Layout) -> Option<TelemetryEvent> {
     let mut c = Cursor::new(content);
     let mut e = block::event(if l.gps {
@@ -200,10 +228,8 @@ fn location(protocol: u8, content: &[u8], extended: bool, l: Layout) -> Option<T
     let vxt01 = !extended && matches!(protocol, 0x12 | 0x16) && content.len() == VXT01_LEN;
     if vxt01 {
         block::read_cell(&mut c, &mut e, Cell::Standard)?;
-        let alarm = vxt01_status(&mut c, &mut e, protocol == 0x12)?;
-        if alarm {
-            e.kind = EventKind::Alarm as i32;
-        }
+        vxt01_status(&mut c, &mut e, protocol == 0x12)?;
+        block::put_tail(&c, &mut e);
         return Some(e);
     }
     if let Some(cell) = l.cell {
@@ -231,80 +257,67 @@ fn location(protocol: u8, content: &[u8], extended: bool, l: Layout) -> Option<T
             }
         }
     }
-    let mut alarm = false;
     if l.status {
         // 0x16/0x26 status blocks are 5 bytes; the 6-byte form some models send carries a
         // u16 battery value (the rest of the layout is unchanged).
         let wide = matches!(protocol, 0x16 | 0x26) && c.remaining() == 6;
-        alarm = block::read_status(&mut c, &mut e, wide)?;
+        block::read_status(&mut c, &mut e, wide)?;
+        block::read_language(&mut c, &mut e);
         // VL103 and RFID-capable models append the 8-byte id of the driver's card.
-        if matches!(protocol, 0x16 | 0x26) && c.remaining() == 1 + 8 {
-            c.skip(1)?; // language
-            ext::set_driver_id(&mut e, c.take(8)?);
+        if matches!(protocol, 0x16 | 0x26) && c.remaining() == 8 {
+            block::put_bytes(&mut e, name::DRIVER_ID, c.take(8)?);
         }
     }
     if l.extras && c.remaining() >= 3 {
-        let acc = c.u8()?;
-        e.set("ignition", attr::boolean(acc != 0));
-        e.set("upload_mode", attr::uint(c.u8()?.into()));
-        e.set("archive", attr::boolean(c.u8()? != 0));
+        block::put(&mut e, name::ACC, c.u8()?);
+        block::put(&mut e, name::UPLOAD_MODE, c.u8()?);
+        block::put(&mut e, name::GPS_REUPLOAD, c.u8()?);
     }
-    if alarm {
-        e.kind = EventKind::Alarm as i32;
-    }
+    block::put_tail(&c, &mut e);
     Some(e)
 }
 
-/// The VXT01 status block: terminal info, then for `0x12` voltage u16 (0.01 V), for
-/// `0x16` the 0–6 level, GSM signal, and an alarm extension byte that is not an alarm code.
-/// On this model the terminal bits `111` mean overspeed. Returns whether an alarm is set.
-fn vxt01_status(c: &mut Cursor, e: &mut TelemetryEvent, voltage: bool) -> Option<bool> {
-    let alarm = block::set_terminal_info(e, c.u8()?).map(|a| match a {
-        "removing" => "overspeed",
-        a => a,
-    });
+/// The VXT01 status block: terminal info, then for `0x12` the supply voltage u16 (0.01 V),
+/// for `0x16` the 0–6 level, GSM signal, and an alarm extension byte that is not an alarm
+/// code. (On this model the terminal bits `111` mean overspeed: profile `gt06-vxt01`.)
+fn vxt01_status(c: &mut Cursor, e: &mut TelemetryEvent, voltage: bool) -> Option<()> {
+    block::put(e, name::TERMINAL_INFO, c.u8()?);
     if voltage {
-        e.set(
-            "external_voltage",
-            attr::double(f64::from(c.u16()?) / 100.0),
-        );
+        block::put(e, name::POWER_CENTIVOLTS, c.u16()?);
     } else {
-        e.set("battery_level", attr::uint(c.u8()?.into()));
+        block::put(e, name::VOLTAGE_LEVEL, c.u8()?);
     }
-    e.set("gsm_signal", attr::uint(c.u8()?.into()));
-    e.set("alarm_extension", attr::uint(c.u8()?.into()));
-    if let Some(a) = alarm {
-        e.set("alarm", attr::string(a));
-    }
-    Some(alarm.is_some())
+    block::put(e, name::GSM_SIGNAL, c.u8()?);
+    block::put(e, name::ALARM_EXTENSION, c.u8()?);
+    Some(())
 }
 
 /// `0x13` status/heartbeat: terminal info, voltage level, GSM signal, alarm, language.
-/// Kind HEARTBEAT, or ALARM when it reports one.
+/// Kind HEARTBEAT (ALARM when it reports one).
 fn status(content: &[u8]) -> Option<TelemetryEvent> {
     let mut c = Cursor::new(content);
     let mut e = block::event(EventKind::Heartbeat);
-    if block::read_status(&mut c, &mut e, false)? {
-        e.kind = EventKind::Alarm as i32;
-    }
+    block::read_status(&mut c, &mut e, false)?;
+    block::read_language(&mut c, &mut e);
+    block::put_tail(&c, &mut e);
     Some(e)
 }
 
-/// `0x23` heartbeat (GK310 and later): terminal info, voltage u16 in 0.01 V, GSM signal,
-/// language u16.
+/// `0x23` heartbeat (GK310 and later): terminal info, battery voltage u16 (0.01 V), GSM
+/// signal, language u16.
 fn heartbeat(content: &[u8]) -> Option<TelemetryEvent> {
     let mut c = Cursor::new(content);
     let mut e = block::event(EventKind::Heartbeat);
-    let alarm = block::set_terminal_info(&mut e, c.u8()?);
+    block::put(&mut e, name::TERMINAL_INFO, c.u8()?);
     if let Some(v) = c.u16() {
-        e.set("voltage", attr::double(f64::from(v) / 100.0));
+        block::put(&mut e, name::BATTERY_CENTIVOLTS, v);
     }
     if let Some(g) = c.u8() {
-        e.set("gsm_signal", attr::uint(g.into()));
+        block::put(&mut e, name::GSM_SIGNAL, g);
     }
-    if let Some(a) = alarm {
-        e.set("alarm", attr::string(a));
-        e.kind = EventKind::Alarm as i32;
+    if let Some(l) = c.u16() {
+        block::put(&mut e, name::LANGUAGE, l);
     }
+    block::put_tail(&c, &mut e);
     Some(e)
 }

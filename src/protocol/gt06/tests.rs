@@ -8,10 +8,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::BytesMut;
 use proptest::prelude::*;
 
+use super::mapping::name;
 use super::*;
-use crate::proto::attribute_value::Value;
-use crate::proto::{EventKind, TelemetryEvent};
-use crate::protocol::crc;
+use crate::proto::raw_value::Value;
+use crate::proto::{Alarm, CellTower, EventKind, TelemetryEvent};
+use crate::protocol::{crc, AnswerOutcome, CommandAnswer};
 
 /// Login of IMEI 352887071911998, serial 4 (Traccar's frame-decoder vector).
 const LOGIN_HEX: &str = "78780d010352887071911998000479d00d0a";
@@ -105,24 +106,44 @@ fn kind(e: &TelemetryEvent) -> EventKind {
     EventKind::try_from(e.kind).unwrap()
 }
 
-fn s_attr<'a>(e: &'a TelemetryEvent, k: &str) -> &'a str {
-    match e.attr(k) {
-        Some(Value::StringValue(s)) => s,
-        v => panic!("{k}: {v:?}"),
-    }
-}
-
-fn u_attr(e: &TelemetryEvent, k: &str) -> u64 {
-    match e.attr(k) {
+/// A raw unsigned value by name.
+fn raw_u(e: &TelemetryEvent, k: &str) -> u64 {
+    match e.raw_named(k) {
         Some(Value::UintValue(v)) => *v,
-        v => panic!("{k}: {v:?}"),
+        v => panic!("{k}: {v:?} in {:?}", e.raw),
     }
 }
 
-fn b_attr(e: &TelemetryEvent, k: &str) -> bool {
-    match e.attr(k) {
-        Some(Value::BoolValue(v)) => *v,
-        v => panic!("{k}: {v:?}"),
+/// A raw string by name.
+fn raw_s<'a>(e: &'a TelemetryEvent, k: &str) -> &'a str {
+    match e.raw_named(k) {
+        Some(Value::StringValue(s)) => s,
+        v => panic!("{k}: {v:?} in {:?}", e.raw),
+    }
+}
+
+/// A raw byte string by name.
+fn raw_b<'a>(e: &'a TelemetryEvent, k: &str) -> &'a [u8] {
+    match e.raw_named(k) {
+        Some(Value::BytesValue(b)) => b,
+        v => panic!("{k}: {v:?} in {:?}", e.raw),
+    }
+}
+
+fn alarms(e: &TelemetryEvent) -> Vec<Alarm> {
+    e.alarms
+        .iter()
+        .map(|a| Alarm::try_from(*a).unwrap())
+        .collect()
+}
+
+fn cell(mcc: u32, mnc: u32, lac: u64, cell_id: u64, signal: Option<i32>) -> CellTower {
+    CellTower {
+        mcc,
+        mnc,
+        lac,
+        cell_id,
+        signal,
     }
 }
 
@@ -211,16 +232,38 @@ fn status_0x13() {
     assert_eq!(f.reply.as_deref(), Some(&ack_bytes(0x78, 0x13, 0x01BA)[..]));
     let e = &f.events[0];
     assert_eq!(kind(e), EventKind::Heartbeat);
-    assert!(!b_attr(e, "ignition"));
-    assert!(b_attr(e, "charging"));
-    assert!(b_attr(e, "gps_tracking"));
-    assert!(!b_attr(e, "armed"));
-    assert!(!b_attr(e, "immobilized"));
-    assert_eq!(u_attr(e, "battery_level"), 6);
-    assert_eq!(u_attr(e, "gsm_signal"), 4);
-    assert_eq!(u_attr(e, "serial"), 0x01BA);
-    assert!(e.attr("alarm").is_none());
+    let t = e.telemetry();
+    assert_eq!(t.ignition, Some(false));
+    assert_eq!(t.charging, Some(true));
+    assert_eq!(t.gnss_tracking, Some(true));
+    assert_eq!(t.armed, Some(false));
+    assert_eq!(t.engine_blocked, Some(false));
+    assert_eq!(t.battery_percent, Some(100.0));
+    assert_eq!(t.gsm_signal_percent, Some(100.0));
+    assert!(e.alarms.is_empty());
     assert_eq!(e.protocol, Protocol::Gt06 as i32);
+    // Raw: every field of the packet by name, in order, exactly as sent.
+    let names: Vec<(&str, u64)> = e
+        .raw
+        .iter()
+        .map(|r| match r.value {
+            Some(Value::UintValue(v)) => (r.name.as_str(), v),
+            ref v => panic!("{v:?}"),
+        })
+        .collect();
+    assert_eq!(
+        names,
+        [
+            (name::PROTOCOL_NUMBER, 0x13),
+            (name::TERMINAL_INFO, 0x44),
+            (name::VOLTAGE_LEVEL, 6),
+            (name::GSM_SIGNAL, 4),
+            (name::ALARM, 0),
+            (name::LANGUAGE, 2),
+            (name::SERIAL, 0x01BA),
+        ]
+    );
+    assert!(e.attributes.is_empty());
 }
 
 #[test]
@@ -230,10 +273,13 @@ fn heartbeat_0x23() {
     assert_eq!(f.reply.as_deref(), Some(&ack_bytes(0x78, 0x23, 0x0008)[..]));
     let e = &f.events[0];
     assert_eq!(kind(e), EventKind::Heartbeat);
-    assert_eq!(e.attr("voltage"), Some(&Value::DoubleValue(2.90)));
-    assert_eq!(u_attr(e, "gsm_signal"), 4);
-    assert!(b_attr(e, "immobilized"));
-    assert!(b_attr(e, "gps_tracking"));
+    assert_eq!(raw_u(e, name::BATTERY_CENTIVOLTS), 290);
+    assert_eq!(raw_u(e, name::LANGUAGE), 1);
+    let t = e.telemetry();
+    assert!((t.battery_volts.unwrap() - 2.90).abs() < 1e-9);
+    assert_eq!(t.gsm_signal_percent, Some(100.0));
+    assert_eq!(t.engine_blocked, Some(true));
+    assert_eq!(t.gnss_tracking, Some(true));
 }
 
 #[test]
@@ -251,10 +297,11 @@ fn location_0x12() {
     assert_eq!(p.speed, Some(0.0));
     assert_eq!(p.course, Some(0.0));
     assert_eq!(e.device_time.as_ref().unwrap().seconds, 1_445_350_871);
-    assert_eq!(u_attr(e, "mcc"), 246);
-    assert_eq!(u_attr(e, "mnc"), 1);
-    assert_eq!(u_attr(e, "lac"), 0x006E);
-    assert_eq!(u_attr(e, "cell_id"), 0x0055DA);
+    assert_eq!(e.cell_towers, vec![cell(246, 1, 0x006E, 0x0055DA, None)]);
+    // Course word 0x5400: fixed, north, course 0, and bit 14: bit 15 is ACC (off).
+    assert_eq!(raw_u(e, name::COURSE_STATUS), 0x5400);
+    assert_eq!(e.telemetry().ignition, Some(false));
+    assert!(e.attributes.is_empty());
 }
 
 #[test]
@@ -280,8 +327,11 @@ fn location_0x22_with_acc() {
     assert_eq!(f.reply.as_deref(), Some(&ack_bytes(0x78, 0x22, 0x0213)[..]));
     let e = &f.events[0];
     assert_eq!(kind(e), EventKind::Position);
-    assert!(b_attr(e, "ignition"));
-    assert_eq!(u_attr(e, "mcc"), 724);
+    assert_eq!(e.telemetry().ignition, Some(true));
+    assert_eq!(raw_u(e, name::ACC), 1);
+    assert_eq!(raw_u(e, name::UPLOAD_MODE), 5);
+    assert_eq!(raw_u(e, name::GPS_REUPLOAD), 1);
+    assert_eq!(e.cell_towers[0].mcc, 724);
 }
 
 #[test]
@@ -291,12 +341,13 @@ fn alarm_0x16_sos() {
     assert_eq!(f.reply.as_deref(), Some(&ack_bytes(0x78, 0x16, 0x035F)[..]));
     let e = &f.events[0];
     assert_eq!(kind(e), EventKind::Alarm);
-    assert_eq!(s_attr(e, "alarm"), "sos");
-    // This model's 6-byte status block: battery u16 0x413E, too large for a percentage.
-    assert_eq!(u_attr(e, "battery_value"), 0x413E);
-    assert!(e.attr("battery_percent").is_none());
+    assert_eq!(alarms(e), [Alarm::Sos]);
+    // This model's 6-byte status block: battery u16 0x413E, too large for a percentage:
+    // raw only.
+    assert_eq!(raw_u(e, name::BATTERY_LEVEL), 0x413E);
+    assert_eq!(e.telemetry().battery_percent, None);
     assert!(e.position.is_some());
-    assert_eq!(u_attr(e, "mcc"), 310);
+    assert_eq!(e.cell_towers[0].mcc, 310);
 }
 
 #[test]
@@ -305,28 +356,32 @@ fn alarm_byte_codes_and_terminal_bits() {
     let gps = "0f0a140e150bc505e51e780293a9e8005400";
     let cell = "0901cc00287d001f71";
     for (info, code, want) in [
-        ("00", "02", Some("power_cut")),
-        ("00", "04", Some("geofence_enter")),
-        ("00", "05", Some("geofence_exit")),
-        ("00", "06", Some("overspeed")),
-        ("00", "0e", Some("low_battery")),
-        ("00", "09", Some("movement")),
-        ("08", "00", Some("vibration")), // bits 3-5 = 001
-        ("20", "00", Some("sos")),       // bits 3-5 = 100
-        ("00", "00", None),
+        ("00", "02", vec![Alarm::PowerCut]),
+        ("00", "04", vec![Alarm::GeofenceEnter]),
+        ("00", "05", vec![Alarm::GeofenceExit]),
+        ("00", "06", vec![Alarm::Overspeed]),
+        ("00", "0e", vec![Alarm::LowBattery]),
+        ("00", "09", vec![Alarm::Vibration]),
+        ("00", "2c", vec![Alarm::Accident]),
+        ("08", "00", vec![Alarm::Vibration]), // bits 3-5 = 001
+        ("20", "00", vec![Alarm::Sos]),       // bits 3-5 = 100
+        // Both report: both kept.
+        ("10", "13", vec![Alarm::PowerCut, Alarm::Tampering]),
+        ("00", "00", vec![]),
+        ("00", "ea", vec![]), // not in the table: raw only
     ] {
         let content = h(&format!("{gps}{cell}{info}0403{code}02"));
         let f = only_frame(decode_all(&mut s, &frame::encode(false, 0x26, &content, 7)));
         let e = &f.events[0];
-        match want {
-            Some(a) => {
-                assert_eq!(s_attr(e, "alarm"), a);
-                assert_eq!(kind(e), EventKind::Alarm);
-            }
-            None => {
-                assert!(e.attr("alarm").is_none());
-                assert_eq!(kind(e), EventKind::Position);
-            }
+        assert_eq!(alarms(e), want, "{info} {code}");
+        assert_eq!(
+            raw_u(e, name::ALARM),
+            u64::from_str_radix(code, 16).unwrap()
+        );
+        if want.is_empty() {
+            assert_eq!(kind(e), EventKind::Position);
+        } else {
+            assert_eq!(kind(e), EventKind::Alarm);
         }
         assert_eq!(f.reply.as_deref(), Some(&ack_bytes(0x78, 0x26, 7)[..]));
     }
@@ -342,10 +397,12 @@ fn lbs_multi_cell_0x28() {
     assert_eq!(f.reply.as_deref(), Some(&ack_bytes(0x78, 0x28, 0x0005)[..]));
     let e = &f.events[0];
     assert_eq!(kind(e), EventKind::Lbs);
-    assert_eq!(u_attr(e, "mcc"), 460);
-    assert_eq!(u_attr(e, "lac"), 0x287d);
-    assert_eq!(u_attr(e, "cell_id"), 0x001f71);
-    assert_eq!(s_attr(e, "cells").split(';').count(), 4);
+    // Four cells, the serving one first; the three empty slots are left out.
+    assert_eq!(e.cell_towers.len(), 4);
+    assert_eq!(e.cell_towers[0], cell(460, 0, 0x287d, 0x001f71, Some(0x3e)));
+    assert_eq!(e.cell_towers[3], cell(460, 0, 0x287d, 0x001f40, Some(0x18)));
+    assert_eq!(raw_u(e, name::TIMING_ADVANCE), 0xff);
+    assert_eq!(raw_u(e, name::LANGUAGE), 2);
 }
 
 #[test]
@@ -356,8 +413,15 @@ fn lbs_with_wifi_0x18() {
         "78783b18100c0f1201010195271784005ab63617840002fa47178400ff8f4817840019f3491784005ab54b178400ff8e4c17840019f24cff0002012287c80d0a",
     );
     assert_eq!(f.reply.as_deref(), Some(&ack_bytes(0x78, 0x18, 0x0122)[..]));
-    assert_eq!(kind(&f.events[0]), EventKind::Lbs);
-    assert_eq!(u_attr(&f.events[0], "mcc"), 405);
+    let e = &f.events[0];
+    assert_eq!(kind(e), EventKind::Lbs);
+    assert_eq!(e.cell_towers.len(), 7);
+    assert!(e.cell_towers.iter().all(|c| (c.mcc, c.mnc) == (405, 39)));
+    assert_eq!(
+        e.cell_towers[0],
+        cell(405, 39, 0x1784, 0x005ab6, Some(0x36))
+    );
+    assert!(e.wifi_access_points.is_empty());
 }
 
 #[test]
@@ -375,11 +439,17 @@ fn wifi_crc_less_form_0x69() {
         );
         let e = &f.events[0];
         assert_eq!(kind(e), EventKind::Lbs);
-        assert_eq!(u_attr(e, "mcc"), 204);
-        assert_eq!(u_attr(e, "mnc"), 8);
-        assert_eq!(s_attr(e, "cells"), "3150/12197/100;3150/12198/110");
-        assert_eq!(u_attr(e, "wifi_count"), 0);
-        assert!(e.attr("serial").is_none());
+        assert_eq!(
+            e.cell_towers,
+            vec![
+                cell(204, 8, 3150, 12197, Some(100)),
+                cell(204, 8, 3150, 12198, Some(110))
+            ]
+        );
+        assert!(e.wifi_access_points.is_empty());
+        // This form has no serial.
+        assert!(e.raw_named(name::SERIAL).is_none());
+        assert_eq!(raw_u(e, name::PROTOCOL_NUMBER), 0x69);
     }
 }
 
@@ -410,8 +480,9 @@ fn address_request_0x2a_gets_neutral_reply() {
     assert_eq!(f.reply.as_deref(), Some(&want[..]));
     let e = &f.events[0];
     assert_eq!(kind(e), EventKind::Position);
-    assert_eq!(s_attr(e, "phone"), "1252013532177079");
-    assert!(b_attr(e, "address_request"));
+    assert_eq!(raw_s(e, name::PHONE), "1252013532177079");
+    assert_eq!(raw_u(e, name::PROTOCOL_NUMBER), 0x2A);
+    assert!(e.alarms.is_empty());
 }
 
 #[test]
@@ -421,14 +492,18 @@ fn information_0x94_external_voltage_no_ack() {
     assert!(f.reply.is_none());
     let e = &f.events[0];
     assert_eq!(kind(e), EventKind::Status);
-    assert_eq!(u_attr(e, "info_type"), 0);
-    assert_eq!(e.attr("external_voltage"), Some(&Value::DoubleValue(2.37)));
+    assert_eq!(raw_u(e, name::INFO_TYPE), 0);
+    assert_eq!(raw_u(e, name::POWER_CENTIVOLTS), 237);
+    assert!((e.telemetry().external_power_volts.unwrap() - 2.37).abs() < 1e-9);
     // ICCID sub-type.
     let f = decode_one(
         &mut s,
         "79790020940a035985708236675805200502187214018966051912408052452f000355560d0a",
     );
-    assert_eq!(s_attr(&f.events[0], "iccid"), "8966051912408052452");
+    let e = &f.events[0];
+    assert_eq!(e.telemetry().iccid.as_deref(), Some("8966051912408052452"));
+    assert_eq!(raw_s(e, name::IMEI), "359857082366758");
+    assert_eq!(raw_s(e, name::IMSI), "520050218721401");
     assert!(f.reply.is_none());
 }
 
@@ -442,8 +517,16 @@ fn command_response_0x15_ascii() {
     assert_eq!(f.reply.as_deref(), Some(&ack_bytes(0x78, 0x15, 0x0D44)[..]));
     let e = &f.events[0];
     assert_eq!(kind(e), EventKind::CommandResponse);
-    assert_eq!(u_attr(e, "server_flag"), 0);
-    assert_eq!(s_attr(e, "response"), "<ICCID:89882390000097302650>");
+    assert_eq!(raw_u(e, name::SERVER_FLAG), 0);
+    assert_eq!(e.text.as_deref(), Some("<ICCID:89882390000097302650>"));
+    assert_eq!(e.telemetry().iccid.as_deref(), Some("89882390000097302650"));
+    assert_eq!(
+        f.answers,
+        vec![CommandAnswer {
+            tag: Some(0),
+            outcome: AnswerOutcome::Text("<ICCID:89882390000097302650>".into())
+        }]
+    );
 }
 
 #[test]
@@ -456,13 +539,23 @@ fn command_response_0x21_utf16_and_ascii() {
     assert!(f.reply.is_none());
     let e = &f.events[0];
     assert_eq!(kind(e), EventKind::CommandResponse);
-    assert_eq!(s_attr(e, "response"), "Command error!");
+    assert_eq!(e.text.as_deref(), Some("Command error!"));
+    assert_eq!(raw_u(e, name::ENCODING), 2);
+    assert_eq!(f.answers[0].tag, Some(0));
     let mut content = 0x0102_0304u32.to_be_bytes().to_vec();
     content.push(1);
     content.extend_from_slice(b"OK!");
     let f = only_frame(decode_all(&mut s, &frame::encode(true, 0x21, &content, 3)));
-    assert_eq!(u_attr(&f.events[0], "server_flag"), 0x0102_0304);
-    assert_eq!(s_attr(&f.events[0], "response"), "OK!");
+    assert_eq!(raw_u(&f.events[0], name::SERVER_FLAG), 0x0102_0304);
+    assert_eq!(f.events[0].text.as_deref(), Some("OK!"));
+    assert_eq!(
+        f.answers,
+        vec![CommandAnswer {
+            tag: Some(0x0102_0304),
+            outcome: AnswerOutcome::Text("OK!".into())
+        }]
+    );
+    assert!(f.events[0].attributes.is_empty());
 }
 
 #[test]
@@ -473,13 +566,27 @@ fn unknown_type_is_published_and_acked_in_its_framing() {
     assert_eq!(f.reply.as_deref(), Some(&ack_bytes(0x79, 0xEE, 0x046F)[..]));
     let e = &f.events[0];
     assert_eq!(kind(e), EventKind::Unknown);
-    assert_eq!(u_attr(e, "protocol_number"), 0xEE);
-    assert_eq!(e.attr("raw"), Some(&Value::BytesValue(h("0380d600"))));
-    // A known type whose content is too short: still published raw and acknowledged.
+    assert_eq!(raw_u(e, name::PROTOCOL_NUMBER), 0xEE);
+    assert_eq!(raw_b(e, name::CONTENT), h("0380d600"));
+    assert_eq!(raw_u(e, name::SERIAL), 0x046F);
+    assert!(e.attributes.is_empty());
+    assert_eq!(e.telemetry, None);
+    // A known type whose content is too short: still published raw and acknowledged, with
+    // the gateway's diagnosis as the one attribute.
     let f = only_frame(decode_all(&mut s, &frame::encode(false, 0x12, &[1, 2], 5)));
     assert_eq!(kind(&f.events[0]), EventKind::Unknown);
+    assert_eq!(raw_b(&f.events[0], name::CONTENT), [1, 2]);
     assert!(f.events[0].attr("decode_error").is_some());
     assert_eq!(f.reply.as_deref(), Some(&ack_bytes(0x78, 0x12, 5)[..]));
+    // 0x17 with a length and a CRC: models disagree on its layout, so it is published as
+    // it came.
+    let f = only_frame(decode_all(
+        &mut s,
+        &frame::encode(false, 0x17, &h("0f0c1d0711390102"), 6),
+    ));
+    assert_eq!(kind(&f.events[0]), EventKind::Unknown);
+    assert_eq!(raw_b(&f.events[0], name::CONTENT), h("0f0c1d0711390102"));
+    assert_eq!(f.reply.as_deref(), Some(&ack_bytes(0x78, 0x17, 6)[..]));
 }
 
 #[test]
@@ -503,6 +610,51 @@ fn digest_ignores_the_serial_and_depends_on_the_imei() {
         &frame::encode(false, 0x12, &content, 1),
     ));
     assert_ne!(a.digest, c.digest);
+}
+
+/// The session maps with the profile its IMEI is assigned in the operator's file, and
+/// follows the file when it is reloaded.
+#[test]
+fn the_device_profile_follows_the_imei_and_the_profile_file() {
+    let dir = std::env::temp_dir().join(format!("avlgate-gt06-profiles-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("profiles.toml");
+    let write = |text: &str, later: u64| {
+        std::fs::write(&path, text).unwrap();
+        // Stamps are (mtime, length): make a rewrite within the same tick visible.
+        let t = SystemTime::now() + Duration::from_secs(later);
+        std::fs::File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(t)
+            .unwrap();
+    };
+    write(
+        &format!("[[devices]]\nprofile = \"gt06-lw\"\nimeis = [\"{IMEI}\"]\n"),
+        1,
+    );
+    let profiles = crate::vocab::Profiles::load(&path).unwrap();
+    let limits = Limits {
+        profiles: profiles.clone(),
+        ..Limits::default()
+    };
+    let mut s = Session::new(Transport::Tcp, &limits);
+    decode_one(&mut s, LOGIN_HEX);
+    // 0x26 with alarm byte 0x19: harsh acceleration on the LW series, low battery elsewhere.
+    let content = h("0f0a140e150bc505e51e780293a9e80054000901cc00287d001f710004031902");
+    let packet = frame::encode(false, 0x26, &content, 7);
+    let alarm = |s: &mut Session| alarms(&only_frame(decode_all(s, &packet)).events[0]);
+    assert_eq!(alarm(&mut s), [Alarm::HarshAcceleration]);
+    // Another device on the same port: the default profile.
+    let mut other = Session::new(Transport::Tcp, &limits);
+    decode_one(&mut other, "78780d0103534190360660610003c3df0d0a");
+    assert_eq!(alarm(&mut other), [Alarm::LowBattery]);
+    // The file no longer assigns the device: the family meaning from the next frame on.
+    write("[[devices]]\nprofile = \"gt06-lw\"\nimeis = [\"1\"]\n", 2);
+    assert!(profiles.reload_if_changed().unwrap());
+    assert_eq!(alarm(&mut s), [Alarm::LowBattery]);
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 // ---------------------------------------------------------------------------------------
@@ -573,7 +725,16 @@ fn summary(r: &Result<Frame, DecodeError>) -> String {
                 .iter()
                 .map(|e| {
                     let attrs: BTreeMap<_, _> = e.attributes.iter().collect();
-                    format!("{} {:?} {:?} {attrs:?}", e.kind, e.position, e.device_time)
+                    format!(
+                        "{} {:?} {:?} {attrs:?} {:?} {:?} {:?} {:?}",
+                        e.kind,
+                        e.position,
+                        e.device_time,
+                        e.raw,
+                        e.telemetry,
+                        e.alarms,
+                        e.cell_towers
+                    )
                 })
                 .collect();
             format!("{events:?} {:?} {:x} {:?}", f.reply, f.digest, f.login)
@@ -778,11 +939,8 @@ proptest! {
 // Model-specific packets (ext.rs) and alternative layouts, with their exact replies.
 // Frames from Traccar's test suite (tests/data/traccar-frames.json, seq in brackets).
 
-fn f_attr(e: &TelemetryEvent, k: &str) -> f64 {
-    match e.attr(k) {
-        Some(Value::DoubleValue(v)) => *v,
-        v => panic!("{k}: {v:?}"),
-    }
+fn close(a: Option<f64>, b: f64) -> bool {
+    a.is_some_and(|a| (a - b).abs() < 1e-9)
 }
 
 #[test]
@@ -799,10 +957,19 @@ fn modular_0x70_is_answered_in_the_basic_framing() {
     assert_eq!(p.satellites, Some(8));
     assert_eq!(p.altitude, Some(232.0));
     assert_eq!(e.device_time.as_ref().unwrap().seconds, 0x5d62_bf3a);
-    assert_eq!(u_attr(e, "odometer"), 0xc1f0_0000);
-    assert_eq!(u_attr(e, "event"), 0x16);
-    assert_eq!(f_attr(e, "battery_voltage"), 3.81);
-    assert_eq!(s_attr(e, "iccid"), "89012608522933976266");
+    assert_eq!(raw_u(e, name::ODOMETER_METERS), 0xc1f0_0000);
+    assert_eq!(raw_u(e, name::EVENT), 0x16);
+    assert_eq!(raw_u(e, name::BATTERY_CENTIVOLTS), 381);
+    assert_eq!(raw_b(e, name::ICCID), h("89012608522933976266"));
+    let t = e.telemetry();
+    assert_eq!(t.odometer_meters, Some(f64::from(0xc1f0_0000u32)));
+    assert!(close(t.battery_volts, 3.81));
+    assert_eq!(t.iccid.as_deref(), Some("89012608522933976266"));
+    assert_eq!(t.satellites_visible, Some(11));
+    assert_eq!(t.door_open, Some(false));
+    assert!(close(p.hdop, 1.1));
+    // Event 0x16 is no alarm code of the module table.
+    assert!(e.alarms.is_empty());
 }
 
 #[test]
@@ -814,8 +981,8 @@ fn modular_0x70_event_raises_alarm_and_keeps_unknown_modules() {
     assert_eq!(f.reply.as_deref(), Some(&ack_bytes(0x78, 0x70, 9)[..]));
     let e = &f.events[0];
     assert_eq!(kind(e), EventKind::Alarm);
-    assert_eq!(s_attr(e, "alarm"), "removing");
-    assert_eq!(e.attr("module_0099"), Some(&Value::BytesValue(vec![1, 2])));
+    assert_eq!(alarms(e), [Alarm::Removing]);
+    assert_eq!(raw_b(e, "module_0099"), [1, 2]);
     // A module length running past the content: published raw, still acknowledged.
     let f = only_frame(decode_all(
         &mut s,
@@ -833,15 +1000,18 @@ fn dashcam_alarm_0x95_short_and_jc400() {
     assert_eq!(f.reply.as_deref(), Some(&ack_bytes(0x78, 0x95, 0x0001)[..]));
     let e = &f.events[0];
     assert_eq!(kind(e), EventKind::Alarm);
-    assert_eq!(s_attr(e, "alarm"), "general");
+    assert_eq!(alarms(e), [Alarm::General]);
+    assert_eq!(raw_u(e, name::SHORT_ALARM_TYPE), 1);
     assert!(e.position.is_none());
     // [12] JC400: marker, GPS with u16 speed, power, event 0x92, video files.
     let f = decode_one(&mut s, "78789795ffff01180b0d031406da04b5ab0d08813df01ca9002c008a9200004556454e545f3836323739383035323432393038375f30303030303030305f323032345f31315f31325f32325f32305f30365f495f35362e6d70342c4556454e545f3836323739383035323432393038375f30303030303030305f323032345f31315f31325f32325f32305f30365f465f35352e6d70340037d45b0d0a");
     assert_eq!(f.reply.as_deref(), Some(&ack_bytes(0x78, 0x95, 0x0037)[..]));
     let e = &f.events[0];
-    assert_eq!(s_attr(e, "alarm"), "cornering");
-    assert_eq!(f_attr(e, "external_voltage"), 13.8);
-    assert!(s_attr(e, "event_files").ends_with("_F_55.mp4"));
+    assert_eq!(alarms(e), [Alarm::HarshCornering]);
+    assert_eq!(raw_u(e, name::ALARM_TYPE), 0x92);
+    assert_eq!(raw_u(e, name::POWER_DECIVOLTS), 138);
+    assert!(close(e.telemetry().external_power_volts, 13.8));
+    assert!(raw_s(e, name::EVENT_FILES).ends_with("_F_55.mp4"));
     assert!(e.position.is_some());
 }
 
@@ -853,12 +1023,12 @@ fn serial_passthrough_0x9b_is_not_answered() {
     assert!(f.reply.is_none());
     let e = &f.events[0];
     assert_eq!(kind(e), EventKind::Status);
-    assert_eq!(s_attr(e, "result"), "D7520A62");
-    assert_eq!(u_attr(e, "external_device_type"), 3);
-    // [58] binary: hex.
+    assert_eq!(raw_b(e, name::PASSTHROUGH_DATA), b"D7520A62\r\n");
+    assert_eq!(raw_u(e, name::EXTERNAL_DEVICE_TYPE), 3);
+    // [58] binary.
     let f = decode_one(&mut s, "797900099b0380d600046f91e90d0a");
     assert!(f.reply.is_none());
-    assert_eq!(s_attr(&f.events[0], "result"), "80d600");
+    assert_eq!(raw_b(&f.events[0], name::PASSTHROUGH_DATA), h("80d600"));
 }
 
 #[test]
@@ -872,18 +1042,22 @@ fn status_0x36_modules_and_vl103_location() {
     assert_eq!(f.reply.as_deref(), Some(&ack_bytes(0x78, 0x36, 0x0324)[..]));
     let e = &f.events[0];
     assert_eq!(kind(e), EventKind::Heartbeat);
-    assert_eq!(f_attr(e, "battery_voltage"), 4.02);
-    assert_eq!(u_attr(e, "battery_percent"), 95);
-    assert_eq!(u_attr(e, "startup_status"), 1);
-    assert_eq!(u_attr(e, "battery_level"), 5);
+    assert_eq!(raw_u(e, name::BATTERY_CENTIVOLTS), 402);
+    assert_eq!(raw_u(e, name::BATTERY_PERCENT), 95);
+    assert_eq!(raw_u(e, name::STARTUP_STATUS), 1);
+    assert_eq!(raw_u(e, name::VOLTAGE_LEVEL), 5);
+    assert!(close(e.telemetry().battery_volts, 4.02));
+    // The module's percentage comes after the 0–6 level and is the finer of the two.
+    assert_eq!(e.telemetry().battery_percent, Some(95.0));
     // [184] VL103 location form.
     let f = decode_one(&mut s, "78783536190c1d0f1724cf026cc9140c367d4000940001cc0025ef0540e88c01000000000064051428000006c3000001453f9201003477560d0a");
     assert_eq!(f.reply.as_deref(), Some(&ack_bytes(0x78, 0x36, 0x0034)[..]));
     let e = &f.events[0];
     assert_eq!(kind(e), EventKind::Position);
-    assert_eq!(s_attr(e, "driver_id"), "c3000001453f9201");
-    assert_eq!(u_attr(e, "cell_id"), 0x0540_e88c);
-    assert!(b_attr(e, "ignition"));
+    assert_eq!(raw_b(e, name::DRIVER_ID), h("c3000001453f9201"));
+    assert_eq!(e.telemetry().driver_id.as_deref(), Some("C3000001453F9201"));
+    assert_eq!(e.cell_towers[0].cell_id, 0x0540_e88c);
+    assert_eq!(e.telemetry().ignition, Some(true));
 }
 
 #[test]
@@ -895,10 +1069,13 @@ fn x1_gps_0x34_is_not_answered() {
     let e = &f.events[0];
     assert_eq!(kind(e), EventKind::Position);
     assert!(e.position.as_ref().unwrap().valid);
-    assert_eq!(u_attr(e, "odometer"), 0x0016_2149);
-    assert_eq!(s_attr(e, "driver_id"), 0x004a_a82b_u32.to_string());
-    assert_eq!(f_attr(e, "adc2"), 0.0);
-    assert_eq!(u_attr(e, "outputs"), 1);
+    assert_eq!(raw_u(e, name::ODOMETER_METERS), 0x0016_2149);
+    assert_eq!(raw_u(e, name::X1_DRIVER_ID), 0x004a_a82b);
+    let t = e.telemetry();
+    assert_eq!(t.odometer_meters, Some(f64::from(0x0016_2149)));
+    assert_eq!(t.driver_id, Some(0x004a_a82b_u32.to_string()));
+    assert_eq!(t.analog_inputs_volts.get(&2), Some(&0.0));
+    assert_eq!(t.digital_outputs, Some(1));
 }
 
 #[test]
@@ -909,8 +1086,8 @@ fn az735_extended_0x32_0x33_answered_in_79_79() {
     assert_eq!(f.reply.as_deref(), Some(&ack_bytes(0x79, 0x32, 0x00bc)[..]));
     let e = &f.events[0];
     assert_eq!(kind(e), EventKind::Position);
-    assert_eq!(u_attr(e, "mcc"), 510);
-    assert_eq!(u_attr(e, "gsm_signal"), 0x24);
+    assert_eq!(e.cell_towers[0].mcc, 510);
+    assert_eq!(e.cell_towers[0].signal, Some(0x24));
     // [113] alarm packet without GPS or cell: status 0xA0 = armed.
     let f = decode_one(
         &mut s,
@@ -919,7 +1096,8 @@ fn az735_extended_0x32_0x33_answered_in_79_79() {
     assert_eq!(f.reply.as_deref(), Some(&ack_bytes(0x79, 0x33, 0x0109)[..]));
     let e = &f.events[0];
     assert_eq!(kind(e), EventKind::Status);
-    assert!(b_attr(e, "armed"));
+    assert_eq!(raw_u(e, name::ALARM_STATUS), 0xA0);
+    assert_eq!(e.telemetry().armed, Some(true));
     assert!(e.position.is_none());
 }
 
@@ -934,13 +1112,13 @@ fn gps_lbs_modules_0x38() {
     let p = e.position.as_ref().unwrap();
     // San José, Costa Rica (north, west); this fix is flagged as not valid.
     assert!(!p.valid && p.latitude > 9.0 && p.longitude < -84.0);
-    assert!(b_attr(e, "ignition"));
-    assert_eq!(u_attr(e, "mcc"), 712);
-    assert_eq!(u_attr(e, "odometer"), 5572);
-    assert_eq!(
-        e.attr("module_003c"),
-        Some(&Value::BytesValue(h("01020001")))
-    );
+    // ACC from the course word (bit 14 set, bit 15 set).
+    assert_eq!(raw_u(e, name::COURSE_STATUS) >> 14, 0b11);
+    assert_eq!(e.telemetry().ignition, Some(true));
+    assert_eq!(e.cell_towers[0].mcc, 712);
+    assert_eq!(raw_u(e, name::ODOMETER_METERS), 5572);
+    assert_eq!(e.telemetry().odometer_meters, Some(5572.0));
+    assert_eq!(raw_b(e, "module_003c"), h("01020001"));
 }
 
 #[test]
@@ -950,8 +1128,17 @@ fn obd_0x8c_is_not_answered() {
     let f = decode_one(&mut s, "797900de8c120b1502121b013137333d302c3232333d312c3238333d30303030303030302c3436333d30303030303035362c3437333d30303030303030662c3438333d30303030303031312c3242333d30303030303030302c3244333d30303030313839632c3335333d30303030313661382c3336333d30303032386163382c3339333d30303030303230612c3330333d30303030303561612c3439333d30303030303030302c3441333d4b4e4146323431434d4b353031343235352c3341333d30303030303338352c3530333d30303030c0041df0940f89c06700000000c800910d0a");
     assert!(f.reply.is_none());
     let e = &f.events[0];
-    assert!(b_attr(e, "ignition"));
-    assert!(s_attr(e, "obd").starts_with("173=0,223=1,"));
+    assert_eq!(e.telemetry().ignition, Some(true));
+    // The pairs, values read as hex; the VIN as text.
+    assert_eq!(raw_u(e, "obd_173"), 0);
+    assert_eq!(raw_u(e, "obd_2D3"), 0x189c);
+    assert_eq!(raw_s(e, "obd_4A3"), "KNAF241CMK5014255");
+    let t = e.telemetry();
+    assert!(close(t.coolant_temperature_celsius, 63.0));
+    assert!(close(t.obd_speed_kmh, 58.0));
+    assert!(close(t.rpm, 1666.0));
+    assert_eq!(t.vin.as_deref(), Some("KNAF241CMK5014255"));
+    assert_eq!(raw_b(e, name::TAIL).len(), 12);
 }
 
 #[test]
@@ -961,20 +1148,21 @@ fn short_0xa3_lw4g_0xa2_sr411_0x24_qh302r_0x12_rfid_0x17() {
     let f = decode_one(&mut s, "78780ca346000106640c01123d5f5e0d0a");
     assert_eq!(f.reply.as_deref(), Some(&ack_bytes(0x78, 0xA3, 0x123d)[..]));
     assert_eq!(kind(&f.events[0]), EventKind::Heartbeat);
-    assert!(b_attr(&f.events[0], "gps_tracking"));
+    assert_eq!(f.events[0].telemetry().gnss_tracking, Some(true));
     // [13] LW4G 0xA2: GPS + 4G cell + status.
     let f = decode_one(&mut s, "787840a2180b0f0f3407cf00602cd208354064001c6a02dc650000698100000000095674c9114100002a04000100004b31000000000863829079286793020001a22a8f0d0a");
     assert_eq!(f.reply.as_deref(), Some(&ack_bytes(0x78, 0xA2, 0x01a2)[..]));
     let e = &f.events[0];
-    assert_eq!((u_attr(e, "mcc"), u_attr(e, "mnc")), (732, 101));
-    assert_eq!(u_attr(e, "cell_id"), 0x0956_74c9);
-    assert_eq!(u_attr(e, "odometer"), 0x4b31);
+    assert_eq!((e.cell_towers[0].mcc, e.cell_towers[0].mnc), (732, 101));
+    assert_eq!(e.cell_towers[0].cell_id, 0x0956_74c9);
+    assert_eq!(raw_u(e, name::ODOMETER_METERS), 0x4b31);
+    assert_eq!(e.telemetry().odometer_meters, Some(f64::from(0x4b31)));
     // [45] SR411 mini 0x24.
     let f = decode_one(&mut s, "78782e2416061a103600c80275298404a0a24000184602d4023a49006f060104ed01940000086508004139765000be7d640d0a");
     assert_eq!(f.reply.as_deref(), Some(&ack_bytes(0x78, 0x24, 0x00be)[..]));
     let e = &f.events[0];
     assert_eq!(kind(e), EventKind::Position);
-    assert_eq!(f_attr(e, "external_voltage"), 12.61);
+    assert!(close(e.telemetry().external_power_volts, 12.61));
     // [179] QH302R 0x12: the IMEI before the GPS block.
     let f = decode_one(
         &mut s,
@@ -986,11 +1174,15 @@ fn short_0xa3_lw4g_0xa2_sr411_0x24_qh302r_0x12_rfid_0x17() {
         e.device_time.as_ref().unwrap().seconds,
         block::civil_to_secs(2026, 2, 12, 10, 30, 50).unwrap()
     );
-    assert_eq!(u_attr(e, "mcc"), 310);
+    assert_eq!(e.cell_towers[0].mcc, 310);
+    assert_eq!(raw_s(e, name::IMEI), "0866703066502297");
     // [23] 0x17 of RFID models.
     let f = decode_one(&mut s, "7878281718060e021831c6026e8acc0c361b1000140001cc00286d000f4dbf0000012ca7e001000004b2630d0a");
     assert_eq!(f.reply.as_deref(), Some(&ack_bytes(0x78, 0x17, 0x0004)[..]));
-    assert_eq!(s_attr(&f.events[0], "driver_id"), "bf0000012ca7e001");
+    assert_eq!(
+        f.events[0].telemetry().driver_id.as_deref(),
+        Some("BF0000012CA7E001")
+    );
 }
 
 #[test]
@@ -1003,8 +1195,9 @@ fn alternative_status_layouts() {
     );
     assert_eq!(f.reply.as_deref(), Some(&ack_bytes(0x78, 0xA5, 0x0019)[..]));
     let e = &f.events[0];
-    assert_eq!(s_attr(e, "alarm"), "tampering");
-    assert_eq!(u_attr(e, "cell_id"), 0x0098_6615);
+    assert_eq!(alarms(e), [Alarm::Tampering]);
+    assert_eq!(kind(e), EventKind::Alarm);
+    assert_eq!(e.cell_towers[0].cell_id, 0x0098_6615);
     // [47] VXT01 0x12: bare cell, terminal info, voltage u16.
     let f = decode_one(
         &mut s,
@@ -1012,8 +1205,9 @@ fn alternative_status_layouts() {
     );
     assert_eq!(f.reply.as_deref(), Some(&ack_bytes(0x78, 0x12, 0x01dd)[..]));
     let e = &f.events[0];
-    assert!(!b_attr(e, "ignition"));
-    assert_eq!(f_attr(e, "external_voltage"), 13.93);
+    assert_eq!(e.telemetry().ignition, Some(false));
+    assert_eq!(raw_u(e, name::POWER_CENTIVOLTS), 1393);
+    assert!(close(e.telemetry().external_power_volts, 13.93));
     // [32] VXT01 0x16: SOS from the terminal bits, the extension byte is not an alarm code.
     let f = decode_one(
         &mut s,
@@ -1021,15 +1215,26 @@ fn alternative_status_layouts() {
     );
     let e = &f.events[0];
     assert_eq!(kind(e), EventKind::Alarm);
-    assert_eq!(s_attr(e, "alarm"), "sos");
+    assert_eq!(alarms(e), [Alarm::Sos]);
+    // GSM 0xE4 is off the 0–4 scale: raw only.
+    assert_eq!(raw_u(e, name::GSM_SIGNAL), 0xE4);
+    assert_eq!(e.telemetry().gsm_signal_percent, None);
+    assert_eq!(raw_u(e, name::ALARM_EXTENSION), 4);
+    assert_eq!(raw_b(e, name::TAIL), [0]);
     // [66] cell length 0 followed by 45 zeroed bytes, then the status block.
     let f = decode_one(&mut s, "78784a1614051c150204ec02777e560c2a2a2a5314af000000000000040000000000000000000000000000000000000000000000000000000000000000000000000000007e061b0982004b24c00d0a");
-    assert_eq!(u_attr(&f.events[0], "battery_level"), 6);
-    assert_eq!(u_attr(&f.events[0], "gsm_signal"), 0x1b);
+    let e = &f.events[0];
+    assert_eq!(raw_u(e, name::VOLTAGE_LEVEL), 6);
+    assert_eq!(e.telemetry().battery_percent, Some(100.0));
+    // A GSM byte of 27 is not on the 0–4 scale: raw only.
+    assert_eq!(raw_u(e, name::GSM_SIGNAL), 0x1b);
+    assert_eq!(e.telemetry().gsm_signal_percent, None);
     // [186] VL103 0x16: driver card id after the language byte.
     let f = decode_one(&mut s, "78782d16190c1d0e3b03cf026cc8d40c367d800014000801cc0025ef40e88c450604e801c3000001453f920100271e590d0a");
-    assert_eq!(s_attr(&f.events[0], "driver_id"), "c3000001453f9201");
-    assert_eq!(u_attr(&f.events[0], "alarm_code"), 0xe8);
+    let e = &f.events[0];
+    assert_eq!(raw_b(e, name::DRIVER_ID), h("c3000001453f9201"));
+    assert_eq!(e.telemetry().driver_id.as_deref(), Some("C3000001453F9201"));
+    assert_eq!(raw_u(e, name::ALARM), 0xe8);
 }
 
 #[test]
@@ -1058,18 +1263,24 @@ fn information_0x94_door_with_time_and_rfid() {
     let f = decode_one(&mut s, "7979000d940516090908081c030defbd2d0d0a");
     assert!(f.reply.is_none());
     let e = &f.events[0];
-    assert!(b_attr(e, "door"));
+    assert_eq!(raw_u(e, name::DOOR_STATUS), 0x03);
+    assert_eq!(e.telemetry().door_open, Some(true));
+    // Bit 2 (input 1) is clear.
+    assert_eq!(e.telemetry().digital_inputs, Some(0));
     assert_eq!(
         e.device_time.as_ref().unwrap().seconds,
         block::civil_to_secs(2022, 9, 9, 8, 8, 28).unwrap()
     );
     // [67] sub-type 0x1B framed card read.
     let f = decode_one(&mut s, "7979000e941b02084277efef350303eadaed0d0a");
-    assert_eq!(s_attr(&f.events[0], "driver_id"), "4277efef");
+    assert_eq!(
+        f.events[0].telemetry().driver_id.as_deref(),
+        Some("4277EFEF")
+    );
     // [46] sub-type 0x1B text.
     let f = decode_one(
         &mut s,
         "79790019941b524649443a3030384642324245424133390d0a000c14930d0a",
     );
-    assert_eq!(s_attr(&f.events[0], "rfid_text"), "RFID:008FB2BEBA39");
+    assert_eq!(raw_s(&f.events[0], name::RFID_TEXT), "RFID:008FB2BEBA39");
 }

@@ -195,7 +195,7 @@ impl DeviceCodec for Gt06 {
 mod tests {
     use super::*;
     use crate::proto::{EventKind, Transport};
-    use crate::protocol::{CommandRequest, Limits, ProtocolModule};
+    use crate::protocol::{AnswerOutcome, CommandAnswer, CommandRequest, Limits, ProtocolModule};
     use crate::simulate::track::Track;
 
     #[test]
@@ -263,13 +263,17 @@ mod tests {
             .unwrap();
         let e = &f.events[0];
         assert_eq!(e.kind, EventKind::CommandResponse as i32);
-        let get = |k: &str| format!("{:?}", e.attributes.get(k));
-        assert!(
-            get("server_flag").contains("UintValue(1)"),
-            "{}",
-            get("server_flag")
+        assert_eq!(e.text.as_deref(), Some("Cut off the fuel supply: Success!"));
+        // The answer echoes the server flag of the command (the first one: 1), so the
+        // session's command tracker matches it.
+        assert_eq!(
+            f.answers,
+            vec![CommandAnswer {
+                tag: server.last_command_tag(),
+                outcome: AnswerOutcome::Text("Cut off the fuel supply: Success!".into()),
+            }]
         );
-        assert!(get("response").contains("Cut off the fuel supply"));
+        assert_eq!(server.last_command_tag(), Some(1));
         assert_eq!(f.reply, None, "0x21 is not acknowledged");
     }
 
