@@ -29,9 +29,9 @@ use avlgate::protocol::teltonika::frame as tframe;
 use avlgate::protocol::wialon::packet as wpacket;
 use avlgate::protocol::wialon::{self, crc as wcrc};
 use avlgate::protocol::{Limits, ProtocolModule, ProtocolSession};
+use avlgate::sink::Format;
 use bytes::BytesMut;
 use criterion::{Criterion, Throughput};
-use avlgate::sink::Format;
 
 /// The binary's allocator (`src/main.rs`), so allocation costs are the ones production pays.
 #[global_allocator]

@@ -20,9 +20,18 @@ use serde_json::Value;
 
 /// Traccar keys asserted on values we keep raw only, and why.
 const EXCLUDED_KEYS: &[(&str, &str)] = &[
-    ("tag1Voltage", "a BLE tag reading inside a model-specific NX (variable-length) IO; kept raw"),
-    ("tag1Battery", "a BLE tag reading inside a model-specific NX IO; kept raw"),
-    ("eyeTemp1", "a Teltonika EYE sensor reading inside an NX IO (model-specific); kept raw"),
+    (
+        "tag1Voltage",
+        "a BLE tag reading inside a model-specific NX (variable-length) IO; kept raw",
+    ),
+    (
+        "tag1Battery",
+        "a BLE tag reading inside a model-specific NX IO; kept raw",
+    ),
+    (
+        "eyeTemp1",
+        "a Teltonika EYE sensor reading inside an NX IO (model-specific); kept raw",
+    ),
 ];
 
 /// Every IO element of the AVL data `data` is in the events' `raw`, exactly, in order.
@@ -117,7 +126,11 @@ fn traccar_teltonika_frames() {
                 valid += 1;
                 match got {
                     Ok(Some(f)) => {
-                        raw_survives(&id, avl_data(&frame, transport == Transport::Udp), &f.events);
+                        raw_survives(
+                            &id,
+                            avl_data(&frame, transport == Transport::Udp),
+                            &f.events,
+                        );
                         for (key, want) in e["asserts"].as_object().into_iter().flatten() {
                             if let Some((_, why)) = EXCLUDED_KEYS.iter().find(|(k, _)| k == key) {
                                 excluded += 1;

@@ -27,7 +27,9 @@
 //! `alarms` (a table code → alarm) or `ignore = true`; and `scale`, `offset`, `signed`,
 //! `bits = [shift, width]`, `format` (`plain`, `hex`, `hex_le`, `ascii`), `zero_is_absent`,
 //! `event_only`, `valid = [min, max]` (the device's range before scaling; other values are
-//! "not known"). Field names are the schema's (`docs/schema.md`); alarm names are the enum's
+//! "not known"), `when_bit` (apply only when that bit of the value is set). A named value
+//! also goes through the rules keyed `<name>.<label>`: one value, several fields
+//! (`[profiles.gt06.names."terminal_info.acc"]`). Field names are the schema's (`docs/schema.md`); alarm names are the enum's
 //! without prefix, any case (`tow`, `ALARM_TOW`).
 //!
 //! The file is re-read when it changes; a file that does not load keeps the previous one in
@@ -456,6 +458,7 @@ struct RuleDoc {
     #[serde(default)]
     event_only: bool,
     valid: Option<[f64; 2]>,
+    when_bit: Option<u8>,
 }
 
 impl RuleDoc {
@@ -537,6 +540,12 @@ impl RuleDoc {
                 return Err("`valid` is [min, max] with min <= max".into());
             }
             rule.valid = Some((min, max));
+        }
+        if let Some(b) = self.when_bit {
+            if b > 63 {
+                return Err("`when_bit` is 0..=63".into());
+            }
+            rule.when_bit = Some(b);
         }
         rule.format = match self.format.as_deref() {
             None | Some("plain") => Format::Plain,

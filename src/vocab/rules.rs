@@ -6,6 +6,11 @@
 //!
 //! The [`Mapper`] runs once per record: feed it every device value, then [`Mapper::finish`]
 //! writes `telemetry`, `alarms` and the position's quality fields into the event.
+//!
+//! One value may feed several fields (a status byte whose bits are ignition, armed, an
+//! alarm code, ...). Its rules are keyed `<name>.<label>` (`terminal_info.acc`): a named value
+//! goes through the rule keyed by its name and every rule keyed `<name>.<anything>`. The label
+//! only tells the rules apart, so operators can override or drop each one.
 
 use std::borrow::Cow;
 
@@ -83,9 +88,7 @@ impl Value<'_> {
             Value::Double(v) => v == 0.0,
             Value::Text(t) => {
                 let t = t.trim_ascii();
-                t.is_empty()
-                    || t.eq_ignore_ascii_case(b"false")
-                    || self.number(false) == Some(0.0)
+                t.is_empty() || t.eq_ignore_ascii_case(b"false") || self.number(false) == Some(0.0)
             }
             Value::Bytes(b) => b.iter().all(|&x| x == 0),
         }
@@ -153,6 +156,9 @@ pub struct Rule {
     /// The device's valid range (inclusive, before scaling): a value outside it means "not
     /// known" (CSQ 99) and is skipped.
     pub valid: Option<(f64, f64)>,
+    /// Apply only when this bit of the (integer) value is set: a flag bit that says whether
+    /// the other bits mean anything (GT06's course word: bit 14 says bit 15 is ACC).
+    pub when_bit: Option<u8>,
 }
 
 impl Rule {
@@ -167,6 +173,7 @@ impl Rule {
             zero_is_absent: false,
             event_only: false,
             valid: None,
+            when_bit: None,
         }
     }
 
@@ -238,6 +245,12 @@ impl Rule {
     /// Values outside `min..=max` (before scaling) are "not known".
     pub const fn valid(mut self, min: f64, max: f64) -> Rule {
         self.valid = Some((min, max));
+        self
+    }
+
+    /// Applies only when bit `n` of the value is set.
+    pub const fn when_bit(mut self, n: u8) -> Rule {
+        self.when_bit = Some(n);
         self
     }
 
@@ -333,7 +346,25 @@ impl Profile {
             .map(|i| &self.rules[i].1)
     }
 
-    /// The rule for a name.
+    /// The rules a value called `name` goes through: the one keyed `name` and every one keyed
+    /// `name.<label>`.
+    pub fn named<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Rule> + 'a {
+        // Ids sort before names, and every key that starts with `name` follows it.
+        let start = self.rules.partition_point(|(k, _)| match k {
+            Key::Id(_) => true,
+            Key::Name(n) => n.as_ref() < name,
+        });
+        self.rules[start..]
+            .iter()
+            .map_while(move |(k, r)| match k {
+                Key::Name(n) => n.strip_prefix(name).map(|rest| (rest, r)),
+                Key::Id(_) => None,
+            })
+            .filter(|(rest, _)| rest.is_empty() || rest.starts_with('.'))
+            .map(|(_, r)| r)
+    }
+
+    /// The rule keyed exactly `name`.
     pub fn by_name(&self, name: &str) -> Option<&Rule> {
         self.rules
             .binary_search_by(|(k, _)| match k {
@@ -396,9 +427,10 @@ impl<'p> Mapper<'p> {
         }
     }
 
-    /// A value keyed by a name.
+    /// A value keyed by a name: through the rule of that name and its labelled rules.
     pub fn name(&mut self, name: &str, v: Value<'_>) {
-        if let Some(rule) = self.profile.by_name(name) {
+        let profile = self.profile;
+        for rule in profile.named(name) {
             self.apply(rule, v);
         }
     }
@@ -428,16 +460,28 @@ impl<'p> Mapper<'p> {
     }
 
     fn apply(&mut self, rule: &Rule, v: Value<'_>) {
+        if let Some(bit) = rule.when_bit {
+            if !v
+                .bits()
+                .is_some_and(|b| b.checked_shr(bit.into()).unwrap_or(0) & 1 == 1)
+            {
+                return;
+            }
+        }
+        // The range is the device's, before any bit extraction or scaling.
+        if let Some((min, max)) = rule.valid {
+            if !v
+                .number(rule.signed)
+                .is_some_and(|n| (min..=max).contains(&n))
+            {
+                return;
+            }
+        }
         let Some(v) = rule.extract(v) else {
             return;
         };
         if rule.zero_is_absent && v.is_zero() {
             return;
-        }
-        if let Some((min, max)) = rule.valid {
-            if !v.number(rule.signed).is_some_and(|n| (min..=max).contains(&n)) {
-                return;
-            }
         }
         match &rule.target {
             Target::Ignore => {}
@@ -783,7 +827,10 @@ mod tests {
             "w",
             Protocol::WialonIps,
             [
-                (Key::Name("inputs".into()), Rule::field(Field::DigitalInputs)),
+                (
+                    Key::Name("inputs".into()),
+                    Rule::field(Field::DigitalInputs),
+                ),
                 (Key::Name("in3".into()), Rule::input(3)),
             ],
         );
@@ -805,7 +852,9 @@ mod tests {
             [
                 (
                     Key::Name("csq".into()),
-                    Rule::field(Field::GsmSignalPercent).valid(0.0, 31.0).scale(100.0 / 31.0),
+                    Rule::field(Field::GsmSignalPercent)
+                        .valid(0.0, 31.0)
+                        .scale(100.0 / 31.0),
                 ),
                 (Key::Name("ign".into()), Rule::field(Field::Ignition)),
             ],
@@ -823,6 +872,51 @@ mod tests {
         let mut e = TelemetryEvent::default();
         m.finish(&mut e);
         assert!((e.telemetry.unwrap().gsm_signal_percent.unwrap() - 100.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn labelled_rules_read_the_whole_value_and_gates_hold() {
+        let p = Profile::new(
+            "g",
+            Protocol::Gt06,
+            [
+                (
+                    Key::Name("info.acc".into()),
+                    Rule::field(Field::Ignition).bit(1),
+                ),
+                (
+                    Key::Name("info.armed".into()),
+                    Rule::field(Field::Armed).bit(0),
+                ),
+                (Key::Name("info-other".into()), Rule::field(Field::Charging)),
+                (Key::Name("infox".into()), Rule::field(Field::Motion)),
+                (
+                    Key::Name("word.acc".into()),
+                    Rule::field(Field::DoorOpen).bit(15).when_bit(14),
+                ),
+                (
+                    Key::Name("level".into()),
+                    Rule::field(Field::BatteryPercent).valid(0.0, 6.0),
+                ),
+            ],
+        );
+        assert_eq!(p.named("info").count(), 2);
+        let mut m = Mapper::new(&p);
+        m.name("info", Value::Uint(0b11, 1));
+        m.name("word", Value::Uint(0x8000, 2));
+        m.name("level", Value::Uint(7, 1));
+        let mut e = TelemetryEvent::default();
+        m.finish(&mut e);
+        let t = e.telemetry.unwrap();
+        assert_eq!((t.ignition, t.armed), (Some(true), Some(true)));
+        assert_eq!((t.charging, t.motion), (None, None));
+        assert_eq!(t.door_open, None, "bit 14 clear: bit 15 means nothing");
+        assert_eq!(t.battery_percent, None, "7 is outside 0..=6");
+        let mut m = Mapper::new(&p);
+        m.name("word", Value::Uint(0xC000, 2));
+        let mut e = TelemetryEvent::default();
+        m.finish(&mut e);
+        assert_eq!(e.telemetry.unwrap().door_open, Some(true));
     }
 
     #[test]

@@ -31,19 +31,18 @@
 //!
 //! The mapping is data: a [`Profile`] of rules keyed by raw name. A packed value (the
 //! terminal-information byte, the course/status word) feeds several fields, so its rules are
-//! keyed `<raw name>.<label>` (`terminal_info.acc`): every rule whose key is the raw name or
-//! starts with `<raw name>.` reads the whole value and picks its bits. The label only tells
-//! the rules apart; operators override or add them in the profile file like any other
-//! (`[profiles.gt06.names."terminal_info.oil_cut"]`, `ignore = true` to drop one). When two
-//! values of one record feed the same field, the later one in the packet wins (`0x36`'s
+//! keyed `<raw name>.<label>` (`terminal_info.acc`; see `vocab::rules`): each reads the whole
+//! value and picks its bits. Operators override or add them in the profile file like any
+//! other (`[profiles.gt06.names."terminal_info.oil_cut"]`, `ignore = true` to drop one). When
+//! two values of one record feed the same field, the later one in the packet wins (`0x36`'s
 //! battery-percentage module over the 0–6 level before it).
 //!
-//! Two things are decided here in code, because the rule language cannot say them:
+//! Ranges are part of the rules too (`valid`): a value outside its documented range is not on
+//! the rule's scale (a GSM byte of 27 is no level 0–4) and stays in `raw` only; the ACC bit of
+//! the course word means something only when bit 14 says so (`when_bit`).
 //!
-//! - **ranges** ([`GATES`]): a value outside its documented range is not on the rule's scale
-//!   (a GSM byte of 27 is no level 0–4) and stays in `raw` only; the ACC bit of the course
-//!   word means something only when bit 14 says so;
-//! - the AZ735 alarm status `0xA0`/`0xA1` arms / disarms (a code that sets a field).
+//! One thing is decided here in code, because it is no rule: the AZ735 alarm status
+//! `0xA0`/`0xA1` arms / disarms (a code that sets a field).
 //!
 //! # Model-specific meanings
 //!
@@ -70,7 +69,7 @@
 use std::borrow::Cow;
 
 use crate::proto::{raw_value, Alarm, Protocol, RawValue, TelemetryEvent};
-use crate::vocab::{Converted, Field, Format, Key, Mapper, Profile, Rule, Target};
+use crate::vocab::{Converted, Field, Format, Key, Profile, Rule, Target};
 
 /// Every raw name the GT06 decoders write (see the module doc for the scheme).
 pub mod name {
@@ -296,24 +295,6 @@ const OBD: &[(&str, Field)] = &[
 /// Analog inputs the X1 port-information nibble can announce.
 const MAX_ADC: u32 = 15;
 
-/// When a raw value is fed to the rules at all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Gate {
-    /// The value is on its documented scale only up to this.
-    Max(u64),
-    /// The labelled rules (`<name>.<label>`) read the value only when this bit is set.
-    LabelsWhenBit(u8),
-}
-
-/// The documented ranges (see the module doc).
-pub const GATES: &[(&str, Gate)] = &[
-    (name::VOLTAGE_LEVEL, Gate::Max(6)),
-    (name::GSM_SIGNAL, Gate::Max(4)),
-    (name::BATTERY_LEVEL, Gate::Max(100)),
-    (name::BATTERY_PERCENT, Gate::Max(100)),
-    (name::COURSE_STATUS, Gate::LabelsWhenBit(14)),
-];
-
 fn key(name: &str) -> Key {
     Key::Name(Cow::Owned(name.to_string()))
 }
@@ -336,18 +317,26 @@ fn family() -> Vec<(Key, Rule)> {
         (ti("oil_cut"), Rule::field(F::EngineBlocked).bit(7)),
         (
             labelled(n::COURSE_STATUS, "acc"),
-            Rule::field(F::Ignition).bit(15),
+            Rule::field(F::Ignition).bit(15).when_bit(14),
         ),
         (key(n::ACC), Rule::field(F::Ignition)),
         (
             key(n::VOLTAGE_LEVEL),
-            Rule::field(F::BatteryPercent).scale(100.0 / 6.0),
+            Rule::field(F::BatteryPercent)
+                .valid(0.0, 6.0)
+                .scale(100.0 / 6.0),
         ),
-        (key(n::BATTERY_LEVEL), Rule::field(F::BatteryPercent)),
-        (key(n::BATTERY_PERCENT), Rule::field(F::BatteryPercent)),
+        (
+            key(n::BATTERY_LEVEL),
+            Rule::field(F::BatteryPercent).valid(0.0, 100.0),
+        ),
+        (
+            key(n::BATTERY_PERCENT),
+            Rule::field(F::BatteryPercent).valid(0.0, 100.0),
+        ),
         (
             key(n::GSM_SIGNAL),
-            Rule::field(F::GsmSignalPercent).scale(25.0),
+            Rule::field(F::GsmSignalPercent).valid(0.0, 4.0).scale(25.0),
         ),
         (key(n::ALARM), Rule::alarm_codes(ALARMS)),
         (
@@ -456,54 +445,18 @@ pub fn profiles() -> Vec<Profile> {
 /// Maps the raw values of a decoded GT06 event through `profile`: `telemetry`, `alarms`
 /// (kind ALARM when there is one) and the position's HDOP / accuracy.
 pub fn apply(e: &mut TelemetryEvent, profile: &Profile) {
-    let mut m = Mapper::new(profile);
-    for r in &e.raw {
-        feed(&mut m, profile, r);
-    }
     // AZ735 `0x33`: the alarm status arms and disarms (a code that sets a field, which no
     // rule can say).
-    match e.raw_named(name::ALARM_STATUS) {
-        Some(raw_value::Value::UintValue(0xA0)) => m.set(Field::Armed, 0, Converted::Flag(true)),
-        Some(raw_value::Value::UintValue(0xA1)) => m.set(Field::Armed, 0, Converted::Flag(false)),
-        _ => {}
-    }
-    m.finish(e);
-}
-
-/// Feeds one raw value to the rules keyed by its name and by `<name>.<label>`.
-fn feed(m: &mut Mapper<'_>, profile: &Profile, r: &RawValue) {
-    let Some(v) = r.as_value() else {
-        return;
-    };
-    let uint = match r.value {
-        Some(raw_value::Value::UintValue(n)) => Some(n),
+    let armed = match e.raw_named(name::ALARM_STATUS) {
+        Some(raw_value::Value::UintValue(0xA0)) => Some(true),
+        Some(raw_value::Value::UintValue(0xA1)) => Some(false),
         _ => None,
     };
-    let gate = GATES.iter().find(|(n, _)| *n == r.name).map(|(_, g)| *g);
-    let labels = match (gate, uint) {
-        (Some(Gate::Max(max)), Some(n)) if n > max => return,
-        (Some(Gate::LabelsWhenBit(bit)), Some(n)) => n & (1 << bit) != 0,
-        _ => true,
-    };
-    m.name(&r.name, v);
-    if !labels {
-        return;
-    }
-    let rules = profile.rules();
-    // Keys sort by name, so the labelled ones follow the raw name itself.
-    let start = rules.partition_point(|(k, _)| match k {
-        Key::Id(_) => true,
-        Key::Name(n) => n.as_ref() < r.name.as_str(),
-    });
-    for (k, _) in &rules[start..] {
-        let Key::Name(n) = k else { break };
-        let Some(rest) = n.strip_prefix(r.name.as_str()) else {
-            break;
-        };
-        if rest.starts_with('.') {
-            m.name(n, v);
+    crate::event::map_raw(e, profile, |m| {
+        if let Some(a) = armed {
+            m.set(Field::Armed, 0, Converted::Flag(a));
         }
-    }
+    });
 }
 
 #[cfg(test)]
@@ -750,9 +703,6 @@ mod tests {
                     || (1..=MAX_ADC).any(|i| name::adc_centivolts(i) == base);
                 assert!(ok, "{}: rule key {n}", p.name);
             }
-        }
-        for (n, _) in GATES {
-            assert!(known.contains(n), "{n}");
         }
     }
 }
