@@ -152,17 +152,8 @@ pub fn start(
             (Arc::new(b), rx)
         }
         SinkKind::Mqtt | SinkKind::Embedded => {
-            let url = match config.sink {
-                SinkKind::Mqtt => config.mqtt_url.clone().unwrap_or_default(),
-                _ => format!(
-                    "mqtt://{}",
-                    crate::sink::embedded::connect_addr(config.embedded_mqtt_listen)
-                ),
-            };
             let client_id = format!("avlgate-cmd-{}-{instance}", config.gateway_name);
-            let o =
-                crate::sink::mqtt::MqttOptions::from_url(&url, &client_id, &config.topic_prefix)
-                    .map_err(anyhow::Error::msg)?;
+            let o = config.mqtt_client_options(&client_id)?;
             let mut ro = rumqttc::MqttOptions::new(client_id, o.host.clone(), o.port);
             if let (Some(u), Some(p)) = (o.username.clone(), o.password.clone()) {
                 ro.set_credentials(u, p);
