@@ -216,6 +216,16 @@ pub struct Settings {
     #[arg(long, env = "AVLGATE_UDP_IDLE_TIMEOUT_SECS")]
     pub udp_idle_timeout_secs: Option<u64>,
 
+    /// UDP peers (source address and port) tracked at once per pod; datagrams of new peers
+    /// beyond it are dropped. 0: no limit. Default 200000.
+    #[arg(long, env = "AVLGATE_MAX_UDP_PEERS")]
+    pub max_udp_peers: Option<usize>,
+
+    /// UDP peers tracked at once per source address (many trackers share a carrier's NAT
+    /// address, each on its own port). 0: no limit. Default 5000.
+    #[arg(long, env = "AVLGATE_MAX_UDP_PEERS_PER_IP")]
+    pub max_udp_peers_per_ip: Option<u32>,
+
     /// Records handed to the broker and not yet confirmed, at most. Default 20000.
     #[arg(long, env = "AVLGATE_MAX_IN_FLIGHT_RECORDS")]
     pub max_in_flight_records: Option<usize>,
@@ -299,6 +309,8 @@ impl Settings {
             tls_cert,
             tls_key,
             udp_idle_timeout_secs,
+            max_udp_peers,
+            max_udp_peers_per_ip,
             max_in_flight_records,
             max_in_flight_bytes,
             delivery_timeout_secs,
@@ -421,6 +433,14 @@ impl Settings {
                     .max_connect_rate_per_ip
                     .unwrap_or(cl.max_connect_rate_per_ip),
             },
+            udp_limits: UdpLimits {
+                max_peers: self
+                    .max_udp_peers
+                    .unwrap_or(crate::session::DEFAULT_MAX_UDP_PEERS),
+                max_peers_per_ip: self
+                    .max_udp_peers_per_ip
+                    .unwrap_or(crate::session::DEFAULT_MAX_UDP_PEERS_PER_IP),
+            },
             imei_allowlist: self.imei_allowlist,
             proxy_protocol: self.proxy_protocol.unwrap_or(false),
             tls,
@@ -478,6 +498,7 @@ pub struct Config {
     pub drain_timeout: Duration,
     pub limits: Limits,
     pub conn_limits: ConnLimits,
+    pub udp_limits: UdpLimits,
     pub imei_allowlist: Option<PathBuf>,
     pub proxy_protocol: bool,
     pub tls: Option<TlsFiles>,
@@ -520,6 +541,13 @@ impl Config {
             }
         }
     }
+}
+
+/// Caps on UDP peers; 0 disables one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UdpLimits {
+    pub max_peers: usize,
+    pub max_peers_per_ip: u32,
 }
 
 /// A user name and password for an MQTT broker.

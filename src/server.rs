@@ -136,6 +136,10 @@ impl Gateway {
         );
         shared.allowlist = allowlist;
         shared.conn_limiter = ConnLimiter::new(config.conn_limits.clone());
+        shared.udp_limiter = session::udp::limiter(
+            config.udp_limits.max_peers,
+            config.udp_limits.max_peers_per_ip,
+        );
         shared.proxy_protocol = config.proxy_protocol;
         shared.tls = acceptor;
         shared.command_reply_timeout = config.commands.reply_timeout;

@@ -70,6 +70,12 @@ impl Default for Timeouts {
     }
 }
 
+/// Default of `--max-udp-peers`.
+pub const DEFAULT_MAX_UDP_PEERS: usize = 200_000;
+/// Default of `--max-udp-peers-per-ip` (as for TCP: carriers NAT many trackers behind one
+/// address, each with its own source port).
+pub const DEFAULT_MAX_UDP_PEERS_PER_IP: u32 = 5_000;
+
 /// What every session shares.
 pub struct Shared {
     pub publisher: Arc<Publisher>,
@@ -85,6 +91,8 @@ pub struct Shared {
     pub allowlist: Option<Arc<AllowList>>,
     /// Admission of new TCP connections.
     pub conn_limiter: ConnLimiter,
+    /// Admission of new UDP peers (pod-wide and per source address).
+    pub udp_limiter: ConnLimiter,
     /// Every TCP connection starts with a PROXY protocol header.
     pub proxy_protocol: bool,
     /// TLS on the device port, when configured.
@@ -114,6 +122,7 @@ impl Shared {
             registry: Arc::new(Registry::new()),
             allowlist: None,
             conn_limiter: ConnLimiter::new(ConnLimits::default()),
+            udp_limiter: udp::limiter(DEFAULT_MAX_UDP_PEERS, DEFAULT_MAX_UDP_PEERS_PER_IP),
             proxy_protocol: false,
             tls: None,
             commands: None,
@@ -167,6 +176,8 @@ pub enum End {
     Replaced,
     /// The IMEI was taken off the allow-list while connected.
     Revoked,
+    /// A UDP peer whose datagrams named no allowed device: retired once its queue is empty.
+    Unidentified,
 }
 
 impl End {
@@ -182,6 +193,7 @@ impl End {
             End::NotAllowed => "not_allowed",
             End::Replaced => "replaced",
             End::Revoked => "revoked",
+            End::Unidentified => "unidentified",
         }
     }
 }
@@ -245,6 +257,11 @@ impl Core {
             command_rx: None,
             command_imei: None,
         }
+    }
+
+    /// Whether an allowed device identified itself on this session.
+    pub fn identified(&self) -> bool {
+        self.imei.is_some() && !self.denied
     }
 
     /// Resolves when the session was evicted (replaced by a newer login of its IMEI, or

@@ -147,14 +147,15 @@ impl Session {
         }
         let result = match frame::parse_udp(buf) {
             Ok(d) => {
-                let login = if self.imei.as_deref() != Some(d.imei) {
-                    self.imei = Some(d.imei.to_string());
-                    Some(d.imei.to_string())
-                } else {
-                    None
-                };
+                // The datagram's IMEI counts only once its data decoded: a broken datagram
+                // must not leave it as this peer's device without a login being reported.
+                let new = self.imei.as_deref() != Some(d.imei);
+                let imei = d.imei;
                 decode_data(d.data, Some((d.packet_id, d.avl_packet_id))).map(|mut f| {
-                    f.login = login;
+                    if new {
+                        self.imei = Some(imei.to_string());
+                        f.login = Some(imei.to_string());
+                    }
                     f
                 })
             }
