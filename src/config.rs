@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use crate::net::limits::ConnLimits;
 use crate::protocol::Limits;
+use crate::session::registry::{Takeover, TakeoverPolicy};
 use crate::session::Timeouts;
 use crate::sink::{Format, InFlightLimits};
 
@@ -199,6 +200,17 @@ pub struct Settings {
     #[arg(long, env = "AVLGATE_IMEI_ALLOWLIST")]
     pub imei_allowlist: Option<PathBuf>,
 
+    /// When a new login of an IMEI may replace the IMEI's live TCP session: always (default;
+    /// devices behind carrier NAT reconnect from new addresses), idle (only when the live
+    /// session received nothing for --session-takeover-idle-secs), never (not while it lasts).
+    #[arg(long, env = "AVLGATE_SESSION_TAKEOVER", value_enum)]
+    pub session_takeover: Option<TakeoverPolicy>,
+
+    /// With --session-takeover idle: seconds the live session must have been silent before a
+    /// new login may replace it. Default 120.
+    #[arg(long, env = "AVLGATE_SESSION_TAKEOVER_IDLE_SECS")]
+    pub session_takeover_idle_secs: Option<u64>,
+
     /// Every TCP connection starts with a PROXY protocol v1 or v2 header (HAProxy, AWS NLB,
     /// nginx stream); the address in it is the device's.
     #[arg(long, env = "AVLGATE_PROXY_PROTOCOL", num_args = 0..=1, default_missing_value = "true")]
@@ -305,6 +317,8 @@ impl Settings {
             max_connections_per_ip,
             max_connect_rate_per_ip,
             imei_allowlist,
+            session_takeover,
+            session_takeover_idle_secs,
             proxy_protocol,
             tls_cert,
             tls_key,
@@ -441,6 +455,13 @@ impl Settings {
                     .max_udp_peers_per_ip
                     .unwrap_or(crate::session::DEFAULT_MAX_UDP_PEERS_PER_IP),
             },
+            takeover: Takeover {
+                policy: self.session_takeover.unwrap_or_default(),
+                idle: Duration::from_secs(
+                    self.session_takeover_idle_secs
+                        .unwrap_or(Takeover::default().idle.as_secs()),
+                ),
+            },
             imei_allowlist: self.imei_allowlist,
             proxy_protocol: self.proxy_protocol.unwrap_or(false),
             tls,
@@ -500,6 +521,7 @@ pub struct Config {
     pub conn_limits: ConnLimits,
     pub udp_limits: UdpLimits,
     pub imei_allowlist: Option<PathBuf>,
+    pub takeover: Takeover,
     pub proxy_protocol: bool,
     pub tls: Option<TlsFiles>,
     /// How often the allow-list and TLS files are checked for changes (not a setting; tests

@@ -15,7 +15,7 @@ use crate::metrics as m;
 use crate::net::limits::ConnLimiter;
 use crate::net::tls::{self, ReloadingCert};
 use crate::ops::Readiness;
-use crate::session::allowlist::AllowList;
+use crate::session::allowlist::{AllowList, Verdict};
 use crate::session::registry::Eviction;
 use crate::session::{self, Shared};
 use crate::sink::{self, kafka::KafkaOptions, Publisher, Sink};
@@ -143,6 +143,7 @@ impl Gateway {
         shared.proxy_protocol = config.proxy_protocol;
         shared.tls = acceptor;
         shared.command_reply_timeout = config.commands.reply_timeout;
+        shared.takeover = config.takeover;
         shared.commands =
             crate::command::start(&config, shared.publisher.clone(), shared.shutdown.clone())
                 .context("starting the command flow")?;
@@ -309,9 +310,10 @@ async fn watch_files(
                     metrics::counter!(m::RELOADS, "file" => "allowlist", "outcome" => "ok")
                         .increment(1);
                     metrics::gauge!(m::ALLOWLIST_ENTRIES).set(list.len() as f64);
-                    let revoked = shared
-                        .registry
-                        .evict_unless(|imei| list.allows(imei), Eviction::Revoked);
+                    let revoked = shared.registry.evict_unless(
+                        |imei, h| list.check(imei, h.peer.ip()) == Verdict::Allowed,
+                        Eviction::Revoked,
+                    );
                     info!(imeis = list.len(), revoked, "IMEI allow-list reloaded");
                 }
                 Err(e) => {
