@@ -2,7 +2,7 @@
 # UDP flood from one address over tens of thousands of source ports (issue 12, item 2):
 # `avlgate serve --sink stdout` (events to /dev/null, so only the gateway's own costs count),
 # then `avlgate udp-flood` sends one datagram from each of PORTS source ports of 127.0.0.1.
-# Two phases:
+# Phases (PHASES):
 #   garbage: 12-byte datagrams that pass detection but never identify a device;
 #   valid:   whole Teltonika datagrams, a distinct IMEI per port (each peer is identified and
 #            acknowledged; the per-address cap decides how many stay).
@@ -11,14 +11,19 @@
 # idle timeout. Everything on 127.0.0.1. See docs/load-runs.md.
 #
 # Environment (defaults in brackets):
-#   PORTS [50000]  FIRST_PORT [20000]  UDP_IDLE_SECS [10]  SAMPLE_MS [100]
-#   PORT [15027]  METRICS_PORT [19102]  GATEWAY_ARGS [""] (e.g. "--max-udp-peers-per-ip 1000")
-#   BUILD [1]  OUT [target/bench/udp-flood]
+#   PORTS [50000]  FIRST_PORT [10000]  PHASES ["garbage valid valid"]  UDP_IDLE_SECS [10]
+#   SAMPLE_MS [100]  PORT [9027]  METRICS_PORT [9102]
+#   GATEWAY_ARGS [""] (e.g. "--max-udp-peers-per-ip 1000")  BUILD [1]  OUT [target/bench/udp-flood]
 
+# The gateway's ports sit below the flood's source ports.
+PORT=${PORT:-9027}
+METRICS_PORT=${METRICS_PORT:-9102}
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 PORTS=${PORTS:-50000}
-FIRST_PORT=${FIRST_PORT:-20000}
+FIRST_PORT=${FIRST_PORT:-10000}
+# A phase twice: the second run shows whether anything stayed behind from the first.
+PHASES=${PHASES:-garbage valid valid}
 UDP_IDLE_SECS=${UDP_IDLE_SECS:-10}
 SAMPLE_MS=${SAMPLE_MS:-100}
 OUT=${OUT:-$ROOT/target/bench/udp-flood}
@@ -58,10 +63,10 @@ sample() {
 mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
 
 printf '%-8s %8s %12s %12s %11s %10s %14s %14s\n' phase ports rss_before peak_rss peak_peers dropped rss_after_5s rss_after_idle | tee "$OUT/summary.txt"
-for kind in garbage valid; do
+for kind in $PHASES; do
     rss_before=$(rss_kib "$GW_PID")
     dropped_before=$(metric avlgate_udp_datagrams_dropped_total)
-    sample "$OUT/samples-$kind.txt" &
+    sample "$OUT/samples.txt" &
     SAMPLER=$!
     PIDS+=("$SAMPLER")
     "$BIN" udp-flood --target "127.0.0.1:$PORT" --first-port "$FIRST_PORT" --ports "$PORTS" \
@@ -73,8 +78,8 @@ for kind in garbage valid; do
     rss_idle=$(rss_kib "$GW_PID")
     touch "$OUT/sample.stop"
     wait "$SAMPLER" 2>/dev/null || true
-    peak_rss=$(awk '$1 > m { m = $1 } END { print m + 0 }' "$OUT/samples-$kind.txt")
-    peak_peers=$(awk '$2 > m { m = $2 } END { print m + 0 }' "$OUT/samples-$kind.txt")
+    peak_rss=$(awk '$1 > m { m = $1 } END { print m + 0 }' "$OUT/samples.txt")
+    peak_peers=$(awk '$2 > m { m = $2 } END { print m + 0 }' "$OUT/samples.txt")
     dropped=$(($(metric avlgate_udp_datagrams_dropped_total) - ${dropped_before:-0}))
     printf '%-8s %8s %12s %12s %11s %10s %14s %14s\n' "$kind" "$PORTS" "$(mib "$rss_before") MiB" \
         "$(mib "$peak_rss") MiB" "$peak_peers" "$dropped" "$(mib "$rss_5s") MiB" "$(mib "$rss_idle") MiB" |
