@@ -403,7 +403,31 @@ async fn malformed_commands_are_rejected_once(
     let mut dev = Device::connect(gw.addr).await;
     dev.send(format!("#L#{dev_imei};NA\r\n").as_bytes()).await;
     assert_eq!(dev.read_line(15).await.as_deref(), Some("#AL#1\r\n"));
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // The command bus connects on its own schedule, and MQTT drops what is published before it
+    // subscribed: probe (a command without a body, under a new id each second) until one is
+    // answered, then let the stragglers pass.
+    let mut up = false;
+    for i in 0..15 {
+        let id = format!("bus-probe-{i}");
+        let probe = serde_json::json!({"commandId": id, "imei": dev_imei});
+        backend
+            .publish(
+                &format!("avlgate/commands/{dev_imei}"),
+                probe.to_string().into_bytes(),
+            )
+            .await;
+        while let Some((topic, p)) = everything.next(1).await {
+            if topic.starts_with("avlgate/command-results/")
+                && CommandResult::decode(&p[..]).is_ok_and(|r| r.command_id == id)
+            {
+                up = true;
+            }
+        }
+        if up {
+            break;
+        }
+    }
+    assert!(up, "the gateway's command bus never read a command");
 
     let to_dev = format!("avlgate/commands/{dev_imei}");
     let long_imei = "1".repeat(20_000);
