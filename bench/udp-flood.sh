@@ -14,6 +14,8 @@
 #   PORTS [50000]  FIRST_PORT [10000]  PHASES ["garbage valid valid"]  UDP_IDLE_SECS [10]
 #   SAMPLE_MS [100]  PORT [9027]  METRICS_PORT [9102]
 #   GATEWAY_ARGS [""] (e.g. "--max-udp-peers-per-ip 1000")  BUILD [1]  OUT [target/bench/udp-flood]
+#   BIN [target/release/avlgate] the gateway measured; FLOOD_BIN [$BIN] the one that floods
+#   (to measure an older gateway without `udp-flood`)
 
 # The gateway's ports sit below the flood's source ports.
 PORT=${PORT:-9027}
@@ -24,6 +26,7 @@ PORTS=${PORTS:-50000}
 FIRST_PORT=${FIRST_PORT:-10000}
 # A phase twice: the second run shows whether anything stayed behind from the first.
 PHASES=${PHASES:-garbage valid valid}
+FLOOD_BIN=${FLOOD_BIN:-$BIN}
 UDP_IDLE_SECS=${UDP_IDLE_SECS:-10}
 SAMPLE_MS=${SAMPLE_MS:-100}
 OUT=${OUT:-$ROOT/target/bench/udp-flood}
@@ -69,7 +72,7 @@ for kind in $PHASES; do
     sample "$OUT/samples.txt" &
     SAMPLER=$!
     PIDS+=("$SAMPLER")
-    "$BIN" udp-flood --target "127.0.0.1:$PORT" --first-port "$FIRST_PORT" --ports "$PORTS" \
+    "$FLOOD_BIN" udp-flood --target "127.0.0.1:$PORT" --first-port "$FIRST_PORT" --ports "$PORTS" \
         --kind "$kind" | tee "$OUT/flood-$kind.txt" >&2
     sleep 5
     rss_5s=$(rss_kib "$GW_PID")
