@@ -390,6 +390,10 @@ def self_check(env_names: set[str], metrics: set[str]) -> list[str]:
         lambda r: render_chart(values_file(FIXTURES / "values-comma-in-kafka-option.yaml"), "values-comma", r),
     ))
     problems.append(expect_rejected(
+        "testdata/values-embedded-anonymous.yaml", {"render"},
+        lambda r: render_chart(values_file(FIXTURES / "values-embedded-anonymous.yaml"), "values-embedded-anonymous", r),
+    ))
+    problems.append(expect_rejected(
         "testdata/values-wrong-types.yaml", {"values"},
         lambda r: render_chart(values_file(FIXTURES / "values-wrong-types.yaml"), "values-wrong-types", r),
     ))

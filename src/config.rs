@@ -15,6 +15,7 @@ use serde::Deserialize;
 
 use crate::net::limits::ConnLimits;
 use crate::protocol::Limits;
+use crate::session::registry::{Takeover, TakeoverPolicy};
 use crate::session::Timeouts;
 use crate::sink::{Format, InFlightLimits};
 
@@ -121,9 +122,25 @@ pub struct Settings {
     #[arg(long, env = "AVLGATE_COMMAND_REPLY_TIMEOUT_SECS")]
     pub command_reply_timeout_secs: Option<u64>,
 
-    /// Where the embedded broker listens. Default 127.0.0.1:1883.
+    /// Where the embedded broker listens. Default 127.0.0.1:1883. An address other than
+    /// loopback needs credentials (--embedded-mqtt-password or --embedded-mqtt-password-file).
     #[arg(long, env = "AVLGATE_EMBEDDED_MQTT_LISTEN")]
     pub embedded_mqtt_listen: Option<SocketAddr>,
+
+    /// User name every client of the embedded broker (the gateway's own included) must give
+    /// when a password is set. Default `avlgate`.
+    #[arg(long, env = "AVLGATE_EMBEDDED_MQTT_USERNAME")]
+    pub embedded_mqtt_username: Option<String>,
+
+    /// Password of the embedded broker: with it, anonymous clients are refused. Prefer the
+    /// environment or --embedded-mqtt-password-file to a flag (flags show in `ps`).
+    #[arg(long, env = "AVLGATE_EMBEDDED_MQTT_PASSWORD", hide_env_values = true)]
+    pub embedded_mqtt_password: Option<String>,
+
+    /// File holding the embedded broker's password (first line; e.g. a mounted Kubernetes
+    /// Secret).
+    #[arg(long, env = "AVLGATE_EMBEDDED_MQTT_PASSWORD_FILE")]
+    pub embedded_mqtt_password_file: Option<PathBuf>,
 
     /// This instance's name, stamped on every event (`gateway`). Default: $POD_NAME, then
     /// $HOSTNAME, then "avlgate".
@@ -189,6 +206,17 @@ pub struct Settings {
     #[arg(long, env = "AVLGATE_DEVICE_PROFILES")]
     pub device_profiles: Option<PathBuf>,
 
+    /// When a new login of an IMEI may replace the IMEI's live TCP session: always (default;
+    /// devices behind carrier NAT reconnect from new addresses), idle (only when the live
+    /// session received nothing for --session-takeover-idle-secs), never (not while it lasts).
+    #[arg(long, env = "AVLGATE_SESSION_TAKEOVER", value_enum)]
+    pub session_takeover: Option<TakeoverPolicy>,
+
+    /// With --session-takeover idle: seconds the live session must have been silent before a
+    /// new login may replace it. Default 120.
+    #[arg(long, env = "AVLGATE_SESSION_TAKEOVER_IDLE_SECS")]
+    pub session_takeover_idle_secs: Option<u64>,
+
     /// Every TCP connection starts with a PROXY protocol v1 or v2 header (HAProxy, AWS NLB,
     /// nginx stream); the address in it is the device's.
     #[arg(long, env = "AVLGATE_PROXY_PROTOCOL", num_args = 0..=1, default_missing_value = "true")]
@@ -205,6 +233,16 @@ pub struct Settings {
     /// Seconds without datagrams after which a UDP peer is forgotten. Default 300.
     #[arg(long, env = "AVLGATE_UDP_IDLE_TIMEOUT_SECS")]
     pub udp_idle_timeout_secs: Option<u64>,
+
+    /// UDP peers (source address and port) tracked at once per pod; datagrams of new peers
+    /// beyond it are dropped. 0: no limit. Default 200000.
+    #[arg(long, env = "AVLGATE_MAX_UDP_PEERS")]
+    pub max_udp_peers: Option<usize>,
+
+    /// UDP peers tracked at once per source address (many trackers share a carrier's NAT
+    /// address, each on its own port). 0: no limit. Default 5000.
+    #[arg(long, env = "AVLGATE_MAX_UDP_PEERS_PER_IP")]
+    pub max_udp_peers_per_ip: Option<u32>,
 
     /// Records handed to the broker and not yet confirmed, at most. Default 20000.
     #[arg(long, env = "AVLGATE_MAX_IN_FLIGHT_RECORDS")]
@@ -269,6 +307,9 @@ impl Settings {
             command_reply_timeout_secs,
             teltonika_command_codec,
             embedded_mqtt_listen,
+            embedded_mqtt_username,
+            embedded_mqtt_password,
+            embedded_mqtt_password_file,
             gateway_name,
             metrics_listen,
             log_format,
@@ -283,10 +324,14 @@ impl Settings {
             max_connect_rate_per_ip,
             imei_allowlist,
             device_profiles,
+            session_takeover,
+            session_takeover_idle_secs,
             proxy_protocol,
             tls_cert,
             tls_key,
             udp_idle_timeout_secs,
+            max_udp_peers,
+            max_udp_peers_per_ip,
             max_in_flight_records,
             max_in_flight_bytes,
             delivery_timeout_secs,
@@ -338,6 +383,20 @@ impl Settings {
             _ => anyhow::bail!("--tls-cert and --tls-key go together"),
         };
         let cl = ConnLimits::default();
+        let embedded_mqtt_listen = self
+            .embedded_mqtt_listen
+            .unwrap_or_else(|| "127.0.0.1:1883".parse().expect("valid literal"));
+        let embedded_mqtt_auth = embedded_credentials(
+            self.embedded_mqtt_username,
+            self.embedded_mqtt_password,
+            self.embedded_mqtt_password_file,
+        )?;
+        if sink == SinkKind::Embedded {
+            crate::sink::embedded::check_listen(
+                embedded_mqtt_listen,
+                embedded_mqtt_auth.is_some(),
+            )?;
+        }
         Ok(Config {
             listen,
             sink,
@@ -367,9 +426,8 @@ impl Settings {
                 max_ttl: secs(self.command_max_ttl_secs, 86_400),
                 reply_timeout: secs(self.command_reply_timeout_secs, 60),
             },
-            embedded_mqtt_listen: self
-                .embedded_mqtt_listen
-                .unwrap_or_else(|| "127.0.0.1:1883".parse().expect("valid literal")),
+            embedded_mqtt_listen,
+            embedded_mqtt_auth,
             gateway_name: self
                 .gateway_name
                 .or_else(|| std::env::var("POD_NAME").ok())
@@ -395,6 +453,21 @@ impl Settings {
                 max_connect_rate_per_ip: self
                     .max_connect_rate_per_ip
                     .unwrap_or(cl.max_connect_rate_per_ip),
+            },
+            udp_limits: UdpLimits {
+                max_peers: self
+                    .max_udp_peers
+                    .unwrap_or(crate::session::DEFAULT_MAX_UDP_PEERS),
+                max_peers_per_ip: self
+                    .max_udp_peers_per_ip
+                    .unwrap_or(crate::session::DEFAULT_MAX_UDP_PEERS_PER_IP),
+            },
+            takeover: Takeover {
+                policy: self.session_takeover.unwrap_or_default(),
+                idle: Duration::from_secs(
+                    self.session_takeover_idle_secs
+                        .unwrap_or(Takeover::default().idle.as_secs()),
+                ),
             },
             imei_allowlist: self.imei_allowlist,
             proxy_protocol: self.proxy_protocol.unwrap_or(false),
@@ -447,6 +520,8 @@ pub struct Config {
     pub kafka: KafkaConfig,
     pub commands: CommandConfig,
     pub embedded_mqtt_listen: SocketAddr,
+    /// Credentials of the embedded broker; `None`: anonymous (loopback only).
+    pub embedded_mqtt_auth: Option<MqttCredentials>,
     pub gateway_name: String,
     pub metrics_listen: SocketAddr,
     pub log_format: LogFormat,
@@ -455,12 +530,125 @@ pub struct Config {
     pub drain_timeout: Duration,
     pub limits: Limits,
     pub conn_limits: ConnLimits,
+    pub udp_limits: UdpLimits,
     pub imei_allowlist: Option<PathBuf>,
+    pub takeover: Takeover,
     pub proxy_protocol: bool,
     pub tls: Option<TlsFiles>,
     /// How often the allow-list and TLS files are checked for changes (not a setting; tests
     /// shorten it).
     pub reload_interval: Duration,
+}
+
+impl Config {
+    /// Connection settings for the gateway's own MQTT clients (the sink and the command bus):
+    /// the external broker of `--sink mqtt`, or the embedded one with its credentials.
+    pub fn mqtt_client_options(
+        &self,
+        client_id: &str,
+    ) -> anyhow::Result<crate::sink::mqtt::MqttOptions> {
+        use crate::sink::mqtt::MqttOptions;
+        match self.sink {
+            SinkKind::Mqtt => {
+                let url = self
+                    .mqtt_url
+                    .as_deref()
+                    .context("--sink mqtt needs --mqtt-url")?;
+                MqttOptions::from_url(url, client_id, &self.topic_prefix)
+                    .map_err(anyhow::Error::msg)
+            }
+            SinkKind::Embedded => {
+                let addr = crate::sink::embedded::connect_addr(self.embedded_mqtt_listen);
+                let mut o =
+                    MqttOptions::from_url(&format!("mqtt://{addr}"), client_id, &self.topic_prefix)
+                        .map_err(anyhow::Error::msg)?;
+                o.host = addr.ip().to_string();
+                if let Some(c) = &self.embedded_mqtt_auth {
+                    o.username = Some(c.username.clone());
+                    o.password = Some(c.password.expose().to_string());
+                }
+                Ok(o)
+            }
+            SinkKind::Kafka | SinkKind::Stdout => {
+                anyhow::bail!("--sink {:?} has no MQTT broker", self.sink)
+            }
+        }
+    }
+}
+
+/// Caps on UDP peers; 0 disables one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UdpLimits {
+    pub max_peers: usize,
+    pub max_peers_per_ip: u32,
+}
+
+/// A user name and password for an MQTT broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MqttCredentials {
+    pub username: String,
+    pub password: Secret,
+}
+
+/// A string kept out of `Debug` output (configuration dumps, panics, logs).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// The embedded broker's credentials from a password or a password file (not both).
+fn embedded_credentials(
+    username: Option<String>,
+    password: Option<String>,
+    password_file: Option<PathBuf>,
+) -> anyhow::Result<Option<MqttCredentials>> {
+    let password = match (password, password_file) {
+        (Some(_), Some(_)) => anyhow::bail!(
+            "--embedded-mqtt-password and --embedded-mqtt-password-file exclude each other"
+        ),
+        (Some(p), None) => p,
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(&path).with_context(|| {
+                format!("reading the embedded MQTT password {}", path.display())
+            })?;
+            text.lines()
+                .next()
+                .unwrap_or_default()
+                .trim_end()
+                .to_string()
+        }
+        (None, None) => {
+            if username.is_some() {
+                anyhow::bail!("--embedded-mqtt-username needs a password (--embedded-mqtt-password or --embedded-mqtt-password-file)");
+            }
+            return Ok(None);
+        }
+    };
+    if password.is_empty() {
+        anyhow::bail!("the embedded MQTT password is empty");
+    }
+    let username = username.unwrap_or_else(|| "avlgate".into());
+    if username.is_empty() {
+        anyhow::bail!("the embedded MQTT user name is empty");
+    }
+    Ok(Some(MqttCredentials {
+        username,
+        password: Secret::new(password),
+    }))
 }
 
 /// TLS certificate chain and key files (PEM).

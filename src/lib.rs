@@ -14,6 +14,7 @@
 //! - [`net`]: between the socket and detection: connection limits, PROXY protocol, TLS.
 //! - [`server`]: listeners, connection accounting, graceful shutdown.
 //! - [`ops`]: `/metrics`, `/healthz`, `/readyz`.
+//! - [`device_id`]: what a device id may be (logins, allow-list, commands).
 //! - [`config`]: the one typed configuration, from flags, environment and a TOML file.
 //! - [`decode`]: the `avlgate decode` support tool.
 //! - [`simulate`]: `avlgate simulate`, virtual devices of every protocol for load and
@@ -26,6 +27,7 @@
 pub mod command;
 pub mod config;
 pub mod decode;
+pub mod device_id;
 pub mod event;
 pub mod metrics;
 pub mod net;

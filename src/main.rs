@@ -1,8 +1,10 @@
 //! The `avlgate` binary: `serve` runs the gateway, `decode` explains captured frames,
 //! `simulate` runs virtual devices against a gateway; `kafka-mock` and `kafka-produce-bench`
-//! are development tools for load and fault runs (see `devtools`).
+//! are development tools for load and fault runs (see `devtools`), `udp-flood` one for the UDP
+//! flood run (see `flood`).
 
 mod devtools;
+mod flood;
 
 use std::io::BufRead;
 
@@ -54,6 +56,9 @@ enum Command {
     /// Development/benchmark tool: produce messages straight to Kafka with the gateway's
     /// producer settings and print records/s (the baseline of the end-to-end load run).
     KafkaProduceBench(Box<devtools::ProduceBenchArgs>),
+    /// Load-test tool: one UDP datagram from each of many source ports of one loopback
+    /// address (what a spoofed flood costs the gateway; bench/udp-flood.sh).
+    UdpFlood(flood::UdpFloodArgs),
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -135,6 +140,10 @@ fn main() -> anyhow::Result<()> {
             // Exit 1 when a device never connected, a frame went unacknowledged or an ACK was
             // wrong, so scripts can use the run as a check.
             std::process::exit(if summary.clean() { 0 } else { 1 });
+        }
+        Command::UdpFlood(args) => {
+            println!("{}", flood::run(&args)?);
+            Ok(())
         }
         Command::KafkaMock(args) => {
             init_tracing(LogFormat::Text);

@@ -34,7 +34,10 @@ pub const SINK_ERRORS: &str = "avlgate_sink_errors_total";
 pub const SINK_CONNECTED: &str = "avlgate_sink_connected";
 /// Sessions ended, by `protocol`, `transport` and `reason`.
 pub const SESSIONS_CLOSED: &str = "avlgate_sessions_closed_total";
-/// UDP datagrams dropped before decoding, by `reason`.
+/// UDP peers tracked now (identified or not), all sockets of the pod.
+pub const UDP_PEERS: &str = "avlgate_udp_peers";
+/// UDP datagrams dropped before decoding, by `reason` (`peer_queue_full`, `max_udp_peers`,
+/// `max_udp_peers_per_ip`, `trailing_bytes`).
 pub const UDP_DROPPED: &str = "avlgate_udp_datagrams_dropped_total";
 /// Positive replies (ACKs) written after the sink confirmed a frame, by `protocol`.
 pub const ACKS_SENT: &str = "avlgate_acks_sent_total";

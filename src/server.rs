@@ -15,10 +15,10 @@ use crate::metrics as m;
 use crate::net::limits::ConnLimiter;
 use crate::net::tls::{self, ReloadingCert};
 use crate::ops::Readiness;
-use crate::session::allowlist::AllowList;
+use crate::session::allowlist::{AllowList, Verdict};
 use crate::session::registry::Eviction;
 use crate::session::{self, Shared};
-use crate::sink::{self, kafka::KafkaOptions, mqtt::MqttOptions, Publisher, Sink};
+use crate::sink::{self, kafka::KafkaOptions, Publisher, Sink};
 
 /// Builds the configured sink. Its background tasks stop when `sink_shutdown` is cancelled,
 /// which the gateway does only after every session has drained.
@@ -30,12 +30,7 @@ pub fn build_sink(
     Ok(match config.sink {
         SinkKind::Stdout => Arc::new(sink::stdout::StdoutSink::new()),
         SinkKind::Mqtt => {
-            let url = config
-                .mqtt_url
-                .as_deref()
-                .context("--sink mqtt needs --mqtt-url")?;
-            let o = MqttOptions::from_url(url, &client_id, &config.topic_prefix)
-                .map_err(anyhow::Error::msg)?;
+            let o = config.mqtt_client_options(&client_id)?;
             info!(host = %o.host, port = o.port, "publishing to MQTT broker");
             Arc::new(sink::mqtt::MqttSink::start(o, sink_shutdown))
         }
@@ -54,16 +49,14 @@ pub fn build_sink(
         }
         SinkKind::Embedded => {
             let listen = config.embedded_mqtt_listen;
-            sink::embedded::start(listen, 16 * 1024 * 1024)?;
-            let addr = sink::embedded::connect_addr(listen);
-            let mut o =
-                MqttOptions::from_url(&format!("mqtt://{addr}"), &client_id, &config.topic_prefix)
-                    .map_err(anyhow::Error::msg)?;
-            o.host = addr.ip().to_string();
+            let auth = config.embedded_mqtt_auth.as_ref();
+            sink::embedded::start_with(listen, 16 * 1024 * 1024, auth)?;
+            let o = config.mqtt_client_options(&client_id)?;
             info!(
-                "embedded MQTT broker on {listen}; watch events with: mosquitto_sub -h {} -p {} -t '{}/#' -v",
-                addr.ip(),
-                addr.port(),
+                "embedded MQTT broker on {listen}; watch events with: mosquitto_sub -h {} -p {}{} -t '{}/#' -v",
+                o.host,
+                o.port,
+                if auth.is_some() { " -u <user> -P <password>" } else { "" },
                 config.topic_prefix
             );
             Arc::new(sink::mqtt::MqttSink::start(o, sink_shutdown))
@@ -143,9 +136,14 @@ impl Gateway {
         );
         shared.allowlist = allowlist;
         shared.conn_limiter = ConnLimiter::new(config.conn_limits.clone());
+        shared.udp_limiter = session::udp::limiter(
+            config.udp_limits.max_peers,
+            config.udp_limits.max_peers_per_ip,
+        );
         shared.proxy_protocol = config.proxy_protocol;
         shared.tls = acceptor;
         shared.command_reply_timeout = config.commands.reply_timeout;
+        shared.takeover = config.takeover;
         shared.commands =
             crate::command::start(&config, shared.publisher.clone(), shared.shutdown.clone())
                 .context("starting the command flow")?;
@@ -314,9 +312,10 @@ async fn watch_files(
                     metrics::counter!(m::RELOADS, "file" => "allowlist", "outcome" => "ok")
                         .increment(1);
                     metrics::gauge!(m::ALLOWLIST_ENTRIES).set(list.len() as f64);
-                    let revoked = shared
-                        .registry
-                        .evict_unless(|imei| list.allows(imei), Eviction::Revoked);
+                    let revoked = shared.registry.evict_unless(
+                        |imei, h| list.check(imei, h.peer.ip()) == Verdict::Allowed,
+                        Eviction::Revoked,
+                    );
                     info!(imeis = list.len(), revoked, "IMEI allow-list reloaded");
                 }
                 Err(e) => {

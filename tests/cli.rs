@@ -109,3 +109,32 @@ fn decode_prints_events_and_replies_and_fails_on_bad_frames() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("error: checksum mismatch"));
 }
+
+/// An anonymous embedded broker off loopback: `serve` refuses to start, says why and what to
+/// set, and binds nothing (the check runs before any listener).
+#[test]
+fn serve_refuses_an_anonymous_embedded_broker_off_loopback() {
+    let out = bin()
+        .args([
+            "serve",
+            "--sink",
+            "embedded",
+            "--embedded-mqtt-listen",
+            "0.0.0.0:1883",
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--metrics-listen",
+            &format!("127.0.0.1:{}", free_port()),
+        ])
+        .env_remove("AVLGATE_EMBEDDED_MQTT_PASSWORD")
+        .env_remove("AVLGATE_EMBEDDED_MQTT_PASSWORD_FILE")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("0.0.0.0:1883, which is not loopback, without credentials"),
+        "{err}"
+    );
+    assert!(err.contains("--embedded-mqtt-password-file"), "{err}");
+}

@@ -377,3 +377,220 @@ async fn mqtt_pending_command_survives_a_pod_restart() {
     }
     a2.stop().await;
 }
+
+/// Connects as anonymous, or with `login`.
+async fn subscriber(
+    broker: std::net::SocketAddr,
+    filter: &str,
+    login: Option<(&str, &str)>,
+) -> Subscriber {
+    match login {
+        Some((u, p)) => Subscriber::connect_as(broker, filter, u, p).await,
+        None => Subscriber::connect(broker, filter).await,
+    }
+}
+
+/// Malformed commands, each REJECTED exactly once on a short topic, nothing retained, nothing
+/// written to the device; then a valid command still goes through.
+async fn malformed_commands_are_rejected_once(
+    gw: TestGateway,
+    broker: std::net::SocketAddr,
+    login: Option<(&str, &str)>,
+) {
+    let dev_imei = "862000000000031";
+    let mut everything = subscriber(broker, "#", login).await;
+    let backend = subscriber(broker, "avlgate/nothing", login).await;
+    let mut dev = Device::connect(gw.addr).await;
+    dev.send(format!("#L#{dev_imei};NA\r\n").as_bytes()).await;
+    assert_eq!(dev.read_line(15).await.as_deref(), Some("#AL#1\r\n"));
+    // The command bus connects on its own schedule, and MQTT drops what is published before it
+    // subscribed: probe (a command without a body, under a new id each second) until one is
+    // answered, then let the stragglers pass.
+    let mut up = false;
+    for i in 0..15 {
+        let id = format!("bus-probe-{i}");
+        let probe = serde_json::json!({"commandId": id, "imei": dev_imei});
+        backend
+            .publish(
+                &format!("avlgate/commands/{dev_imei}"),
+                probe.to_string().into_bytes(),
+            )
+            .await;
+        while let Some((topic, p)) = everything.next(1).await {
+            if topic.starts_with("avlgate/command-results/")
+                && CommandResult::decode(&p[..]).is_ok_and(|r| r.command_id == id)
+            {
+                up = true;
+            }
+        }
+        if up {
+            break;
+        }
+    }
+    assert!(up, "the gateway's command bus never read a command");
+
+    let to_dev = format!("avlgate/commands/{dev_imei}");
+    let long_imei = "1".repeat(20_000);
+    let json = |id: &str, imei: &str, text: &str| {
+        serde_json::to_vec(&serde_json::json!({"commandId": id, "imei": imei, "text": text}))
+            .unwrap()
+    };
+    // (command id, topic, payload, where its rejection must be published)
+    let invalid = format!(
+        "avlgate/command-results/{}",
+        avlgate::device_id::INVALID_KEY
+    );
+    let own = format!("avlgate/command-results/{dev_imei}");
+    let bad: Vec<(&str, String, Vec<u8>, &str)> = vec![
+        (
+            "slash",
+            to_dev.clone(),
+            json("slash", "a/b/c", "getinfo"),
+            &own,
+        ),
+        ("plus", to_dev.clone(), json("plus", "86+", "getinfo"), &own),
+        ("hash", to_dev.clone(), json("hash", "86#", "getinfo"), &own),
+        (
+            "nul",
+            to_dev.clone(),
+            json("nul", "86200000000003\0", "getinfo"),
+            &own,
+        ),
+        (
+            "other-device",
+            to_dev.clone(),
+            json("other-device", "356307042441013", "getinfo"),
+            &own,
+        ),
+        (
+            "text-nul",
+            to_dev.clone(),
+            json("text-nul", dev_imei, "get\0info"),
+            &own,
+        ),
+        (
+            "text-2028",
+            to_dev.clone(),
+            json("text-2028", dev_imei, "a\u{2028}#M#b"),
+            &own,
+        ),
+        (
+            "text-0085",
+            to_dev.clone(),
+            json("text-0085", dev_imei, "a\u{0085}b"),
+            &own,
+        ),
+        (
+            "text-crlf",
+            to_dev.clone(),
+            json("text-crlf", "", "a\r\n#M#b"),
+            &own,
+        ),
+        (
+            "long-topic",
+            format!("avlgate/commands/{long_imei}"),
+            json("long-topic", "", "getinfo"),
+            &invalid,
+        ),
+        (
+            "long-body",
+            to_dev.clone(),
+            json("long-body", &long_imei, "getinfo"),
+            &own,
+        ),
+        (
+            "unicode-topic",
+            "avlgate/commands/ünit".into(),
+            json("unicode-topic", "", "getinfo"),
+            &invalid,
+        ),
+    ];
+    for (_, topic, payload, _) in &bad {
+        backend.publish(topic, payload.clone()).await;
+    }
+    backend
+        .publish(&to_dev, json("good-1", "", "hello driver"))
+        .await;
+    assert_eq!(
+        dev.read_line(20).await.as_deref(),
+        Some("#M#hello driver\r\n"),
+        "the valid command after the malformed ones is written"
+    );
+    assert_eq!(
+        dev.read_line(2).await,
+        None,
+        "nothing else reached the device"
+    );
+
+    // Every message on the broker, until it is quiet for 3 s.
+    let mut results: BTreeMap<String, Vec<(String, CommandResult)>> = BTreeMap::new();
+    let mut topics = Vec::new();
+    while let Some((topic, p)) = everything.next(3).await {
+        if topic.starts_with("avlgate/command-results/") {
+            let r = CommandResult::decode(&p[..]).unwrap();
+            results
+                .entry(r.command_id.clone())
+                .or_default()
+                .push((topic.clone(), r));
+        }
+        topics.push(topic);
+    }
+    for (id, _, _, expected_topic) in &bad {
+        let rs = results
+            .get(*id)
+            .unwrap_or_else(|| panic!("{id}: no result; got {results:?}"));
+        assert_eq!(rs.len(), 1, "{id}: exactly one result: {rs:?}");
+        let (topic, r) = &rs[0];
+        assert_eq!(r.status, CommandStatus::Rejected as i32, "{id}: {r:?}");
+        assert!(r.terminal);
+        assert_eq!(topic, expected_topic, "{id}");
+        assert!(r.reason.len() < 300, "{id}: bounded reason");
+    }
+    let good: Vec<i32> = results["good-1"].iter().map(|(_, r)| r.status).collect();
+    assert_eq!(good, vec![CommandStatus::Sent as i32]);
+    // Only the backend's own 20 kB command topic was long; nothing the gateway published is.
+    let long: Vec<_> = topics
+        .iter()
+        .filter(|t| t.len() > 200 && !t.starts_with("avlgate/commands/"))
+        .map(|t| t.len())
+        .collect();
+    assert!(long.is_empty(), "long topics published: {long:?}");
+    // Nothing stays retained under pending/ (a new subscriber gets retained messages).
+    let mut pending = subscriber(broker, "avlgate/pending/#", login).await;
+    while let Some((t, p)) = pending.next(2).await {
+        assert!(p.is_empty(), "still retained on {t}");
+    }
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_commands_are_rejected_once_with_mosquitto() {
+    let Some(mosq) = Mosquitto::start() else {
+        return;
+    };
+    let gw = TestGateway::mqtt(mosq.addr).await;
+    malformed_commands_are_rejected_once(gw, mosq.addr, None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_commands_are_rejected_once_with_the_embedded_broker() {
+    let broker: std::net::SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let gw = TestGateway::start(Settings {
+        sink: Some(SinkKind::Embedded),
+        embedded_mqtt_listen: Some(broker),
+        embedded_mqtt_password: Some("s3cret".into()),
+        ..Default::default()
+    })
+    .await;
+    // The broker starts on its own thread: wait until a client gets in.
+    let mut up = false;
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(broker).is_ok() {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(up, "embedded broker listening");
+    malformed_commands_are_rejected_once(gw, broker, Some(("avlgate", "s3cret"))).await;
+}

@@ -19,7 +19,10 @@ use crate::proto::{Command, CommandClaim};
 /// One entry of the command log.
 #[derive(Debug, Clone)]
 pub enum Entry {
+    /// A command that passed [`super::check`].
     Command(Command),
+    /// A command [`super::check`] refused: the sanitized command and why.
+    Rejected(Command, String),
     Claim(CommandClaim),
     /// An unreadable payload (counted and logged; nothing to report it under).
     Invalid(String),
@@ -33,18 +36,27 @@ pub trait ClaimWriter: Send + Sync + 'static {
 /// Header marking a claim on the Kafka commands topic.
 pub const CONTROL_HEADER: &str = "avlgate-control";
 
-fn decode_entry(payload: &[u8], is_claim: bool) -> Entry {
+/// Decodes a log entry. `addressed_to`: for a command, the device its topic or key names
+/// (see [`super::check`]).
+fn decode_entry(payload: &[u8], is_claim: bool, addressed_to: Option<&[u8]>) -> Entry {
     if is_claim {
         match prost::Message::decode(payload) {
             Ok(c) => Entry::Claim(c),
             Err(e) => Entry::Invalid(format!("invalid claim: {e}")),
         }
     } else {
-        match super::parse(payload) {
-            Ok(c) => Entry::Command(c),
-            Err(e) => Entry::Invalid(e),
+        match super::parse(payload).map(|c| super::check(c, addressed_to)) {
+            Ok(super::Checked::Valid(c)) => Entry::Command(c),
+            Ok(super::Checked::Rejected(c, why)) => Entry::Rejected(c, why),
+            Ok(super::Checked::Unreportable(why)) | Err(why) => Entry::Invalid(why),
         }
     }
+}
+
+/// Whether a pending command's retained topic `<prefix>/pending/<imei>/<id>` may be built
+/// from these ids (claims are read from the broker: never trust them into a topic).
+fn pending_topic_safe(imei: &str, command_id: &str) -> bool {
+    crate::device_id::is_valid(imei) && super::valid_command_id(command_id)
 }
 
 /// Kafka: backends produce commands to the commands topic (key = IMEI); pods append claims to
@@ -147,7 +159,7 @@ fn read_commands(
                 let is_claim = m
                     .headers()
                     .is_some_and(|h| h.iter().any(|h| h.key == CONTROL_HEADER));
-                let entry = decode_entry(m.payload().unwrap_or_default(), is_claim);
+                let entry = decode_entry(m.payload().unwrap_or_default(), is_claim, m.key());
                 if tx.blocking_send(entry).is_err() {
                     return;
                 }
@@ -223,6 +235,7 @@ impl MqttBus {
         let pending = format!("{prefix}/pending/+/+");
         let claims_prefix = format!("{prefix}/command-claims/");
         let pending_prefix = format!("{prefix}/pending/");
+        let commands_prefix = format!("{prefix}/commands/");
         let sub = client.clone();
         let p = prefix.clone();
         tokio::spawn(async move {
@@ -249,14 +262,24 @@ impl MqttBus {
                         }
                     }
                     Ok(Event::Incoming(Packet::Publish(m))) => {
-                        let is_claim = m.topic.starts_with(&claims_prefix);
-                        let is_pending = m.topic.starts_with(&pending_prefix);
+                        let topic: &str = &m.topic;
+                        let is_claim = topic.starts_with(&claims_prefix);
+                        let is_pending = topic.starts_with(&pending_prefix);
                         if is_pending && m.payload.is_empty() {
                             continue;
                         }
-                        let entry = decode_entry(&m.payload, is_claim);
+                        // The device the topic addresses: `commands/<imei>`,
+                        // `pending/<imei>/<id>`.
+                        let addressed = if is_pending {
+                            topic[pending_prefix.len()..].split('/').next()
+                        } else {
+                            topic.strip_prefix(&commands_prefix)
+                        };
+                        let entry =
+                            decode_entry(&m.payload, is_claim, addressed.map(str::as_bytes));
                         match &entry {
-                            Entry::Command(c) if !c.command_id.is_empty() && !c.imei.is_empty() => {
+                            Entry::Command(c) => {
+                                // Checked: both ids are safe in a topic.
                                 if !is_pending {
                                     retain(
                                         format!("{p}/pending/{}/{}", c.imei, c.command_id),
@@ -269,7 +292,14 @@ impl MqttBus {
                                     m.payload.clone(),
                                 );
                             }
-                            Entry::Claim(c) => {
+                            Entry::Rejected(..) | Entry::Invalid(_) if is_pending => {
+                                // Not a command this gateway retained: clear it (the topic came
+                                // from the broker, so it is a valid topic) and do not report
+                                // it again.
+                                retain(topic.to_string(), bytes::Bytes::new());
+                                continue;
+                            }
+                            Entry::Claim(c) if pending_topic_safe(&c.imei, &c.command_id) => {
                                 let topic = format!("{p}/pending/{}/{}", c.imei, c.command_id);
                                 if c.purpose == crate::proto::ClaimPurpose::Release as i32 {
                                     if let Some((_, payload)) = seen.payloads.get(&c.command_id) {

@@ -131,6 +131,11 @@ impl Dispatcher {
                         metrics::counter!(m::COMMANDS, "status" => "received").increment(1);
                         self.ledger.on_command(c, SystemTime::now())
                     }
+                    Some(Entry::Rejected(c, reason)) => {
+                        metrics::counter!(m::COMMANDS, "status" => "received").increment(1);
+                        warn!(command_id = %c.command_id, imei = %c.imei, %reason, "command refused");
+                        self.ledger.on_rejected(c, &reason, SystemTime::now())
+                    }
                     Some(Entry::Claim(c)) => self.ledger.on_claim(c, SystemTime::now()),
                     Some(Entry::Invalid(reason)) => {
                         metrics::counter!(m::COMMANDS, "status" => "unreadable").increment(1);

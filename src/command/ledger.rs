@@ -72,12 +72,26 @@ pub fn validate(c: &Command) -> Result<(), String> {
     if c.command_id.trim().is_empty() {
         return Err("command_id is required".into());
     }
-    if c.imei.is_empty() || c.imei.len() > 20 || !c.imei.bytes().all(|b| b.is_ascii_digit()) {
-        return Err("imei must be 1 to 20 digits".into());
+    if !super::valid_command_id(&c.command_id) {
+        return Err(format!(
+            "command_id \"{}\" is not usable (1 to {} bytes, no control characters, no '/', '+', '#')",
+            crate::device_id::excerpt(&c.command_id),
+            super::MAX_COMMAND_ID_LEN
+        ));
+    }
+    if !crate::device_id::is_valid(&c.imei) {
+        return Err(format!(
+            "imei \"{}\" is not a device id (ASCII letters, digits, '-', '_', '.'; 1 to {} bytes)",
+            crate::device_id::excerpt(&c.imei),
+            crate::device_id::MAX_LEN
+        ));
     }
     match &c.body {
         None => Err("either text or payload is required".into()),
         Some(command::Body::Text(t)) if t.is_empty() => Err("text is empty".into()),
+        Some(command::Body::Text(t)) => {
+            crate::protocol::check_command_text(t).map_err(|e| e.to_string())
+        }
         Some(command::Body::Payload(p)) if p.is_empty() => Err("payload is empty".into()),
         Some(_) => Ok(()),
     }
@@ -168,7 +182,7 @@ impl Ledger {
                 // Nothing to report it under; the dispatcher logs and counts it.
                 return Vec::new();
             }
-            return self.insert_and_propose(c, now, ClaimPurpose::Reject, &reason);
+            return self.on_rejected(super::sanitized(&c), &reason, now);
         }
         if self.entries.len() >= self.cfg.max_entries {
             return self.insert_and_propose(
@@ -209,6 +223,15 @@ impl Ledger {
         } else {
             Vec::new()
         }
+    }
+
+    /// A command refused before the ledger saw it ([`super::check`]: its ids already made
+    /// safe); REJECTED once, by the first pod whose claim lands.
+    pub fn on_rejected(&mut self, c: Command, reason: &str, now: SystemTime) -> Vec<Action> {
+        if self.entries.contains_key(&c.command_id) {
+            return Vec::new();
+        }
+        self.insert_and_propose(c, now, ClaimPurpose::Reject, reason)
     }
 
     fn insert_and_propose(
@@ -538,16 +561,22 @@ mod tests {
     #[test]
     fn invalid_commands_are_rejected_once_with_a_reason() {
         let mut a = Ledger::new(cfg("a"));
-        let mut bad = cmd("c1", "12ab");
+        let mut bad = cmd("c1", "12/ab");
         bad.body = None;
-        let p = proposals(&a.on_command(bad, t(0)));
+        let p = proposals(&a.on_command(bad.clone(), t(0)));
         assert_eq!(p[0].purpose, ClaimPurpose::Reject as i32);
+        // The claim (which an MQTT pod publishes on `command-claims/<imei>`) carries the
+        // safe key, not the topic-unsafe IMEI.
+        assert_eq!(p[0].imei, crate::device_id::INVALID_KEY);
         let out = a.on_claim(p[0].clone(), t(0));
         let Action::Publish(r) = &out[0] else {
             panic!("{out:?}")
         };
         assert_eq!(r.status, CommandStatus::Rejected as i32);
-        assert!(r.reason.contains("imei"), "{}", r.reason);
+        assert_eq!(r.imei, crate::device_id::INVALID_KEY);
+        assert!(r.reason.contains("imei \"12/ab\""), "{}", r.reason);
+        // Read again (a resend, or the log replayed): no second rejection.
+        assert!(a.on_command(bad, t(1)).is_empty());
     }
 
     #[test]

@@ -22,6 +22,83 @@ pub fn parse(payload: &[u8]) -> Result<Command, String> {
     }
 }
 
+/// Longest command id, in bytes.
+pub const MAX_COMMAND_ID_LEN: usize = 128;
+
+/// Whether a command id is usable: 1 to 128 bytes, no control characters, and none of the
+/// characters that mean something in an MQTT topic level (`/`, `+`, `#`), because an MQTT pod
+/// keeps a pending command under `<prefix>/pending/<imei>/<command_id>`. UUIDs, ULIDs and
+/// `order-17:retry-2` style ids all pass.
+pub fn valid_command_id(id: &str) -> bool {
+    !id.trim().is_empty()
+        && id.len() <= MAX_COMMAND_ID_LEN
+        && !id
+            .chars()
+            .any(|c| c.is_control() || matches!(c, '/' | '+' | '#'))
+}
+
+/// A command from the bus after [`check`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Checked {
+    /// Valid: its IMEI is a device id and agrees with the topic or key it came on.
+    Valid(Command),
+    /// To be REJECTED with the reason. The command is the [`sanitized`] copy: every id in it
+    /// is safe to put in a topic or key.
+    Rejected(Command, String),
+    /// No command id: nothing to report it under.
+    Unreportable(String),
+}
+
+/// Checks a command before anything about it is published. `addressed_to` is the device the
+/// transport addressed it to: the MQTT topic's last level, the Kafka record's key (`None` for
+/// a record without a key). A body IMEI that disagrees with it is refused, so broker ACLs on
+/// topics (or on who may produce which keys) confine a backend to its own devices; a body
+/// without an IMEI takes the addressed one.
+pub fn check(mut c: Command, addressed_to: Option<&[u8]>) -> Checked {
+    if c.command_id.trim().is_empty() {
+        return Checked::Unreportable("command without a command_id".into());
+    }
+    if let Some(to) = addressed_to {
+        let to = String::from_utf8_lossy(to);
+        if c.imei.is_empty() {
+            c.imei = to.into_owned();
+        } else if c.imei != to {
+            let reason = format!(
+                "imei \"{}\" in the body disagrees with the topic or key \"{}\"",
+                crate::device_id::excerpt(&c.imei),
+                crate::device_id::excerpt(&to)
+            );
+            c.imei = to.into_owned();
+            return Checked::Rejected(sanitized(&c), reason);
+        }
+    }
+    match ledger::validate(&c) {
+        Ok(()) => Checked::Valid(c),
+        Err(reason) => Checked::Rejected(sanitized(&c), reason),
+    }
+}
+
+/// What a rejection carries: the ids made safe for topics and keys (an invalid IMEI becomes
+/// [`crate::device_id::INVALID_KEY`], an invalid command id a bounded excerpt of itself), no
+/// body.
+pub fn sanitized(c: &Command) -> Command {
+    Command {
+        command_id: if valid_command_id(&c.command_id) {
+            c.command_id.clone()
+        } else {
+            crate::device_id::excerpt(&c.command_id)
+        },
+        imei: if crate::device_id::is_valid(&c.imei) {
+            c.imei.clone()
+        } else {
+            crate::device_id::INVALID_KEY.into()
+        },
+        body: None,
+        ttl_secs: c.ttl_secs,
+        created_at: c.created_at,
+    }
+}
+
 /// Starts the command flow for the configured broker: the bus, the ledger and the dispatcher.
 /// `None` when commands are off or the sink has no broker (stdout).
 pub fn start(
@@ -75,17 +152,8 @@ pub fn start(
             (Arc::new(b), rx)
         }
         SinkKind::Mqtt | SinkKind::Embedded => {
-            let url = match config.sink {
-                SinkKind::Mqtt => config.mqtt_url.clone().unwrap_or_default(),
-                _ => format!(
-                    "mqtt://{}",
-                    crate::sink::embedded::connect_addr(config.embedded_mqtt_listen)
-                ),
-            };
             let client_id = format!("avlgate-cmd-{}-{instance}", config.gateway_name);
-            let o =
-                crate::sink::mqtt::MqttOptions::from_url(&url, &client_id, &config.topic_prefix)
-                    .map_err(anyhow::Error::msg)?;
+            let o = config.mqtt_client_options(&client_id)?;
             let mut ro = rumqttc::MqttOptions::new(client_id, o.host.clone(), o.port);
             if let (Some(u), Some(p)) = (o.username.clone(), o.password.clone()) {
                 ro.set_credentials(u, p);
@@ -124,5 +192,77 @@ mod tests {
         assert_eq!(parse(&p).unwrap(), c);
         assert!(parse(b"{not json").is_err());
         assert!(parse(&[0xff, 0xff, 0xff]).is_err());
+    }
+
+    fn cmd(imei: &str, text: &str) -> Command {
+        Command {
+            command_id: "c-1".into(),
+            imei: imei.into(),
+            body: Some(Body::Text(text.into())),
+            ..Default::default()
+        }
+    }
+
+    fn rejected(c: Checked) -> (Command, String) {
+        match c {
+            Checked::Rejected(c, why) => (c, why),
+            other => panic!("not rejected: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_addressed_imei_fills_an_empty_body_and_a_different_one_is_refused() {
+        let mut c = cmd("", "getinfo");
+        let Checked::Valid(v) = check(c.clone(), Some(b"356307042441013")) else {
+            panic!()
+        };
+        assert_eq!(v.imei, "356307042441013");
+        c.imei = "356307042441013".into();
+        assert_eq!(check(c.clone(), None), Checked::Valid(c.clone()));
+        // The body names another device than the topic: refused, reported under the topic's.
+        let (r, why) = rejected(check(c.clone(), Some(b"862000000000001")));
+        assert_eq!(r.imei, "862000000000001");
+        assert!(why.contains("disagrees"), "{why}");
+        assert_eq!(r.body, None);
+    }
+
+    #[test]
+    fn unsafe_imeis_are_reported_under_the_invalid_key_with_a_bounded_reason() {
+        let huge = "1".repeat(20_000);
+        for imei in ["a/b/c", "+", "#", "35630704244101\0", huge.as_str(), "ünit"] {
+            let (r, why) = rejected(check(cmd(imei, "getinfo"), None));
+            assert_eq!(r.imei, crate::device_id::INVALID_KEY, "{imei:?}");
+            assert!(why.len() < 200, "bounded reason: {} bytes", why.len());
+            // Same through a topic or key that carries the bad id.
+            let (r, _) = rejected(check(cmd("", "getinfo"), Some(imei.as_bytes())));
+            assert_eq!(r.imei, crate::device_id::INVALID_KEY);
+        }
+        // A valid topic with an unsafe body IMEI: reported under the topic's IMEI.
+        let (r, _) = rejected(check(cmd("a/b", "x"), Some(b"356307042441013")));
+        assert_eq!(r.imei, "356307042441013");
+    }
+
+    #[test]
+    fn control_characters_in_texts_and_unsafe_command_ids_are_refused() {
+        for text in [
+            "get\0info",
+            "a\u{2028}b",
+            "a\u{0085}b",
+            "a\r\nb",
+            "tab\there",
+        ] {
+            let (_, why) = rejected(check(cmd("356307042441013", text), None));
+            assert!(why.contains("control character"), "{text:?}: {why}");
+        }
+        for id in ["a/b", "a+", "#", "x\0", &"c".repeat(MAX_COMMAND_ID_LEN + 1)] {
+            let mut c = cmd("356307042441013", "getinfo");
+            c.command_id = id.to_string();
+            let (r, why) = rejected(check(c, None));
+            assert!(why.contains("command_id"), "{why}");
+            assert!(r.command_id.len() <= 64, "{}", r.command_id);
+        }
+        let mut ok = cmd("356307042441013", "getinfo");
+        ok.command_id = "0191d3c2-7e4f-7a51-9c1e-3f1d2a4b5c6d:retry-2".into();
+        assert!(matches!(check(ok, None), Checked::Valid(_)));
     }
 }

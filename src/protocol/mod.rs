@@ -151,6 +151,25 @@ pub enum CommandError {
     Invalid(String),
 }
 
+/// Refuses a command text that a device could take for more than one line or that carries
+/// invisible controls: every control character (C0 such as NUL, CR, LF, TAB; DEL; C1 such as
+/// U+0085 NEXT LINE) and U+2028 / U+2029 (line / paragraph separators). Text protocols (Wialon
+/// `#M#`, GT06 online commands) end a command at a line break, so one of these inside a text
+/// would cut it or smuggle a second command; no device command needs them. Binary payloads go
+/// as `payload`, not text.
+pub fn check_command_text(text: &str) -> Result<(), CommandError> {
+    match text
+        .char_indices()
+        .find(|(_, c)| c.is_control() || matches!(c, '\u{2028}' | '\u{2029}'))
+    {
+        None => Ok(()),
+        Some((at, c)) => Err(CommandError::Invalid(format!(
+            "command text holds the control character U+{:04X} at byte {at}",
+            u32::from(c)
+        ))),
+    }
+}
+
 /// One decoded frame.
 #[derive(Debug, Default)]
 pub struct Frame {

@@ -24,8 +24,8 @@ use crate::net::limits::{ConnLimiter, ConnLimits};
 use crate::proto::{EventKind, Protocol, TelemetryEvent, Transport};
 use crate::protocol::{self, Action, Frame, Limits, ProtocolSession};
 use crate::sink::{Publisher, SinkError};
-use allowlist::AllowList;
-use registry::{Eviction, Registry, SessionHandle};
+use allowlist::{AllowList, Verdict};
+use registry::{Eviction, Registry, SessionHandle, Takeover};
 use tokio_rustls::TlsAcceptor;
 
 /// Timeouts a session enforces.
@@ -70,6 +70,12 @@ impl Default for Timeouts {
     }
 }
 
+/// Default of `--max-udp-peers`.
+pub const DEFAULT_MAX_UDP_PEERS: usize = 200_000;
+/// Default of `--max-udp-peers-per-ip` (as for TCP: carriers NAT many trackers behind one
+/// address, each with its own source port).
+pub const DEFAULT_MAX_UDP_PEERS_PER_IP: u32 = 5_000;
+
 /// What every session shares.
 pub struct Shared {
     pub publisher: Arc<Publisher>,
@@ -85,6 +91,8 @@ pub struct Shared {
     pub allowlist: Option<Arc<AllowList>>,
     /// Admission of new TCP connections.
     pub conn_limiter: ConnLimiter,
+    /// Admission of new UDP peers (pod-wide and per source address).
+    pub udp_limiter: ConnLimiter,
     /// Every TCP connection starts with a PROXY protocol header.
     pub proxy_protocol: bool,
     /// TLS on the device port, when configured.
@@ -93,6 +101,8 @@ pub struct Shared {
     pub commands: Option<Commands>,
     /// How long a written command waits for the device's answer.
     pub command_reply_timeout: Duration,
+    /// When a new login of an IMEI may replace its live TCP session.
+    pub takeover: Takeover,
 }
 
 impl Shared {
@@ -114,16 +124,27 @@ impl Shared {
             registry: Arc::new(Registry::new()),
             allowlist: None,
             conn_limiter: ConnLimiter::new(ConnLimits::default()),
+            udp_limiter: udp::limiter(DEFAULT_MAX_UDP_PEERS, DEFAULT_MAX_UDP_PEERS_PER_IP),
             proxy_protocol: false,
             tls: None,
             commands: None,
             command_reply_timeout: Duration::from_secs(60),
+            takeover: Takeover::default(),
         }
     }
 
-    /// Whether the allow-list (if any) lets `imei` in.
-    pub fn allows(&self, imei: &str) -> bool {
-        self.allowlist.as_ref().is_none_or(|l| l.allows(imei))
+    /// Whether device `id` may log in from `ip`: a valid device id ([`crate::device_id`]),
+    /// and the allow-list (if any) lists it for that address. `Err` is the refusal's `reason`
+    /// label: `invalid_id`, `not_allowed`, `wrong_network`.
+    pub fn admit(&self, id: &str, ip: std::net::IpAddr) -> Result<(), &'static str> {
+        if !crate::device_id::is_valid(id) {
+            return Err("invalid_id");
+        }
+        match self.allowlist.as_ref().map(|l| l.check(id, ip)) {
+            None | Some(Verdict::Allowed) => Ok(()),
+            Some(Verdict::NotListed) => Err("not_allowed"),
+            Some(Verdict::WrongNetwork) => Err("wrong_network"),
+        }
     }
 
     /// Largest buffer a session may hold: no protocol frame is larger.
@@ -167,6 +188,10 @@ pub enum End {
     Replaced,
     /// The IMEI was taken off the allow-list while connected.
     Revoked,
+    /// A UDP peer whose datagrams named no allowed device: retired once its queue is empty.
+    Unidentified,
+    /// The IMEI's live session may not be replaced (`--session-takeover`).
+    TakeoverRefused,
 }
 
 impl End {
@@ -182,6 +207,8 @@ impl End {
             End::NotAllowed => "not_allowed",
             End::Replaced => "replaced",
             End::Revoked => "revoked",
+            End::Unidentified => "unidentified",
+            End::TakeoverRefused => "takeover_refused",
         }
     }
 }
@@ -250,6 +277,11 @@ impl Core {
         }
     }
 
+    /// Whether an allowed device identified itself on this session.
+    pub fn identified(&self) -> bool {
+        self.imei.is_some() && !self.denied
+    }
+
     /// Resolves when the session was evicted (replaced by a newer login of its IMEI, or
     /// revoked by an allow-list reload); says why.
     pub async fn evicted(&self) -> End {
@@ -260,19 +292,18 @@ impl Core {
         }
     }
 
-    /// A device identified itself as `imei`: check the allow-list, and (TCP) take over the
-    /// IMEI's registry slot. `Err`: the login is refused and the session ends.
+    /// A device identified itself as `imei`: check the id, the allow-list and its networks,
+    /// and (TCP) take over the IMEI's registry slot as the takeover policy allows. `Err`: the
+    /// login is refused and the session ends.
     async fn login<R: Replier>(&mut self, imei: String, out: &mut R) -> Result<bool, End> {
-        if !self.shared.allows(&imei) {
-            metrics::counter!(m::CONNECTIONS_REJECTED, "transport" => transport_label(self.transport), "reason" => "not_allowed").increment(1);
-            debug!(%imei, "IMEI not on the allow-list; login refused");
+        if let Err(reason) = self.shared.admit(&imei, self.peer.ip()) {
+            metrics::counter!(m::CONNECTIONS_REJECTED, "transport" => transport_label(self.transport), "reason" => reason).increment(1);
+            debug!(id = %crate::device_id::excerpt(&imei), reason, "login refused");
             if let Some(previous) = self.imei.take() {
                 self.shared.registry.remove(&previous, self.handle.id);
             }
             if self.transport == Transport::Tcp {
-                if let Some(reply) = self.module.login_rejected_reply(self.transport) {
-                    self.reply(out, &reply).await?;
-                }
+                self.refuse_login(out).await?;
                 return Err(End::NotAllowed);
             }
             self.denied = true;
@@ -285,13 +316,38 @@ impl Core {
             if let Some(previous) = self.imei.as_deref().filter(|p| *p != imei) {
                 self.shared.registry.remove(previous, self.handle.id);
             }
-            if let Some(old) = self.shared.registry.register(&imei, self.handle.clone()) {
-                metrics::counter!(m::SESSIONS_REPLACED, "protocol" => self.label).increment(1);
-                debug!(%imei, old_peer = %old.peer, "replaced the device's previous session");
+            let now = std::time::Instant::now();
+            self.handle.touch(now);
+            match self.shared.registry.register(
+                &imei,
+                self.handle.clone(),
+                self.shared.takeover,
+                now,
+            ) {
+                Ok(Some(old)) => {
+                    metrics::counter!(m::SESSIONS_REPLACED, "protocol" => self.label).increment(1);
+                    debug!(%imei, old_peer = %old.peer, "replaced the device's previous session");
+                }
+                Ok(None) => {}
+                Err(live) => {
+                    metrics::counter!(m::CONNECTIONS_REJECTED, "transport" => "tcp", "reason" => "session_active").increment(1);
+                    debug!(%imei, live_peer = %live.peer, live_idle_secs = live.idle.as_secs(), policy = ?self.shared.takeover.policy, "login refused: the IMEI's live session may not be replaced");
+                    self.imei = None;
+                    self.refuse_login(out).await?;
+                    return Err(End::TakeoverRefused);
+                }
             }
             self.commands_up(&imei);
         }
         Ok(true)
+    }
+
+    /// The protocol's login refusal, where it has one.
+    async fn refuse_login<R: Replier>(&mut self, out: &mut R) -> Result<(), End> {
+        if let Some(reply) = self.module.login_rejected_reply(self.transport) {
+            self.reply(out, &reply).await?;
+        }
+        Ok(())
     }
 
     /// Tells the dispatcher this session takes commands for `imei`.
@@ -399,9 +455,15 @@ impl Core {
             metrics::counter!(m::LENIENT_INPUT, "protocol" => self.label, "kind" => *kind)
                 .increment(1);
         }
+        self.handle.touch(std::time::Instant::now());
+        let ip = self.peer.ip();
         if self.denied && frame.login.is_none() {
             // UDP: a refused device may have been put on the list since.
-            if let Some(imei) = self.proto.imei().filter(|i| self.shared.allows(i)) {
+            if let Some(imei) = self
+                .proto
+                .imei()
+                .filter(|i| self.shared.admit(i, ip).is_ok())
+            {
                 frame.login = Some(imei.to_string());
             }
         }
@@ -415,10 +477,11 @@ impl Core {
                 frame.events.insert(0, opened);
             }
             self.imei = Some(imei);
-        } else if self.imei.as_deref().is_some_and(|i| !self.shared.allows(i)) {
-            // Taken off the list since the login: no ACK for this frame, and a TCP session
-            // ends (the device will find itself refused when it logs in again).
-            metrics::counter!(m::CONNECTIONS_REJECTED, "transport" => transport_label(self.transport), "reason" => "not_allowed").increment(1);
+        } else if let Some(Err(reason)) = self.imei.as_deref().map(|i| self.shared.admit(i, ip)) {
+            // Taken off the list (or its networks) since the login: no ACK for this frame,
+            // and a TCP session ends (the device will find itself refused when it logs in
+            // again).
+            metrics::counter!(m::CONNECTIONS_REJECTED, "transport" => transport_label(self.transport), "reason" => reason).increment(1);
             if self.transport == Transport::Tcp {
                 return Err(End::Revoked);
             }

@@ -3,17 +3,69 @@
 //! end (its token is cancelled, its task stops at the next await and drops its socket) and the
 //! new one takes its place.
 //!
+//! Whoever knows an IMEI can log in with it, so replacing the live session is a policy
+//! ([`Takeover`]): always (devices behind carrier NAT reconnect from new addresses and leave
+//! dead sockets behind), only when the live session has been silent for a while, or never
+//! while it lives.
+//!
 //! [`SessionHandle`] is what other parts of the gateway hold to reach a live session; it is a
 //! plain struct so that new capabilities (a command channel) are one more field.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
+use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use crate::proto::{Protocol, Transport};
+
+/// When a new login of an IMEI may replace the IMEI's live session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum TakeoverPolicy {
+    /// Always: the newest login wins (the old socket is usually dead already).
+    #[default]
+    Always,
+    /// Only when the live session received nothing for the takeover idle time.
+    Idle,
+    /// Never while the live session lasts (it ends by closing or by its idle timeout).
+    Never,
+}
+
+/// The configured policy and its idle time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Takeover {
+    pub policy: TakeoverPolicy,
+    /// For [`TakeoverPolicy::Idle`]: how long the live session must have been silent.
+    pub idle: Duration,
+}
+
+impl Default for Takeover {
+    fn default() -> Self {
+        Takeover {
+            policy: TakeoverPolicy::Always,
+            idle: Duration::from_secs(120),
+        }
+    }
+}
+
+/// A login refused because the IMEI's live session may not be replaced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Active {
+    /// The live session's address, and how long it has been silent.
+    pub peer: SocketAddr,
+    pub idle: Duration,
+}
+
+/// Milliseconds since the first call: activity stamps fit an atomic.
+fn millis_since_start(at: Instant) -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    let start = *START.get_or_init(Instant::now);
+    u64::try_from(at.saturating_duration_since(start).as_millis()).unwrap_or(u64::MAX)
+}
 
 /// Why a session was told to end from outside.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +88,8 @@ pub struct SessionHandle {
     /// Cancelled to end the session.
     pub cancel: CancellationToken,
     eviction: Arc<AtomicU8>,
+    /// When the session last received a frame ([`millis_since_start`]).
+    active_at: Arc<AtomicU64>,
 }
 
 impl SessionHandle {
@@ -47,7 +101,20 @@ impl SessionHandle {
             peer,
             cancel: CancellationToken::new(),
             eviction: Arc::new(AtomicU8::new(0)),
+            active_at: Arc::new(AtomicU64::new(millis_since_start(Instant::now()))),
         }
+    }
+
+    /// The session received a frame at `now`.
+    pub fn touch(&self, now: Instant) {
+        self.active_at
+            .store(millis_since_start(now), Ordering::Relaxed);
+    }
+
+    /// How long the session has received nothing, at `now`.
+    pub fn idle_for(&self, now: Instant) -> Duration {
+        let last = self.active_at.load(Ordering::Relaxed);
+        Duration::from_millis(millis_since_start(now).saturating_sub(last))
     }
 
     /// Ends the session (it finishes the frame in hand first).
@@ -90,20 +157,47 @@ impl Registry {
     }
 
     /// Makes `handle` the session of `imei` and evicts the one it replaces (returned), unless
-    /// that is the same session logging in again.
-    pub fn register(&self, imei: &str, handle: SessionHandle) -> Option<SessionHandle> {
+    /// that is the same session logging in again. The policy may refuse: the live session
+    /// stays and `Err` says why.
+    pub fn register(
+        &self,
+        imei: &str,
+        handle: SessionHandle,
+        takeover: Takeover,
+        now: Instant,
+    ) -> Result<Option<SessionHandle>, Active> {
         let id = handle.id;
         let old = {
             let mut m = self.lock();
+            if let Some(live) = m.get(imei).filter(|l| l.id != id) {
+                // A session already told to end holds nothing worth protecting.
+                let ending = live.cancel.is_cancelled();
+                let idle = live.idle_for(now);
+                let allowed = ending
+                    || match takeover.policy {
+                        TakeoverPolicy::Always => true,
+                        TakeoverPolicy::Idle => idle >= takeover.idle,
+                        TakeoverPolicy::Never => false,
+                    };
+                if !allowed {
+                    return Err(Active {
+                        peer: live.peer,
+                        idle,
+                    });
+                }
+            }
             let old = m.insert(imei.to_string(), handle);
             metrics::gauge!(crate::metrics::SESSIONS_REGISTERED).set(m.len() as f64);
             old
-        }?;
+        };
+        let Some(old) = old else {
+            return Ok(None);
+        };
         if old.id == id {
-            return None;
+            return Ok(None);
         }
         old.evict(Eviction::Replaced);
-        Some(old)
+        Ok(Some(old))
     }
 
     /// Forgets `imei` if its session is still `id` (a replaced session must not remove its
@@ -129,12 +223,16 @@ impl Registry {
         self.len() == 0
     }
 
-    /// Evicts every session whose IMEI `keep` refuses; returns how many.
-    pub fn evict_unless(&self, keep: impl Fn(&str) -> bool, why: Eviction) -> usize {
+    /// Evicts every session that `keep` refuses (given its IMEI and handle); returns how many.
+    pub fn evict_unless(
+        &self,
+        keep: impl Fn(&str, &SessionHandle) -> bool,
+        why: Eviction,
+    ) -> usize {
         let m = self.lock();
         let mut n = 0;
         for (imei, h) in m.iter() {
-            if !keep(imei) {
+            if !keep(imei, h) {
                 h.evict(why);
                 n += 1;
             }
@@ -156,13 +254,18 @@ mod tests {
         )
     }
 
+    fn always() -> Takeover {
+        Takeover::default()
+    }
+
     #[test]
     fn a_second_login_replaces_and_cancels_the_first() {
         let r = Registry::new();
         let a = handle(&r);
         let b = handle(&r);
-        assert!(r.register("1", a.clone()).is_none());
-        let old = r.register("1", b.clone()).unwrap();
+        let now = Instant::now();
+        assert!(r.register("1", a.clone(), always(), now).unwrap().is_none());
+        let old = r.register("1", b.clone(), always(), now).unwrap().unwrap();
         assert_eq!(old.id, a.id);
         assert!(a.cancel.is_cancelled());
         assert_eq!(a.eviction(), Some(Eviction::Replaced));
@@ -179,18 +282,85 @@ mod tests {
     fn the_same_session_logging_in_again_is_not_evicted() {
         let r = Registry::new();
         let a = handle(&r);
-        r.register("1", a.clone());
-        assert!(r.register("1", a.clone()).is_none());
+        let now = Instant::now();
+        for policy in [
+            TakeoverPolicy::Always,
+            TakeoverPolicy::Idle,
+            TakeoverPolicy::Never,
+        ] {
+            let t = Takeover {
+                policy,
+                ..Default::default()
+            };
+            assert_eq!(
+                r.register("1", a.clone(), t, now).map(|o| o.is_none()),
+                Ok(true)
+            );
+        }
         assert!(!a.cancel.is_cancelled());
+    }
+
+    #[test]
+    fn the_idle_policy_replaces_only_a_silent_session() {
+        let r = Registry::new();
+        let t = Takeover {
+            policy: TakeoverPolicy::Idle,
+            idle: Duration::from_secs(60),
+        };
+        let t0 = Instant::now();
+        let a = handle(&r);
+        a.touch(t0);
+        r.register("1", a.clone(), t, t0).unwrap();
+        // 59 s of silence: the live session stays, the newcomer is refused.
+        let refused = r
+            .register("1", handle(&r), t, t0 + Duration::from_secs(59))
+            .unwrap_err();
+        assert_eq!(refused.idle, Duration::from_secs(59));
+        assert!(!a.cancel.is_cancelled());
+        assert_eq!(r.get("1").unwrap().id, a.id);
+        // A frame at 59 s restarts the clock; at 120 s it has been silent for 61 s.
+        a.touch(t0 + Duration::from_secs(59));
+        assert!(r
+            .register("1", handle(&r), t, t0 + Duration::from_secs(100))
+            .is_err());
+        let b = handle(&r);
+        let old = r
+            .register("1", b.clone(), t, t0 + Duration::from_secs(120))
+            .unwrap()
+            .unwrap();
+        assert_eq!(old.id, a.id);
+        assert_eq!(a.eviction(), Some(Eviction::Replaced));
+    }
+
+    #[test]
+    fn the_never_policy_waits_for_the_live_session_to_end() {
+        let r = Registry::new();
+        let t = Takeover {
+            policy: TakeoverPolicy::Never,
+            idle: Duration::ZERO,
+        };
+        let now = Instant::now();
+        let a = handle(&r);
+        r.register("1", a.clone(), t, now).unwrap();
+        let later = now + Duration::from_secs(86_400);
+        assert!(r.register("1", handle(&r), t, later).is_err());
+        // Once it ends (or is being evicted, e.g. revoked), the next login gets the IMEI.
+        a.evict(Eviction::Revoked);
+        let b = handle(&r);
+        assert!(r.register("1", b.clone(), t, later).is_ok());
+        assert_eq!(r.get("1").unwrap().id, b.id);
+        r.remove("1", b.id);
+        assert!(r.register("1", handle(&r), t, later).unwrap().is_none());
     }
 
     #[test]
     fn evict_unless_revokes_only_the_refused() {
         let r = Registry::new();
         let (a, b) = (handle(&r), handle(&r));
-        r.register("keep", a.clone());
-        r.register("drop", b.clone());
-        assert_eq!(r.evict_unless(|i| i == "keep", Eviction::Revoked), 1);
+        let now = Instant::now();
+        r.register("keep", a.clone(), always(), now).unwrap();
+        r.register("drop", b.clone(), always(), now).unwrap();
+        assert_eq!(r.evict_unless(|i, _| i == "keep", Eviction::Revoked), 1);
         assert!(!a.cancel.is_cancelled());
         assert_eq!(b.eviction(), Some(Eviction::Revoked));
     }

@@ -1,18 +1,33 @@
 //! UDP: one receive loop per socket, and one task per peer address so that a peer's datagrams
 //! are handled in order and a slow broker delays only that peer. Every datagram is detected
 //! and decoded on its own; replies go back to the datagram's sender.
+//!
+//! Built for a flood of spoofable, connectionless traffic:
+//!
+//! - **Buffers belong to datagrams, not peers.** The socket has one receive buffer; each
+//!   datagram is copied into an allocation of its own size and handed to its peer, which
+//!   keeps no buffer between datagrams.
+//! - **A peer that has not identified itself is cheap and short-lived.** Until a datagram
+//!   names an allowed device (a login, or a datagram carrying its IMEI), the peer's task ends
+//!   as soon as its queue is empty; only identified peers wait out `--udp-idle-timeout-secs`.
+//!   A stream of garbage from 50,000 source ports therefore leaves nothing behind.
+//! - **Peers are admitted like TCP connections**: a pod-wide cap and a per-address cap
+//!   (`--max-udp-peers`, `--max-udp-peers-per-ip`) through the same [`ConnLimiter`] as TCP,
+//!   checked before any task or state exists for the peer.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::{debug, field, info_span, warn, Instrument};
 
 use super::{End, Replier, Shared};
 use crate::metrics as m;
+use crate::net::limits::{ConnLimiter, Rejection};
 use crate::proto::Transport;
 use crate::protocol::detect::{detect, Detection};
 use crate::protocol::ProtocolModule;
@@ -21,8 +36,8 @@ use crate::protocol::ProtocolModule;
 const MAX_DATAGRAM: usize = 65_535;
 /// Datagrams queued per peer before new ones are dropped (the device resends).
 const PEER_QUEUE: usize = 32;
-/// Peers tracked at once per socket; beyond it new peers' datagrams are dropped.
-const MAX_PEERS: usize = 200_000;
+/// At most one warning per this interval about refused peers (a flood must not flood the log).
+const WARN_EVERY: Duration = Duration::from_secs(60);
 
 struct UdpReplier {
     socket: Arc<UdpSocket>,
@@ -35,19 +50,36 @@ impl Replier for UdpReplier {
     }
 }
 
+/// The receive loop's view of a peer: its task's id (to tell a successor apart) and queue.
+type Peers = HashMap<SocketAddr, (u64, mpsc::Sender<BytesMut>)>;
+
+/// What the receive loop keeps across datagrams.
+struct Loop {
+    socket: Arc<UdpSocket>,
+    shared: Arc<Shared>,
+    peers: Peers,
+    gone_tx: mpsc::UnboundedSender<(SocketAddr, u64)>,
+    next_id: u64,
+    last_warning: Option<Instant>,
+}
+
 /// Receives on `socket` until the gateway drains.
 pub async fn run(socket: Arc<UdpSocket>, shared: Arc<Shared>) {
-    let mut peers: HashMap<SocketAddr, (u64, mpsc::Sender<Bytes>)> = HashMap::new();
     let (gone_tx, mut gone_rx) = mpsc::unbounded_channel::<(SocketAddr, u64)>();
-    let mut next_id = 0u64;
+    let mut l = Loop {
+        socket: socket.clone(),
+        shared: shared.clone(),
+        peers: HashMap::new(),
+        gone_tx,
+        next_id: 0,
+        last_warning: None,
+    };
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
         let (n, peer) = tokio::select! {
             _ = shared.shutdown.cancelled() => break,
             Some((peer, id)) = gone_rx.recv() => {
-                if peers.get(&peer).is_some_and(|(i, _)| *i == id) {
-                    peers.remove(&peer);
-                }
+                l.forget(peer, id);
                 continue;
             }
             r = socket.recv_from(&mut buf) => match r {
@@ -59,77 +91,103 @@ pub async fn run(socket: Arc<UdpSocket>, shared: Arc<Shared>) {
                 }
             },
         };
-        let mut datagram = Bytes::copy_from_slice(&buf[..n]);
-        if let Some((_, tx)) = peers.get(&peer) {
+        let mut datagram = BytesMut::from(&buf[..n]);
+        if let Some((_, tx)) = l.peers.get(&peer) {
             match tx.try_send(datagram) {
                 Ok(()) => continue,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     metrics::counter!(m::UDP_DROPPED, "reason" => "peer_queue_full").increment(1);
                     continue;
                 }
-                // The peer's task just ended on idle: start a new one below.
+                // The peer's task just ended (idle, or unidentified): start a new one below.
                 Err(mpsc::error::TrySendError::Closed(d)) => {
-                    peers.remove(&peer);
+                    l.peers.remove(&peer);
                     datagram = d;
                 }
             }
         }
-        start_peer(
-            &socket,
-            &shared,
-            &mut peers,
-            &gone_tx,
-            &mut next_id,
-            peer,
-            datagram,
-        );
+        l.start_peer(peer, datagram);
     }
 }
 
-fn start_peer(
-    socket: &Arc<UdpSocket>,
-    shared: &Arc<Shared>,
-    peers: &mut HashMap<SocketAddr, (u64, mpsc::Sender<Bytes>)>,
-    gone_tx: &mpsc::UnboundedSender<(SocketAddr, u64)>,
-    next_id: &mut u64,
-    peer: SocketAddr,
-    datagram: Bytes,
-) {
-    let module = match detect(&datagram, Transport::Udp) {
-        Detection::Found(m) => m,
-        _ => {
-            metrics::counter!(m::DETECTIONS, "transport" => "udp", "outcome" => "unknown")
-                .increment(1);
-            debug!(%peer, len = datagram.len(), "UDP datagram of no known protocol; dropped");
-            return;
+impl Loop {
+    fn forget(&mut self, peer: SocketAddr, id: u64) {
+        if self.peers.get(&peer).is_some_and(|(i, _)| *i == id) {
+            self.peers.remove(&peer);
         }
-    };
-    if peers.len() >= MAX_PEERS {
-        metrics::counter!(m::UDP_DROPPED, "reason" => "too_many_peers").increment(1);
-        warn!(%peer, "too many UDP peers; datagram dropped");
-        return;
+        // After a flood the map would keep its high-water capacity for good; shrinking when
+        // three quarters are unused keeps the cost amortised O(1) per peer.
+        if self.peers.capacity() > 1024 && self.peers.len() < self.peers.capacity() / 4 {
+            self.peers.shrink_to_fit();
+        }
     }
-    metrics::counter!(m::DETECTIONS, "transport" => "udp", "outcome" => module.name()).increment(1);
-    metrics::counter!(m::CONNECTIONS_ACCEPTED, "transport" => "udp").increment(1);
-    let (tx, rx) = mpsc::channel(PEER_QUEUE);
-    let _ = tx.try_send(datagram);
-    *next_id += 1;
-    let id = *next_id;
-    peers.insert(peer, (id, tx));
-    let gone = gone_tx.clone();
-    let socket = socket.clone();
-    let shared = shared.clone();
-    tokio::spawn(async move {
-        peer_task(socket, peer, module, rx, shared).await;
-        let _ = gone.send((peer, id));
-    });
+
+    fn start_peer(&mut self, peer: SocketAddr, datagram: BytesMut) {
+        let module = match detect(&datagram, Transport::Udp) {
+            Detection::Found(m) => m,
+            _ => {
+                metrics::counter!(m::DETECTIONS, "transport" => "udp", "outcome" => "unknown")
+                    .increment(1);
+                debug!(%peer, len = datagram.len(), "UDP datagram of no known protocol; dropped");
+                return;
+            }
+        };
+        let limiter = &self.shared.udp_limiter;
+        let permit = match limiter.admit(Some(peer.ip()), Instant::now()) {
+            Ok(p) => p,
+            Err(r) => {
+                let reason = match r {
+                    Rejection::MaxConnectionsPerIp => "max_udp_peers_per_ip",
+                    _ => "max_udp_peers",
+                };
+                metrics::counter!(m::UDP_DROPPED, "reason" => reason).increment(1);
+                let now = Instant::now();
+                if self
+                    .last_warning
+                    .is_none_or(|t| now.duration_since(t) >= WARN_EVERY)
+                {
+                    self.last_warning = Some(now);
+                    warn!(%peer, reason, peers = limiter.open(), "UDP peer refused by the peer limits; datagrams dropped (logged once a minute; see avlgate_udp_datagrams_dropped_total)");
+                }
+                return;
+            }
+        };
+        metrics::gauge!(m::UDP_PEERS).set(limiter.open() as f64);
+        metrics::counter!(m::DETECTIONS, "transport" => "udp", "outcome" => module.name())
+            .increment(1);
+        metrics::counter!(m::CONNECTIONS_ACCEPTED, "transport" => "udp").increment(1);
+        let (tx, rx) = mpsc::channel(PEER_QUEUE);
+        let _ = tx.try_send(datagram);
+        self.next_id += 1;
+        let id = self.next_id;
+        self.peers.insert(peer, (id, tx));
+        let gone = self.gone_tx.clone();
+        let socket = self.socket.clone();
+        let shared = self.shared.clone();
+        tokio::spawn(async move {
+            peer_task(socket, peer, module, rx, shared.clone()).await;
+            drop(permit);
+            metrics::gauge!(m::UDP_PEERS).set(shared.udp_limiter.open() as f64);
+            let _ = gone.send((peer, id));
+        });
+    }
+}
+
+/// The limiter of UDP peers for these limits (no rate: a peer costs nothing until admitted,
+/// and an unidentified one ends with its last datagram).
+pub fn limiter(max_peers: usize, max_peers_per_ip: u32) -> ConnLimiter {
+    ConnLimiter::new(crate::net::limits::ConnLimits {
+        max_connections: max_peers,
+        max_connections_per_ip: max_peers_per_ip,
+        max_connect_rate_per_ip: 0,
+    })
 }
 
 async fn peer_task(
     socket: Arc<UdpSocket>,
     peer: SocketAddr,
     module: &'static dyn ProtocolModule,
-    mut rx: mpsc::Receiver<Bytes>,
+    mut rx: mpsc::Receiver<BytesMut>,
     shared: Arc<Shared>,
 ) {
     let span = info_span!("udp_peer", %peer, transport = "udp", protocol = module.name(), imei = field::Empty);
@@ -139,24 +197,37 @@ async fn peer_task(
         metrics::gauge!(m::CONNECTIONS_OPEN, "protocol" => module.name(), "transport" => "udp");
     open.increment(1.0);
     let end = async {
-        let mut buf = BytesMut::with_capacity(MAX_DATAGRAM);
+        let mut retiring = false;
         loop {
-            let next = tokio::select! {
-                _ = shared.shutdown.cancelled() => return End::Shutdown,
-                r = tokio::time::timeout(shared.timeouts.udp_idle, rx.recv()) => r,
+            let next = if core.identified() && !retiring {
+                tokio::select! {
+                    _ = shared.shutdown.cancelled() => return End::Shutdown,
+                    r = tokio::time::timeout(shared.timeouts.udp_idle, rx.recv()) => match r {
+                        Err(_) => return End::Idle,
+                        Ok(None) => return End::Shutdown,
+                        Ok(Some(d)) => d,
+                    },
+                }
+            } else {
+                match rx.try_recv() {
+                    Ok(d) => d,
+                    Err(mpsc::error::TryRecvError::Disconnected) => return End::Unidentified,
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        // Nothing identified this peer: retire it. Closing first makes the
+                        // receive loop start a fresh peer for the next datagram; what was
+                        // queued in between is still handled below (then Disconnected).
+                        rx.close();
+                        retiring = true;
+                        continue;
+                    }
+                }
             };
-            let datagram = match next {
-                Err(_) => return End::Idle,
-                Ok(None) => return End::Shutdown,
-                Ok(Some(d)) => d,
-            };
-            buf.clear();
-            buf.extend_from_slice(&datagram);
+            let mut datagram = next;
             // A datagram stands alone: an error ends only this datagram, not the peer.
-            if let Err(end) = core.process(&mut buf, &mut out).await {
+            if let Err(end) = core.process(&mut datagram, &mut out).await {
                 debug!(reason = end.label(), "datagram not processed to the end");
             }
-            if !buf.is_empty() {
+            if !datagram.is_empty() {
                 metrics::counter!(m::UDP_DROPPED, "reason" => "trailing_bytes").increment(1);
             }
         }

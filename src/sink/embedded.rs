@@ -1,14 +1,50 @@
 //! `--sink embedded` (the default): an MQTT broker (rumqttd) runs inside the gateway, and the
 //! gateway publishes to it over loopback with the ordinary MQTT sink, so `avlgate serve` with
-//! no configuration does the whole job on a fresh machine. Anyone can subscribe to it.
+//! no configuration does the whole job on a fresh machine.
+//!
+//! Whoever can connect to this broker can read every event and command every device. Without
+//! credentials it therefore listens on loopback only ([`check_listen`]); with them, every
+//! client (the gateway's own sink and command bus too) must log in with the one user name and
+//! password. rumqttd has no per-topic ACLs and no TLS here: a fleet that needs either uses an
+//! external broker (`--sink mqtt`). See docs/security.md.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
 
-/// Starts the broker on its own threads. Fails at once when the address cannot be bound.
+use crate::config::MqttCredentials;
+
+/// Refuses to expose an anonymous broker: an address other than loopback (the unspecified
+/// `0.0.0.0` / `::` included) needs credentials.
+pub fn check_listen(listen: SocketAddr, has_credentials: bool) -> anyhow::Result<()> {
+    if has_credentials || listen.ip().is_loopback() {
+        return Ok(());
+    }
+    anyhow::bail!(
+        "the embedded MQTT broker would listen on {listen}, which is not loopback, without \
+         credentials: anyone reaching it could read every event and command every device. Set \
+         --embedded-mqtt-password-file FILE (or AVLGATE_EMBEDDED_MQTT_PASSWORD), or listen on \
+         127.0.0.1"
+    )
+}
+
+/// Starts an anonymous broker on a loopback address (tests, trials).
 pub fn start(listen: SocketAddr, max_payload_bytes: usize) -> anyhow::Result<()> {
+    start_with(listen, max_payload_bytes, None)
+}
+
+/// Starts the broker on its own threads. Fails at once when the address cannot be bound, or
+/// when it is not loopback and `auth` is `None`.
+pub fn start_with(
+    listen: SocketAddr,
+    max_payload_bytes: usize,
+    auth: Option<&MqttCredentials>,
+) -> anyhow::Result<()> {
+    check_listen(listen, auth.is_some())?;
+    if !listen.ip().is_loopback() {
+        tracing::warn!(%listen, "the embedded MQTT broker listens off loopback: its password and traffic travel in clear text; keep it on a trusted network");
+    }
     // Fail early and clearly when the port is taken: rumqttd would only log it on its thread.
     std::net::TcpListener::bind(listen)
         .map_err(|e| anyhow::anyhow!("embedded MQTT broker cannot listen on {listen}: {e}"))?;
@@ -24,7 +60,9 @@ pub fn start(listen: SocketAddr, max_payload_bytes: usize) -> anyhow::Result<()>
                 connection_timeout_ms: 60_000,
                 max_payload_size: max_payload_bytes,
                 max_inflight_count: 65_535,
-                auth: None,
+                auth: auth.map(|c| {
+                    HashMap::from([(c.username.clone(), c.password.expose().to_string())])
+                }),
                 external_auth: None,
                 dynamic_filters: true,
             },

@@ -169,7 +169,27 @@ impl Subscriber {
         client_id: &str,
         clean: bool,
     ) -> Subscriber {
-        let mut o = MqttOptions::new(client_id, broker.ip().to_string(), broker.port());
+        let o = MqttOptions::new(client_id, broker.ip().to_string(), broker.port());
+        Self::connect_options(o, filter, clean).await
+    }
+
+    /// Logs in with a user name and password.
+    pub async fn connect_as(
+        broker: SocketAddr,
+        filter: &str,
+        username: &str,
+        password: &str,
+    ) -> Subscriber {
+        let mut o = MqttOptions::new(
+            format!("test-sub-{}", rand_id()),
+            broker.ip().to_string(),
+            broker.port(),
+        );
+        o.set_credentials(username, password);
+        Self::connect_options(o, filter, true).await
+    }
+
+    async fn connect_options(mut o: MqttOptions, filter: &str, clean: bool) -> Subscriber {
         o.set_clean_session(clean);
         o.set_keep_alive(Duration::from_secs(30));
         o.set_max_packet_size(32 * 1024 * 1024, 32 * 1024 * 1024);

@@ -50,6 +50,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- default (printf "%s-kafka-sasl" (include "avlgate.fullname" .)) .Values.kafka.sasl.existingSecret }}
 {{- end }}
 
+{{/* The Secret holding the embedded broker's password. */}}
+{{- define "avlgate.embeddedMqttSecret" -}}
+{{- default (printf "%s-embedded-mqtt" (include "avlgate.fullname" .)) .Values.embeddedMqtt.auth.existingSecret }}
+{{- end }}
+
 {{/* The ConfigMap holding the IMEI allow-list. */}}
 {{- define "avlgate.allowlistConfigMap" -}}
 {{- default (printf "%s-imei-allowlist" (include "avlgate.fullname" .)) .Values.imeiAllowlist.existingConfigMap }}
@@ -106,6 +111,16 @@ Kubernetes expands from the variables defined before it.
 {{- end }}
 {{- if and .Values.imeiAllowlist.enabled (not .Values.imeiAllowlist.existingConfigMap) (not .Values.imeiAllowlist.imeis) }}
 {{- fail "imeiAllowlist.enabled needs imeiAllowlist.existingConfigMap or imeiAllowlist.imeis" }}
+{{- end }}
+{{- if eq .Values.sink "embedded" }}
+{{- $host := regexReplaceAll ":[0-9]+$" .Values.embeddedMqtt.listen "" | trimPrefix "[" | trimSuffix "]" }}
+{{- $loopback := or (hasPrefix "127." $host) (eq $host "::1") }}
+{{- if and (not $loopback) (not .Values.embeddedMqtt.auth.enabled) }}
+{{- fail (printf "embeddedMqtt.listen %s is not loopback: it needs embeddedMqtt.auth.enabled (the gateway refuses an anonymous broker off loopback)" .Values.embeddedMqtt.listen) }}
+{{- end }}
+{{- if and .Values.embeddedMqtt.auth.enabled (not .Values.embeddedMqtt.auth.existingSecret) (not .Values.embeddedMqtt.auth.password) }}
+{{- fail "embeddedMqtt.auth.enabled needs embeddedMqtt.auth.existingSecret or embeddedMqtt.auth.password" }}
+{{- end }}
 {{- end }}
 {{- if not (or .Values.service.tcp .Values.service.udp) }}
 {{- fail "service.tcp and service.udp are both false: devices could not connect" }}

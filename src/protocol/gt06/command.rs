@@ -31,6 +31,7 @@ pub fn encode_online(text: &str, server_flag: u32, serial: u16) -> Result<Bytes,
             "GT06 commands are 1..={MAX_COMMAND_LEN} ASCII characters"
         )));
     }
+    crate::protocol::check_command_text(text)?;
     let len = u8::try_from(4 + text.len())
         .map_err(|_| CommandError::Invalid("command too long".into()))?;
     let mut content = Vec::with_capacity(7 + text.len());

@@ -68,7 +68,7 @@
 
 use std::borrow::Cow;
 
-use crate::proto::{raw_value, Alarm, Protocol, RawValue, TelemetryEvent};
+use crate::proto::{raw_value, Alarm, Protocol, TelemetryEvent};
 use crate::vocab::{Converted, Field, Format, Key, Profile, Rule, Target};
 
 /// Every raw name the GT06 decoders write (see the module doc for the scheme).
@@ -463,7 +463,7 @@ pub fn apply(e: &mut TelemetryEvent, profile: &Profile) {
 mod tests {
     use super::*;
     use crate::event::raw;
-    use crate::proto::{EventKind, Position};
+    use crate::proto::{EventKind, Position, RawValue};
 
     fn event(values: Vec<RawValue>) -> TelemetryEvent {
         TelemetryEvent {

@@ -157,15 +157,16 @@ impl Session {
         }
         let result = match frame::parse_udp(buf) {
             Ok(d) => {
-                let login = if self.imei.as_deref() != Some(d.imei) {
-                    self.imei = Some(d.imei.to_string());
-                    Some(d.imei.to_string())
-                } else {
-                    None
-                };
-                let profile = self.profile.get(Some(d.imei));
+                // The datagram's IMEI counts only once its data decoded: a broken datagram
+                // must not leave it as this peer's device without a login being reported.
+                let new = self.imei.as_deref() != Some(d.imei);
+                let imei = d.imei;
+                let profile = self.profile.get(Some(imei));
                 decode_data(d.data, Some((d.packet_id, d.avl_packet_id)), profile).map(|mut f| {
-                    f.login = login;
+                    if new {
+                        self.imei = Some(imei.to_string());
+                        f.login = Some(imei.to_string());
+                    }
                     f
                 })
             }

@@ -810,11 +810,10 @@ impl ProtocolSession for Session {
             CommandRequest::Payload(p) => std::str::from_utf8(p)
                 .map_err(|_| CommandError::Invalid("a Wialon message is text".into()))?,
         };
-        if text.is_empty() || text.contains(['\r', '\n']) {
-            return Err(CommandError::Invalid(
-                "message text must be one non-empty line".into(),
-            ));
+        if text.is_empty() {
+            return Err(CommandError::Invalid("message text is empty".into()));
         }
+        crate::protocol::check_command_text(text)?;
         if text.len() > self.max_packet.saturating_sub(16) {
             return Err(CommandError::Invalid(
                 "message longer than the packet cap".into(),

@@ -81,8 +81,8 @@ pub enum Version {
     V2,
 }
 
-/// Longest IMEI / serial number we accept as a device id.
-pub const MAX_ID_LEN: usize = 64;
+/// Longest IMEI / serial number we accept as a device id (the gateway-wide rule).
+pub const MAX_ID_LEN: usize = crate::device_id::MAX_LEN;
 
 /// One text packet split into its parts. `text` is `#TYPE#body` (no UDP prefix, no `\r\n`).
 #[derive(Debug, Clone, Copy)]
@@ -187,13 +187,10 @@ pub fn is_version(v: &[u8]) -> bool {
         && major != b"1"
 }
 
-/// A device id: printable ASCII without separators, bounded.
+/// A device id: the gateway-wide rule of [`crate::device_id`] (which also keeps out this
+/// protocol's separators `#`, `;`, `|` and `,`).
 pub fn valid_id(id: &[u8]) -> bool {
-    !id.is_empty()
-        && id.len() <= MAX_ID_LEN
-        && id
-            .iter()
-            .all(|&b| b.is_ascii_graphic() && !matches!(b, b'#' | b';' | b'|' | b','))
+    crate::device_id::is_valid_bytes(id)
 }
 
 /// `#TYPE#code\r\n`.
