@@ -61,13 +61,19 @@ async fn serve_to_stdout_then_sigterm_exits_zero() {
     .await
     .unwrap();
     let v: serde_json::Value = serde_json::from_str(&lines.0[1]).expect("canonical JSON line");
-    assert_eq!(v["kind"], "EVENT_KIND_POSITION");
+    // Teltonika's documented Codec 8 sample has no fix yet (zero coordinates): a STATUS record.
+    assert_eq!(v["kind"], "EVENT_KIND_STATUS");
     assert_eq!(v["imei"], IMEI);
     assert_eq!(v["protocol"], "PROTOCOL_TELTONIKA");
+    let io66 = v["raw"]
+        .as_array()
+        .and_then(|r| r.iter().find(|x| x["id"] == 66))
+        .expect("IO 66 in raw");
     assert_eq!(
-        v["attributes"]["io66"]["uintValue"], "24079",
+        io66["uintValue"], "24079",
         "64-bit integers are strings in canonical JSON"
     );
+    assert_eq!(v["telemetry"]["externalPowerVolts"], 24.079);
     assert_eq!(
         v["deviceTime"]
             .as_str()
@@ -97,7 +103,7 @@ fn decode_prints_events_and_replies_and_fails_on_bad_frames() {
     assert_eq!(lines.len(), 4, "{text}");
     assert!(lines[0].contains("EVENT_KIND_SESSION_OPENED"));
     assert_eq!(lines[1], "reply: 01");
-    assert!(lines[2].contains("EVENT_KIND_POSITION"));
+    assert!(lines[2].contains("EVENT_KIND_STATUS"));
     assert_eq!(lines[3], "reply: 00000001");
 
     let mut bad = samples::CODEC8.to_string();

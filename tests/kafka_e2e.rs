@@ -51,9 +51,9 @@ async fn records_are_keyed_by_imei_with_headers_and_acked_after_delivery() {
         kinds,
         vec![
             EventKind::SessionOpened as i32,
-            EventKind::Position as i32,
-            EventKind::Position as i32,
-            EventKind::Position as i32
+            EventKind::Status as i32,
+            EventKind::Status as i32,
+            EventKind::Status as i32
         ],
         "one device's records stay in order in one partition"
     );
@@ -144,7 +144,7 @@ async fn retriable_produce_errors_are_retried_and_fatal_ones_are_not_acked() {
         kinds,
         vec![
             EventKind::SessionOpened as i32,
-            EventKind::Position as i32,
+            EventKind::Status as i32,
             EventKind::SessionClosed as i32
         ],
         "the retried record once, the rejected one not at all"

@@ -122,7 +122,7 @@ async fn login_timeout_closes_silent_and_unidentified_connections() {
     let events = memory_events(&sink);
     assert!(events
         .iter()
-        .any(|e| e.kind == avlgate::proto::EventKind::Position as i32));
+        .any(|e| e.kind == avlgate::proto::EventKind::Status as i32));
     assert!(events.iter().all(|e| e.imei.starts_with("35630704244")));
     gw.stop().await;
 }
@@ -153,7 +153,7 @@ async fn an_oversized_length_field_closes_before_anything_is_buffered() {
     assert!(d.closed_within(5).await);
     assert!(memory_events(&sink)
         .iter()
-        .all(|e| e.kind != avlgate::proto::EventKind::Position as i32));
+        .all(|e| e.kind != avlgate::proto::EventKind::Status as i32));
     gw.stop().await;
 }
 

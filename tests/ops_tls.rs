@@ -74,7 +74,7 @@ async fn teltonika_over_tls_and_plain_devices_on_the_same_port() {
     let events = memory_events(&sink);
     assert!(events
         .iter()
-        .any(|e| e.kind == EventKind::Position as i32 && e.imei == IMEI));
+        .any(|e| e.kind == EventKind::Status as i32 && e.imei == IMEI));
 
     // A plain Wialon device on the same port.
     let mut plain = Device::connect(gw.addr).await;

@@ -422,18 +422,26 @@ async fn command_round_trip_answers(
     (seen.responses.clone(), seen.answers.clone())
 }
 
-fn attr(e: &TelemetryEvent, key: &str) -> String {
-    format!("{:?}", e.attributes.get(key))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn teltonika_codec12_commands_are_answered() {
-    let r = command_round_trip(Protocol::Teltonika, DeviceProtocol::Teltonika8e, "getver").await;
+    let (r, answers) =
+        command_round_trip_answers(Protocol::Teltonika, DeviceProtocol::Teltonika8e, "getver")
+            .await;
     assert_eq!(r.len(), 2);
-    for e in r {
-        assert!(attr(&e, "codec").contains("UintValue(12)"), "{e:?}");
-        assert!(attr(&e, "response").contains("Ver:"), "{e:?}");
+    for e in &r {
+        assert!(
+            e.raw
+                .iter()
+                .any(|v| v.name == "codec" && format!("{:?}", v.value).contains("UintValue(12)")),
+            "{e:?}"
+        );
+        assert!(
+            e.text.as_deref().is_some_and(|t| t.starts_with("Ver:")),
+            "{e:?}"
+        );
     }
+    assert_eq!(answers.len(), 2);
+    assert!(answers.iter().all(|a| a.tag.is_none()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -42,7 +42,7 @@ async fn tcp_device_records_arrive_on_the_embedded_broker_and_are_acked() {
         positions.push(e);
     }
     for e in &positions {
-        assert_eq!(e.kind, EventKind::Position as i32);
+        assert_eq!(e.kind, EventKind::Status as i32);
         assert_eq!(e.imei, IMEI);
         assert_eq!(e.transport, Transport::Tcp as i32);
         assert_eq!(e.gateway, "test-gw");
@@ -54,7 +54,7 @@ async fn tcp_device_records_arrive_on_the_embedded_broker_and_are_acked() {
         positions[0].device_time.as_ref().unwrap().seconds,
         1_560_166_592
     );
-    assert!(positions[1].attributes.contains_key("generation_type"));
+    assert!(positions[1].raw.iter().any(|r| r.name == "generation_type"));
 
     // The same frame resent gets the same event ids (consumers drop duplicates by id).
     dev.send(&h(samples::CODEC8E)).await;
@@ -93,7 +93,7 @@ async fn no_ack_until_the_broker_confirmed_then_ack_when_it_is_back() {
     assert_eq!(dev.read_exact(4, 10).await, Some(vec![0, 0, 0, 1]));
     assert_eq!(
         sub.next_event(10).await.unwrap().1.kind,
-        EventKind::Position as i32
+        EventKind::Status as i32
     );
     gw.stop().await;
 }
@@ -117,7 +117,7 @@ async fn bad_crc_gets_no_ack_and_publishes_nothing() {
     assert_eq!(dev.read_exact(4, 10).await, Some(vec![0, 0, 0, 1]));
     assert_eq!(
         sub.next_event(10).await.unwrap().1.kind,
-        EventKind::Position as i32
+        EventKind::Status as i32
     );
     gw.stop().await;
 }
@@ -143,7 +143,7 @@ async fn udp_datagram_is_acked_with_its_ids_and_published() {
     for _ in 0..2 {
         let (_, e) = sub.next_event(10).await.unwrap();
         assert_eq!(e.transport, Transport::Udp as i32);
-        assert_eq!(e.kind, EventKind::Position as i32);
+        assert_eq!(e.kind, EventKind::Status as i32);
         assert_eq!(e.imei, IMEI);
     }
     // A truncated datagram is not acknowledged.
@@ -209,7 +209,7 @@ async fn mosquitto_receives_the_records_with_qos1() {
     .into();
     assert_eq!(
         kinds,
-        vec![EventKind::SessionOpened as i32, EventKind::Position as i32]
+        vec![EventKind::SessionOpened as i32, EventKind::Status as i32]
     );
     gw.stop().await;
 }
@@ -240,7 +240,7 @@ async fn mqtt_outage_mid_stream_loses_no_acknowledged_record() {
     }
     let positions = got
         .iter()
-        .filter(|k| **k == EventKind::Position as i32)
+        .filter(|k| **k == EventKind::Status as i32)
         .count();
     assert!(
         positions >= 2,

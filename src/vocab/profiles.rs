@@ -536,7 +536,10 @@ impl RuleDoc {
         rule.zero_is_absent = self.zero_is_absent;
         rule.event_only = self.event_only;
         if let Some([min, max]) = self.valid {
-            if !(min <= max) {
+            if min
+                .partial_cmp(&max)
+                .is_none_or(|o| o == std::cmp::Ordering::Greater)
+            {
                 return Err("`valid` is [min, max] with min <= max".into());
             }
             rule.valid = Some((min, max));

@@ -461,9 +461,8 @@ impl<'p> Mapper<'p> {
 
     fn apply(&mut self, rule: &Rule, v: Value<'_>) {
         if let Some(bit) = rule.when_bit {
-            if !v
-                .bits()
-                .is_some_and(|b| b.checked_shr(bit.into()).unwrap_or(0) & 1 == 1)
+            if v.bits()
+                .is_none_or(|b| b.checked_shr(bit.into()).unwrap_or(0) & 1 == 0)
             {
                 return;
             }
