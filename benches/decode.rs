@@ -28,7 +28,7 @@ use avlgate::protocol::teltonika::avl::{self, Codec, IoValue, Record};
 use avlgate::protocol::teltonika::frame as tframe;
 use avlgate::protocol::wialon::packet as wpacket;
 use avlgate::protocol::wialon::{self, crc as wcrc};
-use avlgate::protocol::{Limits, ProtocolModule, ProtocolSession};
+use avlgate::protocol::{ProtocolConfig, ProtocolModule, ProtocolSession};
 use avlgate::sink::Format;
 use bytes::BytesMut;
 use criterion::{Criterion, Throughput};
@@ -292,7 +292,7 @@ fn logged_in(
     login: &[u8],
     now: SystemTime,
 ) -> Box<dyn ProtocolSession> {
-    let mut s = module.new_session(Transport::Tcp, &Limits::default());
+    let mut s = module.new_session(Transport::Tcp, &ProtocolConfig::default());
     let mut buf = BytesMut::from(login);
     let f = s
         .decode(&mut buf, now)

@@ -14,7 +14,7 @@ use anyhow::Context;
 use serde::Deserialize;
 
 use crate::net::limits::ConnLimits;
-use crate::protocol::Limits;
+use crate::protocol::ProtocolConfig;
 use crate::session::registry::{Takeover, TakeoverPolicy};
 use crate::session::Timeouts;
 use crate::sink::{Format, InFlightLimits};
@@ -85,6 +85,19 @@ pub struct Settings {
     #[arg(skip)]
     pub kafka_options: Option<BTreeMap<String, String>>,
 
+    /// A protocol's setting, PROTOCOL.KEY=VALUE (repeatable; comma-separated in the
+    /// environment), e.g. teltonika.max_frame_bytes=32768. `avlgate protocols` lists every
+    /// protocol's settings. The environment also takes one variable per setting,
+    /// AVLGATE_PROTOCOLS__<PROTOCOL>__<KEY>; the file a `[protocols.<protocol>]` table.
+    #[arg(long = "protocol-setting", env = "AVLGATE_PROTOCOL_SETTING", value_delimiter = ',', value_parser = parse_protocol_setting)]
+    #[serde(skip)]
+    pub protocol_setting: Option<Vec<(String, String, String)>>,
+
+    /// Protocol settings from the configuration file (`[protocols.<name>]` tables) and from
+    /// `AVLGATE_PROTOCOLS__<NAME>__<KEY>` variables, in that order (later wins).
+    #[arg(skip)]
+    pub protocols: Option<BTreeMap<String, BTreeMap<String, toml::Value>>>,
+
     /// Kafka topic for events. Default `avlgate.events`.
     #[arg(long, env = "AVLGATE_KAFKA_EVENTS_TOPIC")]
     pub kafka_events_topic: Option<String>,
@@ -92,11 +105,6 @@ pub struct Settings {
     /// Kafka topic for command results. Default `avlgate.command-results`.
     #[arg(long, env = "AVLGATE_KAFKA_COMMAND_RESULTS_TOPIC")]
     pub kafka_command_results_topic: Option<String>,
-
-    /// Codec for Teltonika commands: 12 (default) or 14 (addressed to the IMEI; the device
-    /// answers with a nACK if it is not the addressee).
-    #[arg(long, env = "AVLGATE_TELTONIKA_COMMAND_CODEC", value_parser = clap::value_parser!(u8).range(12..=14))]
-    pub teltonika_command_codec: Option<u8>,
 
     /// Kafka topic commands are read from (and claims written to). Default `avlgate.commands`.
     #[arg(long, env = "AVLGATE_KAFKA_COMMANDS_TOPIC")]
@@ -167,18 +175,6 @@ pub struct Settings {
     /// Seconds without data after which a TCP device is disconnected. Default 900.
     #[arg(long, env = "AVLGATE_IDLE_TIMEOUT_SECS")]
     pub idle_timeout_secs: Option<u64>,
-
-    /// Idle timeout for Teltonika devices (default: --idle-timeout-secs).
-    #[arg(long, env = "AVLGATE_TELTONIKA_IDLE_TIMEOUT_SECS")]
-    pub teltonika_idle_timeout_secs: Option<u64>,
-
-    /// Idle timeout for Wialon IPS devices (default: --idle-timeout-secs).
-    #[arg(long, env = "AVLGATE_WIALON_IDLE_TIMEOUT_SECS")]
-    pub wialon_idle_timeout_secs: Option<u64>,
-
-    /// Idle timeout for GT06 devices (default: --idle-timeout-secs).
-    #[arg(long, env = "AVLGATE_GT06_IDLE_TIMEOUT_SECS")]
-    pub gt06_idle_timeout_secs: Option<u64>,
 
     /// Open TCP device connections per pod, at most; beyond it new ones are closed at once.
     /// 0: no limit. Default 200000.
@@ -260,22 +256,6 @@ pub struct Settings {
     /// Seconds the drain may take on SIGTERM before the process exits anyway. Default 25.
     #[arg(long, env = "AVLGATE_DRAIN_TIMEOUT_SECS")]
     pub drain_timeout_secs: Option<u64>,
-
-    /// Largest Teltonika frame accepted, bytes. Default 16384.
-    #[arg(long, env = "AVLGATE_TELTONIKA_MAX_FRAME_BYTES")]
-    pub teltonika_max_frame_bytes: Option<usize>,
-
-    /// Largest Wialon IPS packet accepted, bytes. Default 65536.
-    #[arg(long, env = "AVLGATE_WIALON_MAX_PACKET_BYTES")]
-    pub wialon_max_packet_bytes: Option<usize>,
-
-    /// Largest file (photo, tachograph file) a Wialon device may upload, bytes. Default 8 MiB.
-    #[arg(long, env = "AVLGATE_WIALON_MAX_FILE_BYTES")]
-    pub wialon_max_file_bytes: Option<usize>,
-
-    /// Largest GT06 frame accepted, bytes. Default 4096.
-    #[arg(long, env = "AVLGATE_GT06_MAX_FRAME_BYTES")]
-    pub gt06_max_frame_bytes: Option<usize>,
 }
 
 macro_rules! merge_fields {
@@ -305,7 +285,6 @@ impl Settings {
             command_ttl_secs,
             command_max_ttl_secs,
             command_reply_timeout_secs,
-            teltonika_command_codec,
             embedded_mqtt_listen,
             embedded_mqtt_username,
             embedded_mqtt_password,
@@ -316,9 +295,6 @@ impl Settings {
             login_timeout_secs,
             detect_timeout_secs,
             idle_timeout_secs,
-            teltonika_idle_timeout_secs,
-            wialon_idle_timeout_secs,
-            gt06_idle_timeout_secs,
             max_connections,
             max_connections_per_ip,
             max_connect_rate_per_ip,
@@ -336,16 +312,14 @@ impl Settings {
             max_in_flight_bytes,
             delivery_timeout_secs,
             drain_timeout_secs,
-            teltonika_max_frame_bytes,
-            wialon_max_packet_bytes,
-            wialon_max_file_bytes,
-            gt06_max_frame_bytes
+            protocol_setting,
+            protocols
         )
     }
 
     /// Reads the TOML file, if one was named, and layers the flags/environment over it.
     pub fn load(self) -> anyhow::Result<Config> {
-        let file = match &self.config {
+        let mut file = match &self.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("reading {}", path.display()))?;
@@ -354,12 +328,23 @@ impl Settings {
             }
             None => Settings::default(),
         };
+        // AVLGATE_PROTOCOLS__<NAME>__<KEY> over the file's `[protocols.<name>]` tables; flags
+        // (`--protocol-setting`) go over both in `resolve`.
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        let table = file.protocols.get_or_insert_with(BTreeMap::new);
+        for (protocol, key, value) in
+            protocol_env(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        {
+            table
+                .entry(protocol)
+                .or_default()
+                .insert(key, toml::Value::String(value));
+        }
         self.over(file).resolve()
     }
 
     /// Applies the defaults and checks the combination.
     pub fn resolve(self) -> anyhow::Result<Config> {
-        let d = Limits::default();
         let sink = self.sink.unwrap_or(SinkKind::Embedded);
         if sink == SinkKind::Mqtt && self.mqtt_url.is_none() {
             anyhow::bail!("--sink mqtt needs --mqtt-url mqtt://host:port");
@@ -376,7 +361,6 @@ impl Settings {
             .unwrap_or_else(|| vec!["0.0.0.0:5027".parse().expect("valid literal")]);
         let secs = |v: Option<u64>, default: u64| Duration::from_secs(v.unwrap_or(default).max(1));
         let idle = secs(self.idle_timeout_secs, 900);
-        let idle_of = |v: Option<u64>| v.map(|s| Duration::from_secs(s.max(1))).unwrap_or(idle);
         let tls = match (self.tls_cert, self.tls_key) {
             (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
             (None, None) => None,
@@ -440,9 +424,6 @@ impl Settings {
             timeouts: Timeouts {
                 login: secs(self.login_timeout_secs.or(self.detect_timeout_secs), 30),
                 idle,
-                teltonika_idle: idle_of(self.teltonika_idle_timeout_secs),
-                wialon_idle: idle_of(self.wialon_idle_timeout_secs),
-                gt06_idle: idle_of(self.gt06_idle_timeout_secs),
                 udp_idle: secs(self.udp_idle_timeout_secs, 300),
             },
             conn_limits: ConnLimits {
@@ -482,31 +463,80 @@ impl Settings {
                 delivery_timeout: secs(self.delivery_timeout_secs, 30),
             },
             drain_timeout: secs(self.drain_timeout_secs, 25),
-            limits: Limits {
-                teltonika_max_frame_bytes: self
-                    .teltonika_max_frame_bytes
-                    .unwrap_or(d.teltonika_max_frame_bytes),
-                wialon_max_packet_bytes: self
-                    .wialon_max_packet_bytes
-                    .unwrap_or(d.wialon_max_packet_bytes),
-                wialon_max_file_bytes: self
-                    .wialon_max_file_bytes
-                    .unwrap_or(d.wialon_max_file_bytes),
-                gt06_max_frame_bytes: self.gt06_max_frame_bytes.unwrap_or(d.gt06_max_frame_bytes),
-                profiles: match &self.device_profiles {
+            protocols: protocol_config(
+                self.protocols.unwrap_or_default(),
+                self.protocol_setting.unwrap_or_default(),
+                match &self.device_profiles {
                     Some(path) => crate::vocab::Profiles::load(path)?,
                     None => crate::vocab::Profiles::builtin(),
                 },
-                teltonika_codec14_commands: match self.teltonika_command_codec.unwrap_or(12) {
-                    12 => false,
-                    14 => true,
-                    other => {
-                        anyhow::bail!("--teltonika-command-codec must be 12 or 14, not {other}")
-                    }
-                },
-            },
+            )?,
         })
     }
+}
+
+/// `PROTOCOL.KEY=VALUE`.
+pub fn parse_protocol_setting(s: &str) -> Result<(String, String, String), String> {
+    let (name, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not PROTOCOL.KEY=VALUE"))?;
+    let (protocol, key) = name
+        .split_once('.')
+        .ok_or_else(|| format!("`{s}` is not PROTOCOL.KEY=VALUE"))?;
+    Ok((
+        protocol.trim().to_string(),
+        key.trim().to_string(),
+        value.trim().to_string(),
+    ))
+}
+
+/// `AVLGATE_PROTOCOLS__<NAME>__<KEY>` variables as (protocol, key, value), lower-cased.
+pub fn protocol_env<'a>(
+    vars: impl Iterator<Item = (&'a str, &'a str)>,
+) -> Vec<(String, String, String)> {
+    const PREFIX: &str = "AVLGATE_PROTOCOLS__";
+    vars.filter_map(|(k, v)| {
+        let rest = k.strip_prefix(PREFIX)?;
+        let (protocol, key) = rest.split_once("__")?;
+        Some((
+            protocol.to_ascii_lowercase(),
+            key.to_ascii_lowercase(),
+            v.to_string(),
+        ))
+    })
+    .collect()
+}
+
+/// Every protocol's settings: the declared defaults, then the file and environment table,
+/// then the flags. An unknown protocol or key, or a bad value, stops the start.
+fn protocol_config(
+    table: BTreeMap<String, BTreeMap<String, toml::Value>>,
+    flags: Vec<(String, String, String)>,
+    profiles: std::sync::Arc<crate::vocab::Profiles>,
+) -> anyhow::Result<ProtocolConfig> {
+    let mut entries: Vec<(String, String, String)> = Vec::new();
+    for (protocol, keys) in table {
+        for (key, value) in keys {
+            let text = match value {
+                toml::Value::String(s) => s,
+                toml::Value::Integer(i) => i.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                other => anyhow::bail!(
+                    "[protocols.{protocol}] {key} = {other}: expected a number, a word or true/false"
+                ),
+            };
+            entries.push((protocol.clone(), key, text));
+        }
+    }
+    entries.extend(flags);
+    ProtocolConfig::default()
+        .with_profiles(profiles)
+        .configure(
+            entries
+                .iter()
+                .map(|(p, k, v)| (p.as_str(), k.as_str(), v.as_str())),
+        )
+        .map_err(|e| anyhow::anyhow!("protocol settings: {e}"))
 }
 
 /// The resolved configuration.
@@ -528,7 +558,8 @@ pub struct Config {
     pub timeouts: Timeouts,
     pub in_flight: InFlightLimits,
     pub drain_timeout: Duration,
-    pub limits: Limits,
+    /// Every protocol's settings and the device profiles.
+    pub protocols: ProtocolConfig,
     pub conn_limits: ConnLimits,
     pub udp_limits: UdpLimits,
     pub imei_allowlist: Option<PathBuf>,
@@ -743,6 +774,57 @@ mod tests {
     }
 
     #[test]
+    fn protocol_settings_from_file_environment_and_flags() {
+        let mut file: Settings = toml::from_str(
+            "[protocols.teltonika]\nmax_frame_bytes = 2048\ncommand_codec = \"14\"\n\
+             [protocols.gt06]\nmax_frame_bytes = 1000\n",
+        )
+        .unwrap();
+        // The environment goes over the file (as `load` layers it)...
+        for (p, k, v) in protocol_env(
+            [
+                ("AVLGATE_PROTOCOLS__GT06__MAX_FRAME_BYTES", "2000"),
+                ("AVLGATE_PROTOCOLS__WIALON__MAX_FILE_BYTES", "4096"),
+                ("AVLGATE_OTHER", "x"),
+            ]
+            .into_iter(),
+        ) {
+            file.protocols
+                .get_or_insert_with(BTreeMap::new)
+                .entry(p)
+                .or_default()
+                .insert(k, toml::Value::String(v));
+        }
+        // ...and flags over both.
+        let flags = Settings {
+            protocol_setting: Some(vec![parse_protocol_setting(
+                "teltonika.max_frame_bytes=4096",
+            )
+            .unwrap()]),
+            ..Default::default()
+        };
+        let c = flags.over(file).resolve().unwrap();
+        let t = c.protocols.settings("teltonika");
+        assert_eq!(
+            (t.max_frame_bytes(), t.choice("command_codec")),
+            (4096, "14")
+        );
+        assert_eq!(c.protocols.settings("gt06").max_frame_bytes(), 2000);
+        assert_eq!(c.protocols.settings("wialon").bytes("max_file_bytes"), 4096);
+        for bad in [
+            "[protocols.nope]\nmax_frame_bytes = 1\n",
+            "[protocols.gt06]\nwarp = 1\n",
+            "[protocols.teltonika]\ncommand_codec = \"13\"\n",
+            "[protocols.gt06]\nmax_frame_bytes = 1.5\n",
+        ] {
+            let s: Settings = toml::from_str(bad).unwrap();
+            let e = s.resolve().unwrap_err().to_string();
+            assert!(e.contains("protocol"), "{bad}: {e}");
+        }
+        assert!(parse_protocol_setting("gt06=1").is_err());
+    }
+
+    #[test]
     fn defaults() {
         let c = Settings::default().resolve().unwrap();
         assert_eq!(c.listen, vec!["0.0.0.0:5027".parse().unwrap()]);
@@ -750,7 +832,8 @@ mod tests {
         assert_eq!(c.format, Format::Protobuf);
         assert_eq!(c.embedded_mqtt_listen, "127.0.0.1:1883".parse().unwrap());
         assert_eq!(c.timeouts.login, Duration::from_secs(30));
-        assert_eq!(c.timeouts.gt06_idle, Duration::from_secs(900));
+        assert_eq!(c.timeouts.idle, Duration::from_secs(900));
+        assert_eq!(c.protocols.settings("gt06").idle_timeout(), None);
         assert_eq!(c.conn_limits, ConnLimits::default());
         assert_eq!(c.conn_limits.max_connections, 200_000);
         assert_eq!(c.conn_limits.max_connections_per_ip, 5_000);
@@ -761,8 +844,9 @@ mod tests {
     #[test]
     fn ops_settings_from_the_file_and_flags() {
         let file: Settings = toml::from_str(
-            "idle_timeout_secs = 600\nwialon_idle_timeout_secs = 120\nproxy_protocol = true\n\
-             max_connections_per_ip = 7\ndetect_timeout_secs = 12\n",
+            "idle_timeout_secs = 600\nproxy_protocol = true\n\
+             max_connections_per_ip = 7\ndetect_timeout_secs = 12\n\
+             [protocols.wialon]\nidle_timeout_secs = 120\n",
         )
         .unwrap();
         let c = file.clone().resolve().unwrap();
@@ -771,8 +855,12 @@ mod tests {
             Duration::from_secs(12),
             "old name still works"
         );
-        assert_eq!(c.timeouts.wialon_idle, Duration::from_secs(120));
-        assert_eq!(c.timeouts.teltonika_idle, Duration::from_secs(600));
+        assert_eq!(
+            c.protocols.settings("wialon").idle_timeout(),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(c.protocols.settings("teltonika").idle_timeout(), None);
+        assert_eq!(c.timeouts.idle, Duration::from_secs(600));
         assert!(c.proxy_protocol);
         assert_eq!(c.conn_limits.max_connections_per_ip, 7);
         let flags = Settings {

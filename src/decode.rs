@@ -96,7 +96,7 @@ pub async fn decode_frames(
     let shared = Arc::new(Shared::new(
         publisher,
         "decode".into(),
-        config.limits.clone(),
+        config.protocols.clone(),
         config.timeouts.clone(),
         CancellationToken::new(),
     ));

@@ -130,7 +130,7 @@ impl Gateway {
         let mut shared = Shared::new(
             publisher,
             config.gateway_name.clone(),
-            config.limits.clone(),
+            config.protocols.clone(),
             config.timeouts.clone(),
             shutdown,
         );
@@ -297,7 +297,7 @@ async fn watch_files(
     cert: Option<Arc<ReloadingCert>>,
     every: std::time::Duration,
 ) {
-    let profiles = shared.limits.profiles.clone();
+    let profiles = shared.protocols.profiles.clone();
     if shared.allowlist.is_none() && cert.is_none() && profiles.path().is_none() {
         return;
     }

@@ -39,7 +39,7 @@ fn command(id: &str, imei: &str, text: Option<&str>, ttl: u32) -> Command {
         imei: imei.into(),
         body: text.map(|t| command::Body::Text(t.into())),
         ttl_secs: ttl,
-        created_at: None,
+        ..Default::default()
     }
 }
 

@@ -31,7 +31,9 @@ use avlgate::proto::raw_value::Value as RawV;
 use avlgate::proto::{Alarm, EventKind, TelemetryEvent, Transport};
 use avlgate::protocol::gt06::mapping::name;
 use avlgate::protocol::gt06::Gt06;
-use avlgate::protocol::{Action, DecodeError, Frame, Limits, ProtocolModule, ProtocolSession};
+use avlgate::protocol::{
+    Action, DecodeError, Frame, ProtocolConfig, ProtocolModule, ProtocolSession,
+};
 use avlgate::vocab::Profiles;
 use bytes::BytesMut;
 use serde_json::Value;
@@ -681,7 +683,7 @@ fn login(imei: &str, serial: u16) -> Vec<u8> {
 
 /// The limits of the replay: the built-in profiles, plus a profile file that assigns each
 /// [`MODEL_PROFILES`] IMEI to its profile.
-fn limits() -> Limits {
+fn limits() -> ProtocolConfig {
     let dir = std::env::temp_dir().join(format!("avlgate-conformance-gt06-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("profiles.toml");
@@ -694,10 +696,7 @@ fn limits() -> Limits {
     std::fs::write(&path, text).unwrap();
     let profiles = Profiles::load(&path).unwrap();
     std::fs::remove_dir_all(&dir).ok();
-    Limits {
-        profiles,
-        ..Limits::default()
-    }
+    ProtocolConfig::default().with_profiles(profiles)
 }
 
 /// The IMEI to replay a frame under: the model's profile IMEI, or the default login's.
@@ -787,7 +786,7 @@ fn traccar_gt06_frames() {
                 // frame that never comes (on TCP; a UDP datagram is refused outright, below).
                 if out.is_empty() {
                     fig.truncated += 1;
-                    let mut u = Gt06.new_session(Transport::Udp, &Limits::default());
+                    let mut u = Gt06.new_session(Transport::Udp, &ProtocolConfig::default());
                     decode_all(u.as_mut(), &h(LOGIN_HEX));
                     let out = decode_all(u.as_mut(), &bytes);
                     if !out

@@ -28,7 +28,7 @@ use avlgate::proto::raw_value::Value as RawV;
 use avlgate::proto::{EventKind, TelemetryEvent, Transport};
 use avlgate::protocol::wialon::Wialon;
 use avlgate::protocol::{
-    Action, DecodeError, ErrorKind, Frame, Limits, ProtocolModule, ProtocolSession,
+    Action, DecodeError, ErrorKind, Frame, ProtocolConfig, ProtocolModule, ProtocolSession,
 };
 use bytes::BytesMut;
 use serde_json::Value;
@@ -324,7 +324,7 @@ fn traccar_wialon_frames() {
         } else {
             Transport::Tcp
         };
-        let mut s = Wialon.new_session(transport, &Limits::default());
+        let mut s = Wialon.new_session(transport, &ProtocolConfig::default());
         for entry in entries {
             fig.frames += 1;
             let seq = entry["seq"].as_u64().unwrap();

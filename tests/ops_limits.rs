@@ -130,7 +130,11 @@ async fn login_timeout_closes_silent_and_unidentified_connections() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_timeout_per_protocol() {
     let (gw, _) = gateway(Settings {
-        teltonika_idle_timeout_secs: Some(1),
+        protocol_setting: Some(vec![(
+            "teltonika".into(),
+            "idle_timeout_secs".into(),
+            "1".into(),
+        )]),
         idle_timeout_secs: Some(600),
         ..Default::default()
     })

@@ -192,7 +192,7 @@ proptest! {
         let login = tframe::encode_login("356307042441013");
         let out = props::drive_session(
             &Teltonika, Transport::Tcp, &[&login[..], &frame].concat(), &props::chunk_sizes(&ch));
-        if frame.len() <= props::limits().teltonika_max_frame_bytes {
+        if frame.len() <= props::limits().settings("teltonika").max_frame_bytes() {
             prop_assert_eq!(out.frames, 2, "login and the frame");
         }
         // And mutated: whatever still passes the CRC must re-encode.
@@ -214,7 +214,7 @@ proptest! {
         let d = tframe::encode_udp(id.0, id.1, "356307042441013", &data);
         props::check_teltonika_udp(&d);
         let out = props::drive_session(&Teltonika, Transport::Udp, &d, &[0]);
-        if d.len() <= props::limits().teltonika_max_frame_bytes {
+        if d.len() <= props::limits().settings("teltonika").max_frame_bytes() {
             prop_assert_eq!(out.frames, 1);
         }
         props::check_teltonika_udp(&mutate(&d, &m));

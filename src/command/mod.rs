@@ -96,6 +96,8 @@ pub fn sanitized(c: &Command) -> Command {
         body: None,
         ttl_secs: c.ttl_secs,
         created_at: c.created_at,
+        r#type: c.r#type,
+        ..Default::default()
     }
 }
 

@@ -218,7 +218,7 @@ mod tests {
     use crate::command::dispatcher::ToDispatcher;
     use crate::proto::{Protocol, Transport};
     use crate::protocol::teltonika::{command as tcmd, frame as tframe};
-    use crate::protocol::{module, Limits};
+    use crate::protocol::{module, ProtocolConfig};
     use bytes::BytesMut;
     use tokio::sync::mpsc::Receiver;
 
@@ -241,7 +241,7 @@ mod tests {
         }
     }
 
-    fn logged_in(limits: &Limits) -> Box<dyn ProtocolSession> {
+    fn logged_in(limits: &ProtocolConfig) -> Box<dyn ProtocolSession> {
         let mut s = module(Protocol::Teltonika)
             .unwrap()
             .new_session(Transport::Tcp, limits);
@@ -263,7 +263,7 @@ mod tests {
     #[test]
     fn teltonika_one_command_in_flight_answers_in_order_then_timeout() {
         let (cmds, mut rx) = Commands::channel(16);
-        let mut s = logged_in(&Limits::default());
+        let mut s = logged_in(&ProtocolConfig::default());
         let mut o = Outstanding::new(Duration::from_secs(5));
         let t0 = Instant::now();
         o.push(sc("a", "getinfo", &cmds));
@@ -308,10 +308,7 @@ mod tests {
     #[test]
     fn codec14_commands_are_addressed_and_a_nack_refuses_them() {
         let (cmds, mut rx) = Commands::channel(16);
-        let limits = Limits {
-            teltonika_codec14_commands: true,
-            ..Limits::default()
-        };
+        let limits = ProtocolConfig::default().with("teltonika", "command_codec", "14");
         let mut s = logged_in(&limits);
         let mut o = Outstanding::new(Duration::from_secs(5));
         o.push(sc("a", "getinfo", &cmds));
@@ -338,7 +335,7 @@ mod tests {
     #[test]
     fn a_closed_session_gives_queued_commands_back_and_reports_written_ones() {
         let (cmds, mut rx) = Commands::channel(64);
-        let mut s = logged_in(&Limits::default());
+        let mut s = logged_in(&ProtocolConfig::default());
         let mut o = Outstanding::new(Duration::from_secs(5));
         o.push(sc("a", "x", &cmds));
         o.push(sc("b", "y", &cmds));

@@ -4,14 +4,31 @@
 //! (`crate::session`) feeds bytes and the current time, publishes the events a frame produced,
 //! and writes the frame's reply only after the sink confirmed delivery.
 //!
-//! Adding a protocol means one folder implementing [`ProtocolModule`] and [`ProtocolSession`],
-//! and one line in [`REGISTRY`].
+//! # Adding a protocol
+//!
+//! A protocol is one folder, `src/protocol/<name>/`, and one line in [`REGISTRY`] (plus its
+//! value of the schema's `Protocol` enum). The folder's [`ProtocolModule`] declares everything
+//! the rest of the gateway reads from the registry:
+//!
+//! - its name, transports and detector ([`ProtocolModule::probe`], tested at every prefix);
+//! - its settings ([`settings`]: frame cap, idle timeout and its own knobs), which
+//!   configuration, `avlgate protocols` (the README's settings table) and the Helm chart's
+//!   `protocols` values take from here;
+//! - its sans-IO session ([`ProtocolSession`]: framing, parsing, exact replies, command
+//!   encoding, typed command answers on the [`Frame`]);
+//! - its built-in device profiles (`mapping.rs`: its values onto the vocabulary);
+//! - its simulator devices ([`sim`]: `avlgate simulate`, the benchmarks, end-to-end tests).
+//!
+//! The property tests (`tests/props`), the fuzz target `session` and the benchmarks' whole
+//! path run over every registered protocol.
 
 pub mod civil;
 pub mod crc;
 pub mod cursor;
 pub mod detect;
 pub mod gt06;
+pub mod settings;
+pub mod sim;
 pub mod teltonika;
 pub mod wialon;
 
@@ -20,6 +37,9 @@ use std::time::SystemTime;
 use bytes::{Bytes, BytesMut};
 
 use crate::proto::{Protocol, TelemetryEvent, Transport};
+
+pub use settings::{ProtocolConfig, ProtocolSettings, Setting};
+pub use sim::Simulator;
 
 /// Every protocol the gateway speaks, in detection order.
 pub static REGISTRY: &[&dyn ProtocolModule] =
@@ -30,23 +50,49 @@ pub fn module(protocol: Protocol) -> Option<&'static dyn ProtocolModule> {
     REGISTRY.iter().copied().find(|m| m.protocol() == protocol)
 }
 
+/// Looks a protocol up by its name.
+pub fn module_named(name: &str) -> Option<&'static dyn ProtocolModule> {
+    REGISTRY.iter().copied().find(|m| m.name() == name)
+}
+
+/// A simulator variant by name, with its protocol.
+pub fn simulator(name: &str) -> Option<(&'static dyn ProtocolModule, &'static Simulator)> {
+    REGISTRY
+        .iter()
+        .flat_map(|m| m.simulators().iter().map(move |s| (*m, s)))
+        .find(|(_, s)| s.name == name)
+}
+
 /// The short name of a protocol (`teltonika`, `wialon`, `gt06`), as the registry knows it;
 /// `unknown` for anything else. Used for metric labels and message headers.
 pub fn protocol_name(p: Protocol) -> &'static str {
     module(p).map_or("unknown", |m| m.name())
 }
 
-/// A protocol's entry in the registry: how to recognise it and how to start a session.
+/// A protocol's entry in the registry: everything the gateway needs to know about it.
 pub trait ProtocolModule: Sync {
     /// The schema enum value for this protocol.
     fn protocol(&self) -> Protocol;
-    /// Short lower-case name used in logs, metric labels and the CLI.
+    /// Short lower-case name used in logs, metric labels, settings and the CLI.
     fn name(&self) -> &'static str;
+    /// One line for the README's protocol table.
+    fn describe(&self) -> &'static str;
+    /// The transports the protocol has.
+    fn transports(&self) -> &'static [Transport];
     /// Looks at the first bytes of a TCP stream or of a UDP datagram (`prefix` is the whole
     /// datagram for UDP).
     fn probe(&self, prefix: &[u8], transport: Transport) -> Probe;
+    /// The protocol's settings, with defaults (at least `max_frame_bytes` and
+    /// `idle_timeout_secs`; see [`settings`]).
+    fn settings(&self) -> &'static [Setting];
     /// A fresh per-connection (TCP) or per-peer (UDP) decoder state.
-    fn new_session(&self, transport: Transport, limits: &Limits) -> Box<dyn ProtocolSession>;
+    fn new_session(
+        &self,
+        transport: Transport,
+        config: &ProtocolConfig,
+    ) -> Box<dyn ProtocolSession>;
+    /// The protocol's simulator devices (`avlgate simulate --protocol <name>`).
+    fn simulators(&self) -> &'static [Simulator];
     /// The protocol's built-in device profiles (its `mapping.rs`): how its values map onto the
     /// vocabulary. The first is the default for devices no operator profile names.
     fn profiles(&self) -> Vec<crate::vocab::Profile>;
@@ -66,38 +112,6 @@ pub enum Probe {
     No,
     /// Could be; show more bytes.
     NeedMore,
-}
-
-/// Size caps applied before anything is allocated. Every protocol reads the ones it needs.
-#[derive(Debug, Clone)]
-pub struct Limits {
-    /// Largest Teltonika TCP frame (preamble to CRC) or UDP datagram accepted.
-    pub teltonika_max_frame_bytes: usize,
-    /// Largest Wialon IPS text packet (one line, or one decompressed container).
-    pub wialon_max_packet_bytes: usize,
-    /// Largest file (photo, tachograph file) a Wialon device may upload, across its blocks.
-    pub wialon_max_file_bytes: usize,
-    /// Largest GT06 frame (start bits to stop bits).
-    pub gt06_max_frame_bytes: usize,
-    /// Send Teltonika commands as Codec 14 (addressed to the device's IMEI; the device
-    /// refuses a command for another IMEI) instead of Codec 12. FMB firmware 03.25+.
-    pub teltonika_codec14_commands: bool,
-    /// The device profiles in force (built-ins plus the operator's file), which sessions
-    /// resolve per device to map its values onto the vocabulary.
-    pub profiles: std::sync::Arc<crate::vocab::Profiles>,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            teltonika_max_frame_bytes: 16 * 1024,
-            wialon_max_packet_bytes: 64 * 1024,
-            wialon_max_file_bytes: 8 * 1024 * 1024,
-            gt06_max_frame_bytes: 4 * 1024,
-            teltonika_codec14_commands: false,
-            profiles: crate::vocab::Profiles::builtin(),
-        }
-    }
 }
 
 /// The per-connection decoder of one protocol.

@@ -22,7 +22,7 @@ use crate::event::{attr, event_id, timestamp, Stamp};
 use crate::metrics as m;
 use crate::net::limits::{ConnLimiter, ConnLimits};
 use crate::proto::{EventKind, Protocol, TelemetryEvent, Transport};
-use crate::protocol::{self, Action, Frame, Limits, ProtocolSession};
+use crate::protocol::{self, Action, Frame, ProtocolConfig, ProtocolSession};
 use crate::sink::{Publisher, SinkError};
 use allowlist::{AllowList, Verdict};
 use registry::{Eviction, Registry, SessionHandle, Takeover};
@@ -34,26 +34,11 @@ pub struct Timeouts {
     /// From accept to a logged-in device (PROXY header, TLS handshake, detection, login):
     /// past it the connection is closed.
     pub login: Duration,
-    /// The default idle timeout: nothing received for this long closes a TCP connection.
+    /// The default idle timeout: nothing received for this long closes a TCP connection (a
+    /// protocol's `idle_timeout_secs` setting overrides it).
     pub idle: Duration,
-    /// Per-protocol idle timeouts (each defaults to `idle`).
-    pub teltonika_idle: Duration,
-    pub wialon_idle: Duration,
-    pub gt06_idle: Duration,
     /// UDP peers are forgotten after this much silence.
     pub udp_idle: Duration,
-}
-
-impl Timeouts {
-    /// The idle timeout of a TCP session of `protocol`.
-    pub fn idle_for(&self, protocol: Protocol) -> Duration {
-        match protocol {
-            Protocol::Teltonika => self.teltonika_idle,
-            Protocol::WialonIps => self.wialon_idle,
-            Protocol::Gt06 => self.gt06_idle,
-            _ => self.idle,
-        }
-    }
 }
 
 impl Default for Timeouts {
@@ -62,9 +47,6 @@ impl Default for Timeouts {
         Timeouts {
             login: Duration::from_secs(30),
             idle,
-            teltonika_idle: idle,
-            wialon_idle: idle,
-            gt06_idle: idle,
             udp_idle: Duration::from_secs(300),
         }
     }
@@ -81,7 +63,8 @@ pub struct Shared {
     pub publisher: Arc<Publisher>,
     /// This gateway instance's name (the pod name), stamped on every event.
     pub gateway: String,
-    pub limits: Limits,
+    /// Every protocol's settings and the device profiles.
+    pub protocols: ProtocolConfig,
     pub timeouts: Timeouts,
     /// Cancelled when the gateway drains: sessions finish the frame in hand and stop.
     pub shutdown: CancellationToken,
@@ -111,14 +94,14 @@ impl Shared {
     pub fn new(
         publisher: Arc<Publisher>,
         gateway: String,
-        limits: Limits,
+        protocols: ProtocolConfig,
         timeouts: Timeouts,
         shutdown: CancellationToken,
     ) -> Self {
         Shared {
             publisher,
             gateway,
-            limits,
+            protocols,
             timeouts,
             shutdown,
             registry: Arc::new(Registry::new()),
@@ -147,13 +130,20 @@ impl Shared {
         }
     }
 
-    /// Largest buffer a session may hold: no protocol frame is larger.
-    pub fn max_buffer_bytes(&self) -> usize {
-        let l = &self.limits;
-        l.teltonika_max_frame_bytes
-            .max(l.wialon_max_packet_bytes)
-            .max(l.gt06_max_frame_bytes)
-            + 64 * 1024
+    /// Largest buffer a session of `module` may hold: its frame cap plus one read's worth.
+    pub fn max_buffer_bytes(&self, module: &dyn protocol::ProtocolModule) -> usize {
+        self.protocols
+            .settings(module.name())
+            .max_frame_bytes()
+            .saturating_add(64 * 1024)
+    }
+
+    /// The idle timeout of a TCP session of `module`: its own setting, else the default.
+    pub fn idle_timeout(&self, module: &dyn protocol::ProtocolModule) -> Duration {
+        self.protocols
+            .settings(module.name())
+            .idle_timeout()
+            .unwrap_or(self.timeouts.idle)
     }
 }
 
@@ -249,7 +239,7 @@ impl Core {
         peer: SocketAddr,
         span: Span,
     ) -> Self {
-        let proto = module.new_session(transport, &shared.limits);
+        let proto = module.new_session(transport, &shared.protocols);
         let shared_reply_timeout = shared.command_reply_timeout;
         let handle = SessionHandle::new(
             shared.registry.next_id(),
@@ -434,7 +424,7 @@ impl Core {
                     }
                 }
             }
-            if buf.len() > self.shared.max_buffer_bytes() {
+            if buf.len() > self.shared.max_buffer_bytes(self.module) {
                 warn!(
                     len = buf.len(),
                     "buffer over the largest frame size; closing"

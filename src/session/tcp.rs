@@ -257,7 +257,7 @@ async fn session(
     let span = tracing::Span::current();
     span.record("protocol", module.name());
     let mut core = Core::new(shared.clone(), module, Transport::Tcp, peer, span);
-    let idle = shared.timeouts.idle_for(module.protocol());
+    let idle = shared.idle_timeout(module);
     let open = metrics::gauge!(m::CONNECTIONS_OPEN, "protocol" => module.name(), "transport" => transport_label(Transport::Tcp));
     open.increment(1.0);
 

@@ -31,34 +31,65 @@ use tokio_util::task::TaskTracker;
 
 pub use report::Summary;
 
-/// What the devices speak.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum DeviceProtocol {
-    /// Teltonika Codec 8.
-    Teltonika8,
-    /// Teltonika Codec 8 Extended.
-    Teltonika8e,
-    /// Teltonika Codec 16.
-    Teltonika16,
-    /// Wialon IPS 1.1 (no checksums).
-    Wialon,
-    /// Wialon IPS 2.0 (CRC on every packet).
-    Wialon2,
-    /// Concox GT06 (0x22 GPS+LBS packets).
-    Gt06,
+/// What the devices speak: a simulator variant of a registered protocol (`teltonika8e`,
+/// `wialon2`, `gt06`, ...; `avlgate simulate --help` lists them, from the registry).
+#[derive(Clone, Copy)]
+pub struct DeviceProtocol {
+    /// The protocol the variant belongs to.
+    pub module: &'static dyn crate::protocol::ProtocolModule,
+    pub sim: &'static crate::protocol::Simulator,
 }
 
 impl DeviceProtocol {
+    /// The variant called `name`.
+    pub fn named(name: &str) -> Option<DeviceProtocol> {
+        crate::protocol::simulator(name).map(|(module, sim)| DeviceProtocol { module, sim })
+    }
+
+    /// Every variant of every registered protocol.
+    pub fn all() -> Vec<DeviceProtocol> {
+        crate::protocol::REGISTRY
+            .iter()
+            .flat_map(|m| {
+                m.simulators()
+                    .iter()
+                    .map(move |sim| DeviceProtocol { module: *m, sim })
+            })
+            .collect()
+    }
+
     pub fn name(self) -> &'static str {
-        match self {
-            DeviceProtocol::Teltonika8 => "teltonika8",
-            DeviceProtocol::Teltonika8e => "teltonika8e",
-            DeviceProtocol::Teltonika16 => "teltonika16",
-            DeviceProtocol::Wialon => "wialon",
-            DeviceProtocol::Wialon2 => "wialon2",
-            DeviceProtocol::Gt06 => "gt06",
-        }
+        self.sim.name
+    }
+}
+
+impl PartialEq for DeviceProtocol {
+    fn eq(&self, other: &Self) -> bool {
+        self.sim.name == other.sim.name
+    }
+}
+
+impl Eq for DeviceProtocol {}
+
+impl std::fmt::Debug for DeviceProtocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.sim.name)
+    }
+}
+
+impl serde::Serialize for DeviceProtocol {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.sim.name)
+    }
+}
+
+impl std::str::FromStr for DeviceProtocol {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        DeviceProtocol::named(s).ok_or_else(|| {
+            let names: Vec<_> = DeviceProtocol::all().iter().map(|d| d.name()).collect();
+            format!("no simulator `{s}` (simulators: {})", names.join(", "))
+        })
     }
 }
 
@@ -138,8 +169,8 @@ pub struct SimulateArgs {
     /// Gateway address, HOST:PORT.
     #[arg(long)]
     pub target: String,
-    /// Device protocol.
-    #[arg(long, value_enum)]
+    /// Device protocol: a simulator variant (`avlgate protocols` lists them).
+    #[arg(long)]
     pub protocol: DeviceProtocol,
     /// Transport.
     #[arg(long, value_enum, default_value = "tcp")]
@@ -440,12 +471,9 @@ pub async fn run(options: Options, cancel: CancellationToken) -> Result<Summary,
 /// A frame larger than the gateway's default cap is refused and the connection closed:
 /// say so before the run rather than after thousands of reconnects.
 fn warn_if_frames_exceed_gateway_caps(o: &Options) {
-    let limits = crate::protocol::Limits::default();
-    let cap = match o.protocol {
-        DeviceProtocol::Wialon | DeviceProtocol::Wialon2 => limits.wialon_max_packet_bytes,
-        DeviceProtocol::Gt06 => limits.gt06_max_frame_bytes,
-        _ => limits.teltonika_max_frame_bytes,
-    };
+    let cap = crate::protocol::ProtocolConfig::default()
+        .settings(o.protocol.module.name())
+        .max_frame_bytes();
     let Some(imei) = imei(o.imei_base, 0) else {
         return;
     };
@@ -512,7 +540,7 @@ mod tests {
 
     #[test]
     fn options_are_validated() {
-        let ok = Options::new("127.0.0.1:1", DeviceProtocol::Gt06);
+        let ok = Options::new("127.0.0.1:1", DeviceProtocol::named("gt06").unwrap());
         assert!(validate(&ok).is_ok());
         for bad in [
             Options {

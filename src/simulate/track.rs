@@ -10,31 +10,7 @@ const M_PER_DEG: f64 = 111_320.0;
 const SPEED_PERIOD_S: f64 = 60.0;
 const SPEED_SWING: f64 = 0.2;
 
-/// One fix.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Fix {
-    /// Milliseconds since the Unix epoch.
-    pub time_ms: u64,
-    /// Signed decimal degrees.
-    pub latitude: f64,
-    pub longitude: f64,
-    /// Metres.
-    pub altitude: f64,
-    /// km/h.
-    pub speed_kmh: f64,
-    /// Degrees clockwise from north, `0..360`.
-    pub course: f64,
-    pub satellites: u8,
-    pub hdop: f64,
-    /// Distance driven since the track began, metres.
-    pub odometer_m: u64,
-    /// Supply voltage, millivolts.
-    pub power_mv: u16,
-    /// Backup battery, millivolts.
-    pub battery_mv: u16,
-    /// 0..=5.
-    pub gsm_level: u8,
-}
+pub use crate::protocol::sim::Fix;
 
 /// A device's track.
 #[derive(Debug, Clone)]

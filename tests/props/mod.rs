@@ -36,7 +36,7 @@ use avlgate::protocol::detect::{detect, Detection, MAX_DETECT_BYTES};
 use avlgate::protocol::gt06::frame as gt06_frame;
 use avlgate::protocol::teltonika::{avl, command, frame as tframe, mapping as tmapping};
 use avlgate::protocol::wialon::packet as wpacket;
-use avlgate::protocol::{Action, Limits, ProtocolModule};
+use avlgate::protocol::{Action, ProtocolConfig, ProtocolModule};
 use bytes::BytesMut;
 use prost::Message;
 
@@ -106,44 +106,53 @@ pub fn peak_growth<T>(f: impl FnOnce() -> T) -> (T, usize) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Limits and per-protocol bounds
+// ProtocolConfig and per-protocol bounds
 
-/// Caps used while fuzzing: small, so inputs can reach them.
-pub fn limits() -> Limits {
-    Limits {
-        teltonika_max_frame_bytes: 2048,
-        wialon_max_packet_bytes: 2048,
-        wialon_max_file_bytes: 8192,
-        gt06_max_frame_bytes: 1024,
-        ..Limits::default()
+/// Caps used while fuzzing, for every registered protocol: small, so inputs can reach them
+/// (each protocol's `max_frame_bytes` 2 KiB, its other size settings 8 KiB, within their
+/// declared ranges).
+pub fn limits() -> ProtocolConfig {
+    use avlgate::protocol::settings::{SettingKind, MAX_FRAME_BYTES};
+    let mut entries = Vec::new();
+    for m in avlgate::protocol::REGISTRY {
+        for s in m.settings() {
+            if let SettingKind::Bytes { min, max, .. } = s.kind {
+                let want: u64 = if s.key == MAX_FRAME_BYTES { 2048 } else { 8192 };
+                entries.push((m.name(), s.key, want.clamp(min, max).to_string()));
+            }
+        }
     }
+    ProtocolConfig::default()
+        .configure(entries.iter().map(|(p, k, v)| (*p, *k, v.as_str())))
+        .expect("the fuzz caps are within every declared range")
 }
 
-/// The most a session may hold while it waits for more bytes: one frame of the cap. Wialon
-/// holds one line (cap + `\r\n`) plus the binary block its header announces (at most the cap),
-/// or one compressed container (cap + 3-byte header).
-pub fn buffer_bound(name: &str, l: &Limits) -> usize {
-    match name {
-        "teltonika" => l.teltonika_max_frame_bytes,
-        "wialon" => 2 * l.wialon_max_packet_bytes + 3,
-        "gt06" => l.gt06_max_frame_bytes,
-        _ => unreachable!("unknown protocol {name}"),
-    }
+/// The size settings of a protocol (frame cap, file cap, ...), summed.
+fn size_caps(name: &str, l: &ProtocolConfig) -> usize {
+    use avlgate::protocol::settings::SettingKind;
+    let s = l.settings(name);
+    s.module()
+        .settings()
+        .iter()
+        .filter(|x| matches!(x.kind, SettingKind::Bytes { .. }))
+        .map(|x| s.bytes(x.key))
+        .sum()
 }
 
-/// Heap one decode call may add: linear in what it was given, plus the cap (an inflated
-/// Wialon container may legitimately grow to the cap from a few bytes), with a constant for
-/// the fixed-size structures of one frame. 64 bytes per input byte covers the worst honest
-/// case: every 2-byte Codec 8 IO element becomes a record entry and an attribute (`io<ID>`
-/// key, value, map slot).
-pub fn alloc_bound(input_len: usize, name: &str, l: &Limits) -> usize {
-    let cap = match name {
-        "teltonika" => l.teltonika_max_frame_bytes,
-        // A file upload keeps the file (≤ file cap); publishing copies it into the event.
-        "wialon" => 2 * l.wialon_max_file_bytes + l.wialon_max_packet_bytes,
-        _ => l.gt06_max_frame_bytes,
-    };
-    64 * (input_len + cap) + 64 * 1024
+/// The most a session may hold while it waits for more bytes: about one frame of its cap. A
+/// framing unit may carry a header and a binary block its header announces (Wialon: a line of
+/// at most the cap plus a block of at most the cap), hence twice the cap plus a header.
+pub fn buffer_bound(name: &str, l: &ProtocolConfig) -> usize {
+    2 * l.settings(name).max_frame_bytes() + 64
+}
+
+/// Heap one decode call may add: linear in what it was given, plus the protocol's size caps
+/// (an inflated container may legitimately grow to the frame cap from a few bytes; a file
+/// upload keeps the file, and publishing copies it into the event), with a constant for the
+/// fixed-size structures of one frame. 64 bytes per input byte covers the worst honest case:
+/// every 2-byte IO element becomes a record entry and a raw value.
+pub fn alloc_bound(input_len: usize, name: &str, l: &ProtocolConfig) -> usize {
+    64 * (input_len + 2 * size_caps(name, l)) + 64 * 1024
 }
 
 /// A fixed clock: decoding must not depend on the wall clock.
@@ -267,7 +276,7 @@ pub fn chunk_sizes(raw: &[u8]) -> Vec<usize> {
 
 /// TCP framing and the codecs inside: anything accepted re-encodes.
 pub fn check_teltonika_tcp_frame(buf: &[u8]) {
-    let cap = limits().teltonika_max_frame_bytes;
+    let cap = limits().settings("teltonika").max_frame_bytes();
     match tframe::split_tcp(buf, cap) {
         Ok(tframe::Split::Complete(f, total)) => {
             assert!(
@@ -399,7 +408,7 @@ pub fn check_gt06_event(e: &avlgate::proto::TelemetryEvent) {
 /// GT06 framing: splits stay within the input and the cap, skips make progress, and an
 /// accepted standard frame re-encodes byte for byte.
 pub fn check_gt06_frames(mut buf: &[u8]) {
-    let cap = limits().gt06_max_frame_bytes;
+    let cap = limits().settings("gt06").max_frame_bytes();
     while !buf.is_empty() {
         match gt06_frame::split(buf, cap) {
             gt06_frame::Split::Incomplete => {

@@ -31,15 +31,17 @@ pub mod info;
 pub mod lbs;
 pub mod mapping;
 pub mod packet;
+pub mod sim;
 
 use std::time::SystemTime;
 
 use bytes::{Buf, Bytes, BytesMut};
 
 use crate::proto::{Protocol, Transport};
+use crate::protocol::settings;
 use crate::protocol::{
-    digest, Action, CommandError, CommandRequest, DecodeError, ErrorKind, Frame, Limits, Probe,
-    ProtocolModule, ProtocolSession,
+    digest, Action, CommandError, CommandRequest, DecodeError, ErrorKind, Frame, Probe,
+    ProtocolConfig, ProtocolModule, ProtocolSession, Setting, Simulator,
 };
 use crate::vocab::{Profile, ProfileCache};
 
@@ -51,13 +53,27 @@ pub const LOGIN: u8 = 0x01;
 /// The registry entry.
 pub struct Gt06;
 
+const NAME: &str = "gt06";
+
+static SETTINGS: &[Setting] = &[
+    settings::max_frame_bytes(4 * 1024, "largest frame, start bits to stop bits"),
+    settings::IDLE_TIMEOUT,
+];
+
+static SIMULATORS: &[Simulator] = &[Simulator {
+    name: "gt06",
+    doc: "Concox GT06 device, 0x22 GPS+LBS packets",
+    transports: &[Transport::Tcp, Transport::Udp],
+    make: |imei, _udp| Box::new(sim::Gt06::new(imei)),
+}];
+
 impl ProtocolModule for Gt06 {
     fn protocol(&self) -> Protocol {
         Protocol::Gt06
     }
 
     fn name(&self) -> &'static str {
-        "gt06"
+        NAME
     }
 
     /// `78 78` or `79 79`; the first byte alone could still be either. The same holds for a
@@ -75,8 +91,28 @@ impl ProtocolModule for Gt06 {
         mapping::profiles()
     }
 
-    fn new_session(&self, transport: Transport, limits: &Limits) -> Box<dyn ProtocolSession> {
-        Box::new(Session::new(transport, limits))
+    fn describe(&self) -> &'static str {
+        "login, GPS/LBS/status/alarm/Wi-Fi packets and model variants, `78 78` and `79 79` framing with CRC-ITU"
+    }
+
+    fn transports(&self) -> &'static [Transport] {
+        &[Transport::Tcp, Transport::Udp]
+    }
+
+    fn settings(&self) -> &'static [Setting] {
+        SETTINGS
+    }
+
+    fn simulators(&self) -> &'static [Simulator] {
+        SIMULATORS
+    }
+
+    fn new_session(
+        &self,
+        transport: Transport,
+        config: &ProtocolConfig,
+    ) -> Box<dyn ProtocolSession> {
+        Box::new(Session::new(transport, config))
     }
 }
 
@@ -95,16 +131,17 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(transport: Transport, limits: &Limits) -> Self {
+    pub fn new(transport: Transport, config: &ProtocolConfig) -> Self {
+        let settings = config.settings(NAME);
         Session {
             udp: transport == Transport::Udp,
             // A frame needs at least its header, protocol, serial, CRC and stop bits.
-            max_frame_bytes: limits.gt06_max_frame_bytes.max(16),
+            max_frame_bytes: settings.max_frame_bytes().max(16),
             imei: None,
             next_serial: 1,
             next_flag: 1,
             last_flag: None,
-            profile: ProfileCache::new(limits.profiles.clone(), Protocol::Gt06),
+            profile: ProfileCache::new(config.profiles.clone(), Protocol::Gt06),
         }
     }
 

@@ -36,7 +36,7 @@ fn h(s: &str) -> Vec<u8> {
 }
 
 fn tcp() -> Session {
-    Session::new(Transport::Tcp, &Limits::default())
+    Session::new(Transport::Tcp, &ProtocolConfig::default())
 }
 
 fn logged_in() -> Session {
@@ -635,10 +635,7 @@ fn the_device_profile_follows_the_imei_and_the_profile_file() {
         1,
     );
     let profiles = crate::vocab::Profiles::load(&path).unwrap();
-    let limits = Limits {
-        profiles: profiles.clone(),
-        ..Limits::default()
-    };
+    let limits = ProtocolConfig::default().with_profiles(profiles.clone());
     let mut s = Session::new(Transport::Tcp, &limits);
     decode_one(&mut s, LOGIN_HEX);
     // 0x26 with alarm byte 0x19: harsh acceleration on the LW series, low battery elsewhere.
@@ -840,10 +837,7 @@ fn bad_length_is_rejected_and_resynchronised() {
 
 #[test]
 fn length_over_the_cap_is_refused_from_the_header() {
-    let limits = Limits {
-        gt06_max_frame_bytes: 64,
-        ..Limits::default()
-    };
+    let limits = ProtocolConfig::default().with("gt06", "max_frame_bytes", "64");
     let mut s = Session::new(Transport::Tcp, &limits);
     let mut buf = BytesMut::from(&[0x79, 0x79, 0xFF, 0xFF][..]);
     let e = s.decode(&mut buf, now()).unwrap_err();
@@ -853,7 +847,7 @@ fn length_over_the_cap_is_refused_from_the_header() {
 
 #[test]
 fn udp_datagram_with_a_partial_frame_is_dropped() {
-    let mut s = Session::new(Transport::Udp, &Limits::default());
+    let mut s = Session::new(Transport::Udp, &ProtocolConfig::default());
     let mut buf = BytesMut::from(&h(LOGIN_HEX)[..]);
     buf.extend_from_slice(&h(STATUS_HEX)[..5]);
     assert!(s.decode(&mut buf, now()).unwrap().unwrap().login.is_some());
@@ -897,7 +891,7 @@ proptest! {
         chunk in 1usize..64,
         login_first in any::<bool>(),
     ) {
-        let limits = Limits { gt06_max_frame_bytes: 256, ..Limits::default() };
+        let limits = ProtocolConfig::default().with("gt06", "max_frame_bytes", "256");
         let mut s = Session::new(Transport::Tcp, &limits);
         let mut input = if login_first { h(LOGIN_HEX) } else { Vec::new() };
         input.extend_from_slice(&data);

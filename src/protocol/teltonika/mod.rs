@@ -11,6 +11,7 @@ pub mod command;
 pub mod frame;
 pub mod mapping;
 pub mod samples;
+pub mod sim;
 
 use std::time::SystemTime;
 
@@ -18,9 +19,10 @@ use bytes::{Buf, Bytes, BytesMut};
 
 use crate::event::{raw, timestamp_secs};
 use crate::proto::{EventKind, Protocol, TelemetryEvent, Transport};
+use crate::protocol::settings::{self, SettingKind};
 use crate::protocol::{
     digest, Action, AnswerOutcome, CommandAnswer, CommandError, CommandRequest, DecodeError,
-    ErrorKind, Frame, Limits, Probe, ProtocolModule, ProtocolSession,
+    ErrorKind, Frame, Probe, ProtocolConfig, ProtocolModule, ProtocolSession, Setting, Simulator,
 };
 use crate::vocab::{Profile, ProfileCache};
 
@@ -28,6 +30,47 @@ use frame::Split;
 
 /// The registry entry.
 pub struct Teltonika;
+
+/// Which codec commands are sent in.
+const COMMAND_CODEC: &str = "command_codec";
+
+static SETTINGS: &[Setting] = &[
+    settings::max_frame_bytes(
+        16 * 1024,
+        "largest TCP frame (preamble to CRC) or UDP datagram accepted",
+    ),
+    settings::IDLE_TIMEOUT,
+    Setting {
+        key: COMMAND_CODEC,
+        kind: SettingKind::Choice {
+            default: "12",
+            choices: &["12", "14"],
+        },
+        doc:
+            "commands as Codec 12, or Codec 14 addressed to the device's IMEI (FMB firmware 03.25+)",
+    },
+];
+
+static SIMULATORS: &[Simulator] = &[
+    Simulator {
+        name: "teltonika8",
+        doc: "Teltonika FMB device, Codec 8",
+        transports: &[Transport::Tcp, Transport::Udp],
+        make: |imei, udp| Box::new(sim::Teltonika::new(imei, avl::Codec::C8, udp)),
+    },
+    Simulator {
+        name: "teltonika8e",
+        doc: "Teltonika FMB device, Codec 8 Extended",
+        transports: &[Transport::Tcp, Transport::Udp],
+        make: |imei, udp| Box::new(sim::Teltonika::new(imei, avl::Codec::C8E, udp)),
+    },
+    Simulator {
+        name: "teltonika16",
+        doc: "Teltonika FMB device, Codec 16",
+        transports: &[Transport::Tcp, Transport::Udp],
+        make: |imei, udp| Box::new(sim::Teltonika::new(imei, avl::Codec::C16, udp)),
+    },
+];
 
 impl ProtocolModule for Teltonika {
     fn protocol(&self) -> Protocol {
@@ -64,13 +107,34 @@ impl ProtocolModule for Teltonika {
         mapping::profiles()
     }
 
-    fn new_session(&self, transport: Transport, limits: &Limits) -> Box<dyn ProtocolSession> {
+    fn describe(&self) -> &'static str {
+        "IMEI login, Codec 8, 8 Extended, 16 (CRC-16 checked), Codec 12/13/14 command traffic"
+    }
+
+    fn transports(&self) -> &'static [Transport] {
+        &[Transport::Tcp, Transport::Udp]
+    }
+
+    fn settings(&self) -> &'static [Setting] {
+        SETTINGS
+    }
+
+    fn simulators(&self) -> &'static [Simulator] {
+        SIMULATORS
+    }
+
+    fn new_session(
+        &self,
+        transport: Transport,
+        config: &ProtocolConfig,
+    ) -> Box<dyn ProtocolSession> {
+        let s = config.settings(self.name());
         Box::new(Session {
             udp: transport == Transport::Udp,
-            max_frame_bytes: limits.teltonika_max_frame_bytes,
+            max_frame_bytes: s.max_frame_bytes(),
             imei: None,
-            codec14_commands: limits.teltonika_codec14_commands,
-            profile: ProfileCache::new(limits.profiles.clone(), Protocol::Teltonika),
+            codec14_commands: s.choice(COMMAND_CODEC) == "14",
+            profile: ProfileCache::new(config.profiles.clone(), Protocol::Teltonika),
         })
     }
 }

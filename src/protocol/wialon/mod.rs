@@ -38,6 +38,7 @@ pub mod file;
 pub mod frame;
 pub mod mapping;
 pub mod packet;
+pub mod sim;
 
 use std::time::SystemTime;
 
@@ -45,9 +46,10 @@ use bytes::Bytes;
 
 use crate::event::timestamp;
 use crate::proto::{Protocol, TelemetryEvent, Transport};
+use crate::protocol::settings::{self, SettingKind};
 use crate::protocol::{
-    digest, Action, CommandError, CommandRequest, DecodeError, ErrorKind, Frame, Limits, Probe,
-    ProtocolModule, ProtocolSession,
+    digest, Action, CommandError, CommandRequest, DecodeError, ErrorKind, Frame, Probe,
+    ProtocolConfig, ProtocolModule, ProtocolSession, Setting, Simulator,
 };
 use crate::vocab::{Profile, ProfileCache};
 
@@ -57,13 +59,51 @@ use packet::{Line, PacketType, Quirks, Version};
 /// The registry entry.
 pub struct Wialon;
 
+const NAME: &str = "wialon";
+/// One text packet (one line, or one decompressed container).
+const DEFAULT_MAX_FRAME_BYTES: usize = 64 * 1024;
+/// A file (photo, tachograph file) across its blocks.
+const MAX_FILE_BYTES: &str = "max_file_bytes";
+
+static SETTINGS: &[Setting] = &[
+    settings::max_frame_bytes(
+        DEFAULT_MAX_FRAME_BYTES as u64,
+        "largest text packet: one line, or one decompressed container",
+    ),
+    Setting {
+        key: MAX_FILE_BYTES,
+        kind: SettingKind::Bytes {
+            default: 8 * 1024 * 1024,
+            min: 1,
+            max: 256 * 1024 * 1024,
+        },
+        doc: "largest file (photo, tachograph file) a device may upload, across its blocks",
+    },
+    settings::IDLE_TIMEOUT,
+];
+
+static SIMULATORS: &[Simulator] = &[
+    Simulator {
+        name: "wialon",
+        doc: "Wialon IPS 1.1 device (no checksums)",
+        transports: &[Transport::Tcp, Transport::Udp],
+        make: |imei, udp| Box::new(sim::Wialon::new(imei, false, udp)),
+    },
+    Simulator {
+        name: "wialon2",
+        doc: "Wialon IPS 2.0 device (CRC on every packet)",
+        transports: &[Transport::Tcp, Transport::Udp],
+        make: |imei, udp| Box::new(sim::Wialon::new(imei, true, udp)),
+    },
+];
+
 impl ProtocolModule for Wialon {
     fn protocol(&self) -> Protocol {
         Protocol::WialonIps
     }
 
     fn name(&self) -> &'static str {
-        "wialon"
+        NAME
     }
 
     fn probe(&self, prefix: &[u8], transport: Transport) -> Probe {
@@ -74,8 +114,28 @@ impl ProtocolModule for Wialon {
         mapping::profiles()
     }
 
-    fn new_session(&self, transport: Transport, limits: &Limits) -> Box<dyn ProtocolSession> {
-        Box::new(Session::new(transport, limits))
+    fn describe(&self) -> &'static str {
+        "1.1 and 2.0: `#L#`, `#SD#`, `#D#`, `#B#`, `#P#`, `#M#`, photos `#I#`, tachograph files `#IT#`/`#T#`, compressed packets, v2.0 CRC"
+    }
+
+    fn transports(&self) -> &'static [Transport] {
+        &[Transport::Tcp, Transport::Udp]
+    }
+
+    fn settings(&self) -> &'static [Setting] {
+        SETTINGS
+    }
+
+    fn simulators(&self) -> &'static [Simulator] {
+        SIMULATORS
+    }
+
+    fn new_session(
+        &self,
+        transport: Transport,
+        config: &ProtocolConfig,
+    ) -> Box<dyn ProtocolSession> {
+        Box::new(Session::new(transport, config))
     }
 
     /// `#AL#0`, "connection rejected by server" (the spec's login answer codes: 1 accepted,
@@ -100,7 +160,7 @@ pub fn probe(prefix: &[u8], transport: Transport) -> Probe {
                 // enforces the configured one.
                 let fits = transport != Transport::Udp
                     || prefix.len() >= compress::HEADER_LEN.saturating_add(size);
-                if size >= 2 && size <= Limits::default().wialon_max_packet_bytes && fits {
+                if (2..=DEFAULT_MAX_FRAME_BYTES).contains(&size) && fits {
                     Probe::Yes
                 } else {
                     Probe::No
@@ -177,13 +237,14 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(transport: Transport, limits: &Limits) -> Self {
+    pub fn new(transport: Transport, config: &ProtocolConfig) -> Self {
+        let settings = config.settings(NAME);
         let udp = transport == Transport::Udp;
-        let max_packet = limits.wialon_max_packet_bytes.max(16);
+        let max_packet = settings.max_frame_bytes().max(16);
         Session {
             udp,
             max_packet,
-            max_file: limits.wialon_max_file_bytes,
+            max_file: settings.bytes(MAX_FILE_BYTES),
             imei: None,
             announced: false,
             version: Version::V1,
@@ -191,7 +252,7 @@ impl Session {
             photo: None,
             tacho: None,
             login_check: accept_any,
-            profile: ProfileCache::new(limits.profiles.clone(), Protocol::WialonIps),
+            profile: ProfileCache::new(config.profiles.clone(), Protocol::WialonIps),
         }
     }
 

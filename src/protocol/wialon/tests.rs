@@ -21,11 +21,11 @@ fn now() -> SystemTime {
 }
 
 fn tcp() -> Session {
-    Session::new(Transport::Tcp, &Limits::default())
+    Session::new(Transport::Tcp, &ProtocolConfig::default())
 }
 
 fn udp() -> Session {
-    Session::new(Transport::Udp, &Limits::default())
+    Session::new(Transport::Udp, &ProtocolConfig::default())
 }
 
 type Outcome = Result<Frame, DecodeError>;
@@ -612,10 +612,7 @@ fn compressed_and_plain_alternate() {
 
 #[test]
 fn compression_bombs_and_bad_containers_are_bounded() {
-    let limits = Limits {
-        wialon_max_packet_bytes: 1024,
-        ..Limits::default()
-    };
+    let limits = ProtocolConfig::default().with("wialon", "max_frame_bytes", "1024");
     let bomb = compress::compress(&vec![b'#'; 1_000_000]);
     assert!(bomb.len() < 2000);
     let mut s = Session::new(Transport::Tcp, &limits);
@@ -628,7 +625,7 @@ fn compression_bombs_and_bad_containers_are_bounded() {
     let mut s = Session::new(Transport::Tcp, &limits);
     let (out, _) = feed(&mut s, b"\xff\x00\x10", usize::MAX);
     assert_eq!(out[0].as_ref().unwrap_err().action, Action::Close);
-    let small = Limits::default();
+    let small = ProtocolConfig::default();
     let mut s = Session::new(Transport::Tcp, &small);
     let (out, _) = feed(&mut s, b"\xff\x04\x00abcd#L#1;NA\r\n", usize::MAX);
     assert_eq!(out[0].as_ref().unwrap_err().kind, ErrorKind::Malformed);
@@ -726,10 +723,7 @@ fn every_split_point_and_byte_by_byte_give_the_same_result() {
 
 #[test]
 fn lines_are_capped_before_buffering() {
-    let limits = Limits {
-        wialon_max_packet_bytes: 100,
-        ..Limits::default()
-    };
+    let limits = ProtocolConfig::default().with("wialon", "max_frame_bytes", "100");
     let mut s = Session::new(Transport::Tcp, &limits);
     let mut buf = BytesMut::from(&b"#D#"[..]);
     buf.extend_from_slice(&[b'1'; 98]);
@@ -850,10 +844,7 @@ fn photo_errors() {
     assert_eq!(reply_of(&out[1]), "#AI#NA;0\r\n");
     assert_eq!(out[1].as_ref().unwrap_err().action, Action::Close);
     // The file cap.
-    let limits = Limits {
-        wialon_max_file_bytes: 4,
-        ..Limits::default()
-    };
+    let limits = ProtocolConfig::default().with("wialon", "max_file_bytes", "4");
     let mut s = Session::new(Transport::Tcp, &limits);
     let mut input = b"#L#1;NA\r\n".to_vec();
     input.extend(photo_block(0, 1, bin, true));
@@ -1161,7 +1152,7 @@ proptest! {
         prefix in prop_oneof![Just(b"#L#1;NA\r\n".to_vec()), Just(Vec::new()), Just(b"#".to_vec()), Just(vec![0xff])],
         is_udp in any::<bool>(),
     ) {
-        let limits = Limits { wialon_max_packet_bytes: 256, wialon_max_file_bytes: 1024, ..Limits::default() };
+        let limits = ProtocolConfig::default().with("wialon", "max_frame_bytes", "256").with("wialon", "max_file_bytes", "1024");
         let transport = if is_udp { Transport::Udp } else { Transport::Tcp };
         let mut s = Session::new(transport, &limits);
         let mut buf = BytesMut::new();

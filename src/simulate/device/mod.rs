@@ -3,10 +3,6 @@
 //! one virtual device over a socket: connect (bound to its source address), log in, send a
 //! batch every interval, match ACKs, resend on timeout, answer commands, reconnect with backoff.
 
-pub mod gt06;
-pub mod teltonika;
-pub mod wialon;
-
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::Ordering::Relaxed;
@@ -19,66 +15,18 @@ use tokio::net::{TcpSocket, UdpSocket};
 use tokio::time::{sleep, sleep_until, Instant};
 use tracing::debug;
 
+pub use crate::protocol::sim::{Batch, DeviceCodec, DeviceError, Incoming};
+
 use super::track::{self, Fix, Track};
 use super::{Ctx, DeviceProtocol, SimTransport};
 
-/// What a device sends in one go and what must come back.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Batch {
-    /// Frames in the order written. Over UDP each is one datagram.
-    pub units: Vec<Vec<u8>>,
-    /// The exact replies expected, in order.
-    pub expected: Vec<Vec<u8>>,
-    pub frames: u32,
-    pub records: u32,
-}
-
-/// One message the server sent.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Incoming {
-    /// A reply (ACK) to compare with what was expected.
-    Reply(Vec<u8>),
-    /// A command, and the device's answer to write back.
-    Command { text: String, answer: Vec<u8> },
-    /// The server's answer to a message the device sent in answer to a command (Wialon `#AM#`
-    /// to the driver's `#M#`); `ok` when it was the positive one.
-    AnswerAck { ok: bool },
-    /// A well-framed message the device ignores (a command with a bad CRC, say).
-    Ignored(&'static str),
-}
-
-/// The server sent bytes that are no message of the protocol: the stream cannot be trusted.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unexpected bytes from the server: {0}")]
-pub struct DeviceError(pub String);
-
-/// One protocol's device side, no I/O.
-pub trait DeviceCodec: Send + Sync {
-    /// The login to send on a fresh connection and the exact reply that accepts it; `None`
-    /// when the transport has no login (Teltonika and Wialon over UDP).
-    fn login(&mut self) -> Option<(Vec<u8>, Vec<u8>)>;
-    /// Encodes `fixes` (oldest first).
-    fn batch(&mut self, fixes: &[Fix]) -> Batch;
-    /// Splits one message off the front of `buf`; `Ok(None)` until one is complete.
-    fn parse(&mut self, buf: &mut BytesMut) -> Result<Option<Incoming>, DeviceError>;
-}
-
-/// The codec for `protocol`.
+/// The device codec of a simulator variant over `transport`.
 pub fn codec(
     protocol: DeviceProtocol,
     transport: SimTransport,
     imei: &str,
 ) -> Box<dyn DeviceCodec> {
-    use crate::protocol::teltonika::avl::Codec;
-    let udp = transport == SimTransport::Udp;
-    match protocol {
-        DeviceProtocol::Teltonika8 => Box::new(teltonika::Teltonika::new(imei, Codec::C8, udp)),
-        DeviceProtocol::Teltonika8e => Box::new(teltonika::Teltonika::new(imei, Codec::C8E, udp)),
-        DeviceProtocol::Teltonika16 => Box::new(teltonika::Teltonika::new(imei, Codec::C16, udp)),
-        DeviceProtocol::Wialon => Box::new(wialon::Wialon::new(imei, false, udp)),
-        DeviceProtocol::Wialon2 => Box::new(wialon::Wialon::new(imei, true, udp)),
-        DeviceProtocol::Gt06 => Box::new(gt06::Gt06::new(imei)),
-    }
+    (protocol.sim.make)(imei, transport == SimTransport::Udp)
 }
 
 /// Transmissions of one batch before the device drops the connection and starts over.

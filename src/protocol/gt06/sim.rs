@@ -4,9 +4,9 @@
 
 use bytes::BytesMut;
 
-use super::{Batch, DeviceCodec, DeviceError, Incoming};
+use crate::protocol::civil::civil_from_secs as civil;
 use crate::protocol::gt06::frame;
-use crate::simulate::track::{civil, Fix};
+use crate::protocol::sim::{Batch, DeviceCodec, DeviceError, Fix, Incoming};
 
 const LOGIN: u8 = 0x01;
 const GPS_LBS: u8 = 0x22;
@@ -195,13 +195,16 @@ impl DeviceCodec for Gt06 {
 mod tests {
     use super::*;
     use crate::proto::{EventKind, Transport};
-    use crate::protocol::{AnswerOutcome, CommandAnswer, CommandRequest, Limits, ProtocolModule};
+    use crate::protocol::{
+        AnswerOutcome, CommandAnswer, CommandRequest, ProtocolConfig, ProtocolModule,
+    };
     use crate::simulate::track::Track;
 
     #[test]
     fn login_and_positions_decode_in_the_gateway_with_the_expected_acks() {
         for transport in [Transport::Tcp, Transport::Udp] {
-            let mut s = crate::protocol::gt06::Gt06.new_session(transport, &Limits::default());
+            let mut s =
+                crate::protocol::gt06::Gt06.new_session(transport, &ProtocolConfig::default());
             let mut d = Gt06::new("864717003283581");
             let (login, ack) = d.login().unwrap();
             let mut buf = BytesMut::from(&login[..]);
@@ -237,7 +240,7 @@ mod tests {
     #[test]
     fn online_command_is_answered_with_the_server_flag() {
         let mut server =
-            crate::protocol::gt06::Gt06.new_session(Transport::Tcp, &Limits::default());
+            crate::protocol::gt06::Gt06.new_session(Transport::Tcp, &ProtocolConfig::default());
         let mut d = Gt06::new("864717003283581");
         let (login, _) = d.login().unwrap();
         server

@@ -9,10 +9,9 @@
 
 use bytes::{Buf, BytesMut};
 
-use super::{Batch, DeviceCodec, DeviceError, Incoming};
+use crate::protocol::sim::{Batch, DeviceCodec, DeviceError, Fix, Incoming};
 use crate::protocol::wialon::crc;
 use crate::protocol::wialon::packet::{self, ParamValue, Record};
-use crate::simulate::track::Fix;
 
 /// Longest line accepted from the server.
 const MAX_LINE: usize = 8 * 1024;
@@ -197,7 +196,7 @@ impl DeviceCodec for Wialon {
 mod tests {
     use super::*;
     use crate::proto::{EventKind, Transport};
-    use crate::protocol::{Limits, ProtocolModule};
+    use crate::protocol::{ProtocolConfig, ProtocolModule};
     use crate::simulate::track::Track;
 
     fn fixes(n: u64) -> Vec<Fix> {
@@ -210,8 +209,8 @@ mod tests {
         for v2 in [false, true] {
             for udp in [false, true] {
                 let transport = if udp { Transport::Udp } else { Transport::Tcp };
-                let mut s =
-                    crate::protocol::wialon::Wialon.new_session(transport, &Limits::default());
+                let mut s = crate::protocol::wialon::Wialon
+                    .new_session(transport, &ProtocolConfig::default());
                 let mut d = Wialon::new("350000000000001", v2, udp);
                 let mut sent = Vec::new();
                 if let Some((login, ack)) = d.login() {
@@ -259,7 +258,8 @@ mod tests {
         };
         assert_eq!(text, "hello driver");
         // The answer is a driver message the gateway accepts and acknowledges.
-        let mut s = crate::protocol::wialon::Wialon.new_session(Transport::Tcp, &Limits::default());
+        let mut s =
+            crate::protocol::wialon::Wialon.new_session(Transport::Tcp, &ProtocolConfig::default());
         let (login, _) = d.login().unwrap();
         s.decode(
             &mut BytesMut::from(&login[..]),

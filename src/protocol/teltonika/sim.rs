@@ -4,10 +4,10 @@
 
 use bytes::{Buf, BytesMut};
 
-use super::{Batch, DeviceCodec, DeviceError, Incoming};
+use crate::protocol::civil::civil_from_secs as civil;
+use crate::protocol::sim::{Batch, DeviceCodec, DeviceError, Fix, Incoming};
 use crate::protocol::teltonika::avl::{self, Codec, IoValue, Record};
 use crate::protocol::teltonika::{command, frame};
-use crate::simulate::track::{civil, Fix};
 
 /// Largest command frame accepted from the server.
 const MAX_COMMAND_FRAME: usize = 16 * 1024;
@@ -247,7 +247,7 @@ impl DeviceCodec for Teltonika {
 mod tests {
     use super::*;
     use crate::proto::{EventKind, Transport};
-    use crate::protocol::{Limits, ProtocolModule};
+    use crate::protocol::{ProtocolConfig, ProtocolModule};
     use crate::simulate::track::Track;
 
     fn fixes(n: u64) -> Vec<Fix> {
@@ -257,8 +257,8 @@ mod tests {
 
     /// Runs bytes through the gateway's own decoder: the events and the reply it produces.
     fn gateway(transport: Transport, bytes: &[&[u8]]) -> Vec<(usize, Option<Vec<u8>>)> {
-        let mut s =
-            crate::protocol::teltonika::Teltonika.new_session(transport, &Limits::default());
+        let mut s = crate::protocol::teltonika::Teltonika
+            .new_session(transport, &ProtocolConfig::default());
         let mut out = Vec::new();
         for b in bytes {
             let mut buf = BytesMut::from(*b);
@@ -355,8 +355,8 @@ mod tests {
         };
         assert_eq!(text, "getver");
         // The answer is a Codec 12 response the gateway decodes.
-        let mut s =
-            crate::protocol::teltonika::Teltonika.new_session(Transport::Tcp, &Limits::default());
+        let mut s = crate::protocol::teltonika::Teltonika
+            .new_session(Transport::Tcp, &ProtocolConfig::default());
         let mut b = BytesMut::from(&frame::encode_login("352093081429150")[..]);
         s.decode(&mut b, std::time::SystemTime::now()).unwrap();
         let mut b = BytesMut::from(&answer[..]);
