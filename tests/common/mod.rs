@@ -80,7 +80,13 @@ impl TestGateway {
         config.format = avlgate::sink::Format::Protobuf;
         tweak(&mut config);
         let shutdown = CancellationToken::new();
-        let gw = Gateway::bind_with_sink(config, sink, shutdown.clone(), CancellationToken::new())
+        let gw = Gateway::bind_with_sink(
+            config,
+            sink,
+            shutdown.clone(),
+            CancellationToken::new(),
+            avlgate::abort::Abort::new(),
+        )
             .await
             .unwrap();
         Self::run(gw, shutdown)
