@@ -43,15 +43,7 @@ pub fn build_sink(
             Arc::new(sink::mqtt::MqttSink::start(o, sink_shutdown))
         }
         SinkKind::Kafka => {
-            let o = KafkaOptions {
-                brokers: config.kafka.brokers.clone(),
-                options: config.kafka.options.clone(),
-                events_topic: config.kafka.events_topic.clone(),
-                command_results_topic: config.kafka.command_results_topic.clone(),
-                client_id,
-                message_timeout: config.in_flight.delivery_timeout,
-                format: config.format,
-            };
+            let o = kafka_options(config, client_id);
             info!(brokers = %o.brokers, topic = %o.events_topic, "publishing to Kafka");
             Arc::new(
                 sink::kafka::KafkaSink::new(&o, abort.clone())
@@ -75,6 +67,19 @@ pub fn build_sink(
             Arc::new(sink::mqtt::MqttSink::start(o, sink_shutdown))
         }
     })
+}
+
+/// The Kafka sink's settings from the configuration.
+pub fn kafka_options(config: &Config, client_id: String) -> KafkaOptions {
+    KafkaOptions {
+        brokers: config.kafka.brokers.clone(),
+        options: config.kafka.options.clone(),
+        events_topic: config.kafka.events_topic.clone(),
+        command_results_topic: config.kafka.command_results_topic.clone(),
+        client_id,
+        message_timeout: config.in_flight.delivery_timeout,
+        format: config.format,
+    }
 }
 
 /// A gateway bound to its addresses, not yet serving.

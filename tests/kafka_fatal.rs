@@ -236,7 +236,7 @@ async fn command_clients_are_rebuilt_and_the_reader_resumes_where_it_was() {
     let pause = || vec![Duration::from_millis(700); 5];
     let shutdown = tokio_util::sync::CancellationToken::new();
     let (bus, mut rx) = KafkaBus::with_rebuilds(
-        &mut o.producer_config(),
+        &o.producer_config(),
         consumer,
         COMMANDS.into(),
         Duration::from_secs(600),

@@ -75,7 +75,7 @@ impl KafkaBus {
     /// Starts the reader thread; entries arrive on the returned channel. A client that cannot
     /// be rebuilt after a fatal error requests `abort`.
     pub fn start(
-        mut producer_config: rdkafka::ClientConfig,
+        producer_config: rdkafka::ClientConfig,
         consumer_config: rdkafka::ClientConfig,
         topic: String,
         lookback: Duration,
@@ -83,7 +83,7 @@ impl KafkaBus {
         abort: &Abort,
     ) -> anyhow::Result<(KafkaBus, mpsc::Receiver<Entry>)> {
         Self::with_rebuilds(
-            &mut producer_config,
+            &producer_config,
             consumer_config,
             topic,
             lookback,
@@ -97,27 +97,29 @@ impl KafkaBus {
 
     /// Same, with given rebuild policies (claims producer, reader): tests shorten the pauses.
     pub fn with_rebuilds(
-        producer_config: &mut rdkafka::ClientConfig,
+        producer_config: &rdkafka::ClientConfig,
         consumer_config: rdkafka::ClientConfig,
         topic: String,
         lookback: Duration,
         shutdown: CancellationToken,
         [claims, reading]: [Rebuilds; 2],
     ) -> anyhow::Result<(KafkaBus, mpsc::Receiver<Entry>)> {
-        // Claims are fire-and-forget and nobody reads this producer's statistics: without
-        // this, librdkafka would hand over (and a default context would log) one every second.
-        producer_config.remove("statistics.interval.ms");
-        // Nothing waits on a claim's report: a retired producer gets the usual message
-        // timeout to settle, no more.
-        let settle = producer_config
+        // The claims producer has the events producer's settings, statistics included: its
+        // context reads them (to see a producer the broker keeps refusing) and never logs them.
+        let message_timeout = producer_config
             .get("message.timeout.ms")
             .and_then(|v| v.parse().ok())
             .map(Duration::from_millis)
             .unwrap_or(Duration::from_secs(30));
-        let claims_health = Health::new(Role::CommandClaims, settle);
-        let producer =
-            client::Producer::with_rebuilds(producer_config.clone(), claims_health, settle, claims)?;
-        let reader_health = Health::new(Role::CommandReader, settle);
+        let stall_after = client::stall_after(message_timeout);
+        let claims_health = Health::new(Role::CommandClaims, stall_after);
+        let producer = client::Producer::with_rebuilds(
+            producer_config.clone(),
+            claims_health,
+            message_timeout,
+            claims,
+        )?;
+        let reader_health = Health::new(Role::CommandReader, stall_after);
         let consumer: Reader =
             consumer_config.create_with_context(Rebuilds::first_context(&reader_health))?;
         let reader = Arc::new(RwLock::new(Arc::new(consumer)));
@@ -252,7 +254,7 @@ impl ReadLoop {
             self.health.fatal(generation);
             error!(
                 generation,
-                error = %client::fatal_reason(consumer.client()),
+                error = %client::death_reason(consumer.client(), &self.health).unwrap_or_default(),
                 "rebuilding the commands reader after a fatal error"
             );
             let config = self.config.clone();
@@ -346,7 +348,28 @@ impl ClaimWriter for KafkaBus {
             }));
         let (generation, producer) = self.producer.current();
         match producer.send_result(record) {
-            Ok(_) => {}
+            Ok(report) => {
+                // Nothing waits for a claim (the ledger acts on what it reads back), but its
+                // report tells the producer's health whether the broker still takes it.
+                let health = self.producer.health().clone();
+                let mut outstanding = health.deliveries().begin(1);
+                if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                    rt.spawn(async move {
+                        match report.await {
+                            Ok(Ok(_)) => outstanding.confirmed(),
+                            Ok(Err((e, _))) => {
+                                debug!(error = %e, "claim not written; it will be proposed again");
+                                let code = e.rdkafka_error_code();
+                                outstanding.failed(code == Some(RDKafkaErrorCode::MessageTimedOut));
+                                if code.is_some_and(client::unrecoverable) {
+                                    health.unusable(generation, &e);
+                                }
+                            }
+                            Err(_) => outstanding.failed(false),
+                        }
+                    });
+                }
+            }
             Err((e, _)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) => {
                 // The supervisor replaces the producer; the ledger proposes again.
                 self.producer.health().fatal(generation);

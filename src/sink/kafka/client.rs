@@ -25,7 +25,7 @@
 //!   pause; past them the process is asked to drain and exit non-zero ([`Abort`]), so the
 //!   orchestrator restarts it and the crash loop is visible.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -46,8 +46,21 @@ use crate::metrics as m;
 pub const MAX_CONSECUTIVE: u32 = 5;
 /// A generation that lived this long was healthy: its fatal error starts a fresh count.
 pub const HEALTHY_LIFE: Duration = Duration::from_secs(60);
+/// Epoch bumps of the idempotent producer with nothing confirmed, while records wait past
+/// the stall threshold, that condemn the producer ([`Deliveries::bumping_in_vain`]). A
+/// healthy producer bumps its epoch once per recovery; the loop seen against a broker that
+/// lost its producer state bumps several times a second.
+const MAX_BUMPS_WITHOUT_DELIVERY: i64 = 5;
 /// Pause before rebuild attempt n (n = 0 first): immediate, then growing, 7.5 s in all.
 const BACKOFF_MS: [u64; MAX_CONSECUTIVE as usize] = [0, 500, 1000, 2000, 4000];
+
+/// How long records may stay unconfirmed before the brokers count as stalled (not ready):
+/// a third of the message timeout, between 2 and 10 s. A healthy cluster confirms within
+/// milliseconds; a stalled broker keeps its TCP connections, so librdkafka's own view ("up")
+/// would take a minute (`socket.timeout.ms`) to change.
+pub fn stall_after(message_timeout: Duration) -> Duration {
+    (message_timeout / 3).clamp(Duration::from_secs(2), Duration::from_secs(10))
+}
 
 /// Which client: the `client` label of the metrics and the logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,6 +109,8 @@ pub struct Health {
     gave_up: AtomicBool,
     /// Set when the supervisor should look at the client now (an error was reported).
     poked: Mutex<bool>,
+    /// Why the generation in use was found unusable, when librdkafka did not call it fatal.
+    unusable: Mutex<Option<String>>,
     wake: Condvar,
     /// `(generation in use, gave up)`, for senders waiting for a successor.
     replaced: watch::Sender<(u64, bool)>,
@@ -114,6 +129,7 @@ impl Health {
             failed: AtomicBool::new(false),
             gave_up: AtomicBool::new(false),
             poked: Mutex::new(false),
+            unusable: Mutex::new(None),
             wake: Condvar::new(),
             replaced: watch::Sender::new((0, false)),
             deliveries: Arc::new(Deliveries::new(stall_after)),
@@ -159,7 +175,8 @@ impl Health {
 
     fn set_connected(&self, up: bool) {
         let was = self.connected.swap(up, Ordering::Relaxed);
-        if was != up {
+        // One client's view is enough in the log: the events producer's.
+        if was != up && self.role == Role::Events {
             if up {
                 info!(client = self.role.label(), "Kafka brokers reachable");
             } else {
@@ -191,6 +208,26 @@ impl Health {
         self.poke();
     }
 
+    /// Generation `generation` answers every record with an error that no retry of the same
+    /// producer can cure (see [`unrecoverable`]) although librdkafka did not raise a fatal
+    /// error: it is replaced like a dead one.
+    pub fn unusable(&self, generation: u64, error: &KafkaError) {
+        self.condemn(generation, format!("unrecoverable delivery error: {error}"));
+    }
+
+    fn condemn(&self, generation: u64, reason: String) {
+        if generation != self.generation() {
+            return;
+        }
+        {
+            let mut why = self.unusable.lock().unwrap_or_else(|p| p.into_inner());
+            if why.is_none() {
+                *why = Some(reason);
+            }
+        }
+        self.fatal(generation);
+    }
+
     /// Asks the supervisor to look at the client now. librdkafka's error callback gives a
     /// fatal error's underlying code (`ProducerFenced`, …), not whether it is fatal: only the
     /// client can say (`fatal_error()`), and the supervisor holds the client.
@@ -214,6 +251,9 @@ impl Health {
     pub fn replaced_by(&self, generation: u64) {
         self.generation.store(generation, Ordering::SeqCst);
         self.connected.store(false, Ordering::Relaxed);
+        *self.unusable.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        self.deliveries.epochs.store(0, Ordering::Relaxed);
+        self.deliveries.epochs_at_confirm.store(0, Ordering::Relaxed);
         self.failed.store(false, Ordering::SeqCst);
         metrics::gauge!(m::KAFKA_CLIENT_FAILED, "client" => self.role.label()).set(0.0);
         self.publish_connected();
@@ -258,6 +298,9 @@ pub struct Deliveries {
     /// When a record last failed by timing out (ms since `epoch` + 1; 0: none since the last
     /// confirmation).
     timed_out_at_ms: AtomicU64,
+    /// The idempotent producer's epoch (statistics), now and at the last confirmation.
+    epochs: AtomicI64,
+    epochs_at_confirm: AtomicI64,
 }
 
 impl Deliveries {
@@ -268,6 +311,8 @@ impl Deliveries {
             outstanding: AtomicUsize::new(0),
             waiting_since_ms: AtomicU64::new(0),
             timed_out_at_ms: AtomicU64::new(0),
+            epochs: AtomicI64::new(0),
+            epochs_at_confirm: AtomicI64::new(0),
         }
     }
 
@@ -292,6 +337,18 @@ impl Deliveries {
         self.waiting_since_ms
             .store(self.now_ms(), Ordering::Relaxed);
         self.timed_out_at_ms.store(0, Ordering::Relaxed);
+        self.epochs_at_confirm
+            .store(self.epochs.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+
+    /// The producer keeps bumping its epoch and confirms nothing: the broker refuses its id
+    /// over and over (`UNKNOWN_PRODUCER_ID` from a broker that lost its producer state, say)
+    /// and librdkafka retries that forever without an error. Only a new producer (a new id)
+    /// gets out.
+    fn bumping_in_vain(&self) -> Option<i64> {
+        let bumps = self.epochs.load(Ordering::Relaxed)
+            - self.epochs_at_confirm.load(Ordering::Relaxed);
+        (bumps >= MAX_BUMPS_WITHOUT_DELIVERY && self.stalled()).then_some(bumps)
     }
 
     fn timed_out(&self) {
@@ -363,6 +420,24 @@ impl Context {
 }
 
 impl ClientContext for Context {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        use rdkafka::config::RDKafkaLogLevel as L;
+        let client = self.health.role.label();
+        match level {
+            // The reader gets every `--kafka-option` on purpose (security settings), producer
+            // ones included, and librdkafka warns that it ignores those.
+            L::Warning if fac == "CONFWARN" && self.health.role == Role::CommandReader => {
+                debug!(target: "librdkafka", client, "{fac} {message}")
+            }
+            L::Emerg | L::Alert | L::Critical | L::Error => {
+                error!(target: "librdkafka", client, "{fac} {message}")
+            }
+            L::Warning => warn!(target: "librdkafka", client, "{fac} {message}"),
+            L::Notice | L::Info => info!(target: "librdkafka", client, "{fac} {message}"),
+            L::Debug => debug!(target: "librdkafka", client, "{fac} {message}"),
+        }
+    }
+
     fn stats(&self, s: Statistics) {
         // Only the producer with statistics enabled gets here; never log the object itself.
         if !self.current() {
@@ -371,6 +446,22 @@ impl ClientContext for Context {
         // Bootstrap entries have nodeid -1; a real broker connection shows state UP.
         let up = s.brokers.values().any(|b| b.nodeid >= 0 && b.state == "UP");
         self.health.set_connected(up);
+        if let Some(eos) = &s.eos {
+            let d = &self.health.deliveries;
+            // `producer_epoch`, not `epoch_cnt`: librdkafka's local epoch bumps (its answer
+            // to UNKNOWN_PRODUCER_ID) raise the former only.
+            d.epochs.store(i64::from(eos.producer_epoch), Ordering::Relaxed);
+            if let Some(bumps) = d.bumping_in_vain() {
+                self.health.condemn(
+                    self.generation,
+                    format!(
+                        "the broker keeps refusing the producer ({bumps} epoch bumps, nothing \
+                         delivered; state {})",
+                        eos.idemp_state
+                    ),
+                );
+            }
+        }
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
@@ -502,12 +593,34 @@ impl Rebuilds {
     }
 }
 
-/// Describes a client's fatal error for the log.
-pub fn fatal_reason<C: ClientContext>(client: &rdkafka::client::Client<C>) -> String {
-    match client.fatal_error() {
-        Some((code, reason)) => format!("{code:?}: {reason}"),
-        None => "fatal error".into(),
+/// Errors that condemn the producer, not the record: the broker no longer accepts this
+/// producer's id or epoch. librdkafka raises a fatal error for some of these paths, but not
+/// for all: after a long stall, a broker may answer every later produce request with
+/// `PRODUCER_FENCED` while the client stays "healthy" and fails each record. A new producer
+/// gets a new id. The broker refused the batch, so the record was not written.
+pub fn unrecoverable(code: RDKafkaErrorCode) -> bool {
+    matches!(
+        code,
+        RDKafkaErrorCode::ProducerFenced
+            | RDKafkaErrorCode::InvalidProducerEpoch
+            | RDKafkaErrorCode::InvalidProducerIdMapping
+            | RDKafkaErrorCode::Fenced
+    )
+}
+
+/// Why a client is dead: librdkafka's fatal error, else what [`Health::unusable`] recorded.
+pub fn death_reason<C: ClientContext>(
+    client: &rdkafka::client::Client<C>,
+    health: &Health,
+) -> Option<String> {
+    if let Some((code, reason)) = client.fatal_error() {
+        return Some(format!("fatal error {code:?}: {reason}"));
     }
+    if !health.failed() {
+        return None;
+    }
+    let why = health.unusable.lock().unwrap_or_else(|p| p.into_inner());
+    Some(why.clone().unwrap_or_else(|| "fatal error".into()))
 }
 
 /// A producer that is rebuilt in place after a fatal error. Cheap to clone.
@@ -586,12 +699,11 @@ fn supervise(
             let slot = inner.slot.read().unwrap_or_else(|p| p.into_inner());
             (slot.0, slot.1.clone())
         };
-        if old.client().fatal_error().is_none() {
+        let Some(why) = death_reason(old.client(), &health) else {
             continue;
-        }
+        };
         health.fatal(generation);
-        let why = fatal_reason(old.client());
-        error!(client = health.role.label(), generation, error = %why, "rebuilding the Kafka producer after a fatal error");
+        error!(client = health.role.label(), generation, error = %why, "rebuilding the Kafka producer");
         let Some((next, producer)) =
             rebuilds.rebuild(&health, |context| config.create_with_context(context))
         else {

@@ -79,12 +79,9 @@ impl KafkaOptions {
         c
     }
 
-    /// How long records may stay unconfirmed before the brokers count as stalled (not
-    /// ready): a third of the delivery deadline, between 2 and 10 s. A healthy cluster
-    /// confirms within milliseconds; a stalled broker keeps its TCP connections, so
-    /// librdkafka's own view ("up") would take a minute (`socket.timeout.ms`) to change.
+    /// See [`client::stall_after`].
     pub fn stall_after(&self) -> Duration {
-        (self.message_timeout / 3).clamp(Duration::from_secs(2), Duration::from_secs(10))
+        client::stall_after(self.message_timeout)
     }
 }
 
@@ -300,6 +297,14 @@ impl Inner {
                             if self.producer.health().generation() != generation
                                 || self.producer.health().failed() =>
                         {
+                            pending.push_back(i);
+                            dead = Some(generation);
+                        }
+                        // Refused by the broker because of the producer's identity: not
+                        // written, and no retry by this producer will be accepted.
+                        Some(code) if client::unrecoverable(code) => {
+                            debug!(error = %e, "kafka producer refused; resending with its successor");
+                            self.producer.health().unusable(generation, &e);
                             pending.push_back(i);
                             dead = Some(generation);
                         }
