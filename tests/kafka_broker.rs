@@ -197,10 +197,8 @@ async fn stall_under_traffic(s: Stall) {
 
     // Not ready once the broker stopped confirming (the stall threshold plus a margin for
     // the first unconfirmed record), until it goes on.
-    let stall_after = Duration::from_secs(s.delivery_timeout_secs / 3).clamp(
-        Duration::from_secs(2),
-        Duration::from_secs(10),
-    );
+    let stall_after = Duration::from_secs(s.delivery_timeout_secs / 3)
+        .clamp(Duration::from_secs(2), Duration::from_secs(10));
     tokio::time::sleep(stall_after + Duration::from_secs(3)).await;
     let mut samples = 0;
     while stalled_at.elapsed() < Duration::from_secs(s.secs) {
@@ -259,9 +257,13 @@ async fn stall_under_traffic(s: Stall) {
     assert_acked_records_published(&reports, &events);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let b = bootstrap.clone();
-    let got = tokio::task::spawn_blocking(move || results(&b)).await.unwrap();
+    let got = tokio::task::spawn_blocking(move || results(&b))
+        .await
+        .unwrap();
     for id in ["before", "during"] {
-        let rs = got.get(id).unwrap_or_else(|| panic!("no result for {id}: {got:?}"));
+        let rs = got
+            .get(id)
+            .unwrap_or_else(|| panic!("no result for {id}: {got:?}"));
         assert_eq!(terminal(rs).len(), 1, "{id}: one terminal result: {rs:?}");
         assert_eq!(terminal(rs)[0].status, CommandStatus::Responded as i32);
     }
@@ -359,7 +361,10 @@ async fn a_broker_killed_and_restarted_mid_stream() {
             }
         }
     }
-    assert!(after_restart > 0, "frames were acknowledged after the restart");
+    assert!(
+        after_restart > 0,
+        "frames were acknowledged after the restart"
+    );
     assert!(
         eventually(15, || async { http_get(ops, "/readyz").await.0 == 200 }).await,
         "ready again"
@@ -529,4 +534,3 @@ async fn a_pending_command_survives_a_pod_restart() {
     assert_eq!(terminal(rs)[0].status, CommandStatus::Responded as i32);
     a2.stop().await;
 }
-

@@ -8,7 +8,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::ffi::CString;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,33 +18,16 @@ use avlgate::sink::kafka::client::{Rebuilds, Role};
 use avlgate::sink::kafka::{KafkaOptions, KafkaSink};
 use avlgate::sink::Format;
 use common::fleet::{census, run_device};
-use common::kafka::{mock_cluster, read_all};
+use common::kafka::{inject_fatal, mock_cluster, read_all};
 use common::*;
 use prost::Message;
-use rdkafka::bindings::{rd_kafka_resp_err_t, rd_kafka_test_fatal_error};
-use rdkafka::client::Client;
 use rdkafka::consumer::Consumer;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaErrorCode, RDKafkaRespErr};
-use rdkafka::{ClientConfig, ClientContext};
+use rdkafka::ClientConfig;
 
 const EVENTS: &str = "avlgate.events";
 const COMMANDS: &str = "avlgate.commands";
-
-/// Raises a fatal error in `client` through librdkafka's test hook.
-fn make_fatal<C: ClientContext>(client: &Client<C>) {
-    let reason = CString::new("injected by the test").unwrap();
-    // SAFETY: the pointer is a live client owned by `client`, and the reason a valid C string
-    // for the duration of the call (librdkafka copies it).
-    let err = unsafe {
-        rd_kafka_test_fatal_error(
-            client.native_ptr(),
-            rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_PRODUCER_FENCED,
-            reason.as_ptr(),
-        )
-    };
-    assert_eq!(err, rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR);
-}
 
 fn options(bootstrap: &str, delivery_timeout: Duration) -> KafkaOptions {
     KafkaOptions {
@@ -129,25 +111,25 @@ async fn a_fatal_producer_is_rebuilt_in_place_and_nothing_unconfirmed_is_acked()
         if status == 503 && body.contains("fatal") {
             saw_503 = Some(body);
             let (_, metrics) = http_get(ops, "/metrics").await;
-            saw_gauge = metric(&metrics, r#"avlgate_kafka_client_failed{client="events"}"#)
-                == Some(1.0);
+            saw_gauge =
+                metric(&metrics, r#"avlgate_kafka_client_failed{client="events"}"#) == Some(1.0);
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let fatal = first.client().fatal_error();
     assert!(
-        matches!(
-            fatal,
-            Some((RDKafkaErrorCode::OutOfOrderSequenceNumber, _))
-        ),
+        matches!(fatal, Some((RDKafkaErrorCode::OutOfOrderSequenceNumber, _))),
         "librdkafka raised the fatal error: {fatal:?}"
     );
     assert!(
         saw_503.is_some(),
         "/readyz said 503 while the producer was dead"
     );
-    assert!(saw_gauge, "avlgate_kafka_client_failed{{client=events}} was 1");
+    assert!(
+        saw_gauge,
+        "avlgate_kafka_client_failed{{client=events}} was 1"
+    );
     drop(first);
 
     let mut reports = Vec::new();
@@ -193,7 +175,10 @@ async fn a_fatal_producer_is_rebuilt_in_place_and_nothing_unconfirmed_is_acked()
     }
     assert_eq!(acked.len(), 6 * 20 * 3);
     let missing: Vec<_> = acked.iter().filter(|id| !census.contains_key(id)).collect();
-    assert!(missing.is_empty(), "acknowledged but not published: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "acknowledged but not published: {missing:?}"
+    );
     let dups: Vec<_> = census
         .iter()
         .filter(|(id, n)| **n > 1 && !resent.contains(*id))
@@ -272,7 +257,7 @@ async fn command_clients_are_rebuilt_and_the_reader_resumes_where_it_was() {
     }
 
     // The reader dies: not ready until its successor is in place, which resumes after c-1.
-    make_fatal(bus.reader().client());
+    inject_fatal(bus.reader().client());
     assert!(
         eventually(5, || async { reader_health.check().is_err() }).await,
         "readiness noticed the dead reader"
@@ -292,7 +277,7 @@ async fn command_clients_are_rebuilt_and_the_reader_resumes_where_it_was() {
     // The claims producer dies: a claim proposed meanwhile is refused (the ledger proposes
     // again), one proposed after the rebuild is written and read back.
     let (_, claims) = bus.claims_producer();
-    make_fatal(claims.client());
+    inject_fatal(claims.client());
     assert!(
         eventually(5, || async { claims_health.check().is_err() }).await,
         "readiness noticed the dead claims producer"
@@ -317,4 +302,3 @@ async fn command_clients_are_rebuilt_and_the_reader_resumes_where_it_was() {
     assert_eq!(abort.reason(), None);
     shutdown.cancel();
 }
-

@@ -96,4 +96,3 @@ pub async fn assert_sent_then_responded(results: &mut Subscriber) {
 pub fn terminal(rs: &[CommandResult]) -> Vec<&CommandResult> {
     rs.iter().filter(|r| r.terminal).collect()
 }
-

@@ -89,8 +89,8 @@ impl TestGateway {
             CancellationToken::new(),
             avlgate::abort::Abort::new(),
         )
-            .await
-            .unwrap();
+        .await
+        .unwrap();
         Self::run(gw, shutdown)
     }
 

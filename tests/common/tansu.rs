@@ -3,7 +3,7 @@
 //! installs its binary under `~/.cache/avlgate-tansu` and nothing of it is linked into
 //! avlgate.
 //!
-//! The binary is `$AVLGATE_TANSU`, else `~/.cache/avlgate-tansu/bin/tansu`. Under CI
+//! The binary is `$AVLGATE_TANSU`, else `${XDG_CACHE_HOME:-~/.cache}/avlgate-tansu/bin/tansu`. Under CI
 //! (`CI=true`) a missing binary fails the test; elsewhere the test is skipped with a message.
 //!
 //! Faults are real process faults: `stall` (SIGSTOP: the broker keeps its sockets and answers
@@ -24,8 +24,11 @@ pub fn binary() -> Option<PathBuf> {
     if let Some(p) = std::env::var_os("AVLGATE_TANSU") {
         return Some(PathBuf::from(p)).filter(|p| p.exists());
     }
-    let home = std::env::var_os("HOME")?;
-    Some(PathBuf::from(home).join(".cache/avlgate-tansu/bin/tansu")).filter(|p| p.exists())
+    let cache = match std::env::var_os("XDG_CACHE_HOME") {
+        Some(c) => PathBuf::from(c),
+        None => PathBuf::from(std::env::var_os("HOME")?).join(".cache"),
+    };
+    Some(cache.join("avlgate-tansu/bin/tansu")).filter(|p| p.exists())
 }
 
 /// A running tansu broker.
@@ -95,7 +98,11 @@ impl Tansu {
             }
             std::thread::sleep(Duration::from_millis(25));
         }
-        panic!("tansu did not listen on {} (log: {})", self.addr, self.log.display());
+        panic!(
+            "tansu did not listen on {} (log: {})",
+            self.addr,
+            self.log.display()
+        );
     }
 
     /// Creates `topics` with `partitions` each, through the Kafka admin API.
@@ -109,7 +116,10 @@ impl Tansu {
             .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
             .collect();
         let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
-        let results = admin.create_topics(&new, &opts).await.expect("create topics");
+        let results = admin
+            .create_topics(&new, &opts)
+            .await
+            .expect("create topics");
         for r in results {
             if let Err((t, e)) = r {
                 panic!("creating topic {t}: {e}");

@@ -6,11 +6,16 @@
 //! to bump the producer epoch (`ProducerFenced`, `OutOfOrderSequenceNumber`, …). From then on
 //! every produce call fails with `_FATAL`; nothing recovers by itself.
 //!
+//! Some brokers condemn a producer without librdkafka calling it fatal: after a stall, every
+//! later record fails with `PRODUCER_FENCED`; a broker that lost its producer state answers
+//! `UNKNOWN_PRODUCER_ID`, and librdkafka bumps its epoch and retries forever. Those producers
+//! are just as dead ([`unrecoverable`], [`Deliveries`]).
+//!
 //! Each client here (the events producer, the command flow's claims producer and its reader)
-//! is therefore a *generation*: on a fatal error the supervisor retires it and builds the next
+//! is therefore a *generation*: when it dies the supervisor retires it and builds the next
 //! generation from the same settings, in place.
 //!
-//! - **Readiness.** From the fatal error until the next generation is in place, [`Health`]
+//! - **Readiness.** From the death until the next generation is in place, [`Health`]
 //!   reports not ready and `avlgate_kafka_client_failed{client}` is 1. The events producer's
 //!   health also watches deliveries: records outstanding with no confirmation for a while (a
 //!   stalled broker still holds its TCP connections, so librdkafka sees it "up" for a minute)
@@ -253,7 +258,9 @@ impl Health {
         self.connected.store(false, Ordering::Relaxed);
         *self.unusable.lock().unwrap_or_else(|p| p.into_inner()) = None;
         self.deliveries.epochs.store(0, Ordering::Relaxed);
-        self.deliveries.epochs_at_confirm.store(0, Ordering::Relaxed);
+        self.deliveries
+            .epochs_at_confirm
+            .store(0, Ordering::Relaxed);
         self.failed.store(false, Ordering::SeqCst);
         metrics::gauge!(m::KAFKA_CLIENT_FAILED, "client" => self.role.label()).set(0.0);
         self.publish_connected();
@@ -273,7 +280,10 @@ impl Health {
             return false;
         }
         let mut rx = self.replaced.subscribe();
-        let outcome = match rx.wait_for(|(g, gave_up)| *g > generation || *gave_up).await {
+        let outcome = match rx
+            .wait_for(|(g, gave_up)| *g > generation || *gave_up)
+            .await
+        {
             Ok(v) => v.0 > generation,
             Err(_) => false,
         };
@@ -346,8 +356,8 @@ impl Deliveries {
     /// and librdkafka retries that forever without an error. Only a new producer (a new id)
     /// gets out.
     fn bumping_in_vain(&self) -> Option<i64> {
-        let bumps = self.epochs.load(Ordering::Relaxed)
-            - self.epochs_at_confirm.load(Ordering::Relaxed);
+        let bumps =
+            self.epochs.load(Ordering::Relaxed) - self.epochs_at_confirm.load(Ordering::Relaxed);
         (bumps >= MAX_BUMPS_WITHOUT_DELIVERY && self.stalled()).then_some(bumps)
     }
 
@@ -450,7 +460,7 @@ impl ClientContext for Context {
             let d = &self.health.deliveries;
             // `producer_epoch`, not `epoch_cnt`: librdkafka's local epoch bumps (its answer
             // to UNKNOWN_PRODUCER_ID) raise the former only.
-            d.epochs.store(i64::from(eos.producer_epoch), Ordering::Relaxed);
+            d.epochs.store(eos.producer_epoch, Ordering::Relaxed);
             if let Some(bumps) = d.bumping_in_vain() {
                 self.health.condemn(
                     self.generation,
@@ -517,7 +527,10 @@ impl Rebuilds {
             consecutive: 0,
             born: Instant::now(),
             next_generation: 1,
-            backoff: BACKOFF_MS.iter().map(|ms| Duration::from_millis(*ms)).collect(),
+            backoff: BACKOFF_MS
+                .iter()
+                .map(|ms| Duration::from_millis(*ms))
+                .collect(),
         }
     }
 
@@ -755,7 +768,10 @@ mod tests {
         batch.failed(true);
         assert!(d.stalled(), "a timeout just now");
         std::thread::sleep(Duration::from_millis(80));
-        assert!(!d.stalled(), "the timeout is old and nothing is outstanding");
+        assert!(
+            !d.stalled(),
+            "the timeout is old and nothing is outstanding"
+        );
         let abandoned = d.begin(1);
         drop(abandoned);
         assert!(d.stalled(), "an abandoned batch counts as a timeout");
@@ -766,11 +782,17 @@ mod tests {
     fn a_fatal_error_fails_readiness_until_the_next_generation_is_in_place() {
         let h = Health::new(Role::CommandReader, Duration::from_secs(5));
         h.fatal(7);
-        assert!(h.check().is_ok(), "a stale generation's fatal error is ignored");
+        assert!(
+            h.check().is_ok(),
+            "a stale generation's fatal error is ignored"
+        );
         h.fatal(0);
         assert!(h.failed());
         assert!(h.check().unwrap_err().contains("reader"));
-        assert!(h.wait_poke(Duration::from_millis(10)), "the supervisor is woken");
+        assert!(
+            h.wait_poke(Duration::from_millis(10)),
+            "the supervisor is woken"
+        );
         assert!(!h.wait_poke(Duration::from_millis(10)), "once");
         h.replaced_by(1);
         assert!(h.check().is_ok());
@@ -781,8 +803,8 @@ mod tests {
     fn rebuilding_gives_up_after_consecutive_failures_and_asks_the_process_to_stop() {
         let abort = Abort::new();
         let h = Health::new(Role::CommandClaims, Duration::from_secs(5));
-        let mut r = Rebuilds::new(Role::CommandClaims, abort.clone())
-            .with_backoff(vec![Duration::ZERO; 3]);
+        let mut r =
+            Rebuilds::new(Role::CommandClaims, abort.clone()).with_backoff(vec![Duration::ZERO; 3]);
         let mut attempts = 0;
         let built = r.rebuild(&h, |_| -> KafkaResult<()> {
             attempts += 1;
@@ -803,8 +825,7 @@ mod tests {
     #[test]
     fn a_generation_that_lived_long_starts_a_fresh_count() {
         let h = Health::new(Role::Events, Duration::from_secs(5));
-        let mut r =
-            Rebuilds::new(Role::Events, Abort::new()).with_backoff(vec![Duration::ZERO; 2]);
+        let mut r = Rebuilds::new(Role::Events, Abort::new()).with_backoff(vec![Duration::ZERO; 2]);
         assert_eq!(r.rebuild(&h, |c| Ok(c.generation)).map(|v| v.0), Some(1));
         assert_eq!(r.rebuild(&h, |c| Ok(c.generation)).map(|v| v.0), Some(2));
         // Two quick deaths used the budget; a generation that lived past HEALTHY_LIFE resets it.
