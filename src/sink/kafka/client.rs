@@ -168,8 +168,8 @@ impl Health {
         }
     }
 
-    /// Records are outstanding and none was confirmed for a while, or deliveries timed out
-    /// recently with no confirmation since.
+    /// Records are outstanding and none was confirmed for a while, or a delivery timed out
+    /// with no confirmation since (while records are outstanding, or recently).
     pub fn stalled(&self) -> bool {
         self.deliveries.stalled()
     }
@@ -372,8 +372,11 @@ impl Deliveries {
         let limit = self.stall_after.as_millis() as u64;
         let waiting = self.outstanding.load(Ordering::SeqCst) > 0
             && now.saturating_sub(self.waiting_since_ms.load(Ordering::Relaxed)) > limit;
+        // A timeout with no confirmation since: stalled while anything is outstanding (the
+        // next record has no better prospect), and for a while after, when nothing is.
         let t = self.timed_out_at_ms.load(Ordering::Relaxed);
-        let timed_out = t != 0 && now.saturating_sub(t - 1) <= limit;
+        let timed_out = t != 0
+            && (self.outstanding.load(Ordering::SeqCst) > 0 || now.saturating_sub(t - 1) <= limit);
         waiting || timed_out
     }
 }
@@ -772,6 +775,14 @@ mod tests {
             !d.stalled(),
             "the timeout is old and nothing is outstanding"
         );
+        let mut next = d.begin(1);
+        assert!(
+            d.stalled(),
+            "no confirmation since the timeout: a new record waits in vain"
+        );
+        next.confirmed();
+        assert!(!d.stalled());
+        drop(next);
         let abandoned = d.begin(1);
         drop(abandoned);
         assert!(d.stalled(), "an abandoned batch counts as a timeout");
