@@ -651,19 +651,9 @@ struct ProducerInner {
 }
 
 impl Producer {
-    /// Creates the first generation from `config` and starts its supervisor thread.
-    /// `settle`: how long a retired generation may take to report on its in-flight records.
-    pub fn new(
-        config: ClientConfig,
-        health: Arc<Health>,
-        settle: Duration,
-        abort: Abort,
-    ) -> KafkaResult<Producer> {
-        let rebuilds = Rebuilds::new(health.role(), abort);
-        Self::with_rebuilds(config, health, settle, rebuilds)
-    }
-
-    /// Same, with a given rebuild policy.
+    /// Creates the first generation from `config` and starts its supervisor thread, which
+    /// rebuilds it as `rebuilds` says. `settle`: how long a retired generation may take to
+    /// report on its in-flight records.
     pub fn with_rebuilds(
         config: ClientConfig,
         health: Arc<Health>,
