@@ -1,7 +1,7 @@
-//! A real Kafka-compatible broker process for the tests: tansu (Apache-2.0 since 0.6; earlier
-//! releases AGPL), memory storage, on a free loopback port. It is a test tool only: `.ci/run`
-//! installs its binary under `~/.cache/avlgate-tansu` and nothing of it is linked into
-//! avlgate.
+//! A real Kafka-compatible broker process for the tests: tansu 0.6.0 (Apache-2.0 per its
+//! crates.io metadata), memory storage, on a free loopback port. It is a test tool only:
+//! `.ci/run` installs its binary under `~/.cache/avlgate-tansu` and nothing of it is linked
+//! into avlgate, whatever its license.
 //!
 //! The binary is `$AVLGATE_TANSU`, else `${XDG_CACHE_HOME:-~/.cache}/avlgate-tansu/bin/tansu`. Under CI
 //! (`CI=true`) a missing binary fails the test; elsewhere the test is skipped with a message.
