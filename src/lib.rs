@@ -13,7 +13,8 @@
 //!   ack-after-delivery [`sink::Sink`] seam, with a bounded in-flight [`sink::Publisher`].
 //! - [`net`]: between the socket and detection: connection limits, PROXY protocol, TLS.
 //! - [`server`]: listeners, connection accounting, graceful shutdown.
-//! - [`ops`]: `/metrics`, `/healthz`, `/readyz`.
+//! - [`ops`]: `/metrics`, `/healthz`, `/readyz`; [`abort`]: a part that cannot go on stops
+//!   the process (drain, exit non-zero).
 //! - [`device_id`]: what a device id may be (logins, allow-list, commands).
 //! - [`config`]: the one typed configuration, from flags, environment and a TOML file.
 //! - [`decode`]: the `avlgate decode` support tool.
@@ -24,6 +25,7 @@
 //! - [`proto`]: the generated event schema (`proto/avlgate/v1/telemetry.proto`).
 #![forbid(unsafe_code)]
 
+pub mod abort;
 pub mod command;
 pub mod config;
 pub mod decode;

@@ -30,8 +30,14 @@ pub const SINK_DELIVERY_SECONDS: &str = "avlgate_sink_delivery_seconds";
 pub const SINK_DELIVERED: &str = "avlgate_sink_delivered_records_total";
 /// Delivery failures, by `sink` and `reason` (`timeout`, `disconnected`, `rejected`, `closed`).
 pub const SINK_ERRORS: &str = "avlgate_sink_errors_total";
-/// 1 while the sink is connected to its broker.
+/// 1 while the sink is connected to its broker and (Kafka) delivering: not stalled, its
+/// producer not being rebuilt.
 pub const SINK_CONNECTED: &str = "avlgate_sink_connected";
+/// 1 while a Kafka client is dead after a librdkafka fatal error and not yet rebuilt, by
+/// `client` (`events`, `command_claims`, `command_reader`).
+pub const KAFKA_CLIENT_FAILED: &str = "avlgate_kafka_client_failed";
+/// Kafka clients rebuilt after a fatal error, by `client` and `outcome` (`ok`, `failed`).
+pub const KAFKA_CLIENT_REBUILDS: &str = "avlgate_kafka_client_rebuilds_total";
 /// Sessions ended, by `protocol`, `transport` and `reason`.
 pub const SESSIONS_CLOSED: &str = "avlgate_sessions_closed_total";
 /// UDP peers tracked now (identified or not), all sockets of the pod.

@@ -1,5 +1,6 @@
 //! The operations listener (`--metrics-listen`): Prometheus `/metrics`, `/healthz` (the
-//! process answers) and `/readyz` (listening, not draining, and the sink reaches its broker).
+//! process answers) and `/readyz` (listening, not draining, the sink can deliver, and no
+//! Kafka client of the command flow is being rebuilt).
 //!
 //! HTTP/1.1 via hyper 1 (already in the tree through the Prometheus exporter): a hand-written
 //! parser would be smaller, but hyper gives keep-alive, pipelining and header limits that a
@@ -33,11 +34,18 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Histogram upkeep (draining recorded samples into buckets) interval.
 const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 
+/// Something else readiness depends on (the command flow's Kafka clients).
+pub trait Check: Send + Sync + 'static {
+    /// `Ok` when ready, else why not.
+    fn check(&self) -> Result<(), &'static str>;
+}
+
 /// What `/readyz` looks at.
 pub struct Readiness {
     listening: AtomicBool,
     draining: AtomicBool,
     sink: Arc<dyn Sink>,
+    others: Mutex<Vec<Arc<dyn Check>>>,
 }
 
 impl Readiness {
@@ -46,7 +54,16 @@ impl Readiness {
             listening: AtomicBool::new(false),
             draining: AtomicBool::new(false),
             sink,
+            others: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Readiness also requires `check` from now on.
+    pub fn require(&self, check: Arc<dyn Check>) {
+        self.others
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(check);
     }
 
     /// The device listeners are serving.
@@ -65,10 +82,14 @@ impl Readiness {
             Err("draining")
         } else if !self.listening.load(Ordering::SeqCst) {
             Err("not listening yet")
-        } else if !self.sink.is_connected() {
-            Err("the sink is not connected to its broker")
+        } else if let Err(why) = self.sink.ready() {
+            Err(why)
         } else {
-            Ok(())
+            self.others
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .try_for_each(|c| c.check())
         };
         metrics::gauge!(m::READY).set(if r.is_ok() { 1.0 } else { 0.0 });
         r

@@ -8,8 +8,9 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
+use crate::abort::Abort;
 use crate::config::{Config, SinkKind};
 use crate::metrics as m;
 use crate::net::limits::ConnLimiter;
@@ -21,10 +22,12 @@ use crate::session::{self, Shared};
 use crate::sink::{self, kafka::KafkaOptions, Publisher, Sink};
 
 /// Builds the configured sink. Its background tasks stop when `sink_shutdown` is cancelled,
-/// which the gateway does only after every session has drained.
+/// which the gateway does only after every session has drained. A sink that can no longer
+/// work (a Kafka producer that cannot be rebuilt) requests `abort`.
 pub fn build_sink(
     config: &Config,
     sink_shutdown: CancellationToken,
+    abort: &Abort,
 ) -> anyhow::Result<Arc<dyn Sink>> {
     let client_id = format!("avlgate-{}-{}", config.gateway_name, std::process::id());
     Ok(match config.sink {
@@ -35,17 +38,12 @@ pub fn build_sink(
             Arc::new(sink::mqtt::MqttSink::start(o, sink_shutdown))
         }
         SinkKind::Kafka => {
-            let o = KafkaOptions {
-                brokers: config.kafka.brokers.clone(),
-                options: config.kafka.options.clone(),
-                events_topic: config.kafka.events_topic.clone(),
-                command_results_topic: config.kafka.command_results_topic.clone(),
-                client_id,
-                message_timeout: config.in_flight.delivery_timeout,
-                format: config.format,
-            };
+            let o = kafka_options(config, client_id);
             info!(brokers = %o.brokers, topic = %o.events_topic, "publishing to Kafka");
-            Arc::new(sink::kafka::KafkaSink::new(&o).context("creating the Kafka producer")?)
+            Arc::new(
+                sink::kafka::KafkaSink::new(&o, abort.clone())
+                    .context("creating the Kafka producer")?,
+            )
         }
         SinkKind::Embedded => {
             let listen = config.embedded_mqtt_listen;
@@ -64,6 +62,19 @@ pub fn build_sink(
     })
 }
 
+/// The Kafka sink's settings from the configuration.
+pub fn kafka_options(config: &Config, client_id: String) -> KafkaOptions {
+    KafkaOptions {
+        brokers: config.kafka.brokers.clone(),
+        options: config.kafka.options.clone(),
+        events_topic: config.kafka.events_topic.clone(),
+        command_results_topic: config.kafka.command_results_topic.clone(),
+        client_id,
+        message_timeout: config.in_flight.delivery_timeout,
+        format: config.format,
+    }
+}
+
 /// A gateway bound to its addresses, not yet serving.
 pub struct Gateway {
     tcp: Vec<TcpListener>,
@@ -73,6 +84,7 @@ pub struct Gateway {
     sink_shutdown: CancellationToken,
     readiness: Arc<Readiness>,
     cert: Option<Arc<ReloadingCert>>,
+    abort: Abort,
 }
 
 impl Gateway {
@@ -80,16 +92,20 @@ impl Gateway {
     /// configured port is 0) and builds the sink.
     pub async fn bind(config: Config, shutdown: CancellationToken) -> anyhow::Result<Self> {
         let sink_shutdown = CancellationToken::new();
-        let sink = build_sink(&config, sink_shutdown.clone())?;
-        Self::bind_with_sink(config, sink, shutdown, sink_shutdown).await
+        let abort = Abort::new();
+        let sink = build_sink(&config, sink_shutdown.clone(), &abort)?;
+        Self::bind_with_sink(config, sink, shutdown, sink_shutdown, abort).await
     }
 
-    /// Same, with a sink built by the caller (tests, `decode`).
+    /// Same, with a sink built by the caller (tests, `decode`). `abort` is what that sink and
+    /// the command flow request when they cannot go on: the gateway then drains and
+    /// [`Gateway::run`] returns an error.
     pub async fn bind_with_sink(
         config: Config,
         sink: Arc<dyn Sink>,
         shutdown: CancellationToken,
         sink_shutdown: CancellationToken,
+        abort: Abort,
     ) -> anyhow::Result<Self> {
         let mut tcp = Vec::new();
         let mut udp = Vec::new();
@@ -144,9 +160,14 @@ impl Gateway {
         shared.tls = acceptor;
         shared.command_reply_timeout = config.commands.reply_timeout;
         shared.takeover = config.takeover;
-        shared.commands =
-            crate::command::start(&config, shared.publisher.clone(), shared.shutdown.clone())
-                .context("starting the command flow")?;
+        shared.commands = crate::command::start(
+            &config,
+            shared.publisher.clone(),
+            shared.shutdown.clone(),
+            &readiness,
+            &abort,
+        )
+        .context("starting the command flow")?;
         Ok(Gateway {
             tcp,
             udp,
@@ -155,6 +176,7 @@ impl Gateway {
             sink_shutdown,
             readiness,
             cert,
+            abort,
         })
     }
 
@@ -182,7 +204,9 @@ impl Gateway {
 
     /// Serves until the shutdown token is cancelled, then drains: stop accepting, let every
     /// session finish the frame in hand (its records delivered and acknowledged, or not
-    /// acknowledged), within the drain deadline; then stop the sink.
+    /// acknowledged), within the drain deadline; then stop the sink. When a part that cannot
+    /// go on requested the abort, the same drain runs and the result is an error (the process
+    /// exits non-zero and the orchestrator restarts it).
     pub async fn run(self) -> anyhow::Result<()> {
         let tracker = TaskTracker::new();
         let shutdown = self.shared.shutdown.clone();
@@ -204,7 +228,13 @@ impl Gateway {
             self.config.reload_interval,
         ));
         self.readiness.set_listening();
-        shutdown.cancelled().await;
+        tokio::select! {
+            _ = shutdown.cancelled() => {}
+            _ = self.abort.requested() => {
+                error!(reason = %self.abort.reason().unwrap_or_default(), "the gateway cannot go on; draining and exiting");
+                shutdown.cancel();
+            }
+        }
         // Out of the load balancer first, then stop accepting.
         self.readiness.set_draining();
         info!("draining: no new connections; sessions finish the frame in hand");
@@ -232,7 +262,10 @@ impl Gateway {
         }
         self.sink_shutdown.cancel();
         info!("drained");
-        Ok(())
+        match self.abort.reason() {
+            Some(reason) => Err(anyhow::anyhow!(reason)),
+            None => Ok(()),
+        }
     }
 }
 

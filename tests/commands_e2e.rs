@@ -1,6 +1,5 @@
-//! Commands across two gateway pods sharing one Kafka cluster (librdkafka's mock cluster on
-//! loopback): devices of each protocol on either pod, commands produced by a "backend",
-//! results read back with a real consumer.
+//! Commands over MQTT: two gateway pods sharing a real Mosquitto, and the embedded broker.
+//! (Kafka's are in `kafka_broker.rs`, against a real broker process.)
 
 mod common;
 
@@ -8,259 +7,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use avlgate::config::{Settings, SinkKind};
-use avlgate::proto::{command, command_result, Command, CommandResult, CommandStatus};
-use avlgate::protocol::gt06::frame as gt06;
-use avlgate::protocol::teltonika::{command as tcmd, frame as tframe};
-use common::kafka::{mock_cluster, read_all};
+use avlgate::proto::{CommandResult, CommandStatus};
+use common::commands::*;
 use common::*;
 use prost::Message;
-use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::ClientConfig;
-
-const EVENTS: &str = "avlgate.events";
-const COMMANDS: &str = "avlgate.commands";
-const RESULTS: &str = "avlgate.command-results";
-
-async fn pod(bootstrap: &str, name: &str) -> TestGateway {
-    TestGateway::start(Settings {
-        sink: Some(SinkKind::Kafka),
-        kafka_brokers: Some(bootstrap.into()),
-        gateway_name: Some(name.into()),
-        delivery_timeout_secs: Some(10),
-        command_reply_timeout_secs: Some(5),
-        ..Default::default()
-    })
-    .await
-}
-
-fn command(id: &str, imei: &str, text: Option<&str>, ttl: u32) -> Command {
-    Command {
-        command_id: id.into(),
-        imei: imei.into(),
-        body: text.map(|t| command::Body::Text(t.into())),
-        ttl_secs: ttl,
-        ..Default::default()
-    }
-}
-
-async fn send_command(p: &FutureProducer, id: &str, imei: &str, text: Option<&str>, ttl: u32) {
-    let payload = command(id, imei, text, ttl).encode_to_vec();
-    p.send(
-        FutureRecord::to(COMMANDS).key(imei).payload(&payload),
-        Duration::from_secs(5),
-    )
-    .await
-    .expect("command produced");
-}
-
-/// A Teltonika device: logs in, then reads one Codec 12 command and answers it.
-async fn teltonika_login(addr: std::net::SocketAddr, imei: &str) -> Device {
-    let mut dev = Device::connect(addr).await;
-    dev.send(&tframe::encode_login(imei)).await;
-    assert_eq!(dev.read_exact(1, 15).await, Some(vec![1]), "login acked");
-    dev
-}
-
-async fn teltonika_answer(dev: &mut Device, expect: &str, answer: &str) {
-    let head = dev.read_exact(8, 20).await.expect("a command frame");
-    let len = u32::from_be_bytes(head[4..8].try_into().unwrap()) as usize;
-    let rest = dev.read_exact(len + 4, 5).await.unwrap();
-    let msg = tcmd::parse(&rest[..len]).expect("valid Codec 12");
-    assert_eq!(
-        msg,
-        tcmd::Message::Command {
-            text: expect.as_bytes().to_vec()
-        },
-        "a Codec 12 command (type 0x05) with the text"
-    );
-    dev.send(&tframe::encode_tcp(&tcmd::encode_codec12(
-        0x06,
-        answer.as_bytes(),
-    )))
-    .await;
-    // Codec 12 responses are not acknowledged by servers.
-}
-
-fn gt06_imei_bcd(imei: &str) -> Vec<u8> {
-    let digits = format!("0{imei}");
-    digits
-        .as_bytes()
-        .chunks(2)
-        .map(|p| ((p[0] - b'0') << 4) | (p[1] - b'0'))
-        .collect()
-}
-
-fn results(bootstrap: &str) -> BTreeMap<String, Vec<CommandResult>> {
-    let mut by_id: BTreeMap<String, Vec<CommandResult>> = BTreeMap::new();
-    for r in read_all(bootstrap, RESULTS, 2, Duration::from_secs(3)) {
-        let res = CommandResult::decode(&r.payload[..]).expect("CommandResult");
-        assert_eq!(r.key, res.imei, "results are keyed by IMEI");
-        by_id.entry(res.command_id.clone()).or_default().push(res);
-    }
-    by_id
-}
-
-/// The MQTT results that arrive within 3 s of each other are SENT, then RESPONDED.
-async fn assert_sent_then_responded(results: &mut Subscriber) {
-    let mut statuses = Vec::new();
-    while let Some((_, p)) = results.next(3).await {
-        statuses.push(CommandResult::decode(&p[..]).unwrap().status);
-    }
-    assert_eq!(
-        statuses,
-        vec![CommandStatus::Sent as i32, CommandStatus::Responded as i32]
-    );
-}
-
-fn terminal(rs: &[CommandResult]) -> Vec<&CommandResult> {
-    rs.iter().filter(|r| r.terminal).collect()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn commands_reach_the_right_device_once_across_two_pods() {
-    let cluster = mock_cluster(1, &[EVENTS, COMMANDS, RESULTS], 2);
-    let bootstrap = cluster.bootstrap_servers();
-    let a = pod(&bootstrap, "pod-a").await;
-    let b = pod(&bootstrap, "pod-b").await;
-    let backend: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .create()
-        .unwrap();
-
-    // Teltonika on pod A answers "getinfo".
-    let tel_imei = "356307042441013";
-    let mut tel = teltonika_login(a.addr, tel_imei).await;
-    // GT06 on pod B.
-    let gt_imei = "864717003283581";
-    let mut gt = Device::connect(b.addr).await;
-    gt.send(&gt06::encode(false, 0x01, &gt06_imei_bcd(gt_imei), 1))
-        .await;
-    assert_eq!(
-        gt.read_exact(10, 15).await.map(|v| v[3]),
-        Some(0x01),
-        "GT06 login acked"
-    );
-    // Wialon 1.1 on pod B.
-    let wia_imei = "862000000000001";
-    let mut wia = Device::connect(b.addr).await;
-    wia.send(format!("#L#{wia_imei};NA\r\n").as_bytes()).await;
-    assert_eq!(wia.read_line(15).await.as_deref(), Some("#AL#1\r\n"));
-    tokio::time::sleep(Duration::from_millis(500)).await;
-
-    send_command(&backend, "tel-1", tel_imei, Some("getinfo"), 60).await;
-    send_command(&backend, "gt-1", gt_imei, Some("Relay,1#"), 60).await;
-    send_command(&backend, "wia-1", wia_imei, Some("hello driver"), 60).await;
-    send_command(&backend, "offline-1", "356000000000009", Some("getver"), 2).await;
-    send_command(&backend, "bad-1", "35630704244101X", None, 60).await;
-    // A device that connects later, to pod B, within the TTL.
-    let late_imei = "356307042441021";
-    send_command(&backend, "late-1", late_imei, Some("getgps"), 60).await;
-
-    teltonika_answer(&mut tel, "getinfo", "RTC:2026/11/21 Init:2026/11/20").await;
-
-    // GT06: the 0x80 command, answered with 0x15 echoing the server flag.
-    let head = gt.read_exact(3, 20).await.expect("GT06 command");
-    assert_eq!(&head[..2], &[0x78, 0x78]);
-    let rest = gt.read_exact(head[2] as usize + 2, 5).await.unwrap();
-    assert_eq!(rest[0], 0x80);
-    let flag = &rest[2..6];
-    let text = &rest[6..6 + rest[1] as usize - 4];
-    assert_eq!(text, b"Relay,1#");
-    let mut content = vec![(4 + 9) as u8];
-    content.extend_from_slice(flag);
-    content.extend_from_slice(b"Relay OK!");
-    content.extend_from_slice(&[0, 2]);
-    gt.send(&gt06::encode(false, 0x15, &content, 7)).await;
-
-    assert_eq!(
-        wia.read_line(20).await.as_deref(),
-        Some("#M#hello driver\r\n")
-    );
-
-    let mut late = teltonika_login(b.addr, late_imei).await;
-    teltonika_answer(&mut late, "getgps", "GPS:1 Sat:9").await;
-
-    // Let expiry (2 s TTL + up to 2 s jitter) and the results land.
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    let b2 = bootstrap.clone();
-    let got = tokio::task::spawn_blocking(move || results(&b2))
-        .await
-        .unwrap();
-
-    let status = |id: &str| -> Vec<i32> { got[id].iter().map(|r| r.status).collect() };
-    for (id, rs) in &got {
-        assert_eq!(
-            terminal(rs).len(),
-            1,
-            "{id}: exactly one terminal result: {rs:?}"
-        );
-    }
-    assert_eq!(
-        status("tel-1"),
-        vec![CommandStatus::Sent as i32, CommandStatus::Responded as i32]
-    );
-    let tel_done = terminal(&got["tel-1"])[0];
-    assert_eq!(tel_done.gateway, "pod-a");
-    assert_eq!(
-        tel_done.response,
-        Some(command_result::Response::ResponseText(
-            "RTC:2026/11/21 Init:2026/11/20".into()
-        ))
-    );
-    assert!(tel_done.sent_at.is_some() && tel_done.completed_at.is_some());
-    assert_eq!(
-        status("gt-1"),
-        vec![CommandStatus::Sent as i32, CommandStatus::Responded as i32]
-    );
-    assert_eq!(terminal(&got["gt-1"])[0].gateway, "pod-b");
-    assert_eq!(
-        terminal(&got["gt-1"])[0].response,
-        Some(command_result::Response::ResponseText("Relay OK!".into()))
-    );
-    assert_eq!(
-        status("wia-1"),
-        vec![CommandStatus::Sent as i32],
-        "Wialon: SENT is final"
-    );
-    assert_eq!(status("offline-1"), vec![CommandStatus::Expired as i32]);
-    assert_eq!(status("bad-1"), vec![CommandStatus::Rejected as i32]);
-    assert!(got["bad-1"][0].reason.contains("imei") || got["bad-1"][0].reason.contains("text"));
-    assert_eq!(
-        status("late-1"),
-        vec![CommandStatus::Sent as i32, CommandStatus::Responded as i32]
-    );
-    assert_eq!(terminal(&got["late-1"])[0].gateway, "pod-b");
-    a.stop().await;
-    b.stop().await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_pending_command_survives_a_pod_restart() {
-    let cluster = mock_cluster(1, &[EVENTS, COMMANDS, RESULTS], 2);
-    let bootstrap = cluster.bootstrap_servers();
-    let a = pod(&bootstrap, "pod-a").await;
-    let backend: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &bootstrap)
-        .create()
-        .unwrap();
-    let imei = "356307042441039";
-    send_command(&backend, "restart-1", imei, Some("getinfo"), 120).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    // The only pod restarts (same name, new instance) before the device shows up.
-    a.stop().await;
-    let a2 = pod(&bootstrap, "pod-a").await;
-    let mut dev = teltonika_login(a2.addr, imei).await;
-    teltonika_answer(&mut dev, "getinfo", "ok").await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let b2 = bootstrap.clone();
-    let got = tokio::task::spawn_blocking(move || results(&b2))
-        .await
-        .unwrap();
-    let rs = &got["restart-1"];
-    assert_eq!(terminal(rs).len(), 1, "{rs:?}");
-    assert_eq!(terminal(rs)[0].status, CommandStatus::Responded as i32);
-    a2.stop().await;
-}
 
 /// The same over MQTT with a real broker: two pods, commands on `avlgate/commands/<imei>`
 /// (JSON here, as a backend may send), results on `avlgate/command-results/<imei>`.
@@ -281,7 +31,7 @@ async fn mqtt_commands_across_two_pods_with_mosquitto() {
     let mut results = Subscriber::connect(mosq.addr, "avlgate/command-results/#").await;
     let backend = Subscriber::connect(mosq.addr, "avlgate/nothing").await;
     let imei = "356307042441047";
-    let mut dev = teltonika_login(b.addr, imei).await;
+    let mut dev = command_device(b.addr, imei).await;
     // The pods' command subscriptions are made at connect time.
     tokio::time::sleep(Duration::from_secs(1)).await;
 
@@ -326,7 +76,7 @@ async fn commands_through_the_embedded_broker() {
     let gw = TestGateway::mqtt(broker).await;
     let mut results = Subscriber::connect(broker, "avlgate/command-results/#").await;
     let imei = "350000000000006";
-    let mut dev = teltonika_login(gw.addr, imei).await;
+    let mut dev = command_device(gw.addr, imei).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     results
         .publish(
@@ -367,7 +117,7 @@ async fn mqtt_pending_command_survives_a_pod_restart() {
     let a2 = TestGateway::start(settings()).await;
     let mut results = Subscriber::connect(mosq.addr, "avlgate/command-results/#").await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let mut dev = teltonika_login(a2.addr, imei).await;
+    let mut dev = command_device(a2.addr, imei).await;
     teltonika_answer(&mut dev, "getinfo", "ok").await;
     assert_sent_then_responded(&mut results).await;
     // Nothing pending is retained any more.
@@ -378,7 +128,6 @@ async fn mqtt_pending_command_survives_a_pod_restart() {
     a2.stop().await;
 }
 
-/// Connects as anonymous, or with `login`.
 async fn subscriber(
     broker: std::net::SocketAddr,
     filter: &str,

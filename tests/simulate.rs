@@ -43,6 +43,7 @@ impl MemGateway {
             Arc::new(sink.clone()),
             shutdown.clone(),
             CancellationToken::new(),
+            avlgate::abort::Abort::new(),
         )
         .await
         .unwrap();

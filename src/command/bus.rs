@@ -4,17 +4,22 @@
 //! in the broker's order, and lets a pod append a claim. Proposals are fire-and-forget: the
 //! ledger acts only on what it reads back, and proposes again if nothing came back.
 
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{Offset, TopicPartitionList};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
+use crate::abort::Abort;
 use crate::proto::{Command, CommandClaim};
+use crate::sink::kafka::client::{self, Health, Rebuilds, Role};
 
 /// One entry of the command log.
 #[derive(Debug, Clone)]
@@ -64,32 +69,125 @@ fn pending_topic_safe(imei: &str, command_id: &str) -> bool {
 /// and one order), marked with the `avlgate-control: claim` header. Every pod reads every
 /// partition, starting `lookback` before now so a restarted pod sees the commands still
 /// within their TTL.
+///
+/// Both clients are rebuilt in place after a librdkafka fatal error, like the events producer
+/// ([`crate::sink::kafka::client`]): the reader resumes where it was (no entry read twice,
+/// none skipped), and a claim refused meanwhile is proposed again by the ledger.
 pub struct KafkaBus {
-    producer: FutureProducer,
+    producer: client::Producer,
     topic: String,
+    reader: Arc<RwLock<Arc<Reader>>>,
+    reader_health: Arc<Health>,
 }
 
+/// The commands consumer.
+pub type Reader = BaseConsumer<client::Context>;
+
 impl KafkaBus {
-    /// Starts the reader thread; entries arrive on the returned channel.
+    /// Starts the reader thread; entries arrive on the returned channel. A client that cannot
+    /// be rebuilt after a fatal error requests `abort`.
     pub fn start(
         producer_config: rdkafka::ClientConfig,
         consumer_config: rdkafka::ClientConfig,
         topic: String,
         lookback: Duration,
         shutdown: CancellationToken,
+        abort: &Abort,
     ) -> anyhow::Result<(KafkaBus, mpsc::Receiver<Entry>)> {
-        let producer: FutureProducer = producer_config.create()?;
-        let consumer: BaseConsumer = consumer_config.create()?;
+        Self::with_rebuilds(
+            &producer_config,
+            consumer_config,
+            topic,
+            lookback,
+            shutdown,
+            [
+                Rebuilds::new(Role::CommandClaims, abort.clone()),
+                Rebuilds::new(Role::CommandReader, abort.clone()),
+            ],
+        )
+    }
+
+    /// Same, with given rebuild policies (claims producer, reader): tests shorten the pauses.
+    pub fn with_rebuilds(
+        producer_config: &rdkafka::ClientConfig,
+        consumer_config: rdkafka::ClientConfig,
+        topic: String,
+        lookback: Duration,
+        shutdown: CancellationToken,
+        [claims, reading]: [Rebuilds; 2],
+    ) -> anyhow::Result<(KafkaBus, mpsc::Receiver<Entry>)> {
+        // The claims producer has the events producer's settings, statistics included: its
+        // context reads them (to see a producer the broker keeps refusing) and never logs them.
+        let message_timeout = producer_config
+            .get("message.timeout.ms")
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_millis)
+            .unwrap_or(Duration::from_secs(30));
+        let stall_after = client::stall_after(message_timeout);
+        let claims_health = Health::new(Role::CommandClaims, stall_after);
+        let producer = client::Producer::with_rebuilds(
+            producer_config.clone(),
+            claims_health,
+            message_timeout,
+            claims,
+        )?;
+        let reader_health = Health::new(Role::CommandReader, stall_after);
+        let consumer: Reader =
+            consumer_config.create_with_context(Rebuilds::first_context(&reader_health))?;
+        let reader = Arc::new(RwLock::new(Arc::new(consumer)));
         let (tx, rx) = mpsc::channel(4096);
-        let t = topic.clone();
+        let r = ReadLoop {
+            slot: reader.clone(),
+            config: consumer_config,
+            health: reader_health.clone(),
+            rebuilds: reading,
+            topic: topic.clone(),
+            lookback,
+            tx,
+            shutdown,
+            abandoned: 0,
+        };
         std::thread::Builder::new()
             .name("avlgate-commands".into())
-            .spawn(move || read_commands(consumer, t, lookback, tx, shutdown))?;
-        Ok((KafkaBus { producer, topic }, rx))
+            .spawn(move || r.run())?;
+        Ok((
+            KafkaBus {
+                producer,
+                topic,
+                reader,
+                reader_health,
+            },
+            rx,
+        ))
+    }
+
+    /// The health of both clients (readiness requires them).
+    pub fn health(&self) -> [Arc<Health>; 2] {
+        [self.producer.health().clone(), self.reader_health.clone()]
+    }
+
+    /// The claims producer in use (generation, client): tests inject faults into it.
+    pub fn claims_producer(&self) -> (u64, FutureProducer<client::Context>) {
+        self.producer.current()
+    }
+
+    /// The reader in use: tests inject faults into it.
+    pub fn reader(&self) -> Arc<Reader> {
+        self.reader
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 
-fn assign_all(consumer: &BaseConsumer, topic: &str, lookback: Duration) -> anyhow::Result<usize> {
+/// Assigns every partition of `topic`: where this reader was (`resume`: partition → next
+/// offset), else at the first offset of `lookback` ago.
+fn assign_all(
+    consumer: &Reader,
+    topic: &str,
+    lookback: Duration,
+    resume: &HashMap<i32, i64>,
+) -> anyhow::Result<usize> {
     let md = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
     let partitions = md
         .topics()
@@ -116,55 +214,137 @@ fn assign_all(consumer: &BaseConsumer, topic: &str, lookback: Duration) -> anyho
         .offsets_for_times(by_time, Duration::from_secs(10))
         .ok();
     for p in 0..partitions as i32 {
-        let offset = found
-            .as_ref()
-            .and_then(|f| f.find_partition(topic, p))
-            .map(|e| e.offset())
-            .filter(|o| matches!(o, Offset::Offset(_)))
-            .unwrap_or(Offset::Beginning);
+        let offset = match resume.get(&p) {
+            Some(next) => Offset::Offset(*next),
+            None => found
+                .as_ref()
+                .and_then(|f| f.find_partition(topic, p))
+                .map(|e| e.offset())
+                .filter(|o| matches!(o, Offset::Offset(_)))
+                .unwrap_or(Offset::Beginning),
+        };
         tpl.add_partition_offset(topic, p, offset)?;
     }
     consumer.assign(&tpl)?;
     Ok(partitions)
 }
 
-fn read_commands(
-    consumer: BaseConsumer,
+/// The reader thread: assigns, reads, and replaces the consumer after a fatal error.
+struct ReadLoop {
+    slot: Arc<RwLock<Arc<Reader>>>,
+    config: rdkafka::ClientConfig,
+    health: Arc<Health>,
+    rebuilds: Rebuilds,
     topic: String,
     lookback: Duration,
     tx: mpsc::Sender<Entry>,
     shutdown: CancellationToken,
-) {
-    // The topic may not exist yet when the pod starts: retry.
-    loop {
-        if shutdown.is_cancelled() {
-            return;
-        }
-        match assign_all(&consumer, &topic, lookback) {
-            Ok(n) => {
-                info!(topic = %topic, partitions = n, "reading commands");
-                break;
+    /// Dead readers left behind (see [`ReadLoop::run`]).
+    abandoned: u32,
+}
+
+/// Dead readers a process may leave behind before it asks to be restarted.
+const MAX_ABANDONED_READERS: u32 = 3;
+
+/// Why reading stopped.
+enum Stopped {
+    Shutdown,
+    Fatal,
+}
+
+impl ReadLoop {
+    fn run(mut self) {
+        // Partition → the offset after the last entry handed to the ledger.
+        let mut resume = HashMap::new();
+        loop {
+            let consumer = self.slot.read().unwrap_or_else(|p| p.into_inner()).clone();
+            match self.read(&consumer, &mut resume) {
+                Stopped::Shutdown => return,
+                Stopped::Fatal => {}
             }
-            Err(e) => {
-                warn!(error = %e, topic = %topic, "cannot read the commands topic yet; retrying");
-                std::thread::sleep(Duration::from_secs(2));
+            let generation = self.health.generation();
+            self.health.fatal(generation);
+            error!(
+                generation,
+                error = %client::death_reason(consumer.client(), &self.health).unwrap_or_default(),
+                "rebuilding the commands reader after a fatal error"
+            );
+            let config = self.config.clone();
+            let Some((next, c)) = self
+                .rebuilds
+                .rebuild(&self.health, |context| config.create_with_context(context))
+            else {
+                return;
+            };
+            let old = std::mem::replace(
+                &mut *self.slot.write().unwrap_or_else(|p| p.into_inner()),
+                Arc::new(c),
+            );
+            self.health.replaced_by(next);
+            // A consumer in a fatal state cannot be destroyed: librdkafka's destroy waits for
+            // a group close that the fatal error forbids, and rdkafka offers no way to skip it
+            // (`RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE`). It stops fetching and is left behind;
+            // a process that would leave too many behind asks to be restarted instead.
+            if let Err(e) = consumer.unassign() {
+                debug!(error = %e, "retired commands reader not unassigned");
+            }
+            std::mem::forget(old);
+            std::mem::forget(consumer);
+            self.abandoned += 1;
+            if self.abandoned >= MAX_ABANDONED_READERS {
+                self.rebuilds.give_up(
+                    &self.health,
+                    format!(
+                        "{} commands readers died of fatal errors and could not be destroyed",
+                        self.abandoned
+                    ),
+                );
+                return;
             }
         }
     }
-    while !shutdown.is_cancelled() {
-        match consumer.poll(Duration::from_millis(200)) {
-            None => {}
-            Some(Err(e)) => debug!(error = %e, "commands consumer"),
-            Some(Ok(m)) => {
-                let is_claim = m
-                    .headers()
-                    .is_some_and(|h| h.iter().any(|h| h.key == CONTROL_HEADER));
-                let entry = decode_entry(m.payload().unwrap_or_default(), is_claim, m.key());
-                if tx.blocking_send(entry).is_err() {
-                    return;
+
+    fn read(&self, consumer: &Reader, resume: &mut HashMap<i32, i64>) -> Stopped {
+        let dead = || consumer.client().fatal_error().is_some();
+        // The topic may not exist yet when the pod starts: retry.
+        loop {
+            if self.shutdown.is_cancelled() {
+                return Stopped::Shutdown;
+            }
+            match assign_all(consumer, &self.topic, self.lookback, resume) {
+                Ok(n) => {
+                    info!(topic = %self.topic, partitions = n, "reading commands");
+                    break;
+                }
+                Err(_) if dead() => return Stopped::Fatal,
+                Err(e) => {
+                    warn!(error = %e, topic = %self.topic, "cannot read the commands topic yet; retrying");
+                    std::thread::sleep(Duration::from_secs(2));
                 }
             }
         }
+        while !self.shutdown.is_cancelled() {
+            // The fatal error may come as a poll error, or only through the error callback.
+            if dead() {
+                return Stopped::Fatal;
+            }
+            match consumer.poll(Duration::from_millis(200)) {
+                None => {}
+                Some(Err(_)) if dead() => return Stopped::Fatal,
+                Some(Err(e)) => debug!(error = %e, "commands consumer"),
+                Some(Ok(m)) => {
+                    resume.insert(m.partition(), m.offset() + 1);
+                    let is_claim = m
+                        .headers()
+                        .is_some_and(|h| h.iter().any(|h| h.key == CONTROL_HEADER));
+                    let entry = decode_entry(m.payload().unwrap_or_default(), is_claim, m.key());
+                    if self.tx.blocking_send(entry).is_err() {
+                        return Stopped::Shutdown;
+                    }
+                }
+            }
+        }
+        Stopped::Shutdown
     }
 }
 
@@ -178,8 +358,36 @@ impl ClaimWriter for KafkaBus {
                 key: CONTROL_HEADER,
                 value: Some("claim"),
             }));
-        if let Err((e, _)) = self.producer.send_result(record) {
-            warn!(error = %e, "claim not queued; it will be proposed again");
+        let (generation, producer) = self.producer.current();
+        match producer.send_result(record) {
+            Ok(report) => {
+                // Nothing waits for a claim (the ledger acts on what it reads back), but its
+                // report tells the producer's health whether the broker still takes it.
+                let health = self.producer.health().clone();
+                let mut outstanding = health.deliveries().begin(1);
+                if let Ok(rt) = tokio::runtime::Handle::try_current() {
+                    rt.spawn(async move {
+                        match report.await {
+                            Ok(Ok(_)) => outstanding.confirmed(),
+                            Ok(Err((e, _))) => {
+                                debug!(error = %e, "claim not written; it will be proposed again");
+                                let code = e.rdkafka_error_code();
+                                outstanding.failed(code == Some(RDKafkaErrorCode::MessageTimedOut));
+                                if code.is_some_and(client::unrecoverable) {
+                                    health.unusable(generation, &e);
+                                }
+                            }
+                            Err(_) => outstanding.failed(false),
+                        }
+                    });
+                }
+            }
+            Err((e, _)) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal) => {
+                // The supervisor replaces the producer; the ledger proposes again.
+                self.producer.health().fatal(generation);
+                debug!("claim not queued: the claims producer is being rebuilt");
+            }
+            Err((e, _)) => warn!(error = %e, "claim not queued; it will be proposed again"),
         }
     }
 }

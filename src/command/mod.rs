@@ -102,11 +102,14 @@ pub fn sanitized(c: &Command) -> Command {
 }
 
 /// Starts the command flow for the configured broker: the bus, the ledger and the dispatcher.
-/// `None` when commands are off or the sink has no broker (stdout).
+/// `None` when commands are off or the sink has no broker (stdout). Readiness requires the
+/// bus's Kafka clients to be alive; one that cannot be rebuilt requests `abort`.
 pub fn start(
     config: &crate::config::Config,
     publisher: std::sync::Arc<crate::sink::Publisher>,
     shutdown: tokio_util::sync::CancellationToken,
+    readiness: &crate::ops::Readiness,
+    abort: &crate::abort::Abort,
 ) -> anyhow::Result<Option<dispatcher::Commands>> {
     use crate::config::SinkKind;
     use std::sync::Arc;
@@ -150,7 +153,11 @@ pub fn start(
                 config.kafka.commands_topic.clone(),
                 config.commands.max_ttl,
                 shutdown.clone(),
+                abort,
             )?;
+            for h in b.health() {
+                readiness.require(h);
+            }
             (Arc::new(b), rx)
         }
         SinkKind::Mqtt | SinkKind::Embedded => {

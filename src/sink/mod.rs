@@ -76,8 +76,17 @@ pub trait Sink: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// Hands `messages` to the broker. The future resolves `Ok` once the broker confirmed all.
     fn send(&self, messages: Vec<OutMessage>) -> Delivery;
-    /// Whether the sink reaches its broker now (readiness).
+    /// Whether the sink reaches its broker now.
     fn is_connected(&self) -> bool;
+    /// Whether the sink can deliver now (readiness), else why not. Sinks that know more than
+    /// "connected" (a stalled broker, a client being rebuilt) say so.
+    fn ready(&self) -> Result<(), &'static str> {
+        if self.is_connected() {
+            Ok(())
+        } else {
+            Err("the sink is not connected to its broker")
+        }
+    }
     /// Pushes out whatever the client still buffers, within `deadline` (on shutdown, after
     /// the sessions drained). Sinks that buffer nothing have nothing to do.
     fn flush(&self, deadline: Duration) -> Delivery {

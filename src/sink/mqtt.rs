@@ -175,6 +175,9 @@ impl Sink for MqttSink {
     }
 }
 
+/// Connection failures before the first connection are logged at debug for this long.
+const STARTUP_GRACE: Duration = Duration::from_secs(3);
+
 async fn run(
     options: Arc<MqttOptions>,
     mut rx: mpsc::Receiver<Request>,
@@ -182,6 +185,8 @@ async fn run(
     shutdown: CancellationToken,
 ) {
     let mut backoff = Duration::from_millis(100);
+    let started = tokio::time::Instant::now();
+    let mut ever_connected = false;
     loop {
         let attempt = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -190,6 +195,7 @@ async fn run(
         match attempt {
             Ok(framed) => {
                 info!(host = %options.host, port = options.port, "connected to the MQTT broker");
+                ever_connected = true;
                 backoff = Duration::from_millis(100);
                 connected.store(true, Ordering::Relaxed);
                 metrics::gauge!(m::SINK_CONNECTED).set(1.0);
@@ -203,8 +209,13 @@ async fn run(
                     }
                 }
             }
-            Err(why) => {
+            // The embedded broker listens a moment after the sink first dials, and a broker
+            // started beside the gateway may too: a refusal is news only once it lasts.
+            Err(why) if ever_connected || started.elapsed() >= STARTUP_GRACE => {
                 warn!(host = %options.host, port = options.port, %why, retry_in = ?backoff, "cannot connect to the MQTT broker")
+            }
+            Err(why) => {
+                debug!(host = %options.host, port = options.port, %why, retry_in = ?backoff, "MQTT broker not reachable yet")
             }
         }
         tokio::select! {

@@ -24,6 +24,8 @@ pub struct DeviceReport {
     /// Records sent more than once (their frame was resent after a missing ACK).
     pub resent: BTreeSet<RecordId>,
     pub frames_acked: usize,
+    /// When each acknowledged frame got its ACK, with its records.
+    pub acked_frames: Vec<(Instant, Vec<RecordId>)>,
     pub retransmits: usize,
     pub reconnects: usize,
 }
@@ -99,6 +101,7 @@ pub async fn run_device(
         let ok = s.write_all(&bytes).await.is_ok()
             && matches!(timeout(ack_wait, s.read_exact(&mut ack)).await, Ok(Ok(_)));
         if ok && u32::from_be_bytes(ack) as u64 == per_frame {
+            report.acked_frames.push((Instant::now(), ids.clone()));
             report.acked.extend(ids);
             report.frames_acked += 1;
             i += 1;

@@ -13,6 +13,24 @@ use rdkafka::{Offset, TopicPartitionList};
 
 pub type Cluster = MockCluster<'static, DefaultProducerContext>;
 
+/// Raises a fatal error in `client` through librdkafka's own test hook
+/// (`rd_kafka_test_fatal_error`): the client behaves exactly as after a real fatal error
+/// (error callback, queued records purged, every later produce refused).
+pub fn inject_fatal<C: rdkafka::ClientContext>(client: &rdkafka::client::Client<C>) {
+    use rdkafka::bindings::{rd_kafka_resp_err_t, rd_kafka_test_fatal_error};
+    let reason = std::ffi::CString::new("injected by the test").unwrap();
+    // SAFETY: the pointer is a live client owned by `client`, and the reason a valid C string
+    // for the duration of the call (librdkafka copies it).
+    let err = unsafe {
+        rd_kafka_test_fatal_error(
+            client.native_ptr(),
+            rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_PRODUCER_FENCED,
+            reason.as_ptr(),
+        )
+    };
+    assert_eq!(err, rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR);
+}
+
 /// A mock cluster of `brokers` brokers with `topics` created (`partitions` each).
 pub fn mock_cluster(brokers: i32, topics: &[&str], partitions: i32) -> Cluster {
     let c = MockCluster::new(brokers).expect("mock cluster");

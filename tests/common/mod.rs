@@ -2,8 +2,10 @@
 //! and a Mosquitto broker when one is installed. Everything binds 127.0.0.1 only.
 #![allow(dead_code)]
 
+pub mod commands;
 pub mod fleet;
 pub mod kafka;
+pub mod tansu;
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -80,10 +82,44 @@ impl TestGateway {
         config.format = avlgate::sink::Format::Protobuf;
         tweak(&mut config);
         let shutdown = CancellationToken::new();
-        let gw = Gateway::bind_with_sink(config, sink, shutdown.clone(), CancellationToken::new())
-            .await
-            .unwrap();
+        let gw = Gateway::bind_with_sink(
+            config,
+            sink,
+            shutdown.clone(),
+            CancellationToken::new(),
+            avlgate::abort::Abort::new(),
+        )
+        .await
+        .unwrap();
         Self::run(gw, shutdown)
+    }
+
+    /// A gateway publishing to Kafka at `settings.kafka_brokers` (commands on), with its
+    /// Kafka sink handed to the test as well (generation, health).
+    pub async fn with_kafka_sink(
+        settings: Settings,
+    ) -> (TestGateway, avlgate::sink::kafka::KafkaSink) {
+        let settings = Settings {
+            listen: Some(vec!["127.0.0.1:0".parse().unwrap()]),
+            gateway_name: settings.gateway_name.clone().or(Some("test-gw".into())),
+            sink: Some(SinkKind::Kafka),
+            ..settings
+        };
+        let config: Config = settings.resolve().unwrap();
+        let abort = avlgate::abort::Abort::new();
+        let o = avlgate::server::kafka_options(&config, format!("avlgate-{}", rand_id()));
+        let sink = avlgate::sink::kafka::KafkaSink::new(&o, abort.clone()).unwrap();
+        let shutdown = CancellationToken::new();
+        let gw = Gateway::bind_with_sink(
+            config,
+            Arc::new(sink.clone()),
+            shutdown.clone(),
+            CancellationToken::new(),
+            abort,
+        )
+        .await
+        .unwrap();
+        (Self::run(gw, shutdown), sink)
     }
 
     fn run(gw: Gateway, shutdown: CancellationToken) -> TestGateway {
