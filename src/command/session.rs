@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::dispatcher::Commands;
-use crate::proto::{command, command_result};
+use crate::proto::command_result;
 use crate::protocol::{AnswerOutcome, CommandAnswer, CommandRequest, ProtocolSession};
 
 /// The dispatcher's channel to a session. Commands travel boxed: a channel allocates its first
@@ -98,12 +98,10 @@ impl Outstanding {
                 return None;
             }
             let sc = self.queue.front()?;
-            let request = match &sc.command.body {
-                Some(command::Body::Text(t)) => CommandRequest::Text(t.clone()),
-                Some(command::Body::Payload(p)) => CommandRequest::Payload(p.clone().into()),
-                None => CommandRequest::Text(String::new()),
-            };
-            match session.encode_command(&request) {
+            let encoded = CommandRequest::from_command(&sc.command)
+                .map_err(crate::protocol::CommandError::Invalid)
+                .and_then(|request| session.encode_command(&request));
+            match encoded {
                 Ok(bytes) => return Some(bytes),
                 Err(e) => {
                     let sc = self.queue.pop_front()?;
@@ -216,7 +214,7 @@ impl Outstanding {
 mod tests {
     use super::*;
     use crate::command::dispatcher::ToDispatcher;
-    use crate::proto::{Protocol, Transport};
+    use crate::proto::{command, Protocol, Transport};
     use crate::protocol::teltonika::{command as tcmd, frame as tframe};
     use crate::protocol::{module, ProtocolConfig};
     use bytes::BytesMut;

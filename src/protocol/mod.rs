@@ -149,18 +149,78 @@ pub trait ProtocolSession: Send + Sync + 'static {
     }
 }
 
-/// A command to write to a device, as the session layer hands it to a protocol.
-#[derive(Debug, Clone)]
+/// A command to write to a device, as the session layer hands it to a protocol: the schema's
+/// `CommandType` with its parameters checked. Each protocol encodes the types it can carry
+/// and answers [`CommandError::Unsupported`] for the others (the command is then REJECTED,
+/// never written).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommandRequest {
+    /// CUSTOM, as text.
     Text(String),
+    /// CUSTOM, as bytes.
     Payload(Bytes),
+    EngineStop,
+    EngineResume,
+    /// Report one position now.
+    PositionRequest,
+    Reboot,
+    /// Report every `seconds` (> 0).
+    SetReportInterval { seconds: u32 },
+    /// Switch digital output `index` (1 = the first) on or off.
+    OutputSet { index: u8, on: bool },
+}
+
+impl CommandRequest {
+    /// The schema's name for the request's type (`ENGINE_STOP`), for rejection reasons.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            CommandRequest::Text(_) | CommandRequest::Payload(_) => "CUSTOM",
+            CommandRequest::EngineStop => "ENGINE_STOP",
+            CommandRequest::EngineResume => "ENGINE_RESUME",
+            CommandRequest::PositionRequest => "POSITION_REQUEST",
+            CommandRequest::Reboot => "REBOOT",
+            CommandRequest::SetReportInterval { .. } => "SET_REPORT_INTERVAL",
+            CommandRequest::OutputSet { .. } => "OUTPUT_SET",
+        }
+    }
+
+    /// The request a schema `Command` asks for; `Err` says why it is invalid.
+    pub fn from_command(c: &crate::proto::Command) -> Result<CommandRequest, String> {
+        use crate::proto::{command::Body, CommandType as T};
+        let ty = T::try_from(c.r#type).map_err(|_| format!("unknown command type {}", c.r#type))?;
+        Ok(match ty {
+            T::Unspecified | T::Custom => match &c.body {
+                Some(Body::Text(t)) => CommandRequest::Text(t.clone()),
+                Some(Body::Payload(p)) => CommandRequest::Payload(p.clone().into()),
+                None => return Err("a custom command needs `text` or `payload`".into()),
+            },
+            T::EngineStop => CommandRequest::EngineStop,
+            T::EngineResume => CommandRequest::EngineResume,
+            T::PositionRequest => CommandRequest::PositionRequest,
+            T::Reboot => CommandRequest::Reboot,
+            T::SetReportInterval => match c.report_interval_secs {
+                0 => return Err("SET_REPORT_INTERVAL needs report_interval_secs > 0".into()),
+                seconds => CommandRequest::SetReportInterval { seconds },
+            },
+            T::OutputSet => match u8::try_from(c.output_index) {
+                Ok(index @ 1..) => CommandRequest::OutputSet {
+                    index,
+                    on: c.output_on,
+                },
+                _ => return Err("OUTPUT_SET needs output_index 1..=255".into()),
+            },
+        })
+    }
 }
 
 /// Why a command could not be encoded.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CommandError {
-    #[error("the protocol cannot carry commands")]
+    #[error("the protocol cannot carry this command")]
     Unsupported,
+    /// The protocol cannot carry this type; says what it can.
+    #[error("{0}")]
+    UnsupportedType(String),
     #[error("invalid command: {0}")]
     Invalid(String),
 }

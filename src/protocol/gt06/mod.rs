@@ -290,8 +290,15 @@ impl ProtocolSession for Session {
     }
 
     fn encode_command(&mut self, command: &CommandRequest) -> Result<Bytes, CommandError> {
-        let CommandRequest::Text(text) = command else {
-            return Err(CommandError::Unsupported);
+        let text = match command {
+            CommandRequest::Text(t) => t,
+            CommandRequest::Payload(_) => return Err(CommandError::Unsupported),
+            other => {
+                return Err(CommandError::UnsupportedType(format!(
+                    "{} is not encoded for GT06 yet (send its text as a CUSTOM command)",
+                    other.type_name()
+                )))
+            }
         };
         let flag = self.next_flag;
         let out = command::encode_online(text, flag, self.next_serial)?;

@@ -378,6 +378,12 @@ impl ProtocolSession for Session {
         let text: &[u8] = match command {
             CommandRequest::Text(t) => t.as_bytes(),
             CommandRequest::Payload(p) => p,
+            other => {
+                return Err(CommandError::UnsupportedType(format!(
+                    "{} is not encoded for Teltonika yet (send its text as a CUSTOM command)",
+                    other.type_name()
+                )))
+            }
         };
         if text.is_empty() || text.len() > self.max_frame_bytes.saturating_sub(20) {
             return Err(CommandError::Invalid(

@@ -870,6 +870,12 @@ impl ProtocolSession for Session {
             CommandRequest::Text(t) => t.as_str(),
             CommandRequest::Payload(p) => std::str::from_utf8(p)
                 .map_err(|_| CommandError::Invalid("a Wialon message is text".into()))?,
+            other => {
+                return Err(CommandError::UnsupportedType(format!(
+                    "Wialon IPS carries driver messages only (#M#), not {}",
+                    other.type_name()
+                )))
+            }
         };
         if text.is_empty() {
             return Err(CommandError::Invalid("message text is empty".into()));
