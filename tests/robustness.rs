@@ -166,8 +166,36 @@ fn pick(v: &[Vec<u8>], i: usize) -> &[u8] {
     &v[i % v.len()]
 }
 
+use props::Simulated;
+
+fn simulated() -> &'static [Simulated] {
+    static S: OnceLock<Vec<Simulated>> = OnceLock::new();
+    S.get_or_init(|| props::simulated_streams(3))
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    // ---- Every registered protocol (a protocol added to the registry is covered here)
+
+    #[test]
+    fn every_protocol_random_bytes(input in bytes(600), ch in chunks()) {
+        for m in avlgate::protocol::REGISTRY {
+            for &t in m.transports() {
+                props::drive_session(*m, t, &input, &props::chunk_sizes(&ch));
+            }
+        }
+    }
+
+    #[test]
+    fn every_protocol_mutated_simulator_streams(i in any::<usize>(), m in ops(), ch in chunks()) {
+        let all = simulated();
+        let (module, t, stream, units) = &all[i % all.len()];
+        let input = mutate(stream, &m);
+        let chunks = if *t == Transport::Udp { units.clone() } else { props::chunk_sizes(&ch) };
+        props::drive_session(*module, *t, &input, &chunks);
+        props::check_detect(&input, *t);
+    }
 
     // ---- Teltonika
 
@@ -275,6 +303,21 @@ proptest! {
             let seed = mutate(pick(set, i), &m);
             props::check_detect(&seed, Transport::Tcp);
         }
+    }
+}
+
+/// Every simulator device's own stream decodes cleanly on its protocol's session: its three
+/// records at least, no errors, no close (the mutated test starts from these).
+#[test]
+fn simulated_streams_decode_cleanly() {
+    for (m, t, stream, units) in simulated() {
+        let chunks: &[usize] = if *t == Transport::Udp { units } else { &[7] };
+        let out = props::drive_session(*m, *t, stream, chunks);
+        assert!(
+            out.events >= 3 && out.errors == 0 && !out.closed,
+            "{} over {t:?}: {out:?}",
+            m.name()
+        );
     }
 }
 

@@ -165,9 +165,14 @@ pub enum CommandRequest {
     PositionRequest,
     Reboot,
     /// Report every `seconds` (> 0).
-    SetReportInterval { seconds: u32 },
+    SetReportInterval {
+        seconds: u32,
+    },
     /// Switch digital output `index` (1 = the first) on or off.
-    OutputSet { index: u8, on: bool },
+    OutputSet {
+        index: u8,
+        on: bool,
+    },
 }
 
 impl CommandRequest {

@@ -155,6 +155,49 @@ pub fn alloc_bound(input_len: usize, name: &str, l: &ProtocolConfig) -> usize {
     64 * (input_len + 2 * size_caps(name, l)) + 64 * 1024
 }
 
+/// A protocol, a transport, a stream and its units' sizes.
+pub type Simulated = (&'static dyn ProtocolModule, Transport, Vec<u8>, Vec<usize>);
+
+/// What a simulator device of every registered protocol sends: its login and a batch of
+/// `records` records, per transport it speaks, with the sizes of its units (over UDP each is
+/// one datagram: pass them as `chunks`). Valid by construction, so mutations of these reach
+/// deep into every protocol's parsers, including protocols added later.
+pub fn simulated_streams(records: usize) -> Vec<Simulated> {
+    let track: Vec<avlgate::protocol::sim::Fix> = (0..records as u64)
+        .map(|i| avlgate::protocol::sim::Fix {
+            time_ms: 1_750_000_000_000 + i * 10_000,
+            latitude: 54.682 + i as f64 * 1e-4,
+            longitude: 25.391 - i as f64 * 1e-4,
+            altitude: 110.0,
+            speed_kmh: 42.0 + i as f64,
+            course: (i * 37 % 360) as f64,
+            satellites: 9,
+            hdop: 0.8,
+            odometer_m: 120_000 + i * 11,
+            power_mv: 12_300,
+            battery_mv: 4_100,
+            gsm_level: 4,
+        })
+        .collect();
+    let mut out = Vec::new();
+    for m in avlgate::protocol::REGISTRY {
+        for sim in m.simulators() {
+            for &t in sim.transports {
+                let mut d = (sim.make)("356307042441013", t == Transport::Udp);
+                let mut stream = Vec::new();
+                let mut units = Vec::new();
+                let login = d.login().map(|(l, _)| l);
+                for unit in login.into_iter().chain(d.batch(&track).units) {
+                    units.push(unit.len());
+                    stream.extend_from_slice(&unit);
+                }
+                out.push((*m, t, stream, units));
+            }
+        }
+    }
+    out
+}
+
 /// A fixed clock: decoding must not depend on the wall clock.
 pub fn now() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(1_750_000_000)
