@@ -144,3 +144,24 @@ fn serve_refuses_an_anonymous_embedded_broker_off_loopback() {
     );
     assert!(err.contains("--embedded-mqtt-password-file"), "{err}");
 }
+
+/// The README's protocol tables are exactly what the registry says (`avlgate protocols`).
+#[test]
+fn the_readme_lists_the_registry() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = avlgate::protocol::catalog::readme_section();
+    assert!(
+        readme.contains(&section),
+        "README.md's protocol section is out of date; replace it with the output of `avlgate protocols`:\n{section}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_avlgate"))
+        .arg("protocols")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        avlgate::protocol::catalog::markdown()
+    );
+}

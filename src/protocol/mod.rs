@@ -22,6 +22,7 @@
 //! The property tests (`tests/props`), the fuzz target `session` and the benchmarks' whole
 //! path run over every registered protocol.
 
+pub mod catalog;
 pub mod civil;
 pub mod crc;
 pub mod cursor;
