@@ -165,3 +165,16 @@ fn the_readme_lists_the_registry() {
         avlgate::protocol::catalog::markdown()
     );
 }
+
+/// docs/schema.md's tables are exactly what the protocols' mapping files say
+/// (`avlgate vocabulary`).
+#[test]
+fn the_schema_doc_tables_the_mapping_files() {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/schema.md")).unwrap();
+    let section = avlgate::vocab::doc::section();
+    assert!(
+        doc.contains(&section),
+        "docs/schema.md's tables are out of date; replace them with the output of `avlgate vocabulary`"
+    );
+}

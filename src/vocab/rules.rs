@@ -530,7 +530,7 @@ impl<'p> Mapper<'p> {
                         let Some(n) = v.number(rule.signed) else {
                             return;
                         };
-                        let n = n * rule.scale + rule.offset;
+                        let n = scaled(n, rule.scale) + rule.offset;
                         if n.is_finite() {
                             let t = self.telemetry.get_or_insert_with(Box::default);
                             field::set_number(t, &mut self.position, field, index, n);
@@ -600,6 +600,18 @@ impl<'p> Mapper<'p> {
             e.kind = crate::proto::EventKind::Alarm as i32;
         }
     }
+}
+
+/// `n × scale`, dividing by the inverse when the scale is 1/k (0.1, 0.001): devices send tenths
+/// and thousandths, and `7 / 10` is the double nearest 0.7 where `7 × 0.1` is not.
+fn scaled(n: f64, scale: f64) -> f64 {
+    if scale != 0.0 && scale.abs() < 1.0 {
+        let inv = 1.0 / scale;
+        if (inv - inv.round()).abs() < 1e-9 {
+            return n / inv.round();
+        }
+    }
+    n * scale
 }
 
 fn text(format: Format, v: Value<'_>) -> Option<String> {
@@ -916,6 +928,14 @@ mod tests {
         let mut e = TelemetryEvent::default();
         m.finish(&mut e);
         assert_eq!(e.telemetry.unwrap().door_open, Some(true));
+    }
+
+    #[test]
+    fn tenths_and_thousandths_are_the_nearest_doubles() {
+        assert_eq!(scaled(7.0, 0.1), 0.7);
+        assert_eq!(scaled(12_345.0, 0.001), 12.345);
+        assert_eq!(scaled(3.0, 25.0), 75.0);
+        assert_eq!(scaled(4.0, 100.0 / 6.0), 4.0 * (100.0 / 6.0));
     }
 
     #[test]
