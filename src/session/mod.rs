@@ -24,6 +24,7 @@ use crate::net::limits::{ConnLimiter, ConnLimits};
 use crate::proto::{EventKind, Protocol, TelemetryEvent, Transport};
 use crate::protocol::{self, Action, Frame, ProtocolConfig, ProtocolSession};
 use crate::sink::{Publisher, SinkError};
+use crate::throttle::Throttle;
 use allowlist::{AllowList, Verdict};
 use registry::{Eviction, Registry, SessionHandle, Takeover};
 use tokio_rustls::TlsAcceptor;
@@ -404,7 +405,17 @@ impl Core {
                 }
                 Err(e) => {
                     metrics::counter!(m::DECODE_ERRORS, "protocol" => self.label, "kind" => e.kind.label()).increment(1);
-                    warn!(kind = e.kind.label(), detail = %e.detail, close = e.action == Action::Close, "bad frame");
+                    // Anyone can send malformed frames: one WARN a second, the rest at debug.
+                    static BAD_FRAMES: Throttle = Throttle::new(Duration::from_secs(1));
+                    let close = e.action == Action::Close;
+                    match BAD_FRAMES.allow() {
+                        Some(held) => {
+                            warn!(kind = e.kind.label(), detail = %e.detail, close, held_back = held, "bad frame (at most one line a second; avlgate_decode_errors_total counts them all)")
+                        }
+                        None => {
+                            debug!(kind = e.kind.label(), detail = %e.detail, close, "bad frame")
+                        }
+                    }
                     if let Some(errors) = self.errors.as_mut() {
                         errors.push(format!(
                             "{} ({})",
