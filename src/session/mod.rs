@@ -223,7 +223,8 @@ pub struct Core {
     /// UDP: the current device is not on the allow-list; its datagrams are dropped.
     denied: bool,
     /// The connection relays many devices' frames ([`Frame::relayed`]): it has no identity
-    /// of its own, and counts as logged in once it delivered a relayed frame.
+    /// of its own, and counts as logged in from its first relayed frame on (answered whether
+    /// or not its device was admitted).
     relaying: bool,
     label: &'static str,
     /// Commands for this device (TCP, once logged in, when commands are enabled).
@@ -276,8 +277,8 @@ impl Core {
         self.imei.is_some() && !self.denied
     }
 
-    /// Whether the connection is past its login: a device identified itself, or it relays
-    /// devices' frames ([`Frame::relayed`]). Until then the login timeout applies.
+    /// Whether the connection is past its login: a device identified itself, or it sent a
+    /// relayed frame ([`Frame::relayed`]). Until then the login timeout applies.
     pub fn logged_in(&self) -> bool {
         self.imei.is_some() || self.relaying
     }
@@ -488,8 +489,7 @@ impl Core {
                     frame.events.insert(0, opened);
                 }
                 self.imei = Some(imei);
-            } else if let Some(Err(reason)) =
-                self.imei.as_deref().map(|i| self.shared.admit(i, ip))
+            } else if let Some(Err(reason)) = self.imei.as_deref().map(|i| self.shared.admit(i, ip))
             {
                 // Taken off the list (or its networks) since the login: no ACK for this
                 // frame, and a TCP session ends (the device will find itself refused when it

@@ -259,7 +259,13 @@ mod tests {
                     block("temp1", Value::Long(-7)),
                     block("gsm", Value::Int(4)),
                     block("can1", Value::Binary(&[1, 2, 3])),
-                    block("odd", Value::Other { data_type: 9, bytes: &[7] }),
+                    block(
+                        "odd",
+                        Value::Other {
+                            data_type: 9,
+                            bytes: &[7],
+                        },
+                    ),
                 ],
             ),
             &p(),
@@ -348,14 +354,20 @@ mod tests {
             &p(),
         );
         assert_eq!(e.telemetry().digital_inputs, Some(0x8000_0001));
-        assert_eq!(e.raw_named("avl_inputs"), Some(&RawV::IntValue(-2147483647)));
+        assert_eq!(
+            e.raw_named("avl_inputs"),
+            Some(&RawV::IntValue(-2147483647))
+        );
     }
 
     #[test]
     fn no_location_is_status_with_posinfo_kept_raw() {
         for (lat, lon) in [(0.0, 0.0), (91.0, 10.0), (10.0, -180.5), (f64::NAN, 1.0)] {
             let pi = pos(lat, lon, 7);
-            let e = to_event(&packet(1, vec![block("posinfo", Value::Position(pi))]), &p());
+            let e = to_event(
+                &packet(1, vec![block("posinfo", Value::Position(pi))]),
+                &p(),
+            );
             assert_eq!(e.kind, EventKind::Status as i32, "{lat},{lon}");
             assert!(e.position.is_none());
             let Some(RawV::BytesValue(b)) = e.raw_named("posinfo") else {
@@ -367,12 +379,18 @@ mod tests {
             assert_eq!(b[24..], [0, 54, 1, 70, 7]);
         }
         // No posinfo at all.
-        let e = to_event(&packet(0, vec![block("pwr_ext", Value::Double(12.0))]), &p());
+        let e = to_event(
+            &packet(0, vec![block("pwr_ext", Value::Double(12.0))]),
+            &p(),
+        );
         assert_eq!(e.kind, EventKind::Status as i32);
         // No satellites: a location, not a fix; a NaN altitude is no altitude.
         let mut pi = pos(-33.9, 18.4, 0);
         pi.altitude = f64::NAN;
-        let e = to_event(&packet(1, vec![block("posinfo", Value::Position(pi))]), &p());
+        let e = to_event(
+            &packet(1, vec![block("posinfo", Value::Position(pi))]),
+            &p(),
+        );
         let p = e.position.unwrap();
         assert!(!p.valid && p.altitude.is_none());
     }
@@ -396,7 +414,10 @@ mod tests {
 
     #[test]
     fn text_that_is_not_utf8_is_kept_as_bytes() {
-        let e = to_event(&packet(0, vec![block("drv", Value::Text(b"\xcf\xf0"))]), &p());
+        let e = to_event(
+            &packet(0, vec![block("drv", Value::Text(b"\xcf\xf0"))]),
+            &p(),
+        );
         assert_eq!(
             e.raw_named("drv"),
             Some(&RawV::BytesValue(vec![0xcf, 0xf0]))
@@ -418,7 +439,10 @@ mod tests {
     fn an_unreadable_packet_is_published_as_it_came() {
         let e = unknown_event(&[1, 2, 3], "block 0: type 0x0bbc, not 0x0bbb");
         assert_eq!(e.kind, EventKind::Unknown as i32);
-        assert_eq!(e.raw_named("packet"), Some(&RawV::BytesValue(vec![1, 2, 3])));
+        assert_eq!(
+            e.raw_named("packet"),
+            Some(&RawV::BytesValue(vec![1, 2, 3]))
+        );
         assert!(e.attr("decode_error").is_some());
         assert!(e.telemetry.is_none() && e.position.is_none());
     }

@@ -168,7 +168,11 @@ pub enum ParseError {
     #[error("block {index}: type {ty:#06x}, not 0x0bbb")]
     BlockType { index: usize, ty: u16 },
     #[error("block {index}: size {size} runs past the packet ({left} bytes left)")]
-    BlockSize { index: usize, size: u32, left: usize },
+    BlockSize {
+        index: usize,
+        size: u32,
+        left: usize,
+    },
     #[error("block {index}: no hidden byte, data type and NUL-terminated name")]
     BlockName { index: usize },
     #[error("block {index}: the name is not UTF-8")]
@@ -245,18 +249,24 @@ fn block(index: usize, body: &[u8]) -> Result<Block<'_>, ParseError> {
             Some((0, text)) if !text.contains(&0) => Value::Text(text),
             _ => return Err(bad("a text value must end with its only NUL")),
         },
-        data_type::BINARY if name == POSINFO => Value::Position(
-            PosInfo::read(value).ok_or_else(|| bad("a posinfo value is 29 bytes"))?,
-        ),
+        data_type::BINARY if name == POSINFO => {
+            Value::Position(PosInfo::read(value).ok_or_else(|| bad("a posinfo value is 29 bytes"))?)
+        }
         data_type::BINARY => Value::Binary(value),
         data_type::INT => Value::Int(i32::from_be_bytes(
-            value.try_into().map_err(|_| bad("an i32 value is 4 bytes"))?,
+            value
+                .try_into()
+                .map_err(|_| bad("an i32 value is 4 bytes"))?,
         )),
         data_type::DOUBLE => Value::Double(f64::from_le_bytes(
-            value.try_into().map_err(|_| bad("a double value is 8 bytes"))?,
+            value
+                .try_into()
+                .map_err(|_| bad("a double value is 8 bytes"))?,
         )),
         data_type::LONG => Value::Long(i64::from_be_bytes(
-            value.try_into().map_err(|_| bad("an i64 value is 8 bytes"))?,
+            value
+                .try_into()
+                .map_err(|_| bad("an i64 value is 8 bytes"))?,
         )),
         other => Value::Other {
             data_type: other,

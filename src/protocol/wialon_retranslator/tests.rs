@@ -217,7 +217,10 @@ fn an_oversized_packet_is_refused_from_its_size_field_alone() {
     let mut buf = BytesMut::from(&1021u32.to_le_bytes()[..]);
     let e = s.decode(&mut buf, now()).unwrap_err();
     assert_eq!((e.kind, e.action), (ErrorKind::TooLarge, Action::Close));
-    assert!(e.detail.contains("1025") && e.detail.contains("1024"), "{e}");
+    assert!(
+        e.detail.contains("1025") && e.detail.contains("1024"),
+        "{e}"
+    );
     // 4 GiB announced: refused before anything is buffered.
     let mut buf = BytesMut::from(&u32::MAX.to_le_bytes()[..]);
     let e = session().decode(&mut buf, now()).unwrap_err();
@@ -230,7 +233,10 @@ fn an_oversized_packet_is_refused_from_its_size_field_alone() {
     let out = decode_all(&mut with_cap(1024), &p);
     assert!(matches!(&out[..], [Ok(_)]), "{out:?}");
     let out = decode_all(&mut with_cap(1023), &p);
-    assert!(matches!(&out[..], [Err(e)] if e.kind == ErrorKind::TooLarge), "{out:?}");
+    assert!(
+        matches!(&out[..], [Err(e)] if e.kind == ErrorKind::TooLarge),
+        "{out:?}"
+    );
 }
 
 #[test]
@@ -293,7 +299,12 @@ fn every_data_type_lands_in_raw_typed_and_exact() {
     ]
     .concat();
     assert!(p.windows(dbl.len()).any(|w| w == dbl), "double block, LE");
-    let int = [&[0x0B, 0xBB, 0, 0, 0, 14, 0, 3][..], b"i32_neg\0", &[0xFF, 0xFF, 0xFF, 0xFB]].concat();
+    let int = [
+        &[0x0B, 0xBB, 0, 0, 0, 14, 0, 3][..],
+        b"i32_neg\0",
+        &[0xFF, 0xFF, 0xFF, 0xFB],
+    ]
+    .concat();
     assert!(p.windows(int.len()).any(|w| w == int), "i32 block, BE");
     let f = one(&p);
     let e = only_event(&f);
@@ -312,7 +323,10 @@ fn every_data_type_lands_in_raw_typed_and_exact() {
     assert_eq!(raw("type0"), Some(RawV::BytesValue(vec![])));
     assert_eq!(e.raw.len(), 1 + 12);
     let p = e.position.unwrap();
-    assert_eq!((p.latitude, p.longitude, p.speed), (54.6872, 25.2797, Some(61.0)));
+    assert_eq!(
+        (p.latitude, p.longitude, p.speed),
+        (54.6872, 25.2797, Some(61.0))
+    );
 }
 
 #[test]
@@ -379,7 +393,10 @@ fn assert_unknown(bytes: &[u8], unit: &str, why: &str) {
     assert_eq!(f.reply.as_deref(), Some(&[ACK][..]));
     let e = only_event(&f);
     assert_eq!(e.kind, EventKind::Unknown as i32, "{why}");
-    assert_eq!(e.raw_named("packet"), Some(&RawV::BytesValue(bytes.to_vec())));
+    assert_eq!(
+        e.raw_named("packet"),
+        Some(&RawV::BytesValue(bytes.to_vec()))
+    );
     let Some(crate::proto::attribute_value::Value::StringValue(reason)) = e.attr("decode_error")
     else {
         panic!("no decode_error")
@@ -418,13 +435,23 @@ fn values_of_the_wrong_size_for_their_type_make_the_packet_unknown() {
         (data_type::TEXT, b"", "text value must end"),
     ];
     for (dt, value, why) in cases {
-        assert_unknown(&with_raw_block(&block_bytes(0x0BBB, 0, *dt, b"v", value)), "u7", why);
+        assert_unknown(
+            &with_raw_block(&block_bytes(0x0BBB, 0, *dt, b"v", value)),
+            "u7",
+            why,
+        );
     }
     let mut short = Vec::new();
     pos().write(&mut short);
     short.pop();
     assert_unknown(
-        &with_raw_block(&block_bytes(0x0BBB, 1, data_type::BINARY, b"posinfo", &short)),
+        &with_raw_block(&block_bytes(
+            0x0BBB,
+            1,
+            data_type::BINARY,
+            b"posinfo",
+            &short,
+        )),
         "u7",
         "posinfo value is 29 bytes",
     );
@@ -450,7 +477,11 @@ fn broken_block_structure_makes_the_packet_unknown() {
         "not UTF-8",
     );
     // A block of one byte, and a block header cut short.
-    assert_unknown(&with_raw_block(&[0x0B, 0xBB, 0, 0, 0, 1, 0]), "u7", "NUL-terminated name");
+    assert_unknown(
+        &with_raw_block(&[0x0B, 0xBB, 0, 0, 0, 1, 0]),
+        "u7",
+        "NUL-terminated name",
+    );
     assert_unknown(&with_raw_block(&[0x0B, 0xBB, 0, 0]), "u7", "cut short");
     // The header's time and flags missing.
     let mut p = 10u32.to_le_bytes().to_vec();
@@ -460,7 +491,10 @@ fn broken_block_structure_makes_the_packet_unknown() {
 
 #[test]
 fn a_packet_without_a_unit_is_answered_and_counted_but_publishes_nothing() {
-    for unit in [&b"no-nul-anywhere-in-this-packet"[..], b"\0starts-with-nul-xx"] {
+    for unit in [
+        &b"no-nul-anywhere-in-this-packet"[..],
+        b"\0starts-with-nul-xx",
+    ] {
         let mut p = u32::try_from(unit.len()).unwrap().to_le_bytes().to_vec();
         p.extend_from_slice(unit);
         p.extend_from_slice(&sample("next")); // the stream goes on after it
@@ -469,7 +503,11 @@ fn a_packet_without_a_unit_is_answered_and_counted_but_publishes_nothing() {
             panic!("{out:?}")
         };
         assert_eq!((e.kind, e.action), (ErrorKind::Malformed, Action::Continue));
-        assert_eq!(e.reply.as_deref(), Some(&[ACK][..]), "answered, or Wialon stalls");
+        assert_eq!(
+            e.reply.as_deref(),
+            Some(&[ACK][..]),
+            "answered, or Wialon stalls"
+        );
         assert_eq!(next.relayed.as_deref(), Some("next"));
     }
 }
@@ -498,7 +536,9 @@ fn a_packet_cut_at_every_byte_is_a_frame_an_unknown_event_or_an_answered_error()
         let mut p = u32::try_from(cut).unwrap().to_le_bytes().to_vec();
         p.extend_from_slice(&body[..cut]);
         let out = decode_all(&mut session(), &p);
-        let [r] = &out[..] else { panic!("cut {cut}: {out:?}") };
+        let [r] = &out[..] else {
+            panic!("cut {cut}: {out:?}")
+        };
         match r {
             Err(e) => {
                 assert!(cut <= unit_end, "cut {cut}: {e}");
@@ -592,7 +632,10 @@ fn no_command_is_encoded_and_each_refusal_says_why() {
         let Err(CommandError::UnsupportedType(why)) = s.encode_command(&c) else {
             panic!("{c:?} encoded")
         };
-        assert!(why.contains("Retranslator") && why.contains(c.type_name()), "{why}");
+        assert!(
+            why.contains("Retranslator") && why.contains(c.type_name()),
+            "{why}"
+        );
     }
     assert!(!s.command_answered());
 }
@@ -634,12 +677,22 @@ fn implausible_headers_are_not_a_retranslator_packet() {
     no(&[9, 0, 0, 0], "below the smallest packet");
     no(&[0, 0, 0x11], "over the default cap from byte 2 on");
     no(&[0, 0, 0, 1], "over the default cap");
-    assert_eq!(probe_tcp(&[0, 0, 0x10, 0]), Probe::NeedMore, "exactly 1 MiB");
+    assert_eq!(
+        probe_tcp(&[0, 0, 0x10, 0]),
+        Probe::NeedMore,
+        "exactly 1 MiB"
+    );
     // Unit id.
     no(&[&p[..4], b"\0"].concat(), "empty unit id");
     no(&[&p[..4], b"ab cd\0"].concat(), "a space in the unit id");
-    no(&[&p[..4], b"ab\x01"].concat(), "a control byte in the unit id");
-    no(&[&p[..4], &[b'7'; MAX_PROBE_ID + 1]].concat(), "unit id too long");
+    no(
+        &[&p[..4], b"ab\x01"].concat(),
+        "a control byte in the unit id",
+    );
+    no(
+        &[&p[..4], &[b'7'; MAX_PROBE_ID + 1]].concat(),
+        "unit id too long",
+    );
     // Size smaller than the header, or than header plus one block.
     let mut small = p.clone();
     small[..4].copy_from_slice(&10u32.to_le_bytes());
@@ -686,10 +739,16 @@ fn no_other_protocols_frame_is_ever_taken_for_a_retranslator_packet() {
     }
     assert!(frames.len() > 800, "{} frames", frames.len());
     frames.push(("teltonika".into(), h("000f333536333037303432343431303133")));
-    frames.push(("teltonika".into(), h("000000000000003608010000016b40d8ea30")));
+    frames.push((
+        "teltonika".into(),
+        h("000000000000003608010000016b40d8ea30"),
+    ));
     frames.push(("gt06".into(), h("78780d010353419036066061000300010d0a")));
     frames.push(("gt06".into(), h("79790100260000000000000000000000")));
-    frames.push(("jt808".into(), h("7e0200002621222324252600010203040506070809")));
+    frames.push((
+        "jt808".into(),
+        h("7e0200002621222324252600010203040506070809"),
+    ));
     frames.push(("h02".into(), h("244105003132002021222324252600000b")));
     let mut refused = 0;
     for (protocol, f) in &frames {
@@ -706,7 +765,11 @@ fn no_other_protocols_frame_is_ever_taken_for_a_retranslator_packet() {
         }
     }
     // A frame shorter than what decides (a bare `7E`, say) may still be "need more".
-    assert!(refused * 100 >= frames.len() * 99, "{refused} of {}", frames.len());
+    assert!(
+        refused * 100 >= frames.len() * 99,
+        "{refused} of {}",
+        frames.len()
+    );
 }
 
 #[test]
@@ -735,8 +798,14 @@ fn the_simulator_stream_is_recognised_and_decodes() {
     ));
     let f = one(&batch.units[0]);
     let p = only_event(&f).position.unwrap();
-    assert_eq!((p.speed, p.course, p.altitude), (Some(42.0), Some(0.0), Some(110.0)));
-    assert_eq!(only_event(&f).raw_named("mileage"), Some(&RawV::DoubleValue(120.0)));
+    assert_eq!(
+        (p.speed, p.course, p.altitude),
+        (Some(42.0), Some(0.0), Some(110.0))
+    );
+    assert_eq!(
+        only_event(&f).raw_named("mileage"),
+        Some(&RawV::DoubleValue(120.0))
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -746,8 +815,7 @@ fn arb_name() -> impl Strategy<Value = String> {
     // Names as Wialon writes them, and anything else without a NUL.
     prop_oneof![
         "[a-z_][a-z0-9_]{0,15}",
-        proptest::collection::vec(1u8..=0x7F, 1..12)
-            .prop_map(|v| String::from_utf8(v).unwrap()),
+        proptest::collection::vec(1u8..=0x7F, 1..12).prop_map(|v| String::from_utf8(v).unwrap()),
     ]
     .prop_filter("posinfo is the position block", |n| n != packet::POSINFO)
 }
@@ -783,14 +851,16 @@ fn arb_pos() -> impl Strategy<Value = PosInfo> {
         0u16..360,
         any::<u8>(),
     )
-        .prop_map(|(longitude, latitude, altitude, speed, course, satellites)| PosInfo {
-            longitude,
-            latitude,
-            altitude,
-            speed,
-            course,
-            satellites,
-        })
+        .prop_map(
+            |(longitude, latitude, altitude, speed, course, satellites)| PosInfo {
+                longitude,
+                latitude,
+                altitude,
+                speed,
+                course,
+                satellites,
+            },
+        )
 }
 
 /// The raw value a block's value must become.
