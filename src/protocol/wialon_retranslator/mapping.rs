@@ -35,19 +35,21 @@
 //!
 //! Deliberately not mapped, as for Wialon IPS: `gsm` (no one scale), `mileage`, `odometer`
 //! (km or m), `can1`… (bus values of unknown meaning). Cell ids (`mcc`, `mnc`, `lac`,
-//! `cell_id`) stay raw: Wialon IPS builds towers from them in code private to its mapping.
+//! `cell_id`, with one suffix) become `cell_towers` as for Wialon IPS, and names are looked
+//! up as there: exactly, then lower-cased; text `true`/`false` is a flag.
 //!
 //! # Events
 //!
 //! One event per packet: POSITION when `posinfo` has a location (`valid` when it says it used
-//! satellites; speed km/h, course degrees, altitude metres as sent), STATUS without one, ALARM
+//! satellites; speed km/h, course degrees, altitude metres as sent), LBS with cell towers
+//! only, STATUS without either, ALARM
 //! when the alarm bit (or a rule) raised an alarm. `device_time` is the packet's time.
 //! A packet that names its unit but cannot be read is one UNKNOWN event with the packet's
 //! bytes as raw `packet` and the attribute `decode_error`.
 
 use std::borrow::Cow;
 
-use crate::event::{attr, map_raw, raw, timestamp_secs};
+use crate::event::{attr, raw, timestamp_secs};
 use crate::proto::{Alarm, EventKind, Position, Protocol, RawValue, TelemetryEvent};
 use crate::protocol::wialon::mapping as ips;
 use crate::vocab::{Field, Key, Profile, Rule};
@@ -169,8 +171,13 @@ pub fn to_event(p: &Packet<'_>, profile: &Profile) -> TelemetryEvent {
         }
         values.push(block_raw(b));
     }
+    // The blocks carry Wialon IPS's parameters: the same cell towers, the same name lookup
+    // (exact, then lower-cased; text `true`/`false` as flags).
+    let cells = ips::cell_towers(&values);
     let kind = if position.is_some() {
         EventKind::Position
+    } else if !cells.is_empty() {
+        EventKind::Lbs
     } else {
         EventKind::Status
     };
@@ -178,7 +185,8 @@ pub fn to_event(p: &Packet<'_>, profile: &Profile) -> TelemetryEvent {
     e.device_time = Some(timestamp_secs(p.time.into()));
     e.position = position;
     e.raw = values;
-    map_raw(&mut e, profile, |_| {});
+    e.cell_towers = cells;
+    ips::map(&mut e, profile, 0);
     e
 }
 
