@@ -27,6 +27,7 @@ pub mod civil;
 pub mod crc;
 pub mod cursor;
 pub mod detect;
+pub mod gps103;
 pub mod gt06;
 pub mod settings;
 pub mod sim;
@@ -46,6 +47,7 @@ pub use sim::Simulator;
 /// Every protocol the gateway speaks, in detection order.
 pub static REGISTRY: &[&dyn ProtocolModule] = &[
     &teltonika::Teltonika,
+    &gps103::Gps103,
     &wialon::Wialon,
     &gt06::Gt06,
     // Last: it claims only a complete header that no other protocol starts with.
