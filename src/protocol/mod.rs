@@ -29,6 +29,7 @@ pub mod cursor;
 pub mod detect;
 pub mod gps103;
 pub mod gt06;
+pub mod meitrack;
 pub mod settings;
 pub mod sim;
 pub mod teltonika;
@@ -50,6 +51,7 @@ pub static REGISTRY: &[&dyn ProtocolModule] = &[
     &gps103::Gps103,
     &wialon::Wialon,
     &gt06::Gt06,
+    &meitrack::Meitrack,
     // Last: it claims only a complete header that no other protocol starts with.
     &wialon_retranslator::WialonRetranslator,
 ];
