@@ -27,6 +27,7 @@ pub mod crc;
 pub mod cursor;
 pub mod detect;
 pub mod gt06;
+pub mod h02;
 pub mod settings;
 pub mod sim;
 pub mod teltonika;
@@ -43,7 +44,7 @@ pub use sim::Simulator;
 
 /// Every protocol the gateway speaks, in detection order.
 pub static REGISTRY: &[&dyn ProtocolModule] =
-    &[&teltonika::Teltonika, &wialon::Wialon, &gt06::Gt06];
+    &[&teltonika::Teltonika, &wialon::Wialon, &gt06::Gt06, &h02::H02];
 
 /// Looks a protocol up by its schema enum.
 pub fn module(protocol: Protocol) -> Option<&'static dyn ProtocolModule> {
