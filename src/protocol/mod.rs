@@ -43,8 +43,12 @@ pub use settings::{ProtocolConfig, ProtocolSettings, Setting};
 pub use sim::Simulator;
 
 /// Every protocol the gateway speaks, in detection order.
-pub static REGISTRY: &[&dyn ProtocolModule] =
-    &[&teltonika::Teltonika, &wialon::Wialon, &gt06::Gt06, &h02::H02];
+pub static REGISTRY: &[&dyn ProtocolModule] = &[
+    &teltonika::Teltonika,
+    &wialon::Wialon,
+    &gt06::Gt06,
+    &h02::H02,
+];
 
 /// Looks a protocol up by its schema enum.
 pub fn module(protocol: Protocol) -> Option<&'static dyn ProtocolModule> {

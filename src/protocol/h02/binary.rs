@@ -65,7 +65,11 @@ pub fn decode(f: &[u8]) -> Result<Decoded, DecodeError> {
         .iter()
         .flat_map(|b| [b >> 4, b & 0x0F])
         .collect();
-    let id = text(id_digits.get(..if long_id { 15 } else { 10 }).unwrap_or_default());
+    let id = text(
+        id_digits
+            .get(..if long_id { 15 } else { 10 })
+            .unwrap_or_default(),
+    );
     let mut c = 1 + id_len;
     let time = digits(at(c, 3)).ok_or_else(|| bad("time"))?;
     let date = digits(at(c + 3, 3)).ok_or_else(|| bad("date"))?;
@@ -194,18 +198,26 @@ mod tests {
             Some(&crate::proto::raw_value::Value::UintValue(0xFFFF_FBFD))
         );
         // 42 bytes: the IMEI.
-        let d = decode(&h("2435248308419329301047591808172627335900074412294e024138feffffffff01120064ba73005ecc")).unwrap();
+        let d = decode(&h(
+            "2435248308419329301047591808172627335900074412294e024138feffffffff01120064ba73005ecc",
+        ))
+        .unwrap();
         assert_eq!(d.id, "352483084193293");
         let p = d.event.position.unwrap();
         assert_eq!(p.course, Some(138.0));
         assert!((p.speed.unwrap() - 24.0 * 1.852).abs() < 1e-9);
         assert!(d.event.cell_towers.is_empty());
         // 32 bytes.
-        let d = decode(&h("2441060116601245431311165035313006004318210e000000fffffbffff0024")).unwrap();
+        let d = decode(&h(
+            "2441060116601245431311165035313006004318210e000000fffffbffff0024",
+        ))
+        .unwrap();
         assert_eq!(d.id, "4106011660");
         assert_eq!(
             d.event.raw_named(name::TAIL),
-            Some(&crate::proto::raw_value::Value::BytesValue(vec![0xFF, 0x00, 0x24]))
+            Some(&crate::proto::raw_value::Value::BytesValue(vec![
+                0xFF, 0x00, 0x24
+            ]))
         );
     }
 

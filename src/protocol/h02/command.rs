@@ -64,10 +64,7 @@ pub fn time_of_day(secs: u64) -> String {
 }
 
 /// The command name and parameters of a request, or a refusal.
-fn parts(
-    request: &CommandRequest,
-    interval: IntervalCommand,
-) -> Result<Parts, CommandError> {
+fn parts(request: &CommandRequest, interval: IntervalCommand) -> Result<Parts, CommandError> {
     let text = match request {
         CommandRequest::EngineStop => return Ok(Parts::Built("S20".into(), "1,1".into())),
         CommandRequest::EngineResume => return Ok(Parts::Built("S20".into(), "1,0".into())),
@@ -97,7 +94,9 @@ fn parts(
         let inner = text
             .strip_suffix('#')
             .filter(|t| !t.contains('#'))
-            .ok_or_else(|| CommandError::Invalid("a whole H02 message ends with its only `#`".into()))?;
+            .ok_or_else(|| {
+                CommandError::Invalid("a whole H02 message ends with its only `#`".into())
+            })?;
         let fields: Vec<&str> = inner.split(',').collect();
         let (Some(name), time) = (fields.get(2), fields.get(3)) else {
             return Err(CommandError::Invalid(
@@ -296,7 +295,13 @@ mod tests {
         }
         assert!(enc(&mut c, CommandRequest::Payload(Bytes::from_static(&[0xFF]))).is_err());
         assert!(matches!(
-            c.encode("1", &CommandRequest::Text("S20,1,1".into()), T, IntervalCommand::S71, 16),
+            c.encode(
+                "1",
+                &CommandRequest::Text("S20,1,1".into()),
+                T,
+                IntervalCommand::S71,
+                16
+            ),
             Err(CommandError::Invalid(_))
         ));
         assert_eq!(c.last_tag(), None, "nothing refused was remembered");
@@ -328,7 +333,10 @@ mod tests {
         let interval = c.last_tag().unwrap();
         assert!(stop != stop2 && stop2 != interval);
         // By name and time, whatever the order.
-        assert_eq!(c.confirm(&confirmation("S71", Some("010203"))), Some(interval));
+        assert_eq!(
+            c.confirm(&confirmation("S71", Some("010203"))),
+            Some(interval)
+        );
         assert_eq!(c.confirm(&confirmation("S20", Some("010204"))), Some(stop2));
         // A firmware that echoes another time: by name, oldest first.
         assert_eq!(c.confirm(&confirmation("S20", Some("999999"))), Some(stop));

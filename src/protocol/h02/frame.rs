@@ -366,8 +366,7 @@ impl Framer {
                     length: None,
                 };
             }
-            if i > 0 && b == b'*' && text_start(rest.get(i..).unwrap_or_default()) == Some(true)
-            {
+            if i > 0 && b == b'*' && text_start(rest.get(i..).unwrap_or_default()) == Some(true) {
                 return Split::Skip(lead + i, Reject::CutShort);
             }
         }

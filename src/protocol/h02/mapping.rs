@@ -317,7 +317,12 @@ mod tests {
         apply(&mut e, &h02());
         assert_eq!(
             alarms(&e),
-            vec![Alarm::Sos, Alarm::Vibration, Alarm::Overspeed, Alarm::PowerCut]
+            vec![
+                Alarm::Sos,
+                Alarm::Vibration,
+                Alarm::Overspeed,
+                Alarm::PowerCut
+            ]
         );
     }
 

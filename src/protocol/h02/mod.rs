@@ -45,7 +45,7 @@ use std::time::SystemTime;
 
 use bytes::{Buf, Bytes, BytesMut};
 
-use crate::proto::{Protocol, TelemetryEvent, Transport};
+use crate::proto::{Protocol, Transport};
 use crate::protocol::settings::{self, SettingKind};
 use crate::protocol::{
     digest, Action, CommandAnswer, CommandError, CommandRequest, DecodeError, ErrorKind, Frame,
@@ -55,7 +55,7 @@ use crate::vocab::{Profile, ProfileCache};
 
 use command::{Commands, IntervalCommand};
 use frame::{Framer, Kind, Reject, Split};
-use text::Reply;
+use text::{Decoded, Reply};
 
 /// The registry entry.
 pub struct H02;
@@ -258,7 +258,11 @@ impl Session {
 
     /// The device a message with `id` (possibly empty) belongs to; re-identifies the session
     /// when the id changes.
-    fn identify(&mut self, id: &str, lenient: &mut Vec<&'static str>) -> Result<String, DecodeError> {
+    fn identify(
+        &mut self,
+        id: &str,
+        lenient: &mut Vec<&'static str>,
+    ) -> Result<String, DecodeError> {
         if id.is_empty() {
             lenient.push(text::LENIENT_MISSING_ID);
             return self.imei.clone().ok_or_else(|| {
@@ -298,19 +302,16 @@ impl Session {
         }
     }
 
-    /// One frame's events, mapped, with identity, digest, reply and answers.
-    #[allow(clippy::too_many_arguments)]
-    fn finish(
-        &mut self,
-        sent_id: &str,
-        mut events: Vec<TelemetryEvent>,
-        reply: &Reply,
-        confirmation: Option<text::Confirmation>,
-        mut lenient: Vec<&'static str>,
-        bytes: &[u8],
-        now: SystemTime,
-    ) -> Result<Frame, DecodeError> {
-        let id = self.identify(sent_id, &mut lenient)?;
+    /// One message's events, mapped, with identity, digest, reply and answers.
+    fn finish(&mut self, m: Decoded, bytes: &[u8], now: SystemTime) -> Result<Frame, DecodeError> {
+        let Decoded {
+            id: sent_id,
+            mut events,
+            reply,
+            confirmation,
+            mut lenient,
+        } = m;
+        let id = self.identify(&sent_id, &mut lenient)?;
         let profile = self.profile.get(Some(&id));
         for e in &mut events {
             mapping::apply(e, profile);
@@ -342,7 +343,7 @@ impl Session {
         Ok(Frame {
             events,
             digest,
-            reply: self.reply(reply, sent_id, now),
+            reply: self.reply(&reply, &sent_id, now),
             login,
             answers,
             lenient,
@@ -364,10 +365,16 @@ impl ProtocolSession for Session {
                 let n = n.clamp(1, buf.len().max(1));
                 buf.advance(n.min(buf.len()));
                 let (kind, detail) = match why {
-                    Reject::Garbage => (ErrorKind::Malformed, format!("skipped {n} bytes before the next message")),
+                    Reject::Garbage => (
+                        ErrorKind::Malformed,
+                        format!("skipped {n} bytes before the next message"),
+                    ),
                     Reject::TooLarge => (
                         ErrorKind::TooLarge,
-                        format!("text message longer than {} bytes without its `#`", self.max_text),
+                        format!(
+                            "text message longer than {} bytes without its `#`",
+                            self.max_text
+                        ),
                     ),
                     Reject::CutShort => (
                         ErrorKind::Malformed,
@@ -402,22 +409,19 @@ impl ProtocolSession for Session {
             Kind::Text => {
                 buf.advance(consumed.min(buf.len()));
                 let d = text::decode(&bytes)?;
-                self.finish(&d.id, d.events, &d.reply, d.confirmation, d.lenient, &bytes, now)
-                    .map(Some)
+                self.finish(d, &bytes, now).map(Some)
             }
             Kind::Binary => match binary::decode(&bytes) {
                 Ok(d) => {
                     buf.advance(consumed.min(buf.len()));
-                    self.finish(
-                        &d.id,
-                        vec![d.event],
-                        &Reply::AckIfEnabled,
-                        None,
-                        Vec::new(),
-                        &bytes,
-                        now,
-                    )
-                    .map(Some)
+                    let m = Decoded {
+                        id: d.id,
+                        events: vec![d.event],
+                        reply: Reply::AckIfEnabled,
+                        confirmation: None,
+                        lenient: Vec::new(),
+                    };
+                    self.finish(m, &bytes, now).map(Some)
                 }
                 Err(e) => {
                     // The cut may be wrong: drop the marker only and resynchronise.

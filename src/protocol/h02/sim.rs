@@ -119,7 +119,10 @@ impl H02 {
         let course = f.course.round() as u32 % 360;
         let mut v = Vec::with_capacity(42);
         v.push(b'$');
-        v.extend(Self::bcd(&format!("{:0<16}", format!("{:0>15}", self.imei))));
+        v.extend(Self::bcd(&format!(
+            "{:0<16}",
+            format!("{:0>15}", self.imei)
+        )));
         v.extend(Self::bcd(&time));
         v.extend(Self::bcd(&date));
         v.extend(Self::bcd(&format!("{ld:02}{lm:06}")));
@@ -148,7 +151,13 @@ impl H02 {
         else {
             return false;
         };
-        if stamp.len() != 14 || !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || s > 59 {
+        if stamp.len() != 14
+            || !(1..=12).contains(&mo)
+            || !(1..=31).contains(&d)
+            || h > 23
+            || mi > 59
+            || s > 59
+        {
             return false;
         }
         let secs = crate::protocol::civil::days_from_civil(y, mo as u32, d as u32) * 86_400

@@ -35,7 +35,8 @@ fn with(key: &str, value: &str) -> Session {
     )
 }
 
-const V1: &str = "*HQ,4210051415,V1,164549,A,0956.3869,N,08406.7068,W,000.00,000,221215,FFFFFBFF,712,01,0,0,6#";
+const V1: &str =
+    "*HQ,4210051415,V1,164549,A,0956.3869,N,08406.7068,W,000.00,000,221215,FFFFFBFF,712,01,0,0,6#";
 const NBR: &str = "*HQ,1600068812,NBR,141335,262,02,255,6,431,17003,26,431,11101,13,431,6353,13,431,22172,13,431,11093,13,431,60861,10,151216,FFFFFBFF#";
 const SHORT: &str = "2441060116601245431311165035313006004318210e000000fffffbffff0024";
 const LONG: &str =
@@ -45,7 +46,11 @@ const LONG_ID: &str =
 const X: &str = "5800009814991024031101175540227006012321670c000095fffffbffff0033";
 
 /// Everything `decode` gives for `bytes` fed in chunks of `sizes` (cycled; 0 = the rest).
-fn feed(s: &mut dyn ProtocolSession, bytes: &[u8], sizes: &[usize]) -> Vec<Result<Frame, DecodeError>> {
+fn feed(
+    s: &mut dyn ProtocolSession,
+    bytes: &[u8],
+    sizes: &[usize],
+) -> Vec<Result<Frame, DecodeError>> {
     let mut buf = BytesMut::new();
     let mut out = Vec::new();
     let mut rest = bytes;
@@ -185,7 +190,12 @@ fn other_protocols_signatures_are_never_taken_at_any_prefix() {
         );
         // Meitrack's `$$<flag><digits>,` within 8 bytes.
         if s.starts_with(b"$$") && s.get(2).is_some_and(u8::is_ascii_alphabetic) {
-            assert_eq!(probe(&s[..8], Transport::Tcp), Probe::No, "{:?}", String::from_utf8_lossy(s));
+            assert_eq!(
+                probe(&s[..8], Transport::Tcp),
+                Probe::No,
+                "{:?}",
+                String::from_utf8_lossy(s)
+            );
         }
     }
 }
@@ -216,7 +226,9 @@ fn mixed_stream() -> Vec<u8> {
     v.extend_from_slice(NBR.as_bytes());
     v.extend_from_slice(b"*HQ,135790246811220,HTBT,100#\r\n");
     v.extend(h(SHORT));
-    v.extend_from_slice(b"*HQ,4106011660,V1,124552,A,5035.3129,N,00431.8211,E,000.20,000,131116,FFFFBFFF#");
+    v.extend_from_slice(
+        b"*HQ,4106011660,V1,124552,A,5035.3129,N,00431.8211,E,000.20,000,131116,FFFFBFFF#",
+    );
     v
 }
 
@@ -257,7 +269,11 @@ fn a_mixed_stream_gives_the_same_frames_whole_byte_by_byte_and_split_anywhere() 
         ]
     );
     let want = summary(&whole);
-    assert_eq!(summary(&ok(feed(&mut tcp(), &stream, &[1]))), want, "byte by byte");
+    assert_eq!(
+        summary(&ok(feed(&mut tcp(), &stream, &[1]))),
+        want,
+        "byte by byte"
+    );
     for cut in 1..stream.len() {
         let got = ok(feed(&mut tcp(), &stream, &[cut, 0]));
         assert_eq!(summary(&got), want, "split at {cut}");
@@ -327,7 +343,11 @@ fn an_overlong_text_message_is_refused_and_the_stream_goes_on() {
     assert!(out
         .iter()
         .any(|r| r.as_ref().is_err_and(|e| e.kind == ErrorKind::TooLarge)));
-    assert!(out.last().unwrap().as_ref().is_ok_and(|f| f.login.is_some()));
+    assert!(out
+        .last()
+        .unwrap()
+        .as_ref()
+        .is_ok_and(|f| f.login.is_some()));
 }
 
 // ---- Replies
@@ -396,7 +416,10 @@ fn the_ack_setting_answers_r12_to_other_v_messages_and_binary_frames() {
     // V1 keeps its own answer; LINK is not a V message.
     let f = one(&mut s, V1.as_bytes());
     assert_eq!(reply(&f), Some(format!("*HQ,4210051415,V4,V1,{NOW_FULL}#")));
-    let f = one(&mut s, b"*HQ,1600068860,LINK,112137,20,8,67,0,0,081116,FFFFFBFF#");
+    let f = one(
+        &mut s,
+        b"*HQ,1600068860,LINK,112137,20,8,67,0,0,081116,FFFFFBFF#",
+    );
     assert_eq!(f.reply, None);
 }
 
@@ -424,8 +447,13 @@ fn a_message_without_an_id_before_any_is_refused() {
         b"*HQ,,V1,173212,A,2225.78879,S,02829.19021,E,0.00,0,290418,FFFFFBFF#",
         &[0],
     );
-    let [Err(e)] = &out[..] else { panic!("{out:?}") };
-    assert_eq!((e.kind, e.action), (ErrorKind::NotLoggedIn, Action::Continue));
+    let [Err(e)] = &out[..] else {
+        panic!("{out:?}")
+    };
+    assert_eq!(
+        (e.kind, e.action),
+        (ErrorKind::NotLoggedIn, Action::Continue)
+    );
     assert_eq!(s.imei(), None);
 }
 
@@ -468,8 +496,14 @@ fn a_v1_position_in_km_h_with_the_knots_kept_raw_and_the_status_mapped() {
     assert!((p.latitude - 26.149062).abs() < 1e-6);
     assert!((p.longitude + 80.270868).abs() < 1e-6);
     assert!((p.speed.unwrap() - 0.8 * 1.852).abs() < 1e-9);
-    assert_eq!(e.raw_named(name::SPEED_KNOTS), Some(&Value::DoubleValue(0.8)));
-    assert_eq!(e.raw_named(name::STATUS), Some(&Value::UintValue(0xEFE7_F9FF)));
+    assert_eq!(
+        e.raw_named(name::SPEED_KNOTS),
+        Some(&Value::DoubleValue(0.8))
+    );
+    assert_eq!(
+        e.raw_named(name::STATUS),
+        Some(&Value::UintValue(0xEFE7_F9FF))
+    );
     assert_eq!(raw_str(e, "data1"), Some("310"));
     assert_eq!(raw_str(e, "data5"), Some("6"));
     // EFE7F9FF: bits 9, 10, 19, 20, 28 clear → ignition off, power cut.
@@ -507,7 +541,10 @@ fn v4_confirmations_answer_the_command_with_its_tag() {
         b"*TH,2020916012,V1,050316,A,2212.8745,N,11346.6574,E,14.28,028,220902,FFFFFBFF#",
     );
     let cmd = s.encode_command(&CommandRequest::EngineStop).unwrap();
-    assert_eq!(&cmd[..], format!("*HQ,2020916012,S20,{NOW_HMS},1,1#").as_bytes());
+    assert_eq!(
+        &cmd[..],
+        format!("*HQ,2020916012,S20,{NOW_HMS},1,1#").as_bytes()
+    );
     let tag = s.last_command_tag();
     assert!(tag.is_some());
     let answer = format!(
@@ -521,7 +558,9 @@ fn v4_confirmations_answer_the_command_with_its_tag() {
             outcome: AnswerOutcome::Text("S20,DONE".into())
         }]
     );
-    let [c, p] = &f.events[..] else { panic!("{:?}", f.events) };
+    let [c, p] = &f.events[..] else {
+        panic!("{:?}", f.events)
+    };
     assert_eq!(c.kind, EventKind::CommandResponse as i32);
     assert_eq!(c.text.as_deref(), Some("S20,DONE"));
     assert_eq!(raw_str(c, name::COMMAND_TIME), Some(NOW_HMS));
@@ -559,7 +598,10 @@ fn commands_need_an_identified_device() {
     let c = s
         .encode_command(&CommandRequest::SetReportInterval { seconds: 60 })
         .unwrap();
-    assert_eq!(&c[..], format!("*HQ,4210051415,D1,{NOW_HMS},60#").as_bytes());
+    assert_eq!(
+        &c[..],
+        format!("*HQ,4210051415,D1,{NOW_HMS},60#").as_bytes()
+    );
     assert!(s.command_answered());
 }
 
@@ -589,7 +631,10 @@ fn cell_lists_are_typed() {
     assert_eq!(e.cell_towers[0].signal, Some(-92));
     assert_eq!(e.cell_towers[1].signal, None);
     assert_eq!((e.cell_towers[0].mcc, e.cell_towers[0].mnc), (740, 1));
-    assert_eq!(e.raw_named(name::V3_BATTERY), Some(&Value::UintValue(0x02DD)));
+    assert_eq!(
+        e.raw_named(name::V3_BATTERY),
+        Some(&Value::UintValue(0x02DD))
+    );
     let f = one(
         &mut s,
         b"*hq,356327081001239,VP1,V,470,002,92,3565,0Y92,19433,30Y92,1340,29#",

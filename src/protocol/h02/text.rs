@@ -57,7 +57,7 @@ pub struct Confirmation {
     pub outcome: AnswerOutcome,
 }
 
-/// One decoded message.
+/// One decoded message (text or binary: the session's input).
 #[derive(Debug)]
 pub struct Decoded {
     /// The id as sent (may be empty).
@@ -133,7 +133,10 @@ fn event(kind: EventKind, h: &Head) -> TelemetryEvent {
     TelemetryEvent {
         protocol: Protocol::H02 as i32,
         kind: kind as i32,
-        raw: vec![raw::string(name::MAKER, h.maker), raw::string(name::TYPE, h.ty)],
+        raw: vec![
+            raw::string(name::MAKER, h.maker),
+            raw::string(name::TYPE, h.ty),
+        ],
         ..Default::default()
     }
 }
@@ -287,7 +290,7 @@ impl<'a> VLayout<'a> {
                 v.date = Some(d);
                 2
             }
-            [d, ..] if d.is_empty() => 1,
+            ["", ..] => 1,
             _ => 0,
         };
         // status, or three SIM fields then the status.
@@ -368,8 +371,10 @@ impl<'a> VLayout<'a> {
         }
         if let Some(sim) = self.sim {
             for (i, s) in sim.iter().enumerate() {
-                e.raw
-                    .push(raw::string(name::numbered(name::SIM_INFO_PREFIX, i + 1), *s));
+                e.raw.push(raw::string(
+                    name::numbered(name::SIM_INFO_PREFIX, i + 1),
+                    *s,
+                ));
             }
         }
         if let Some(s) = self.status {
@@ -520,9 +525,9 @@ pub fn decode(frame: &[u8]) -> Result<Decoded, DecodeError> {
         "V3" => out
             .events
             .push(v3(&h, &f).unwrap_or_else(|| unknown(&h, &f, "V3 layout"))),
-        "VP1" => out.events.push(
-            vp1(&h, &f, &mut out.lenient).unwrap_or_else(|| unknown(&h, &f, "VP1 layout")),
-        ),
+        "VP1" => out
+            .events
+            .push(vp1(&h, &f, &mut out.lenient).unwrap_or_else(|| unknown(&h, &f, "VP1 layout"))),
         "V4" => {
             let (events, confirmation) = v4(&h, &f, &mut out.lenient);
             out.events = events;
@@ -633,8 +638,10 @@ fn close_with(e: &mut TelemetryEvent, time: &str, date: &str, status: &str) -> O
             e.raw.push(raw::string(name::DATE, date));
         }
     }
-    e.raw
-        .push(raw::uint(name::STATUS, u32::from_str_radix(status, 16).ok()?.into()));
+    e.raw.push(raw::uint(
+        name::STATUS,
+        u32::from_str_radix(status, 16).ok()?.into(),
+    ));
     Some(())
 }
 
@@ -725,7 +732,9 @@ fn v3(h: &Head, f: &[&str]) -> Option<TelemetryEvent> {
     let mut e = event(EventKind::Lbs, h);
     e.raw.push(raw::uint(name::CELL_COUNT, count));
     for (i, c) in cells.chunks_exact(4).enumerate() {
-        let [lac, cid, third, rssi] = c else { return None };
+        let [lac, cid, third, rssi] = c else {
+            return None;
+        };
         let signal = match *rssi {
             "" => None,
             s => Some(i32::try_from(signed(s)?).ok()?),
@@ -823,7 +832,10 @@ mod tests {
     #[test]
     fn heads() {
         let h = head(b"*HQ,4106012736,V1,224434#").unwrap();
-        assert_eq!((h.maker, h.id, h.ty, h.body), ("HQ", "4106012736", "V1", &b"224434"[..]));
+        assert_eq!(
+            (h.maker, h.id, h.ty, h.body),
+            ("HQ", "4106012736", "V1", &b"224434"[..])
+        );
         let h = head(b"*HQ,135790246811220,HTBT#").unwrap();
         assert_eq!((h.ty, h.body, h.head_len), ("HTBT", &b""[..], 24));
         let h = head(b"*HQ,,V1,1#").unwrap();
