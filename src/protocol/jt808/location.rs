@@ -193,6 +193,28 @@ fn push_item(id: u8, value: &[u8], e: &mut TelemetryEvent) {
         }
     }
     e.raw.push(raw::id_bytes(id.into(), value));
+    if id == ITEM_OBD_TEXT {
+        obd_rt(value, e);
+    }
+}
+
+/// The vendor item that may hold an `$OBD-RT` line.
+pub const ITEM_OBD_TEXT: u8 = 0xE6;
+
+/// An `$OBD-RT,<f1>,<f2>,…` line (in item `E6` or a `41` pass-through): each non-empty field
+/// also goes into `raw` as `obd_rt_<n>` (text, as sent; `n` from 1 after the header), which the
+/// profile maps by position (1 supply V, 2 rpm, 3 speed km/h, 4 throttle %, 5 load %, 6
+/// coolant °C, 12 fuel used l).
+pub fn obd_rt(text: &[u8], e: &mut TelemetryEvent) {
+    let Some(rest) = text.strip_prefix(b"$OBD-RT") else {
+        return;
+    };
+    let line = rest.trim_ascii_end();
+    for (i, f) in line.split(|&b| b == b',').enumerate().skip(1) {
+        if !f.is_empty() {
+            e.raw.push(raw::text(&name::obd_rt(i), f));
+        }
+    }
 }
 
 /// The `EB` sub-items (u16 length counting the sub-id, u16 sub-id, value), when the content

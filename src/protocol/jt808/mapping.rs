@@ -137,6 +137,16 @@ pub mod name {
     pub const JT701_STATUS: &str = "jt701_status";
     pub const JT701_ALARM: &str = "jt701_alarm";
 
+    /// A field of an `$OBD-RT` line: `obd_rt_<n>`, n from 1.
+    pub const OBD_RT_PREFIX: &str = "obd_rt_";
+    /// The driver id field of a `GTSL|…` line in a `40` pass-through.
+    pub const GTSL_DRIVER_ID: &str = "gtsl_driver_id";
+
+    /// `obd_rt_<n>`.
+    pub fn obd_rt(n: usize) -> String {
+        format!("{OBD_RT_PREFIX}{n}")
+    }
+
     /// `param_<id>`.
     pub fn param(id: u32) -> String {
         format!("{PARAM_PREFIX}{id:08x}")
@@ -399,6 +409,22 @@ fn family() -> Vec<(Key, Rule)> {
             sized(eb(0x00CE), 2),
             Rule::field(F::ExternalPowerVolts).scale(0.01),
         ),
+        // `06` of one byte: a battery level (the 2019 carriage temperature is two bytes).
+        (
+            sized(0x06, 1),
+            Rule::field(F::BatteryPercent).valid(0.0, 100.0),
+        ),
+        // `E5` of one byte: 1 moving, 0 still.
+        (sized(0xE5, 1), Rule::field(F::Motion).valid(0.0, 1.0)),
+        // `$OBD-RT` fields by position.
+        (key(&n::obd_rt(1)), Rule::field(F::ExternalPowerVolts)),
+        (key(&n::obd_rt(2)), Rule::field(F::Rpm)),
+        (key(&n::obd_rt(3)), Rule::field(F::ObdSpeedKmh)),
+        (key(&n::obd_rt(4)), Rule::field(F::ThrottlePercent)),
+        (key(&n::obd_rt(5)), Rule::field(F::EngineLoadPercent)),
+        (key(&n::obd_rt(6)), Rule::field(F::CoolantTemperatureCelsius)),
+        (key(&n::obd_rt(12)), Rule::field(F::FuelUsedLiters)),
+        (key(n::GTSL_DRIVER_ID), Rule::field(F::DriverId)),
         // Message fields.
         (key(n::ICCID), Rule::field(F::Iccid)),
         (
@@ -723,6 +749,14 @@ mod tests {
     #[test]
     fn every_rule_names_a_known_raw_name_id_or_alias() {
         let known = [
+            name::GTSL_DRIVER_ID,
+            "obd_rt_1",
+            "obd_rt_2",
+            "obd_rt_3",
+            "obd_rt_4",
+            "obd_rt_5",
+            "obd_rt_6",
+            "obd_rt_12",
             name::ALARM,
             name::STATUS,
             name::ICCID,

@@ -337,6 +337,7 @@ pub fn decode(h: &Header, serial: u16, body: &[u8], ctx: &Context) -> Decoded {
                     let mut e = start(EventKind::Status, h.id);
                     e.raw.push(raw::uint(name::PASSTHROUGH_TYPE, kind.into()));
                     e.raw.push(raw::bytes(name::PASSTHROUGH_DATA, data));
+                    passthrough_fields(kind, data, &mut e);
                     end(e, serial)
                 }
                 None => unknown(h.id, body, serial),
@@ -361,6 +362,27 @@ pub fn decode(h: &Header, serial: u16, body: &[u8], ctx: &Context) -> Decoded {
         }
     }
     d
+}
+
+/// The fields of the pass-through lines whose layout is known: `41` `$OBD-RT` (see
+/// `location::obd_rt`), `40` `GTSL|<type>|<n>|<n>|<driver id>|…` from a card reader on the
+/// serial port (the driver id as `gtsl_driver_id`).
+fn passthrough_fields(kind: u8, data: &[u8], e: &mut TelemetryEvent) {
+    match kind {
+        0x41 => location::obd_rt(data, e),
+        0x40 => {
+            // Readers put a length or control bytes before the line.
+            let start = data.iter().position(|&b| b > b' ').unwrap_or(data.len());
+            let line = data.get(start..).unwrap_or_default();
+            if !line.starts_with(b"GTSL|") {
+                return;
+            }
+            if let Some(id) = line.split(|&b| b == b'|').nth(4).filter(|f| !f.is_empty()) {
+                e.raw.push(raw::text(name::GTSL_DRIVER_ID, id));
+            }
+        }
+        _ => {}
+    }
 }
 
 /// A message the gateway does not decode: kind UNKNOWN, the body raw.
