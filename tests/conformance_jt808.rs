@@ -164,7 +164,10 @@ fn head(c: &[u8]) -> Head {
     let (serial, mut end) = if short {
         (u16::from(c[at + tl]), at + tl + 1)
     } else {
-        (u16::from_be_bytes([c[at + tl], c[at + tl + 1]]), at + tl + 2)
+        (
+            u16::from_be_bytes([c[at + tl], c[at + tl + 1]]),
+            at + tl + 2,
+        )
     };
     if !short && attributes & 0x2000 != 0 {
         end += 4;
@@ -349,33 +352,49 @@ fn check(e: &TelemetryEvent, key: &str, want: &Value) -> Option<Result<(), Strin
         "result" => e.text.as_deref() == want.as_str(),
         // Codes Traccar passes through: ours are in `raw`.
         "cardCode" => {
-            e.raw_named(name::DRIVER_CERTIFICATE) == want.as_str().map(|s| RawV::StringValue(s.into())).as_ref()
+            e.raw_named(name::DRIVER_CERTIFICATE)
+                == want.as_str().map(|s| RawV::StringValue(s.into())).as_ref()
         }
-        "driver" => raw_id_bytes(e, 0xBC)
-            .map(|b| String::from_utf8_lossy(b).trim_end_matches('\0').trim().to_string())
-            .as_deref()
-            == want.as_str(),
-        "event" => raw_id_bytes(e, 0x60)
-            .and_then(|b| b.get(..2))
-            .map(|b| f64::from(u16::from_be_bytes([b[0], b[1]])))
-            == num,
+        "driver" => {
+            raw_id_bytes(e, 0xBC)
+                .map(|b| {
+                    String::from_utf8_lossy(b)
+                        .trim_end_matches('\0')
+                        .trim()
+                        .to_string()
+                })
+                .as_deref()
+                == want.as_str()
+        }
+        "event" => {
+            raw_id_bytes(e, 0x60)
+                .and_then(|b| b.get(..2))
+                .map(|b| f64::from(u16::from_be_bytes([b[0], b[1]])))
+                == num
+        }
         "videoAlarm" => e.raw_id(0x14) == num.map(|n| RawV::UintValue(n as u64)).as_ref(),
-        "imei" => raw_id_bytes(e, 0xF6)
-            .map(|b| hex::encode(b)[1..].to_string())
-            .as_deref()
-            == want.as_str(),
+        "imei" => {
+            raw_id_bytes(e, 0xF6)
+                .map(|b| hex::encode(b)[1..].to_string())
+                .as_deref()
+                == want.as_str()
+        }
         "timezone" => raw_id_bytes(e, 0xEB) == want.as_str().map(str::as_bytes),
-        "unlockResult" => raw_id_bytes(e, 0x55_000B)
-            .and_then(|b| b.last())
-            .map(|b| f64::from(*b))
-            == num,
-        "tilt" => raw_id_bytes(e, 0x55_000C)
-            .map(|b| {
-                let w = |i: usize| i16::from_be_bytes([b[i], b[i + 1]]);
-                format!("[{},{},{}]", w(0), w(2), w(4))
-            })
-            .as_deref()
-            == want.as_str(),
+        "unlockResult" => {
+            raw_id_bytes(e, 0x55_000B)
+                .and_then(|b| b.last())
+                .map(|b| f64::from(*b))
+                == num
+        }
+        "tilt" => {
+            raw_id_bytes(e, 0x55_000C)
+                .map(|b| {
+                    let w = |i: usize| i16::from_be_bytes([b[i], b[i + 1]]);
+                    format!("[{},{},{}]", w(0), w(2), w(4))
+                })
+                .as_deref()
+                == want.as_str()
+        }
         _ => return None,
     };
     Some(if ok {
@@ -385,7 +404,8 @@ fn check(e: &TelemetryEvent, key: &str, want: &Value) -> Option<Result<(), Strin
             "{key}: want {want}, ours: position {} alarms {:?} telemetry {} text {:?} raw ids {:?}",
             e.position
                 .as_ref()
-                .map_or("none".into(), |p| serde_json::to_string(p).unwrap_or_default()),
+                .map_or("none".into(), |p| serde_json::to_string(p)
+                    .unwrap_or_default()),
             e.alarms
                 .iter()
                 .map(|a| Alarm::try_from(*a).map_or("?", |a| a.as_str_name()))
@@ -418,8 +438,10 @@ impl RawCheck<'_> {
             .iter()
             .any(|r| r.id.is_none() && r.name == k && r.value.as_ref() == Some(&want));
         if !found {
-            self.problems
-                .push(format!("{k}: frame has {want:02x?}, raw {:02x?}", self.e.raw_named(k)));
+            self.problems.push(format!(
+                "{k}: frame has {want:02x?}, raw {:02x?}",
+                self.e.raw_named(k)
+            ));
         }
     }
 
@@ -431,8 +453,10 @@ impl RawCheck<'_> {
             .iter()
             .any(|r| r.id == Some(id) && r.value.as_ref() == Some(&want))
         {
-            self.problems
-                .push(format!("{id:#x}: frame has {want:02x?}, raw {:02x?}", self.e.raw_id(id)));
+            self.problems.push(format!(
+                "{id:#x}: frame has {want:02x?}, raw {:02x?}",
+                self.e.raw_id(id)
+            ));
         }
     }
 
@@ -595,7 +619,10 @@ fn raw_survives(hd: &Head, body: &[u8], events: &[TelemetryEvent]) -> (usize, Ve
                     let mut rest = &body[35..];
                     while rest.len() >= 2 {
                         let (id, len) = (rest[0], usize::from(rest[1]));
-                        rc.id(0x55_0000 + u32::from(id), RawV::BytesValue(rest[2..2 + len].to_vec()));
+                        rc.id(
+                            0x55_0000 + u32::from(id),
+                            RawV::BytesValue(rest[2..2 + len].to_vec()),
+                        );
                         rest = &rest[2 + len..];
                     }
                 }
@@ -643,12 +670,15 @@ fn device_id(hd: &Head) -> String {
 /// The built-in profiles plus a profile file that assigns each model's devices to the model's
 /// profile, as an operator would.
 fn config(assign: &BTreeMap<String, &'static str>) -> ProtocolConfig {
-    let dir = std::env::temp_dir().join(format!("avlgate-conformance-jt808-{}", std::process::id()));
+    let dir =
+        std::env::temp_dir().join(format!("avlgate-conformance-jt808-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("profiles.toml");
     let mut text = String::new();
     for (id, profile) in assign {
-        text.push_str(&format!("[[devices]]\nprofile = \"{profile}\"\nimeis = [\"{id}\"]\n"));
+        text.push_str(&format!(
+            "[[devices]]\nprofile = \"{profile}\"\nimeis = [\"{id}\"]\n"
+        ));
     }
     std::fs::write(&path, text).unwrap();
     let profiles = Profiles::load(&path).unwrap();
@@ -663,7 +693,9 @@ fn entries() -> Vec<Value> {
     ))
     .unwrap();
     let all: Vec<Value> = serde_json::from_str(&text).unwrap();
-    all.into_iter().filter(|e| e["protocol"] == "jt808").collect()
+    all.into_iter()
+        .filter(|e| e["protocol"] == "jt808")
+        .collect()
 }
 
 fn bytes_of(e: &Value) -> Vec<u8> {
@@ -722,7 +754,10 @@ fn traccar_jt808_frames() {
             let valid = text_frame || (w["length_ok"] == true && w["crc"] == "ok");
             if !valid {
                 fig.invalid += 1;
-                if frames.is_empty() && !errors.is_empty() && errors.iter().all(|e| e.reply.is_none()) {
+                if frames.is_empty()
+                    && !errors.is_empty()
+                    && errors.iter().all(|e| e.reply.is_none())
+                {
                     fig.rejected += 1;
                 } else {
                     failures.push(format!("{name}: invalid frame not refused: {out:?}"));
@@ -731,7 +766,10 @@ fn traccar_jt808_frames() {
             }
             fig.valid += 1;
             let [f] = &frames[..] else {
-                failures.push(format!("{name}: valid frame gave {} frames, errors {errors:?}", frames.len()));
+                failures.push(format!(
+                    "{name}: valid frame gave {} frames, errors {errors:?}",
+                    frames.len()
+                ));
                 continue;
             };
             if !errors.is_empty() {
@@ -752,7 +790,8 @@ fn traccar_jt808_frames() {
                 Some(hd) => expected_reply(hd, &body),
                 None => {
                     let t = String::from_utf8_lossy(&raw_bytes).into_owned();
-                    t.contains("BASE,2").then(|| t.replace("TIME", "261120233230").into_bytes())
+                    t.contains("BASE,2")
+                        .then(|| t.replace("TIME", "261120233230").into_bytes())
                 }
             };
             fig.replies_checked += 1;
@@ -808,7 +847,10 @@ fn traccar_jt808_frames() {
                     problems.push("no event".to_string());
                 }
                 Some(ev) => {
-                    if e["check"].as_str().is_some_and(|c| c.starts_with("verifyPosition")) {
+                    if e["check"]
+                        .as_str()
+                        .is_some_and(|c| c.starts_with("verifyPosition"))
+                    {
                         for ev in &f.events {
                             let in_range = ev.position.as_ref().is_some_and(|p| {
                                 p.latitude.abs() <= 90.0 && p.longitude.abs() <= 180.0
@@ -856,7 +898,9 @@ fn traccar_jt808_frames() {
     }
     for (s, why) in KNOWN_GAPS {
         if !gaps_seen.contains(s) && !failures.iter().any(|f| f.contains(&format!("#{s}:"))) {
-            failures.push(format!("KNOWN_GAPS lists #{s} ({why}) but no such position frame"));
+            failures.push(format!(
+                "KNOWN_GAPS lists #{s} ({why}) but no such position frame"
+            ));
         }
     }
     eprintln!("JT/T 808 conformance (Traccar frames):");
@@ -947,7 +991,10 @@ fn traccar_frame_codec_fixtures() {
 #[test]
 fn traccar_encoder_fixtures() {
     let mut checked = 0;
-    for e in entries().iter().filter(|e| e["test_kind"] == "protocol_encoder") {
+    for e in entries()
+        .iter()
+        .filter(|e| e["test_kind"] == "protocol_encoder")
+    {
         let want = h(e["frame"].as_str().unwrap());
         let model = e["decoder_config"]["model"].as_str().unwrap_or_default();
         let data = e["asserts"]["command_data"].as_str().unwrap_or_default();
@@ -959,7 +1006,9 @@ fn traccar_encoder_fixtures() {
                 CommandRequest::Payload(Bytes::from(h(data))),
                 ("text_command", "8300"),
             ),
-            (Some("custom"), "BSJ") => (CommandRequest::Text(data.into()), ("text_command", "8300")),
+            (Some("custom"), "BSJ") => {
+                (CommandRequest::Text(data.into()), ("text_command", "8300"))
+            }
             (Some("custom"), m) if m.starts_with("JC") => (
                 CommandRequest::Text(data.into()),
                 ("text_command", "8900-f0"),
@@ -999,7 +1048,8 @@ async fn text_command_round_trip_through_the_gateway() {
     m.extend_from_slice(&number);
     m.extend_from_slice(&[0, 1]);
     m.push(xor(&m));
-    dev.send(&escape(&[&[0x7E][..], &m, &[0x7E]].concat())).await;
+    dev.send(&escape(&[&[0x7E][..], &m, &[0x7E]].concat()))
+        .await;
     let hd = Head {
         id: 0x0002,
         attributes: 0,
@@ -1009,7 +1059,11 @@ async fn text_command_round_trip_through_the_gateway() {
         header_len: 12,
     };
     let want = platform(0x8001, &hd, &h("0001000200"));
-    assert_eq!(dev.read_exact(want.len(), 15).await, Some(want), "heartbeat answered");
+    assert_eq!(
+        dev.read_exact(want.len(), 15).await,
+        Some(want),
+        "heartbeat answered"
+    );
     tokio::time::sleep(Duration::from_secs(1)).await;
     results
         .publish(
@@ -1019,13 +1073,18 @@ async fn text_command_round_trip_through_the_gateway() {
         .await;
     // 8300, flag 01 and the text, the session's first command: serial 0.
     let cmd = platform(0x8300, &hd, b"\x01STATUS#");
-    assert_eq!(dev.read_exact(cmd.len(), 20).await, Some(cmd), "8300 written");
+    assert_eq!(
+        dev.read_exact(cmd.len(), 20).await,
+        Some(cmd),
+        "8300 written"
+    );
     let mut a = h("00010005");
     a.extend_from_slice(&number);
     a.extend_from_slice(&[0, 2]);
     a.extend_from_slice(&h("0000830000"));
     a.push(xor(&a));
-    dev.send(&escape(&[&[0x7E][..], &a, &[0x7E]].concat())).await;
+    dev.send(&escape(&[&[0x7E][..], &a, &[0x7E]].concat()))
+        .await;
     let mut statuses = Vec::new();
     while let Some((_, p)) = results.next(3).await {
         let r = CommandResult::decode(&p[..]).unwrap();

@@ -264,7 +264,13 @@ mod tests {
         let e = encode(&CommandRequest::EngineStop, &t, 0, F0).unwrap();
         assert_eq!(hex(&e.bytes), "7e810500010b3a73ce2ff20000f0247e");
         assert_eq!(e.tag, 0x8105_0000);
-        let e = encode(&CommandRequest::Text("Test, Command, 123#".into()), &t, 0, F0).unwrap();
+        let e = encode(
+            &CommandRequest::Text("Test, Command, 123#".into()),
+            &t,
+            0,
+            F0,
+        )
+        .unwrap();
         assert_eq!(
             hex(&e.bytes),
             "7e830000140b3a73ce2ff2000001546573742c20436f6d6d616e642c2031323323a57e"
@@ -276,8 +282,9 @@ mod tests {
         let e = encode(&CommandRequest::Text("TEST".into()), &t, 0, jimi).unwrap();
         assert_eq!(hex(&e.bytes), "7e890000050b3a73ce2ff20000f0544553543b7e");
         // A payload is a whole frame, written as is, tagged by its own header.
-        let p = hex::decode("7e830000140b3a73ce2ff2000001546573742c20436f6d6d616e642c2031323323a57e")
-            .unwrap();
+        let p =
+            hex::decode("7e830000140b3a73ce2ff2000001546573742c20436f6d6d616e642c2031323323a57e")
+                .unwrap();
         let e = encode(&CommandRequest::Payload(p.clone().into()), &t, 9, F0).unwrap();
         assert_eq!(&e.bytes[..], &p[..]);
         assert_eq!(e.tag, 0x8300_0000);
@@ -291,10 +298,22 @@ mod tests {
             text: TextCommand::Text,
         };
         let x = |r: CommandRequest, serial| hex(&encode(&r, &t, serial, d).unwrap().bytes);
-        assert_eq!(x(CommandRequest::EngineStop, 7), "7e85000001013912345678000701b27e");
-        assert_eq!(x(CommandRequest::EngineResume, 8), "7e85000001013912345678000800bc7e");
-        assert_eq!(x(CommandRequest::PositionRequest, 9), "7e820100000139123456780009ba7e");
-        assert_eq!(x(CommandRequest::Reboot, 10), "7e81050001013912345678000a04bb7e");
+        assert_eq!(
+            x(CommandRequest::EngineStop, 7),
+            "7e85000001013912345678000701b27e"
+        );
+        assert_eq!(
+            x(CommandRequest::EngineResume, 8),
+            "7e85000001013912345678000800bc7e"
+        );
+        assert_eq!(
+            x(CommandRequest::PositionRequest, 9),
+            "7e820100000139123456780009ba7e"
+        );
+        assert_eq!(
+            x(CommandRequest::Reboot, 10),
+            "7e81050001013912345678000a04bb7e"
+        );
         assert_eq!(
             x(CommandRequest::SetReportInterval { seconds: 30 }, 11),
             "7e8103000a013912345678000b0100000029040000001e817e"
@@ -306,7 +325,9 @@ mod tests {
             ..d
         };
         assert_eq!(
-            hex(&encode(&CommandRequest::EngineResume, &t, 1, d64).unwrap().bytes),
+            hex(&encode(&CommandRequest::EngineResume, &t, 1, d64)
+                .unwrap()
+                .bytes),
             "7e81050001013912345678000165d17e"
         );
         let at = Dialect {
@@ -314,7 +335,9 @@ mod tests {
             ..d
         };
         assert_eq!(
-            hex(&encode(&CommandRequest::Text("AT".into()), &t, 2, at).unwrap().bytes),
+            hex(&encode(&CommandRequest::Text("AT".into()), &t, 2, at)
+                .unwrap()
+                .bytes),
             "7e810300080139123456780002010000f0300241546e7e"
         );
     }
@@ -347,7 +370,12 @@ mod tests {
         }
         for bad in [&b"\x7e\x7e"[..], b"junk", b"\x7e\x80\x01\x7e"] {
             assert!(matches!(
-                encode(&CommandRequest::Payload(Bytes::copy_from_slice(bad)), &t, 0, d),
+                encode(
+                    &CommandRequest::Payload(Bytes::copy_from_slice(bad)),
+                    &t,
+                    0,
+                    d
+                ),
                 Err(CommandError::Invalid(_))
             ));
         }

@@ -127,12 +127,10 @@ impl Terminal {
     pub fn auth_code(&self) -> String {
         match self.digits() {
             Some(d) => d,
-            None => self.device_id().map(|(id, _)| id).unwrap_or_else(|| {
-                self.as_bytes()
-                    .iter()
-                    .map(|b| format!("{b:02x}"))
-                    .collect()
-            }),
+            None => self
+                .device_id()
+                .map(|(id, _)| id)
+                .unwrap_or_else(|| self.as_bytes().iter().map(|b| format!("{b:02x}")).collect()),
         }
     }
 
@@ -601,7 +599,10 @@ mod tests {
             split(&h("7e307d03087e"), 4096),
             Split::Skip(6, Reject::BadEscape)
         );
-        assert_eq!(split(&h("7e7e0002"), 4096), Split::Skip(1, Reject::StrayDelimiter));
+        assert_eq!(
+            split(&h("7e7e0002"), 4096),
+            Split::Skip(1, Reject::StrayDelimiter)
+        );
         let long = [vec![FLAG], vec![0x30; 99]].concat();
         assert_eq!(split(&long[..99], 100), Split::Incomplete);
         assert_eq!(split(&long, 100), Split::Skip(1, Reject::TooLarge));

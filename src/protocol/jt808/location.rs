@@ -117,7 +117,11 @@ pub struct Location {
 
 /// Decodes a `0200` body into an event (kind POSITION or STATUS; the caller adds the
 /// message id first and the serial last). `None` when the basic information is short.
-pub fn decode(body: &[u8], offset_minutes: i32, e: &mut TelemetryEvent) -> Option<Vec<&'static str>> {
+pub fn decode(
+    body: &[u8],
+    offset_minutes: i32,
+    e: &mut TelemetryEvent,
+) -> Option<Vec<&'static str>> {
     let mut c = Cursor::new(body);
     let alarm = c.u32()?;
     let status = c.u32()?;
@@ -133,7 +137,11 @@ pub fn decode(body: &[u8], offset_minutes: i32, e: &mut TelemetryEvent) -> Optio
     if fixed || lat != 0.0 || lon != 0.0 {
         e.kind = EventKind::Position as i32;
         e.position = Some(Position {
-            latitude: if status & STATUS_SOUTH != 0 { -lat } else { lat },
+            latitude: if status & STATUS_SOUTH != 0 {
+                -lat
+            } else {
+                lat
+            },
             longitude: if status & STATUS_WEST != 0 { -lon } else { lon },
             altitude: Some(f64::from(altitude)),
             speed: Some(f64::from(speed) / 10.0),
@@ -175,7 +183,10 @@ pub const LENIENT_ITEM_OVERRUN: &str = "jt808_item_overrun";
 
 fn push_item(id: u8, value: &[u8], e: &mut TelemetryEvent) {
     if let Some(w) = numeric_width(id, value.len()) {
-        let n = value.iter().take(w).fold(0u64, |a, &b| a << 8 | u64::from(b));
+        let n = value
+            .iter()
+            .take(w)
+            .fold(0u64, |a, &b| a << 8 | u64::from(b));
         e.raw.push(raw::id_uint(id.into(), n));
         if id == 0x31 {
             if let Some(p) = e.position.as_mut() {
@@ -212,7 +223,7 @@ pub fn obd_rt(text: &[u8], e: &mut TelemetryEvent) {
     let line = rest.trim_ascii_end();
     for (i, f) in line.split(|&b| b == b',').enumerate().skip(1) {
         if !f.is_empty() {
-            e.raw.push(raw::text(&name::obd_rt(i), f));
+            e.raw.push(raw::text(name::obd_rt(i), f));
         }
     }
 }
@@ -283,7 +294,15 @@ pub fn batch(
 pub fn jt701(body: &[u8], blind: bool, e: &mut TelemetryEvent) -> Option<()> {
     let mut c = Cursor::new(body);
     let t = c.take(6)?;
-    let dmy = [t.get(2)?, t.get(1)?, t.first()?, t.get(3)?, t.get(4)?, t.get(5)?].map(|b| *b);
+    let dmy = [
+        t.get(2)?,
+        t.get(1)?,
+        t.first()?,
+        t.get(3)?,
+        t.get(4)?,
+        t.get(5)?,
+    ]
+    .map(|b| *b);
     let time = bcd_time(&dmy, 0);
     let lat_digits = super::frame::bcd_digits(c.take(4)?)?;
     let lon_bytes = c.take(5)?;
@@ -341,7 +360,8 @@ pub fn jt701(body: &[u8], blind: bool, e: &mut TelemetryEvent) -> Option<()> {
                 p.altitude = Some(f64::from(i16::from_be_bytes(a)));
             }
         }
-        e.raw.push(raw::id_bytes(JT701_ITEM_BASE + u32::from(id), v));
+        e.raw
+            .push(raw::id_bytes(JT701_ITEM_BASE + u32::from(id), v));
         rest = rest.get(2 + usize::from(len)..).unwrap_or_default();
     }
     if !rest.is_empty() {
@@ -363,7 +383,9 @@ mod tests {
     #[test]
     fn basic_information_items_and_the_time_zone() {
         // Traccar's `0200` fixture 0140 (seq 77): status 0xC2 (fixed, lat N, lon E).
-        let body = h("00000000000000c201597fa806cc01580080000000081508180721210104000002f50202000003020000");
+        let body = h(
+            "00000000000000c201597fa806cc01580080000000081508180721210104000002f50202000003020000",
+        );
         let mut e = event(EventKind::Status);
         let lenient = decode(&body, 480, &mut e).unwrap();
         assert!(lenient.is_empty());
@@ -408,8 +430,14 @@ mod tests {
         body.extend(h("e40200630a"));
         let mut e = event(EventKind::Status);
         let lenient = decode(&body, 480, &mut e).unwrap();
-        assert_eq!(e.raw_id(EB_SUB_BASE + 0xe1), Some(&V::BytesValue(vec![0x64])));
-        assert_eq!(e.raw_id(EB_SUB_BASE + 0xe3), Some(&V::BytesValue(vec![0x01])));
+        assert_eq!(
+            e.raw_id(EB_SUB_BASE + 0xe1),
+            Some(&V::BytesValue(vec![0x64]))
+        );
+        assert_eq!(
+            e.raw_id(EB_SUB_BASE + 0xe3),
+            Some(&V::BytesValue(vec![0x01]))
+        );
         assert_eq!(e.raw_id(0xe4), Some(&V::BytesValue(vec![0x00, 0x63])));
         assert_eq!(lenient, vec![LENIENT_ITEM_OVERRUN]);
         assert_eq!(e.raw_named(name::TAIL), Some(&V::BytesValue(vec![0x0a])));

@@ -247,11 +247,15 @@ fn family() -> Vec<(Key, Rule)> {
         // hundredths of a volt).
         (
             item(0x2B, "ad0"),
-            Rule::indexed(F::AnalogInputsVolts, 1).bits(0, 16).scale(0.01),
+            Rule::indexed(F::AnalogInputsVolts, 1)
+                .bits(0, 16)
+                .scale(0.01),
         ),
         (
             item(0x2B, "ad1"),
-            Rule::indexed(F::AnalogInputsVolts, 2).bits(16, 16).scale(0.01),
+            Rule::indexed(F::AnalogInputsVolts, 2)
+                .bits(16, 16)
+                .scale(0.01),
         ),
         // Wireless signal: CSQ 0–31.
         (
@@ -295,7 +299,10 @@ fn family() -> Vec<(Key, Rule)> {
         (sized(0x69, 2), Rule::field(F::BatteryVolts).scale(0.01)),
         // OBD items some models send after an `80` marker.
         (sized(0x81, 2), Rule::field(F::Rpm)),
-        (sized(0x82, 2), Rule::field(F::ExternalPowerVolts).scale(0.1)),
+        (
+            sized(0x82, 2),
+            Rule::field(F::ExternalPowerVolts).scale(0.1),
+        ),
         (sized(0x83, 1), Rule::field(F::EngineLoadPercent)),
         (
             sized(0x84, 1),
@@ -303,7 +310,10 @@ fn family() -> Vec<(Key, Rule)> {
         ),
         (sized(0x89, 1), Rule::field(F::ThrottlePercent)),
         (id(0x8B), Rule::field(F::Vin).format(Format::Ascii)),
-        (sized(0x8C, 4), Rule::field(F::ObdOdometerMeters).scale(100.0)),
+        (
+            sized(0x8C, 4),
+            Rule::field(F::ObdOdometerMeters).scale(100.0),
+        ),
         (
             sized(0x8D, 2),
             Rule::field(F::TripOdometerMeters).scale(1000.0),
@@ -312,7 +322,10 @@ fn family() -> Vec<(Key, Rule)> {
         (sized(0xAC, 4), Rule::field(F::OdometerMeters)),
         (id(0xBD), Rule::field(F::DriverId).format(Format::Ascii)),
         (id(0xCC), Rule::field(F::Iccid).format(Format::Ascii)),
-        (sized(0xD3, 2), Rule::field(F::ExternalPowerVolts).scale(0.1)),
+        (
+            sized(0xD3, 2),
+            Rule::field(F::ExternalPowerVolts).scale(0.1),
+        ),
         // `D4`, `E9`: battery level, FF = charging.
         (
             sized(0xD4, 1),
@@ -338,7 +351,10 @@ fn family() -> Vec<(Key, Rule)> {
             sized_l(0xE1, 1, "charging"),
             Rule::field(F::Charging).valid(255.0, 255.0),
         ),
-        (sized(0xE1, 2), Rule::field(F::ExternalPowerVolts).scale(0.1)),
+        (
+            sized(0xE1, 2),
+            Rule::field(F::ExternalPowerVolts).scale(0.1),
+        ),
         // `E3`: reserved, battery level, battery in 0.01 V, reserved.
         (
             sized_l(0xE3, 6, "level"),
@@ -374,7 +390,10 @@ fn family() -> Vec<(Key, Rule)> {
             sized(0xFE, 1),
             Rule::field(F::BatteryPercent).valid(0.0, 100.0),
         ),
-        (sized(0xFE, 2), Rule::field(F::ExternalPowerVolts).scale(0.1)),
+        (
+            sized(0xFE, 2),
+            Rule::field(F::ExternalPowerVolts).scale(0.1),
+        ),
         (sized(0xFE, 4), Rule::field(F::OdometerMeters)),
         // `EB` sub-items.
         (
@@ -422,7 +441,10 @@ fn family() -> Vec<(Key, Rule)> {
         (key(&n::obd_rt(3)), Rule::field(F::ObdSpeedKmh)),
         (key(&n::obd_rt(4)), Rule::field(F::ThrottlePercent)),
         (key(&n::obd_rt(5)), Rule::field(F::EngineLoadPercent)),
-        (key(&n::obd_rt(6)), Rule::field(F::CoolantTemperatureCelsius)),
+        (
+            key(&n::obd_rt(6)),
+            Rule::field(F::CoolantTemperatureCelsius),
+        ),
         (key(&n::obd_rt(12)), Rule::field(F::FuelUsedLiters)),
         (key(n::GTSL_DRIVER_ID), Rule::field(F::DriverId)),
         // Message fields.
@@ -450,7 +472,10 @@ fn family() -> Vec<(Key, Rule)> {
                 .valid(0.0, 31.0)
                 .scale(100.0 / 31.0),
         ),
-        (key(n::ODOMETER_KM), Rule::field(F::OdometerMeters).scale(1000.0)),
+        (
+            key(n::ODOMETER_KM),
+            Rule::field(F::OdometerMeters).scale(1000.0),
+        ),
     ];
     for (label, bit, alarm) in ALARM_BITS {
         rules.push((labelled(n::ALARM, label), Rule::alarm(*alarm).bit(*bit)));
@@ -594,7 +619,10 @@ mod tests {
 
     #[test]
     fn status_bits_feed_ignition_fix_blocking_doors_and_charging() {
-        let mut e = event(vec![raw::uint(name::STATUS, 0b1 | 0b10 | 1 << 11 | 1 << 16)]);
+        let mut e = event(vec![raw::uint(
+            name::STATUS,
+            0b1 | 0b10 | 1 << 11 | 1 << 16,
+        )]);
         apply(&mut e, &by_name("jt808"));
         let t = e.telemetry();
         assert_eq!(t.ignition, Some(true));
@@ -635,14 +663,29 @@ mod tests {
     #[test]
     fn model_profiles_read_the_alarm_word_their_way() {
         let word = |bit: u32| vec![raw::uint(name::ALARM, 1 << bit)];
-        assert_eq!(alarms(&by_name("jt808-aovx"), word(16)), vec![Alarm::Movement]);
+        assert_eq!(
+            alarms(&by_name("jt808-aovx"), word(16)),
+            vec![Alarm::Movement]
+        );
         assert!(alarms(&by_name("jt808-aovx"), word(0)).is_empty());
-        assert_eq!(alarms(&by_name("jt808-padlock"), word(4)), vec![Alarm::Removing]);
-        assert_eq!(alarms(&by_name("jt808-padlock"), word(1)), vec![Alarm::Tampering]);
+        assert_eq!(
+            alarms(&by_name("jt808-padlock"), word(4)),
+            vec![Alarm::Removing]
+        );
+        assert_eq!(
+            alarms(&by_name("jt808-padlock"), word(1)),
+            vec![Alarm::Tampering]
+        );
         assert!(alarms(&by_name("jt808-vl300"), word(29)).is_empty());
         assert_eq!(alarms(&by_name("jt808-vl300"), word(0)), vec![Alarm::Sos]);
-        let door = vec![raw::id_bytes(0x57, hex::decode("0000000000010000").unwrap())];
-        assert_eq!(alarms(&by_name("jt808-mv"), door.clone()), vec![Alarm::Door]);
+        let door = vec![raw::id_bytes(
+            0x57,
+            hex::decode("0000000000010000").unwrap(),
+        )];
+        assert_eq!(
+            alarms(&by_name("jt808-mv"), door.clone()),
+            vec![Alarm::Door]
+        );
         assert!(alarms(&by_name("jt808"), door).is_empty());
     }
 
@@ -776,7 +819,10 @@ mod tests {
                             || base.strip_prefix("item_").is_some_and(|rest| {
                                 let hex = rest.split('_').next().unwrap_or_default();
                                 u32::from_str_radix(hex, 16).is_ok_and(is_item_id)
-                                    && rest.split('_').nth(1).is_none_or(|l| l.parse::<u16>().is_ok())
+                                    && rest
+                                        .split('_')
+                                        .nth(1)
+                                        .is_none_or(|l| l.parse::<u16>().is_ok())
                             });
                         assert!(ok, "{}: rule key {n}", p.name);
                     }

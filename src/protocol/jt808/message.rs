@@ -142,7 +142,9 @@ fn text_value(n: &str, b: &[u8]) -> crate::proto::RawValue {
 }
 
 fn lossy(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).trim_matches(['\0', ' ']).to_string()
+    String::from_utf8_lossy(b)
+        .trim_matches(['\0', ' '])
+        .to_string()
 }
 
 /// Decodes one whole message. `serial` is the message's serial (a sub-packaged message's
@@ -169,10 +171,11 @@ pub fn decode(h: &Header, serial: u16, body: &[u8], ctx: &Context) -> Decoded {
         }
         LOGOUT | TIMEZONE_SYNC => d.reply = ok(),
         REGISTRATION => {
-            d.events.push(match registration(body, h.version.is_some()) {
-                Some(e) => end(e, serial),
-                None => unknown(h.id, body, serial),
-            });
+            d.events
+                .push(match registration(body, h.version.is_some()) {
+                    Some(e) => end(e, serial),
+                    None => unknown(h.id, body, serial),
+                });
             let mut b = Vec::with_capacity(24);
             b.extend_from_slice(&h.serial.to_be_bytes());
             b.push(RESULT_OK);
@@ -203,7 +206,8 @@ pub fn decode(h: &Header, serial: u16, body: &[u8], ctx: &Context) -> Decoded {
         }
         TIME_SYNC => d.reply = Some(time_sync_answer(h, ctx.now)),
         LOCATION => {
-            d.events.push(location_event(h.id, body, serial, ctx, &mut d.lenient));
+            d.events
+                .push(location_event(h.id, body, serial, ctx, &mut d.lenient));
             d.reply = ok();
         }
         LOCATION_ANSWER | VEHICLE_CONTROL_ANSWER => {
@@ -211,7 +215,8 @@ pub fn decode(h: &Header, serial: u16, body: &[u8], ctx: &Context) -> Decoded {
             match c.u16() {
                 Some(answered) => {
                     let mut e = start(EventKind::Status, h.id);
-                    e.raw.push(raw::uint(name::ANSWERED_SERIAL, answered.into()));
+                    e.raw
+                        .push(raw::uint(name::ANSWERED_SERIAL, answered.into()));
                     let command = if h.id == LOCATION_ANSWER {
                         command::LOCATION_QUERY
                     } else {
@@ -275,7 +280,8 @@ pub fn decode(h: &Header, serial: u16, body: &[u8], ctx: &Context) -> Decoded {
             d.events.push(match body.split_first() {
                 Some((&encoding, t)) => {
                     let mut e = text_event(h.id, None, t, serial);
-                    e.raw.insert(1, raw::uint(name::TEXT_ENCODING, encoding.into()));
+                    e.raw
+                        .insert(1, raw::uint(name::TEXT_ENCODING, encoding.into()));
                     e
                 }
                 None => unknown(h.id, body, serial),
@@ -293,7 +299,8 @@ pub fn decode(h: &Header, serial: u16, body: &[u8], ctx: &Context) -> Decoded {
                         .collect();
                     let text = String::from_utf16_lossy(&units).trim().to_string();
                     let mut e = start(EventKind::CommandResponse, h.id);
-                    e.raw.push(raw::uint(name::ANSWERED_SERIAL, answered.into()));
+                    e.raw
+                        .push(raw::uint(name::ANSWERED_SERIAL, answered.into()));
                     e.raw.push(raw::bytes(name::BODY, c.rest()));
                     e.text = Some(text.clone());
                     d.answers.push(CommandAnswer {
@@ -306,17 +313,19 @@ pub fn decode(h: &Header, serial: u16, body: &[u8], ctx: &Context) -> Decoded {
             }
         }
         DRIVER_IDENTITY => {
-            d.events.push(match driver_identity(body, ctx.offset_minutes) {
-                Some(e) => end(e, serial),
-                None => unknown(h.id, body, serial),
-            });
+            d.events
+                .push(match driver_identity(body, ctx.offset_minutes) {
+                    Some(e) => end(e, serial),
+                    None => unknown(h.id, body, serial),
+                });
             d.reply = ok();
         }
         MEDIA_EVENT => {
-            d.events.push(match media_header(h.id, body, EventKind::Status) {
-                Some((e, _)) => end(e, serial),
-                None => unknown(h.id, body, serial),
-            });
+            d.events
+                .push(match media_header(h.id, body, EventKind::Status) {
+                    Some((e, _)) => end(e, serial),
+                    None => unknown(h.id, body, serial),
+                });
             d.reply = ok();
         }
         MEDIA_UPLOAD => match media_upload(h.id, body, ctx, &mut d.lenient) {
@@ -428,7 +437,8 @@ fn terminal_answer(body: &[u8], serial: u16) -> Option<(TelemetryEvent, CommandA
     let id = c.u16()?;
     let result = c.u8()?;
     let mut e = start(EventKind::CommandResponse, TERMINAL_ANSWER);
-    e.raw.push(raw::uint(name::ANSWERED_SERIAL, answered.into()));
+    e.raw
+        .push(raw::uint(name::ANSWERED_SERIAL, answered.into()));
     e.raw.push(raw::uint(name::ANSWERED_ID, id.into()));
     e.raw.push(raw::uint(name::RESULT, result.into()));
     if c.remaining() > 0 {
@@ -456,7 +466,8 @@ fn parameters_answer(body: &[u8], serial: u16) -> Option<(TelemetryEvent, Comman
     let answered = c.u16()?;
     c.u8()?;
     let mut e = start(EventKind::CommandResponse, PARAMETERS_ANSWER);
-    e.raw.push(raw::uint(name::ANSWERED_SERIAL, answered.into()));
+    e.raw
+        .push(raw::uint(name::ANSWERED_SERIAL, answered.into()));
     let mut text = String::new();
     while c.remaining() > 0 {
         let Some((id, v)) = (|| {
@@ -514,7 +525,10 @@ fn authentication_2019(body: &[u8]) -> Option<TelemetryEvent> {
     c.skip(n)?;
     let mut e = start(EventKind::Status, AUTHENTICATION);
     e.raw.push(text_value(name::IMEI, c.take(15)?));
-    e.raw.push(text_value(name::SOFTWARE_VERSION, c.take(20.min(c.remaining()))?));
+    e.raw.push(text_value(
+        name::SOFTWARE_VERSION,
+        c.take(20.min(c.remaining()))?,
+    ));
     Some(e)
 }
 
@@ -563,9 +577,11 @@ fn driver_identity(body: &[u8], offset_minutes: i32) -> Option<TelemetryEvent> {
         e.raw.push(raw::uint(name::CARD_RESULT, c.u8()?.into()));
         let n = usize::from(c.u8()?);
         e.raw.push(text_value(name::DRIVER_NAME, c.take(n)?));
-        e.raw.push(text_value(name::DRIVER_CERTIFICATE, c.take(20)?));
+        e.raw
+            .push(text_value(name::DRIVER_CERTIFICATE, c.take(20)?));
         let n = usize::from(c.u8()?);
-        e.raw.push(text_value(name::CERTIFICATE_AUTHORITY, c.take(n)?));
+        e.raw
+            .push(text_value(name::CERTIFICATE_AUTHORITY, c.take(n)?));
         let v = c.take(4)?;
         e.raw.push(match bcd_digits(v) {
             Some(d) => raw::string(name::CERTIFICATE_VALIDITY, d),

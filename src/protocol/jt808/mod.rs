@@ -396,7 +396,8 @@ impl Session {
             });
         }
         let mut e = location::event(EventKind::CommandResponse);
-        e.raw.push(raw::string(mapping::name::BODY, sentence.clone()));
+        e.raw
+            .push(raw::string(mapping::name::BODY, sentence.clone()));
         e.text = Some(sentence);
         Ok(Frame {
             events: vec![e],

@@ -126,8 +126,11 @@ impl Reassembly {
             Some(i) => i,
             None => {
                 if self.partials.len() >= MAX_PARTIALS {
-                    if let Some((oldest, _)) =
-                        self.partials.iter().enumerate().min_by_key(|(_, x)| x.updated)
+                    if let Some((oldest, _)) = self
+                        .partials
+                        .iter()
+                        .enumerate()
+                        .min_by_key(|(_, x)| x.updated)
                     {
                         self.remove(oldest);
                     }

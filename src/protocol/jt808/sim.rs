@@ -90,10 +90,7 @@ impl Jt808 {
         b.extend_from_slice(&((f.course.round() as u16) % 360).to_be_bytes());
         let local = (f.time_ms / 1000) as i64 + OFFSET_MINUTES * 60;
         let (y, mo, d, h, mi, s) = civil_from_secs(local);
-        let digits = format!(
-            "{:02}{mo:02}{d:02}{h:02}{mi:02}{s:02}",
-            y.rem_euclid(100)
-        );
+        let digits = format!("{:02}{mo:02}{d:02}{h:02}{mi:02}{s:02}", y.rem_euclid(100));
         b.extend_from_slice(&frame::bcd(&digits));
         // Mileage (0.1 km), signal (CSQ), satellites, supply and battery (vendor items 61
         // and 69, 0.01 V).
@@ -170,8 +167,9 @@ impl Jt808 {
                 answered.extend_from_slice(&h.id.to_be_bytes());
                 answered.push(0);
                 let text = match h.id {
-                    c::TEXT => String::from_utf8_lossy(m.body.get(2..).unwrap_or_default())
-                        .into_owned(),
+                    c::TEXT => {
+                        String::from_utf8_lossy(m.body.get(2..).unwrap_or_default()).into_owned()
+                    }
                     _ => format!("{:04x} {}", h.id, hex::encode(&m.body)),
                 };
                 (text, self.message(message::TERMINAL_ANSWER, &answered).0)
@@ -244,7 +242,9 @@ impl DeviceCodec for Jt808 {
                         let (text, answer) = self.answer(&m);
                         Ok(Some(Incoming::Command { text, answer }))
                     }
-                    _ => Ok(Some(Incoming::Ignored("a terminal message from the server"))),
+                    _ => Ok(Some(Incoming::Ignored(
+                        "a terminal message from the server",
+                    ))),
                 }
             }
             Split::Skip(n, why) => Err(DeviceError(format!("{n} bytes dropped: {why:?}"))),
@@ -328,8 +328,7 @@ mod tests {
                         Some((fix.odometer_m / 100 * 100) as f64)
                     );
                     assert!(
-                        (tm.external_power_volts.unwrap()
-                            - f64::from(fix.power_mv / 10) / 100.0)
+                        (tm.external_power_volts.unwrap() - f64::from(fix.power_mv / 10) / 100.0)
                             .abs()
                             < 1e-9
                     );
@@ -349,7 +348,10 @@ mod tests {
                 CommandRequest::Text("STATUS#".into()),
                 AnswerOutcome::Text("success".into()),
             ),
-            (CommandRequest::Reboot, AnswerOutcome::Text("success".into())),
+            (
+                CommandRequest::Reboot,
+                AnswerOutcome::Text("success".into()),
+            ),
             (
                 CommandRequest::SetReportInterval { seconds: 30 },
                 AnswerOutcome::Text("success".into()),

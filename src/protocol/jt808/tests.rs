@@ -22,8 +22,7 @@ const HEARTBEAT: &str = "7e0002000004304832546500b7ca7e";
 const HEARTBEAT_ANSWER: &str = "7e80010005043048325465000000b70002004e7e";
 /// Registration from 014130567872, serial 0024, and its answer (the notes' worked example).
 const REGISTRATION: &str = "7e0100002d0141305678720024002c012f373031313142534a2d41362d424400000000000000000000003035363738373201d4c14238383838386d7e";
-const REGISTRATION_ANSWER: &str =
-    "7e8100000f0141305678720000002400303134313330353637383732887e";
+const REGISTRATION_ANSWER: &str = "7e8100000f0141305678720000002400303134313330353637383732887e";
 /// Location from 013833501744, serial 0019: 2015-08-18 07:21:21 GMT+8, fixed.
 const LOCATION: &str = "7e0200002a013833501744001900000000000000c201597fa806cc01580080000000081508180721210104000002f502020000030200009f7e";
 
@@ -77,7 +76,14 @@ fn one(s: &mut Session, input: &[u8]) -> Frame {
 
 /// A terminal message built here (independently of `frame::encode`): header, body, check
 /// byte, escaped.
-fn build(id: u16, attributes_extra: u16, terminal: &[u8], serial: u16, package: Option<(u16, u16)>, body: &[u8]) -> Vec<u8> {
+fn build(
+    id: u16,
+    attributes_extra: u16,
+    terminal: &[u8],
+    serial: u16,
+    package: Option<(u16, u16)>,
+    body: &[u8],
+) -> Vec<u8> {
     let mut m = id.to_be_bytes().to_vec();
     let mut attr = body.len() as u16 | attributes_extra;
     if package.is_some() {
@@ -272,7 +278,11 @@ fn sub_packaged_messages_are_answered_per_package_and_published_whole() {
     }
     let (p1, p2) = batch.split_at(20);
     let f = one(&mut s, &build(0x0704, 0, &t, 40, Some((2, 1)), p1));
-    assert_eq!(f.login.as_deref(), Some(TERM), "the first package identifies");
+    assert_eq!(
+        f.login.as_deref(),
+        Some(TERM),
+        "the first package identifies"
+    );
     assert!(f.events.is_empty());
     assert_eq!(
         f.reply.as_deref(),
@@ -301,20 +311,40 @@ fn a_missing_package_times_out_and_the_held_bytes_are_bounded() {
     let mut s = Session::new(Transport::Tcp, &config);
     let t = h(TERM);
     let body = location_body(3, &[]);
-    let f = feed(&mut s, &build(0x0200, 0, &t, 1, Some((2, 1)), &body[..10]), 100, now());
+    let f = feed(
+        &mut s,
+        &build(0x0200, 0, &t, 1, Some((2, 1)), &body[..10]),
+        100,
+        now(),
+    );
     assert!(f[0].as_ref().unwrap().events.is_empty());
     assert_eq!(s.packets.held(), 10);
     // Package 2 comes too late: the message was dropped; this package starts a new one.
     let later = now() + Duration::from_secs(11);
-    let f = feed(&mut s, &build(0x0200, 0, &t, 2, Some((2, 2)), &body[10..]), 100, later);
+    let f = feed(
+        &mut s,
+        &build(0x0200, 0, &t, 2, Some((2, 2)), &body[10..]),
+        100,
+        later,
+    );
     assert!(f[0].as_ref().unwrap().events.is_empty());
     assert_eq!(s.packets.held(), body.len() - 10);
     assert_eq!(s.packets.in_progress(), 1);
     // Over the byte cap: the message is dropped and the package refused.
     let big = vec![0u8; 1000];
-    let out = feed(&mut s, &build(0x0801, 0, &t, 100, Some((3, 1)), &big), 2000, later);
+    let out = feed(
+        &mut s,
+        &build(0x0801, 0, &t, 100, Some((3, 1)), &big),
+        2000,
+        later,
+    );
     assert!(out[0].is_ok());
-    let out = feed(&mut s, &build(0x0801, 0, &t, 101, Some((3, 2)), &big), 2000, later);
+    let out = feed(
+        &mut s,
+        &build(0x0801, 0, &t, 101, Some((3, 2)), &big),
+        2000,
+        later,
+    );
     let e = out[0].as_ref().unwrap_err();
     assert_eq!(e.kind, ErrorKind::BadLength);
     assert!(e.reply.is_none());
@@ -381,9 +411,15 @@ fn the_time_zone_is_a_setting() {
 #[test]
 fn identity_changes_re_identify_and_unreadable_numbers_close() {
     let mut s = tcp();
-    assert_eq!(one(&mut s, &h(HEARTBEAT)).login.as_deref(), Some("043048325465"));
+    assert_eq!(
+        one(&mut s, &h(HEARTBEAT)).login.as_deref(),
+        Some("043048325465")
+    );
     assert_eq!(one(&mut s, &h(HEARTBEAT)).login, None);
-    assert_eq!(one(&mut s, &h(LOCATION)).login.as_deref(), Some("013833501744"));
+    assert_eq!(
+        one(&mut s, &h(LOCATION)).login.as_deref(),
+        Some("013833501744")
+    );
     assert_eq!(s.imei(), Some("013833501744"));
     // The packed-IMEI convention, counted once.
     let packed = build(0x0002, 0, &h("0b3a73ce2ff2"), 1, None, &[]);
@@ -394,10 +430,20 @@ fn identity_changes_re_identify_and_unreadable_numbers_close() {
     // A 2019 number that is not BCD cannot be attributed.
     let out = decode_all(
         &mut s,
-        &build(0x0002, VERSION_FLAG, &h("0000000000000000abcd"), 1, None, &[]),
+        &build(
+            0x0002,
+            VERSION_FLAG,
+            &h("0000000000000000abcd"),
+            1,
+            None,
+            &[],
+        ),
     );
     let e = out[0].as_ref().unwrap_err();
-    assert_eq!((e.kind, e.action), (ErrorKind::LoginRejected, Action::Close));
+    assert_eq!(
+        (e.kind, e.action),
+        (ErrorKind::LoginRejected, Action::Close)
+    );
 }
 
 #[test]
@@ -484,9 +530,17 @@ fn probe_at_every_prefix() {
         &h("e7000200")[..],
     ] {
         for n in 1..=other.len() {
-            assert_ne!(Jt808.probe(&other[..n], Transport::Tcp), Probe::Yes, "{other:02x?} {n}");
+            assert_ne!(
+                Jt808.probe(&other[..n], Transport::Tcp),
+                Probe::Yes,
+                "{other:02x?} {n}"
+            );
         }
-        assert_eq!(Jt808.probe(other, Transport::Tcp), Probe::No, "{other:02x?}");
+        assert_eq!(
+            Jt808.probe(other, Transport::Tcp),
+            Probe::No,
+            "{other:02x?}"
+        );
     }
 }
 
@@ -500,7 +554,10 @@ fn multimedia_uploads_become_files() {
     let e = &f.events[0];
     assert_eq!(e.kind, EventKind::File as i32);
     let file = e.file.as_ref().unwrap();
-    assert_eq!((file.name.as_str(), file.r#type.as_str()), ("42.jpg", "image"));
+    assert_eq!(
+        (file.name.as_str(), file.r#type.as_str()),
+        ("42.jpg", "image")
+    );
     assert_eq!(file.data, b"\xff\xd8jpeg\xff\xd9");
     assert!(e.position.as_ref().unwrap().valid);
     assert_eq!(
@@ -555,7 +612,14 @@ fn commands_need_a_header_and_answers_match_by_id_and_serial() {
     // 0104: parameters answering 8104 serial 6.
     let f = one(
         &mut s,
-        &build(0x0104, 0, &t, 4, None, &h("0006010000002904 0000001e".replace(' ', "").as_str())),
+        &build(
+            0x0104,
+            0,
+            &t,
+            4,
+            None,
+            &h("0006010000002904 0000001e".replace(' ', "").as_str()),
+        ),
     );
     assert_eq!(f.answers[0].tag, Some(0x8104_0006));
     assert_eq!(f.events[0].text.as_deref(), Some("0029=0000001e"));
@@ -583,7 +647,9 @@ fn unknown_messages_are_published_raw_and_answered() {
 #[test]
 fn event_ids_keep_the_serial_only_where_the_content_has_no_time() {
     let t = h(TERM);
-    let d = |id: u16, serial: u16, body: &[u8]| one(&mut tcp(), &build(id, 0, &t, serial, None, body)).digest;
+    let d = |id: u16, serial: u16, body: &[u8]| {
+        one(&mut tcp(), &build(id, 0, &t, serial, None, body)).digest
+    };
     assert_ne!(d(0x0002, 1, &[]), d(0x0002, 2, &[]), "two heartbeats");
     let body = location_body(3, &[]);
     assert_eq!(d(0x0200, 1, &body), d(0x0200, 2, &body), "a resent report");
