@@ -29,6 +29,7 @@
 //! Figures are printed (`cargo test --test conformance_jt808 -- --nocapture`) and asserted.
 
 mod common;
+mod props;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -45,6 +46,9 @@ use avlgate::vocab::Profiles;
 use bytes::{Bytes, BytesMut};
 use prost::Message;
 use serde_json::Value;
+
+#[global_allocator]
+static ALLOC: props::Counting = props::Counting;
 
 /// The clock the session sees: 2026-11-20 23:32:30 UTC (time requests echo it).
 const NOW_SECS: u64 = 1_795_217_550;
@@ -1104,4 +1108,141 @@ async fn text_command_round_trip_through_the_gateway() {
         vec![CommandStatus::Sent as i32, CommandStatus::Responded as i32]
     );
     gw.stop().await;
+}
+
+/// Batches longer than one frame's body go as packages through a real gateway, over TCP and
+/// UDP: every package answered exactly, every record published once, for the right device.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sub_packaged_batches_through_the_gateway() {
+    use avlgate::config::Settings;
+    use avlgate::simulate::{self, DeviceProtocol, Options, SimTransport};
+    use avlgate::sink::memory::MemorySink;
+    use std::collections::HashSet;
+    use std::sync::Arc;
+    use tokio_util::sync::CancellationToken;
+    for transport in [SimTransport::Tcp, SimTransport::Udp] {
+        let config = Settings {
+            listen: Some(vec!["127.0.0.1:0".parse().unwrap()]),
+            gateway_name: Some("jt808-test".into()),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        let sink = MemorySink::new();
+        let shutdown = CancellationToken::new();
+        let gw = avlgate::server::Gateway::bind_with_sink(
+            config,
+            Arc::new(sink.clone()),
+            shutdown.clone(),
+            CancellationToken::new(),
+            avlgate::abort::Abort::new(),
+        )
+        .await
+        .unwrap();
+        let addr = gw.local_addrs()[0];
+        let handle = tokio::spawn(gw.run());
+        let o = Options {
+            transport,
+            devices: 2,
+            interval: Duration::from_millis(300),
+            // 40 records of 50 bytes: a 2 KiB batch, two packages.
+            records_per_frame: 40,
+            duration: Some(Duration::from_millis(1500)),
+            ..Options::new(addr.to_string(), DeviceProtocol::named("jt808").unwrap())
+        };
+        let s = simulate::run(o.clone(), CancellationToken::new())
+            .await
+            .unwrap();
+        let ctx = format!("{transport:?} {s:#?}");
+        assert!(s.frames_acked >= 3, "{ctx}");
+        assert_eq!(s.frames_acked, s.frames_sent, "{ctx}");
+        assert_eq!(s.records_acked, s.records_sent, "{ctx}");
+        assert_eq!(
+            (s.ack_errors, s.ack_timeouts, s.protocol_errors),
+            (0, 0, 0),
+            "{ctx}"
+        );
+        let published: Vec<TelemetryEvent> = sink
+            .take()
+            .into_iter()
+            .map(|m| TelemetryEvent::decode(&m.payload[..]).unwrap())
+            .filter(|e| e.kind == EventKind::Position as i32)
+            .collect();
+        let ids: HashSet<&str> = published.iter().map(|e| e.event_id.as_str()).collect();
+        assert_eq!(ids.len() as u64, s.records_acked, "{ctx}");
+        let devices: HashSet<&str> = published.iter().map(|e| e.imei.as_str()).collect();
+        let want: HashSet<String> = (0..o.devices)
+            .map(|i| simulate::imei(o.imei_base, i).unwrap())
+            .collect();
+        assert_eq!(
+            devices,
+            want.iter().map(String::as_str).collect::<HashSet<_>>()
+        );
+        shutdown.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(30), handle).await;
+    }
+}
+
+/// Traccar's frames in wire form, for the mutation test.
+fn wire_seeds() -> Vec<Vec<u8>> {
+    entries()
+        .iter()
+        .filter(|e| e["test_kind"] == "protocol_decoder")
+        .map(|e| {
+            let b = bytes_of(e);
+            if e["wire"]["kind"] == "text_paren" || e["wire"]["form"] == "escaped" {
+                b
+            } else {
+                escape(&b)
+            }
+        })
+        .collect()
+}
+
+/// A mutation of `base`: flip, overwrite, insert, delete or truncate at positions from `ops`.
+fn mutate(base: &[u8], ops: &[(u8, u16, u8)]) -> Vec<u8> {
+    let mut v = base.to_vec();
+    for &(op, at, byte) in ops {
+        let at = if v.is_empty() {
+            0
+        } else {
+            usize::from(at) % v.len()
+        };
+        match op % 5 {
+            0 if !v.is_empty() => v[at] ^= 1 << (byte % 8),
+            1 if !v.is_empty() => v[at] = byte,
+            2 => v.insert(at, byte),
+            3 if !v.is_empty() => {
+                v.remove(at);
+            }
+            4 => v.truncate(at),
+            _ => {}
+        }
+    }
+    v
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 512, ..Default::default() })]
+
+    /// Traccar's JT/T 808 frames, two at a time and mutated, through a session over TCP (in
+    /// random chunks) and UDP: the progress, bounded-buffer, bounded-allocation and
+    /// event-encoding properties of `tests/props`, and detection's.
+    #[test]
+    fn mutated_traccar_frames_keep_the_session_properties(
+        a in proptest::prelude::any::<usize>(),
+        b in proptest::prelude::any::<usize>(),
+        ops in proptest::collection::vec(proptest::prelude::any::<(u8, u16, u8)>(), 0..6),
+        ch in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..8),
+    ) {
+        static SEEDS: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
+        let seeds = SEEDS.get_or_init(wire_seeds);
+        let base = [&seeds[a % seeds.len()][..], &seeds[b % seeds.len()][..]].concat();
+        let input = mutate(&base, &ops);
+        let out = props::drive_session(&Jt808, Transport::Tcp, &input, &props::chunk_sizes(&ch));
+        proptest::prop_assert!(!out.closed || out.errors > 0);
+        props::drive_session(&Jt808, Transport::Udp, &input, &[input.len().max(1)]);
+        props::check_detect(&input, Transport::Tcp);
+        props::check_detect(&input, Transport::Udp);
+    }
 }
