@@ -1199,6 +1199,22 @@ fn wire_seeds() -> Vec<Vec<u8>> {
         .collect()
 }
 
+/// Every frame `input` decodes to, errors skipped (they may close: mutations can make a
+/// number unreadable).
+fn decode_all_any(s: &mut dyn ProtocolSession, bytes: &[u8]) -> Vec<Frame> {
+    let mut buf = BytesMut::from(bytes);
+    let mut out = Vec::new();
+    loop {
+        match s.decode(&mut buf, now()) {
+            Ok(None) => break,
+            Ok(Some(f)) => out.push(f),
+            Err(e) if e.action == Action::Close => break,
+            Err(_) => {}
+        }
+    }
+    out
+}
+
 /// A mutation of `base`: flip, overwrite, insert, delete or truncate at positions from `ops`.
 fn mutate(base: &[u8], ops: &[(u8, u16, u8)]) -> Vec<u8> {
     let mut v = base.to_vec();
@@ -1242,6 +1258,35 @@ proptest::proptest! {
         let out = props::drive_session(&Jt808, Transport::Tcp, &input, &props::chunk_sizes(&ch));
         proptest::prop_assert!(!out.closed || out.errors > 0);
         props::drive_session(&Jt808, Transport::Udp, &input, &[input.len().max(1)]);
+        // The events of whatever decodes: percentages on their scale, kind ALARM exactly
+        // when alarms were raised, raw framed by message id and serial.
+        let mut s = Jt808.new_session(Transport::Tcp, &ProtocolConfig::default());
+        for f in decode_all_any(s.as_mut(), &input) {
+            for e in &f.events {
+                let t = e.telemetry();
+                for (field, v) in [
+                    ("battery_percent", t.battery_percent),
+                    ("gsm_signal_percent", t.gsm_signal_percent),
+                    ("throttle_percent", t.throttle_percent),
+                    ("engine_load_percent", t.engine_load_percent),
+                ] {
+                    proptest::prop_assert!(
+                        v.is_none_or(|v| (0.0..=100.0).contains(&v)),
+                        "{} = {:?}", field, v
+                    );
+                }
+                proptest::prop_assert_eq!(
+                    e.kind == EventKind::Alarm as i32,
+                    !e.alarms.is_empty()
+                );
+                if e.kind != EventKind::CommandResponse as i32 || e.raw.len() > 1 {
+                    proptest::prop_assert_eq!(
+                        e.raw.first().map(|r| r.name.as_str()),
+                        Some(if e.raw.len() == 1 { name::BODY } else { name::MESSAGE_ID })
+                    );
+                }
+            }
+        }
         props::check_detect(&input, Transport::Tcp);
         props::check_detect(&input, Transport::Udp);
     }

@@ -303,12 +303,18 @@ fn family() -> Vec<(Key, Rule)> {
             sized(0x82, 2),
             Rule::field(F::ExternalPowerVolts).scale(0.1),
         ),
-        (sized(0x83, 1), Rule::field(F::EngineLoadPercent)),
+        (
+            sized(0x83, 1),
+            Rule::field(F::EngineLoadPercent).valid(0.0, 100.0),
+        ),
         (
             sized(0x84, 1),
             Rule::field(F::CoolantTemperatureCelsius).offset(-40.0),
         ),
-        (sized(0x89, 1), Rule::field(F::ThrottlePercent)),
+        (
+            sized(0x89, 1),
+            Rule::field(F::ThrottlePercent).valid(0.0, 100.0),
+        ),
         (id(0x8B), Rule::field(F::Vin).format(Format::Ascii)),
         (
             sized(0x8C, 4),
@@ -355,25 +361,36 @@ fn family() -> Vec<(Key, Rule)> {
             sized(0xE1, 2),
             Rule::field(F::ExternalPowerVolts).scale(0.1),
         ),
-        // `E3`: reserved, battery level, battery in 0.01 V, reserved.
+        // `E3`: reserved, battery level, battery in 0.01 V, reserved (the range keeps the
+        // level within 100 with the reserved byte clear).
         (
             sized_l(0xE3, 6, "level"),
-            Rule::field(F::BatteryPercent).bits(32, 8),
+            Rule::field(F::BatteryPercent)
+                .valid(0.0, 0x64_FFFF_FFFF_u64 as f64)
+                .bits(32, 8),
         ),
         (
             sized_l(0xE3, 6, "battery"),
             Rule::field(F::BatteryVolts).bits(16, 16).scale(0.01),
         ),
-        // `E4`: charge flag, battery level.
+        // `E4`: charge flag (0 or 1), battery level; one rule per flag keeps the level
+        // within 100.
         (
             sized_l(0xE4, 2, "level"),
-            Rule::field(F::BatteryPercent).bits(0, 8),
+            Rule::field(F::BatteryPercent).valid(0.0, 100.0),
+        ),
+        (
+            sized_l(0xE4, 2, "level_flag1"),
+            Rule::field(F::BatteryPercent)
+                .valid(256.0, 356.0)
+                .bits(0, 8),
         ),
         (
             sized(0xF1, 4),
             Rule::field(F::ExternalPowerVolts).scale(0.001),
         ),
-        // `F7` (6 bytes): battery in mV, charge status (2, 3 = charging), level.
+        // `F7` (6 bytes): battery in mV, charge status (2, 3 = charging), level (not mapped:
+        // no range rule can bound the last byte under the battery's).
         (
             sized_l(0xF7, 6, "battery"),
             Rule::field(F::BatteryVolts).bits(16, 32).scale(0.001),
@@ -381,10 +398,6 @@ fn family() -> Vec<(Key, Rule)> {
         (
             sized_l(0xF7, 6, "charging"),
             Rule::field(F::Charging).bit(9),
-        ),
-        (
-            sized_l(0xF7, 6, "level"),
-            Rule::field(F::BatteryPercent).bits(0, 8),
         ),
         (
             sized(0xFE, 1),
@@ -439,8 +452,14 @@ fn family() -> Vec<(Key, Rule)> {
         (key(&n::obd_rt(1)), Rule::field(F::ExternalPowerVolts)),
         (key(&n::obd_rt(2)), Rule::field(F::Rpm)),
         (key(&n::obd_rt(3)), Rule::field(F::ObdSpeedKmh)),
-        (key(&n::obd_rt(4)), Rule::field(F::ThrottlePercent)),
-        (key(&n::obd_rt(5)), Rule::field(F::EngineLoadPercent)),
+        (
+            key(&n::obd_rt(4)),
+            Rule::field(F::ThrottlePercent).valid(0.0, 100.0),
+        ),
+        (
+            key(&n::obd_rt(5)),
+            Rule::field(F::EngineLoadPercent).valid(0.0, 100.0),
+        ),
         (
             key(&n::obd_rt(6)),
             Rule::field(F::CoolantTemperatureCelsius),
