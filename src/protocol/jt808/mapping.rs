@@ -27,7 +27,10 @@
 //!   battery, in mV).
 //!
 //! A value outside its documented range (`valid`) is not on the rule's scale and stays in
-//! `raw` only.
+//! `raw` only. Standard items with no vocabulary field stay in `raw` only: `04` (manual alarm
+//! id), `11`–`13` (overspeed, area and route alarm details), `14`–`18` (JT/T 1078 video alarm
+//! words), `25` (extended vehicle signals: lights, brake, reverse, …), `2A` (IO status: the
+//! sleep flags), `06` of two bytes (2019 carriage temperature, no unit given).
 //!
 //! The alarm bits follow the mapping the deployed servers use (Traccar's), which devices have
 //! been tuned against even where JT/T 808-2013 table 24 says otherwise: bit 7 (main supply

@@ -25,7 +25,7 @@
 //! | `1300` | text answer (vendor) | COMMAND_RESPONSE, a typed answer | — |
 //! | `5501` `5502` | JT701 e-lock report | POSITION | `4401` when attribute bit 15 asks |
 //! | `6006` | text report (vendor) | COMMAND_RESPONSE | `8001` |
-//! | other | — | UNKNOWN (body raw) | `8001` |
+//! | other | — | UNKNOWN (body raw) | `8001`; none for ids from `8000` up (the platform's own, echoed) |
 //!
 //! Replies carry serial 0 in their own header, as the deployed servers send them (the worked
 //! examples in the protocol notes); the answered serial and id are in the body.
@@ -367,11 +367,18 @@ pub fn decode(h: &Header, serial: u16, body: &[u8], ctx: &Context) -> Decoded {
         }
         _ => {
             d.events.push(unknown(h.id, body, serial));
-            d.reply = ok();
+            // Ids from 8000 up are the platform's: a device sending one back (an echo) gets
+            // no answer, or the two would answer each other forever.
+            if h.id < PLATFORM_IDS {
+                d.reply = ok();
+            }
         }
     }
     d
 }
+
+/// Message ids from here up are platform (server → terminal) messages.
+pub const PLATFORM_IDS: u16 = 0x8000;
 
 /// The fields of the pass-through lines whose layout is known: `41` `$OBD-RT` (see
 /// `location::obd_rt`), `40` `GTSL|<type>|<n>|<n>|<driver id>|…` from a card reader on the

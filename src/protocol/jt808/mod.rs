@@ -29,6 +29,11 @@
 //!   value whose hex happens to be all digits cannot be told from a BCD number and is read as
 //!   one (the deployed servers have the same ambiguity).
 //!
+//! # Framing
+//!
+//! See `frame`. Besides frames, the session drops line breaks between frames without an error
+//! (the e-lock text frames may come with one).
+//!
 //! # Replies
 //!
 //! Every terminal message is answered (see `message` for the table): `8001` with the serial
@@ -457,6 +462,12 @@ impl ProtocolSession for Session {
         now: SystemTime,
     ) -> Result<Option<Frame>, DecodeError> {
         self.packets.expire(now);
+        // Line breaks between frames (text frames come with one) are no frame and no error.
+        let breaks = buf
+            .iter()
+            .take_while(|&&b| b == b'\r' || b == b'\n')
+            .count();
+        buf.advance(breaks);
         match frame::split(buf, self.max_frame_bytes) {
             Split::Incomplete => {
                 if self.udp && !buf.is_empty() {

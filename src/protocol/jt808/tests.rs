@@ -477,6 +477,9 @@ fn text_frames_time_requests_and_results() {
         Some("(794104004140,1,001,ELOCK,3,529439)")
     );
     assert!(f.reply.is_none());
+    // A line break after a text frame is no error.
+    let out = decode_all(&mut s, b"(794104004140,1,001,ELOCK,3,1)\r\n");
+    assert!(matches!(&out[..], [Ok(_)]), "{out:?}");
     let out = decode_all(&mut tcp(), b"(ABC,1)");
     assert_eq!(out[0].as_ref().unwrap_err().kind, ErrorKind::NotLoggedIn);
 }
@@ -642,6 +645,14 @@ fn unknown_messages_are_published_raw_and_answered() {
         f.reply.as_deref(),
         Some(&build(0x8001, 0, &t, 0, None, &h("00030f0f00"))[..])
     );
+}
+
+#[test]
+fn platform_ids_echoed_by_a_device_are_not_answered() {
+    let t = h(TERM);
+    let f = one(&mut tcp(), &build(0x8001, 0, &t, 3, None, &h("0003020000")));
+    assert_eq!(f.events[0].kind, EventKind::Unknown as i32);
+    assert_eq!(f.reply, None);
 }
 
 #[test]
