@@ -27,6 +27,7 @@ pub mod crc;
 pub mod cursor;
 pub mod detect;
 pub mod gt06;
+pub mod queclink;
 pub mod settings;
 pub mod sim;
 pub mod teltonika;
@@ -42,8 +43,12 @@ pub use settings::{ProtocolConfig, ProtocolSettings, Setting};
 pub use sim::Simulator;
 
 /// Every protocol the gateway speaks, in detection order.
-pub static REGISTRY: &[&dyn ProtocolModule] =
-    &[&teltonika::Teltonika, &wialon::Wialon, &gt06::Gt06];
+pub static REGISTRY: &[&dyn ProtocolModule] = &[
+    &teltonika::Teltonika,
+    &wialon::Wialon,
+    &gt06::Gt06,
+    &queclink::Queclink,
+];
 
 /// Looks a protocol up by its schema enum.
 pub fn module(protocol: Protocol) -> Option<&'static dyn ProtocolModule> {
