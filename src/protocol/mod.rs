@@ -32,6 +32,7 @@ pub mod gt06;
 pub mod h02;
 pub mod jt808;
 pub mod meitrack;
+pub mod queclink;
 pub mod settings;
 pub mod sim;
 pub mod teltonika;
@@ -57,6 +58,7 @@ pub static REGISTRY: &[&dyn ProtocolModule] = &[
     // Before H02: Meitrack claims `$$` followed by its flag and length digits.
     &meitrack::Meitrack,
     &h02::H02,
+    &queclink::Queclink,
     // Last: it claims only a complete header that no other protocol starts with.
     &wialon_retranslator::WialonRetranslator,
 ];

@@ -1,0 +1,1 @@
+//! Unit tests of the Queclink session, framing and decoders.
