@@ -43,8 +43,7 @@ fn feed(s: &mut Session, bytes: &[u8], size: usize) -> Vec<Result<Frame, DecodeE
                 Ok(Some(f)) => out.push(Ok(f)),
                 Err(e) => out.push(Err(e)),
             }
-            if buf.is_empty() || (buf.len() == before && out.last().is_some_and(Result::is_err))
-            {
+            if buf.is_empty() || (buf.len() == before && out.last().is_some_and(Result::is_err)) {
                 break;
             }
         }
@@ -126,10 +125,7 @@ fn compact_frames_are_checked_by_crc8_and_sacked() {
     bad[crc] ^= 0x01;
     let mut s = session(Transport::Tcp);
     let out = feed(&mut s, &bad, 0);
-    let err = out
-        .iter()
-        .find_map(|r| r.as_ref().err())
-        .expect("refused");
+    let err = out.iter().find_map(|r| r.as_ref().err()).expect("refused");
     assert_eq!(err.kind, ErrorKind::BadChecksum);
     assert_eq!(err.reply, None);
     assert!(out.iter().all(|r| r.as_ref().is_err()), "{out:?}");
@@ -140,7 +136,10 @@ fn compact_frames_are_checked_by_crc8_and_sacked() {
 fn classic_binary_is_checked_by_crc16_and_never_answered() {
     let mut s = session(Transport::Tcp);
     let f = one(&mut s, &h(CLASSIC));
-    assert_eq!(f.reply, None, "the classic form has no server acknowledgement");
+    assert_eq!(
+        f.reply, None,
+        "the classic form has no server acknowledgement"
+    );
     assert!(f.events.iter().any(|e| e.position.is_some()));
 
     // A flipped payload byte (the CRC no longer matches).
