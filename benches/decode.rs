@@ -287,11 +287,7 @@ fn normalize(session: &mut dyn ProtocolSession, stream: &[u8], now: SystemTime) 
 }
 
 /// A logged-in TCP session of `module`.
-fn logged_in(
-    module: &dyn ProtocolModule,
-    login: &[u8],
-    now: SystemTime,
-) -> Box<dyn ProtocolSession> {
+fn logged_in(module: &ProtocolModule, login: &[u8], now: SystemTime) -> Box<dyn ProtocolSession> {
     let mut s = module.new_session(Transport::Tcp, &ProtocolConfig::default());
     let mut buf = BytesMut::from(login);
     let f = s
@@ -361,7 +357,7 @@ fn bench_teltonika(c: &mut Criterion, ctx: &Context, now: SystemTime) {
         assert_eq!(nom_decode(&case.frames), case.records);
         let stream = case.stream();
         let mut session = logged_in(
-            &avlgate::protocol::teltonika::Teltonika,
+            &avlgate::protocol::teltonika::MODULE,
             &teltonika_login(),
             now,
         );
@@ -411,7 +407,7 @@ fn bench_wialon(c: &mut Criterion, ctx: &Context, now: SystemTime) {
     for (case, decode) in cases {
         assert_eq!(decode(&case.frames), case.records);
         let stream = case.stream();
-        let mut session = logged_in(&wialon::Wialon, login.as_bytes(), now);
+        let mut session = logged_in(&wialon::MODULE, login.as_bytes(), now);
         let mut out = 0usize;
         assert_eq!(
             whole_path(session.as_mut(), &stream, ctx, now, &mut out),
@@ -445,7 +441,7 @@ fn bench_gt06(c: &mut Criterion, ctx: &Context, now: SystemTime) {
         0,
     );
     let stream = case.stream();
-    let mut session = logged_in(&gt06::Gt06, &login, now);
+    let mut session = logged_in(&gt06::MODULE, &login, now);
     let mut out = 0usize;
     assert_eq!(
         whole_path(session.as_mut(), &stream, ctx, now, &mut out),

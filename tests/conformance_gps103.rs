@@ -35,9 +35,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use avlgate::proto::raw_value::Value as RawV;
 use avlgate::proto::{Alarm, EventKind, TelemetryEvent, Transport};
-use avlgate::protocol::gps103::Gps103;
+use avlgate::protocol::gps103::MODULE;
 use avlgate::protocol::{
-    Action, CommandRequest, DecodeError, Frame, ProtocolConfig, ProtocolModule, ProtocolSession,
+    Action, CommandRequest, DecodeError, Frame, ProtocolConfig, ProtocolSession,
 };
 use bytes::BytesMut;
 use serde_json::Value;
@@ -458,12 +458,12 @@ fn traccar_gps103_frames() {
     let mut refused_seen: Vec<u64> = Vec::new();
     let mut no_time_seen: Vec<u64> = Vec::new();
     for transport in [Transport::Tcp, Transport::Udp] {
-        let mut s = Gps103.new_session(transport, &ProtocolConfig::default());
+        let mut s = MODULE.new_session(transport, &ProtocolConfig::default());
         let mut current_test = String::new();
         for entry in &decoder {
             let test = entry["test"].as_str().unwrap();
             if test != current_test {
-                s = Gps103.new_session(transport, &ProtocolConfig::default());
+                s = MODULE.new_session(transport, &ProtocolConfig::default());
                 current_test = test.to_string();
             }
             fig.frames += 1;
@@ -705,7 +705,7 @@ fn traccar_gps103_frames() {
     }
 
     // Encoder entries: our encoding of the same command, for the same device.
-    let mut s = Gps103.new_session(Transport::Tcp, &ProtocolConfig::default());
+    let mut s = MODULE.new_session(Transport::Tcp, &ProtocolConfig::default());
     decode_all(s.as_mut(), b"##,imei:123456789012345,A;");
     for entry in all
         .iter()

@@ -30,10 +30,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use avlgate::proto::raw_value::Value as RawV;
 use avlgate::proto::{Alarm, EventKind, TelemetryEvent, Transport};
 use avlgate::protocol::gt06::mapping::name;
-use avlgate::protocol::gt06::Gt06;
-use avlgate::protocol::{
-    Action, DecodeError, Frame, ProtocolConfig, ProtocolModule, ProtocolSession,
-};
+use avlgate::protocol::gt06::MODULE;
+use avlgate::protocol::{Action, DecodeError, Frame, ProtocolConfig, ProtocolSession};
 use avlgate::vocab::Profiles;
 use bytes::BytesMut;
 use serde_json::Value;
@@ -734,7 +732,7 @@ fn traccar_gt06_frames() {
     let mut gaps_seen: Vec<u64> = Vec::new();
     for (test, mut entries) in by_test {
         entries.sort_by_key(|e| e["seq"].as_u64());
-        let mut s = Gt06.new_session(Transport::Tcp, &limits);
+        let mut s = MODULE.new_session(Transport::Tcp, &limits);
         if entries.first().map(|e| &e["wire"]["protocol_number"]) != Some(&Value::from("0x01")) {
             let out = decode_all(s.as_mut(), &h(LOGIN_HEX));
             assert!(matches!(&out[..], [Ok(f)] if f.login.is_some()));
@@ -786,7 +784,7 @@ fn traccar_gt06_frames() {
                 // frame that never comes (on TCP; a UDP datagram is refused outright, below).
                 if out.is_empty() {
                     fig.truncated += 1;
-                    let mut u = Gt06.new_session(Transport::Udp, &ProtocolConfig::default());
+                    let mut u = MODULE.new_session(Transport::Udp, &ProtocolConfig::default());
                     decode_all(u.as_mut(), &h(LOGIN_HEX));
                     let out = decode_all(u.as_mut(), &bytes);
                     if !out

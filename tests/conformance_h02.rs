@@ -38,10 +38,8 @@ use avlgate::proto::raw_value::Value as RawV;
 use avlgate::proto::{
     Command, CommandResult, CommandStatus, CommandType, TelemetryEvent, Transport,
 };
-use avlgate::protocol::h02::H02;
-use avlgate::protocol::{
-    CommandRequest, DecodeError, Frame, ProtocolConfig, ProtocolModule, ProtocolSession,
-};
+use avlgate::protocol::h02::MODULE;
+use avlgate::protocol::{CommandRequest, DecodeError, Frame, ProtocolConfig, ProtocolSession};
 use bytes::BytesMut;
 use prost::Message;
 use serde_json::Value;
@@ -499,7 +497,7 @@ type Outcome = (usize, Result<Frame, DecodeError>, String);
 impl Replay {
     fn new(t: Transport) -> Self {
         Replay {
-            s: H02.new_session(t, &ProtocolConfig::default()),
+            s: MODULE.new_session(t, &ProtocolConfig::default()),
             buf: BytesMut::new(),
             consumed: 0,
             udp: t == Transport::Udp,
@@ -727,7 +725,7 @@ fn replay_decoder_entries(fig: &mut Figures, failures: &mut Vec<String>) {
 fn frame_decoder_entries(failures: &mut Vec<String>) -> usize {
     let mut n = 0;
     for (test, entries) in entries("frame_decoder") {
-        let mut s = H02.new_session(Transport::Tcp, &ProtocolConfig::default());
+        let mut s = MODULE.new_session(Transport::Tcp, &ProtocolConfig::default());
         for e in entries {
             let name = format!("{test}#{}", e["seq"]);
             let input = bytes_of(&e);
@@ -793,7 +791,7 @@ fn encoder_entries(failures: &mut Vec<String>) -> usize {
             );
             let clock = UNIX_EPOCH
                 + Duration::from_secs(NOW_SECS / 86_400 * 86_400 + h * 3600 + m * 60 + s);
-            let mut session = H02.new_session(Transport::Tcp, &ProtocolConfig::default());
+            let mut session = MODULE.new_session(Transport::Tcp, &ProtocolConfig::default());
             let mut buf = BytesMut::from(
                 &b"*HQ,123456789012345,V1,010203,A,2212.8745,N,11346.6574,E,14.28,028,220902,FFFFFBFF#"[..],
             );

@@ -38,9 +38,9 @@ use avlgate::proto::raw_value::Value as RawV;
 use avlgate::proto::{Alarm, CommandResult, CommandStatus, EventKind, TelemetryEvent, Transport};
 use avlgate::protocol::jt808::frame as jframe;
 use avlgate::protocol::jt808::mapping::name;
-use avlgate::protocol::jt808::Jt808;
+use avlgate::protocol::jt808::MODULE;
 use avlgate::protocol::{
-    Action, CommandRequest, DecodeError, Frame, ProtocolConfig, ProtocolModule, ProtocolSession,
+    Action, CommandRequest, DecodeError, Frame, ProtocolConfig, ProtocolSession,
 };
 use avlgate::vocab::Profiles;
 use bytes::{Bytes, BytesMut};
@@ -740,7 +740,7 @@ fn traccar_jt808_frames() {
     let mut gaps_seen: Vec<u64> = Vec::new();
     for (test, mut list) in by_test {
         list.sort_by_key(|e| e["seq"].as_u64());
-        let mut s = Jt808.new_session(Transport::Tcp, &config);
+        let mut s = MODULE.new_session(Transport::Tcp, &config);
         for e in list {
             let seq = e["seq"].as_u64().unwrap();
             let name = format!("{test}#{seq}");
@@ -1020,7 +1020,7 @@ fn traccar_encoder_fixtures() {
             other => panic!("unmapped encoder fixture {other:?}"),
         };
         let config = ProtocolConfig::default().with("jt808", setting.0, setting.1);
-        let mut s = Jt808.new_session(Transport::Tcp, &config);
+        let mut s = MODULE.new_session(Transport::Tcp, &config);
         // The device shows itself first (its heartbeat), so the session knows its header.
         let mut m = h("000200000b3a73ce2ff20001");
         m.push(xor(&m));
@@ -1255,12 +1255,12 @@ proptest::proptest! {
         let seeds = SEEDS.get_or_init(wire_seeds);
         let base = [&seeds[a % seeds.len()][..], &seeds[b % seeds.len()][..]].concat();
         let input = mutate(&base, &ops);
-        let out = props::drive_session(&Jt808, Transport::Tcp, &input, &props::chunk_sizes(&ch));
+        let out = props::drive_session(&MODULE, Transport::Tcp, &input, &props::chunk_sizes(&ch));
         proptest::prop_assert!(!out.closed || out.errors > 0);
-        props::drive_session(&Jt808, Transport::Udp, &input, &[input.len().max(1)]);
+        props::drive_session(&MODULE, Transport::Udp, &input, &[input.len().max(1)]);
         // The events of whatever decodes: percentages on their scale, kind ALARM exactly
         // when alarms were raised, raw framed by message id and serial.
-        let mut s = Jt808.new_session(Transport::Tcp, &ProtocolConfig::default());
+        let mut s = MODULE.new_session(Transport::Tcp, &ProtocolConfig::default());
         for f in decode_all_any(s.as_mut(), &input) {
             for e in &f.events {
                 let t = e.telemetry();

@@ -35,10 +35,9 @@ use avlgate::proto::{
     Command, CommandResult, CommandStatus, CommandType, EventKind, TelemetryEvent, Transport,
 };
 use avlgate::protocol::meitrack::frame::{self as mframe, Split};
-use avlgate::protocol::meitrack::Meitrack;
+use avlgate::protocol::meitrack::MODULE;
 use avlgate::protocol::{
-    Action, CommandRequest, DecodeError, ErrorKind, Frame, ProtocolConfig, ProtocolModule,
-    ProtocolSession,
+    Action, CommandRequest, DecodeError, ErrorKind, Frame, ProtocolConfig, ProtocolSession,
 };
 use bytes::BytesMut;
 use proptest::prelude::*;
@@ -514,7 +513,7 @@ fn traccar_meitrack_frames() {
     let mut refused: Vec<(u64, &'static str)> = Vec::new();
     for (test, mut list) in groups {
         list.sort_by_key(|e| e["seq"].as_u64());
-        let mut s = Meitrack.new_session(Transport::Tcp, &ProtocolConfig::default());
+        let mut s = MODULE.new_session(Transport::Tcp, &ProtocolConfig::default());
         for e in list {
             fig.decoder_frames += 1;
             let seq = e["seq"].as_u64().unwrap();
@@ -561,8 +560,7 @@ fn traccar_meitrack_frames() {
                 fig.asserts_on_refused += n;
                 // Refused for its integrity only: repaired, it decodes and matches.
                 if n > 0 {
-                    let mut fresh =
-                        Meitrack.new_session(Transport::Tcp, &ProtocolConfig::default());
+                    let mut fresh = MODULE.new_session(Transport::Tcp, &ProtocolConfig::default());
                     match &replay(fresh.as_mut(), &repair(&bytes))[..] {
                         [Outcome::Decoded(f)] => {
                             for (k, v) in e["asserts"].as_object().into_iter().flatten() {
@@ -791,7 +789,7 @@ fn as_one_stream_and_as_datagrams() {
         .filter(|b| verdicts(b) == (Some(true), true))
         .collect();
     let events_each: Vec<usize> = {
-        let mut s = Meitrack.new_session(Transport::Tcp, &ProtocolConfig::default());
+        let mut s = MODULE.new_session(Transport::Tcp, &ProtocolConfig::default());
         good.iter()
             .map(|b| match &replay(s.as_mut(), b)[..] {
                 [Outcome::Decoded(f)] => f.events.len(),
@@ -800,7 +798,7 @@ fn as_one_stream_and_as_datagrams() {
             .collect()
     };
     let stream: Vec<u8> = list.iter().flat_map(|e| wire_bytes(e)).collect();
-    let mut s = Meitrack.new_session(Transport::Tcp, &ProtocolConfig::default());
+    let mut s = MODULE.new_session(Transport::Tcp, &ProtocolConfig::default());
     let out = replay(s.as_mut(), &stream);
     let decoded: Vec<usize> = out
         .iter()
@@ -811,7 +809,7 @@ fn as_one_stream_and_as_datagrams() {
         .collect();
     assert_eq!(decoded, events_each, "the stream decodes every good frame");
     assert!(!matches!(out.last(), Some(Outcome::Incomplete)));
-    let mut s = Meitrack.new_session(Transport::Udp, &ProtocolConfig::default());
+    let mut s = MODULE.new_session(Transport::Udp, &ProtocolConfig::default());
     let mut decoded = Vec::new();
     for e in &list {
         for o in replay(s.as_mut(), &wire_bytes(e)) {
@@ -863,7 +861,7 @@ fn encoder_entries() {
             }
             other => panic!("encoder entry {other} has no request"),
         };
-        let mut s = Meitrack.new_session(Transport::Tcp, &ProtocolConfig::default());
+        let mut s = MODULE.new_session(Transport::Tcp, &ProtocolConfig::default());
         // The device identifies itself first.
         let hello = mframe::encode_device(b'z', "123456789012345", b"AAC,1");
         assert!(matches!(
@@ -935,8 +933,8 @@ proptest! {
         let seeds = seeds();
         let stream: Vec<u8> = picks.iter().flat_map(|i| seeds[i % seeds.len()].clone()).collect();
         let input = mutate(&stream, &ops);
-        props::drive_session(&Meitrack, Transport::Tcp, &input, &props::chunk_sizes(&chunks));
-        props::drive_session(&Meitrack, Transport::Udp, &input, &[0]);
+        props::drive_session(&MODULE, Transport::Tcp, &input, &props::chunk_sizes(&chunks));
+        props::drive_session(&MODULE, Transport::Udp, &input, &[0]);
         props::check_detect(&input, Transport::Tcp);
         props::check_detect(&input, Transport::Udp);
     }

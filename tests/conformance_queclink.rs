@@ -33,10 +33,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use avlgate::proto::raw_value::Value as RawV;
 use avlgate::proto::{Alarm, EventKind, TelemetryEvent, Transport};
-use avlgate::protocol::queclink::{frame, Queclink};
-use avlgate::protocol::{
-    Action, DecodeError, Frame, ProtocolConfig, ProtocolModule, ProtocolSession,
-};
+use avlgate::protocol::queclink::{frame, MODULE};
+use avlgate::protocol::{Action, DecodeError, Frame, ProtocolConfig, ProtocolSession};
 use bytes::BytesMut;
 use serde_json::Value;
 
@@ -471,7 +469,7 @@ fn traccar_queclink_frames() {
         } else {
             "Frame"
         };
-        let mut s = Queclink.new_session(Transport::Tcp, &ProtocolConfig::default());
+        let mut s = MODULE.new_session(Transport::Tcp, &ProtocolConfig::default());
         let mut imei: Option<String> = None;
         for entry in entries {
             let seq = entry["seq"].as_u64().unwrap();

@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 use avlgate::proto::{raw_value, TelemetryEvent, Transport};
-use avlgate::protocol::teltonika::{avl, Teltonika};
-use avlgate::protocol::{Action, ProtocolConfig, ProtocolModule};
+use avlgate::protocol::teltonika::{avl, MODULE};
+use avlgate::protocol::{Action, ProtocolConfig};
 use bytes::BytesMut;
 use serde_json::Value;
 
@@ -104,7 +104,7 @@ fn traccar_teltonika_frames() {
         } else {
             Transport::Tcp
         };
-        let mut s = Teltonika.new_session(transport, &ProtocolConfig::default());
+        let mut s = MODULE.new_session(transport, &ProtocolConfig::default());
         for e in entries {
             let frame = hex::decode(e["frame"].as_str().unwrap()).unwrap();
             let wire = &e["wire"];
@@ -180,7 +180,7 @@ fn traccar_teltonika_frames() {
                         invalid_rejected += 1;
                         if err.action == Action::Close {
                             // The stream is closed; later frames of this test need a new session.
-                            s = Teltonika.new_session(transport, &ProtocolConfig::default());
+                            s = MODULE.new_session(transport, &ProtocolConfig::default());
                             let mut l = BytesMut::from(
                                 &hex::decode("000f333536333037303432343431303133").unwrap()[..],
                             );
@@ -191,7 +191,7 @@ fn traccar_teltonika_frames() {
                         // A length field longer than the frame: the strict reading waits for bytes
                         // that never come; the device gets no ACK.
                         invalid_rejected += 1;
-                        s = Teltonika.new_session(transport, &ProtocolConfig::default());
+                        s = MODULE.new_session(transport, &ProtocolConfig::default());
                         let mut l = BytesMut::from(
                             &hex::decode("000f333536333037303432343431303133").unwrap()[..],
                         );

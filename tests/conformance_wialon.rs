@@ -26,10 +26,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use avlgate::proto::raw_value::Value as RawV;
 use avlgate::proto::{EventKind, TelemetryEvent, Transport};
-use avlgate::protocol::wialon::Wialon;
-use avlgate::protocol::{
-    Action, DecodeError, ErrorKind, Frame, ProtocolConfig, ProtocolModule, ProtocolSession,
-};
+use avlgate::protocol::wialon::MODULE;
+use avlgate::protocol::{Action, DecodeError, ErrorKind, Frame, ProtocolConfig, ProtocolSession};
 use bytes::BytesMut;
 use serde_json::Value;
 
@@ -324,7 +322,7 @@ fn traccar_wialon_frames() {
         } else {
             Transport::Tcp
         };
-        let mut s = Wialon.new_session(transport, &ProtocolConfig::default());
+        let mut s = MODULE.new_session(transport, &ProtocolConfig::default());
         for entry in entries {
             fig.frames += 1;
             let seq = entry["seq"].as_u64().unwrap();

@@ -31,10 +31,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use avlgate::config::Settings;
 use avlgate::proto::raw_value::Value as RawV;
 use avlgate::proto::{EventKind, Protocol, TelemetryEvent, Transport};
-use avlgate::protocol::wialon_retranslator::WialonRetranslator;
-use avlgate::protocol::{
-    Action, DecodeError, Frame, ProtocolConfig, ProtocolModule, ProtocolSession,
-};
+use avlgate::protocol::wialon_retranslator::MODULE;
+use avlgate::protocol::{Action, DecodeError, Frame, ProtocolConfig, ProtocolSession};
 use avlgate::sink::memory::MemorySink;
 use bytes::BytesMut;
 use common::*;
@@ -196,7 +194,7 @@ fn traccar_frames_decode_with_every_value_and_the_wire_facts() {
     for method in methods {
         let mut frames: Vec<&Value> = all.iter().filter(|e| e["test"] == method).collect();
         frames.sort_by_key(|e| e["seq"].as_u64());
-        let mut s = WialonRetranslator.new_session(Transport::Tcp, &ProtocolConfig::default());
+        let mut s = MODULE.new_session(Transport::Tcp, &ProtocolConfig::default());
         for entry in frames {
             let seq = entry["seq"].as_u64().unwrap();
             let bytes = hex::decode(entry["frame"].as_str().unwrap()).unwrap();
@@ -299,7 +297,7 @@ fn chrono_free_utc(secs: i64) -> String {
 fn the_second_frame_maps_its_wialon_names() {
     let all = entries();
     let bytes = hex::decode(all[1]["frame"].as_str().unwrap()).unwrap();
-    let mut s = WialonRetranslator.new_session(Transport::Tcp, &ProtocolConfig::default());
+    let mut s = MODULE.new_session(Transport::Tcp, &ProtocolConfig::default());
     let out = decode_all(s.as_mut(), &bytes);
     let [Ok(f)] = &out[..] else { panic!("{out:?}") };
     let e = &f.events[0];

@@ -8,10 +8,10 @@ mod props;
 use std::sync::OnceLock;
 
 use avlgate::proto::Transport;
-use avlgate::protocol::gt06::{frame as gt06_frame, Gt06};
+use avlgate::protocol::gt06::{frame as gt06_frame, MODULE as GT06};
 use avlgate::protocol::teltonika::avl::{self, Codec, IoValue, Record};
-use avlgate::protocol::teltonika::{frame as tframe, Teltonika};
-use avlgate::protocol::wialon::Wialon;
+use avlgate::protocol::teltonika::{frame as tframe, MODULE as TELTONIKA};
+use avlgate::protocol::wialon::MODULE as WIALON;
 use proptest::prelude::*;
 
 #[global_allocator]
@@ -182,7 +182,7 @@ proptest! {
     fn every_protocol_random_bytes(input in bytes(600), ch in chunks()) {
         for m in avlgate::protocol::REGISTRY {
             for &t in m.transports() {
-                props::drive_session(*m, t, &input, &props::chunk_sizes(&ch));
+                props::drive_session(m, t, &input, &props::chunk_sizes(&ch));
             }
         }
     }
@@ -193,7 +193,7 @@ proptest! {
         let (module, t, stream, units) = &all[i % all.len()];
         let input = mutate(stream, &m);
         let chunks = if *t == Transport::Udp { units.clone() } else { props::chunk_sizes(&ch) };
-        props::drive_session(*module, *t, &input, &chunks);
+        props::drive_session(module, *t, &input, &chunks);
         props::check_detect(&input, *t);
     }
 
@@ -201,14 +201,14 @@ proptest! {
 
     #[test]
     fn teltonika_tcp_random_bytes(input in bytes(700), ch in chunks()) {
-        props::drive_session(&Teltonika, Transport::Tcp, &input, &props::chunk_sizes(&ch));
+        props::drive_session(&TELTONIKA, Transport::Tcp, &input, &props::chunk_sizes(&ch));
         props::check_teltonika_tcp_frame(&input);
     }
 
     #[test]
     fn teltonika_tcp_mutated_conformance(i in any::<usize>(), m in ops(), ch in chunks()) {
         let input = mutate(pick(&seeds().teltonika_tcp, i), &m);
-        props::drive_session(&Teltonika, Transport::Tcp, &input, &props::chunk_sizes(&ch));
+        props::drive_session(&TELTONIKA, Transport::Tcp, &input, &props::chunk_sizes(&ch));
         // The frame after the 17-byte login.
         props::check_teltonika_tcp_frame(input.get(17..).unwrap_or_default());
     }
@@ -219,7 +219,7 @@ proptest! {
         props::check_teltonika_tcp_frame(&frame);
         let login = tframe::encode_login("356307042441013");
         let out = props::drive_session(
-            &Teltonika, Transport::Tcp, &[&login[..], &frame].concat(), &props::chunk_sizes(&ch));
+            &TELTONIKA, Transport::Tcp, &[&login[..], &frame].concat(), &props::chunk_sizes(&ch));
         if frame.len() <= props::limits().settings("teltonika").max_frame_bytes() {
             prop_assert_eq!(out.frames, 2, "login and the frame");
         }
@@ -230,10 +230,10 @@ proptest! {
 
     #[test]
     fn teltonika_udp_random_and_mutated(input in bytes(600), i in any::<usize>(), m in ops(), ch in chunks()) {
-        props::drive_session(&Teltonika, Transport::Udp, &input, &props::chunk_sizes(&ch));
+        props::drive_session(&TELTONIKA, Transport::Udp, &input, &props::chunk_sizes(&ch));
         props::check_teltonika_udp(&input);
         let d = mutate(pick(&seeds().teltonika_udp, i), &m);
-        props::drive_session(&Teltonika, Transport::Udp, &d, &[0]);
+        props::drive_session(&TELTONIKA, Transport::Udp, &d, &[0]);
         props::check_teltonika_udp(&d);
     }
 
@@ -241,7 +241,7 @@ proptest! {
     fn teltonika_udp_valid_datagrams(data in arb_avl(), id in any::<(u16, u8)>(), m in ops()) {
         let d = tframe::encode_udp(id.0, id.1, "356307042441013", &data);
         props::check_teltonika_udp(&d);
-        let out = props::drive_session(&Teltonika, Transport::Udp, &d, &[0]);
+        let out = props::drive_session(&TELTONIKA, Transport::Udp, &d, &[0]);
         if d.len() <= props::limits().settings("teltonika").max_frame_bytes() {
             prop_assert_eq!(out.frames, 1);
         }
@@ -252,8 +252,8 @@ proptest! {
 
     #[test]
     fn wialon_random_bytes(input in bytes(600), ch in chunks()) {
-        props::drive_session(&Wialon, Transport::Tcp, &input, &props::chunk_sizes(&ch));
-        props::drive_session(&Wialon, Transport::Udp, &input, &props::chunk_sizes(&ch));
+        props::drive_session(&WIALON, Transport::Tcp, &input, &props::chunk_sizes(&ch));
+        props::drive_session(&WIALON, Transport::Udp, &input, &props::chunk_sizes(&ch));
         props::check_wialon_records(&input);
     }
 
@@ -262,8 +262,8 @@ proptest! {
         // A login, then a data packet: mutations hit both.
         let s = &seeds().wialon;
         let input = mutate(&[pick(s, i), pick(s, j)].concat(), &m);
-        props::drive_session(&Wialon, Transport::Tcp, &input, &props::chunk_sizes(&ch));
-        props::drive_session(&Wialon, Transport::Udp, &input, &[0]);
+        props::drive_session(&WIALON, Transport::Tcp, &input, &props::chunk_sizes(&ch));
+        props::drive_session(&WIALON, Transport::Udp, &input, &[0]);
         props::check_wialon_records(&input);
     }
 
@@ -271,7 +271,7 @@ proptest! {
     fn wialon_text_like_bytes(input in "[#LSDBPMI0-9NAE.;:,|\r\n]{0,300}", ch in chunks()) {
         // Random text over the protocol's alphabet reaches the field parsers far more often.
         let input = input.into_bytes();
-        props::drive_session(&Wialon, Transport::Tcp, &input, &props::chunk_sizes(&ch));
+        props::drive_session(&WIALON, Transport::Tcp, &input, &props::chunk_sizes(&ch));
         props::check_wialon_records(&input);
     }
 
@@ -279,8 +279,8 @@ proptest! {
 
     #[test]
     fn gt06_random_bytes(input in bytes(600), ch in chunks()) {
-        props::drive_session(&Gt06, Transport::Tcp, &input, &props::chunk_sizes(&ch));
-        props::drive_session(&Gt06, Transport::Udp, &input, &props::chunk_sizes(&ch));
+        props::drive_session(&GT06, Transport::Tcp, &input, &props::chunk_sizes(&ch));
+        props::drive_session(&GT06, Transport::Udp, &input, &props::chunk_sizes(&ch));
         props::check_gt06_frames(&input);
     }
 
@@ -288,7 +288,7 @@ proptest! {
     fn gt06_mutated_conformance(i in any::<usize>(), j in any::<usize>(), m in ops(), ch in chunks()) {
         let s = &seeds().gt06;
         let input = mutate(&[pick(s, i), pick(s, j)].concat(), &m);
-        props::drive_session(&Gt06, Transport::Tcp, &input, &props::chunk_sizes(&ch));
+        props::drive_session(&GT06, Transport::Tcp, &input, &props::chunk_sizes(&ch));
         props::check_gt06_frames(&input);
     }
 
@@ -312,7 +312,7 @@ proptest! {
 fn simulated_streams_decode_cleanly() {
     for (m, t, stream, units) in simulated() {
         let chunks: &[usize] = if *t == Transport::Udp { units } else { &[7] };
-        let out = props::drive_session(*m, *t, stream, chunks);
+        let out = props::drive_session(m, *t, stream, chunks);
         assert!(
             out.events >= 3 && out.errors == 0 && !out.closed,
             "{} over {t:?}: {out:?}",
@@ -327,20 +327,20 @@ fn simulated_streams_decode_cleanly() {
 fn conformance_frames_hold_every_property() {
     let s = seeds();
     for input in &s.teltonika_tcp {
-        props::drive_session(&Teltonika, Transport::Tcp, input, &[0]);
-        props::drive_session(&Teltonika, Transport::Tcp, input, &[1]);
+        props::drive_session(&TELTONIKA, Transport::Tcp, input, &[0]);
+        props::drive_session(&TELTONIKA, Transport::Tcp, input, &[1]);
         props::check_teltonika_tcp_frame(&input[17..]);
     }
     for d in &s.teltonika_udp {
-        props::drive_session(&Teltonika, Transport::Udp, d, &[0]);
+        props::drive_session(&TELTONIKA, Transport::Udp, d, &[0]);
         props::check_teltonika_udp(d);
     }
     for input in &s.wialon {
-        props::drive_session(&Wialon, Transport::Tcp, input, &[3]);
+        props::drive_session(&WIALON, Transport::Tcp, input, &[3]);
         props::check_wialon_records(input);
     }
     for input in &s.gt06 {
-        props::drive_session(&Gt06, Transport::Tcp, input, &[2]);
+        props::drive_session(&GT06, Transport::Tcp, input, &[2]);
         props::check_gt06_frames(input);
     }
 }

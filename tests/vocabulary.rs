@@ -11,10 +11,10 @@
 use std::time::SystemTime;
 
 use avlgate::proto::{Alarm, TelemetryEvent, Transport};
-use avlgate::protocol::gt06::{frame as gt06_frame, Gt06};
+use avlgate::protocol::gt06::{frame as gt06_frame, MODULE as GT06};
 use avlgate::protocol::teltonika::avl::{self, Codec, IoValue, Record};
-use avlgate::protocol::teltonika::{frame as tframe, Teltonika};
-use avlgate::protocol::wialon::{packet as wpacket, Wialon};
+use avlgate::protocol::teltonika::{frame as tframe, MODULE as TELTONIKA};
+use avlgate::protocol::wialon::{packet as wpacket, MODULE as WIALON};
 use avlgate::protocol::{ProtocolConfig, ProtocolModule};
 use bytes::BytesMut;
 
@@ -22,7 +22,7 @@ const IMEI: &str = "356307042441013";
 const DRIVER: &str = "0102030405060708";
 
 /// The events of `stream` through a fresh TCP session of `module`.
-fn events(module: &dyn ProtocolModule, stream: &[u8]) -> Vec<TelemetryEvent> {
+fn events(module: &ProtocolModule, stream: &[u8]) -> Vec<TelemetryEvent> {
     let mut s = module.new_session(Transport::Tcp, &ProtocolConfig::default());
     let mut buf = BytesMut::from(stream);
     let mut out = Vec::new();
@@ -108,7 +108,7 @@ fn teltonika() {
         ],
     };
     let frame = tframe::encode_tcp(&avl::encode(Codec::C8E, &[record]));
-    let e = events(&Teltonika, &[tframe::encode_login(IMEI), frame].concat());
+    let e = events(&TELTONIKA, &[tframe::encode_login(IMEI), frame].concat());
     check("teltonika", &e[0], &ALL);
 }
 
@@ -123,7 +123,7 @@ fn wialon_ips() {
         wpacket::with_crc(&format!("2.0;{IMEI};NA")),
         wpacket::with_crc(&body)
     );
-    let e = events(&Wialon, stream.as_bytes());
+    let e = events(&WIALON, stream.as_bytes());
     check("wialon", &e[0], &ALL);
 }
 
@@ -161,7 +161,7 @@ fn gt06_alarm_and_x1() {
         gt06_frame::encode(false, 0x34, &x1, 3).to_vec(),
     ]
     .concat();
-    let e = events(&Gt06, &stream);
+    let e = events(&GT06, &stream);
     assert_eq!(e.len(), 2, "{e:#?}");
     check(
         "gt06 0x16",

@@ -7,7 +7,7 @@
 mod props;
 
 use avlgate::proto::Transport;
-use avlgate::protocol::gt06::Gt06;
+use avlgate::protocol::gt06::MODULE;
 use libfuzzer_sys::fuzz_target;
 
 #[global_allocator]
@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
     } else {
         props::chunk_sizes(&[chunking, chunking.rotate_left(3)])
     };
-    props::drive_session(&Gt06, Transport::Tcp, stream, &chunks);
-    props::drive_session(&Gt06, Transport::Udp, stream, &[0]);
+    props::drive_session(&MODULE, Transport::Tcp, stream, &chunks);
+    props::drive_session(&MODULE, Transport::Udp, stream, &[0]);
     props::check_gt06_frames(stream);
 });

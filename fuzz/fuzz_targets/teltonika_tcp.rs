@@ -7,7 +7,7 @@
 mod props;
 
 use avlgate::proto::Transport;
-use avlgate::protocol::teltonika::Teltonika;
+use avlgate::protocol::teltonika::MODULE;
 use libfuzzer_sys::fuzz_target;
 
 #[global_allocator]
@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let chunks = props::chunk_sizes(&[chunking, chunking.rotate_left(3)]);
     let chunks = if chunking < 64 { vec![0] } else { chunks };
-    props::drive_session(&Teltonika, Transport::Tcp, stream, &chunks);
+    props::drive_session(&MODULE, Transport::Tcp, stream, &chunks);
     // The seeds start with a 17-byte login; also check the bytes as a bare frame.
     props::check_teltonika_tcp_frame(stream);
     props::check_teltonika_tcp_frame(stream.get(17..).unwrap_or_default());

@@ -6,14 +6,14 @@
 mod props;
 
 use avlgate::proto::Transport;
-use avlgate::protocol::teltonika::Teltonika;
+use avlgate::protocol::teltonika::MODULE;
 use libfuzzer_sys::fuzz_target;
 
 #[global_allocator]
 static ALLOC: props::Counting = props::Counting;
 
 fuzz_target!(|data: &[u8]| {
-    props::drive_session(&Teltonika, Transport::Udp, data, &[0]);
+    props::drive_session(&MODULE, Transport::Udp, data, &[0]);
     props::check_teltonika_udp(data);
     props::check_avl(data);
 });

@@ -6,7 +6,7 @@
 mod props;
 
 use avlgate::proto::Transport;
-use avlgate::protocol::wialon::Wialon;
+use avlgate::protocol::wialon::MODULE;
 use libfuzzer_sys::fuzz_target;
 
 #[global_allocator]
@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
     } else {
         props::chunk_sizes(&[chunking, chunking.rotate_left(3)])
     };
-    props::drive_session(&Wialon, Transport::Tcp, stream, &chunks);
-    props::drive_session(&Wialon, Transport::Udp, stream, &[0]);
+    props::drive_session(&MODULE, Transport::Tcp, stream, &chunks);
+    props::drive_session(&MODULE, Transport::Udp, stream, &[0]);
     props::check_wialon_records(stream);
 });

@@ -13,7 +13,7 @@ pub const MAX_DETECT_BYTES: usize = 64;
 /// The outcome of looking at a prefix.
 #[derive(Clone, Copy)]
 pub enum Detection {
-    Found(&'static dyn ProtocolModule),
+    Found(&'static ProtocolModule),
     NeedMore,
     Unknown,
 }
@@ -35,7 +35,7 @@ pub fn detect(prefix: &[u8], transport: Transport) -> Detection {
 }
 
 fn detect_in(
-    registry: &[&'static dyn ProtocolModule],
+    registry: &[&'static ProtocolModule],
     prefix: &[u8],
     transport: Transport,
 ) -> Detection {
@@ -49,7 +49,7 @@ fn detect_in(
     let mut need_more = false;
     for m in registry {
         match m.probe(prefix, transport) {
-            Probe::Yes => return Detection::Found(*m),
+            Probe::Yes => return Detection::Found(m),
             Probe::NeedMore => need_more = true,
             Probe::No => {}
         }

@@ -7,8 +7,9 @@
 //! # Adding a protocol
 //!
 //! A protocol is one folder, `src/protocol/<name>/`, and one line in [`REGISTRY`] (plus its
-//! value of the schema's `Protocol` enum). The folder's [`ProtocolModule`] declares everything
-//! the rest of the gateway reads from the registry:
+//! value of the schema's `Protocol` enum). The folder's `pub static MODULE:`
+//! [`ProtocolModule`], plain data, declares everything the rest of the gateway reads from the
+//! registry:
 //!
 //! - its name, transports and detector ([`ProtocolModule::probe`], tested at every prefix);
 //! - its settings ([`settings`]: frame cap, idle timeout and its own knobs), which
@@ -49,32 +50,32 @@ pub use settings::{ProtocolConfig, ProtocolSettings, Setting};
 pub use sim::Simulator;
 
 /// Every protocol the gateway speaks, in detection order.
-pub static REGISTRY: &[&dyn ProtocolModule] = &[
-    &teltonika::Teltonika,
-    &gps103::Gps103,
-    &wialon::Wialon,
-    &gt06::Gt06,
-    &jt808::Jt808,
+pub static REGISTRY: &[&ProtocolModule] = &[
+    &teltonika::MODULE,
+    &gps103::MODULE,
+    &wialon::MODULE,
+    &gt06::MODULE,
+    &jt808::MODULE,
     // Before H02: Meitrack claims `$$` followed by its flag and length digits.
-    &meitrack::Meitrack,
-    &h02::H02,
-    &queclink::Queclink,
+    &meitrack::MODULE,
+    &h02::MODULE,
+    &queclink::MODULE,
     // Last: it claims only a complete header that no other protocol starts with.
-    &wialon_retranslator::WialonRetranslator,
+    &wialon_retranslator::MODULE,
 ];
 
 /// Looks a protocol up by its schema enum.
-pub fn module(protocol: Protocol) -> Option<&'static dyn ProtocolModule> {
+pub fn module(protocol: Protocol) -> Option<&'static ProtocolModule> {
     REGISTRY.iter().copied().find(|m| m.protocol() == protocol)
 }
 
 /// Looks a protocol up by its name.
-pub fn module_named(name: &str) -> Option<&'static dyn ProtocolModule> {
+pub fn module_named(name: &str) -> Option<&'static ProtocolModule> {
     REGISTRY.iter().copied().find(|m| m.name() == name)
 }
 
 /// A simulator variant by name, with its protocol.
-pub fn simulator(name: &str) -> Option<(&'static dyn ProtocolModule, &'static Simulator)> {
+pub fn simulator(name: &str) -> Option<(&'static ProtocolModule, &'static Simulator)> {
     REGISTRY
         .iter()
         .flat_map(|m| m.simulators().iter().map(move |s| (*m, s)))
@@ -87,37 +88,75 @@ pub fn protocol_name(p: Protocol) -> &'static str {
     module(p).map_or("unknown", |m| m.name())
 }
 
-/// A protocol's entry in the registry: everything the gateway needs to know about it.
-pub trait ProtocolModule: Sync {
+/// A protocol's entry in the registry: everything the gateway needs to know about it. Each
+/// protocol folder declares one, as data (`pub static MODULE: ProtocolModule`), and the rest of
+/// the gateway reads it through these methods.
+pub struct ProtocolModule {
     /// The schema enum value for this protocol.
-    fn protocol(&self) -> Protocol;
+    pub(crate) protocol: Protocol,
     /// Short lower-case name used in logs, metric labels, settings and the CLI.
-    fn name(&self) -> &'static str;
+    pub(crate) name: &'static str,
     /// One line for the README's protocol table.
-    fn describe(&self) -> &'static str;
+    pub(crate) describe: &'static str,
     /// The transports the protocol has.
-    fn transports(&self) -> &'static [Transport];
+    pub(crate) transports: &'static [Transport],
     /// Looks at the first bytes of a TCP stream or of a UDP datagram (`prefix` is the whole
     /// datagram for UDP).
-    fn probe(&self, prefix: &[u8], transport: Transport) -> Probe;
+    pub(crate) probe: fn(prefix: &[u8], transport: Transport) -> Probe,
     /// The protocol's settings, with defaults (at least `max_frame_bytes` and
     /// `idle_timeout_secs`; see [`settings`]).
-    fn settings(&self) -> &'static [Setting];
+    pub(crate) settings: &'static [Setting],
     /// A fresh per-connection (TCP) or per-peer (UDP) decoder state.
-    fn new_session(
+    pub(crate) new_session: fn(Transport, &ProtocolConfig) -> Box<dyn ProtocolSession>,
+    /// The protocol's simulator devices (`avlgate simulate --protocol <name>`).
+    pub(crate) simulators: &'static [Simulator],
+    /// The protocol's built-in device profiles (its `mapping.rs`): how its values map onto the
+    /// vocabulary. The first is the default for devices no operator profile names.
+    pub(crate) profiles: fn() -> Vec<crate::vocab::Profile>,
+    /// What the device gets when the gateway refuses its login (the IMEI allow-list) before
+    /// the connection is closed. `None`: close without a reply ([`no_reply`]).
+    pub(crate) login_rejected_reply: fn(Transport) -> Option<Bytes>,
+}
+
+/// The [`ProtocolModule::login_rejected_reply`] of protocols that close without a word.
+pub(crate) fn no_reply(_: Transport) -> Option<Bytes> {
+    None
+}
+
+impl ProtocolModule {
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+    pub fn name(&self) -> &'static str {
+        self.name
+    }
+    pub fn describe(&self) -> &'static str {
+        self.describe
+    }
+    pub fn transports(&self) -> &'static [Transport] {
+        self.transports
+    }
+    pub fn probe(&self, prefix: &[u8], transport: Transport) -> Probe {
+        (self.probe)(prefix, transport)
+    }
+    pub fn settings(&self) -> &'static [Setting] {
+        self.settings
+    }
+    pub fn new_session(
         &self,
         transport: Transport,
         config: &ProtocolConfig,
-    ) -> Box<dyn ProtocolSession>;
-    /// The protocol's simulator devices (`avlgate simulate --protocol <name>`).
-    fn simulators(&self) -> &'static [Simulator];
-    /// The protocol's built-in device profiles (its `mapping.rs`): how its values map onto the
-    /// vocabulary. The first is the default for devices no operator profile names.
-    fn profiles(&self) -> Vec<crate::vocab::Profile>;
-    /// What the device gets when the gateway refuses its login (the IMEI allow-list) before
-    /// the connection is closed. `None`: close without a reply.
-    fn login_rejected_reply(&self, _transport: Transport) -> Option<Bytes> {
-        None
+    ) -> Box<dyn ProtocolSession> {
+        (self.new_session)(transport, config)
+    }
+    pub fn simulators(&self) -> &'static [Simulator] {
+        self.simulators
+    }
+    pub fn profiles(&self) -> Vec<crate::vocab::Profile> {
+        (self.profiles)()
+    }
+    pub fn login_rejected_reply(&self, transport: Transport) -> Option<Bytes> {
+        (self.login_rejected_reply)(transport)
     }
 }
 

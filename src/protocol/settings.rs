@@ -157,7 +157,7 @@ fn bytes_text(n: u64) -> String {
 /// One protocol's resolved settings: every declared key has a value.
 #[derive(Clone)]
 pub struct ProtocolSettings {
-    module: &'static dyn ProtocolModule,
+    module: &'static ProtocolModule,
     values: BTreeMap<&'static str, SettingValue>,
 }
 
@@ -172,7 +172,7 @@ impl std::fmt::Debug for ProtocolSettings {
 
 impl ProtocolSettings {
     /// The declared defaults.
-    pub fn defaults(module: &'static dyn ProtocolModule) -> Self {
+    pub fn defaults(module: &'static ProtocolModule) -> Self {
         ProtocolSettings {
             module,
             values: module
@@ -183,7 +183,7 @@ impl ProtocolSettings {
         }
     }
 
-    pub fn module(&self) -> &'static dyn ProtocolModule {
+    pub fn module(&self) -> &'static ProtocolModule {
         self.module
     }
 
@@ -276,7 +276,7 @@ impl Default for ProtocolConfig {
             settings: Arc::new(
                 REGISTRY
                     .iter()
-                    .map(|m| (m.name(), ProtocolSettings::defaults(*m)))
+                    .map(|m| (m.name(), ProtocolSettings::defaults(m)))
                     .collect(),
             ),
             profiles: Profiles::builtin(),
@@ -361,7 +361,7 @@ mod tests {
             sorted.dedup();
             assert_eq!(sorted.len(), keys.len(), "{}: duplicate keys", m.name());
             for s in m.settings() {
-                let d = ProtocolSettings::defaults(*m);
+                let d = ProtocolSettings::defaults(m);
                 assert_eq!(d.get(s.key), s.default_value());
                 assert!(!s.doc.is_empty(), "{}.{}", m.name(), s.key);
             }

@@ -132,7 +132,7 @@ impl Shared {
     }
 
     /// Largest buffer a session of `module` may hold: its frame cap plus one read's worth.
-    pub fn max_buffer_bytes(&self, module: &dyn protocol::ProtocolModule) -> usize {
+    pub fn max_buffer_bytes(&self, module: &protocol::ProtocolModule) -> usize {
         self.protocols
             .settings(module.name())
             .max_frame_bytes()
@@ -140,7 +140,7 @@ impl Shared {
     }
 
     /// The idle timeout of a TCP session of `module`: its own setting, else the default.
-    pub fn idle_timeout(&self, module: &dyn protocol::ProtocolModule) -> Duration {
+    pub fn idle_timeout(&self, module: &protocol::ProtocolModule) -> Duration {
         self.protocols
             .settings(module.name())
             .idle_timeout()
@@ -220,7 +220,7 @@ pub struct Core {
     /// This session as the registry knows it (TCP sessions are registered once logged in).
     pub handle: SessionHandle,
     /// The module, for its login-refusal reply.
-    module: &'static dyn protocol::ProtocolModule,
+    module: &'static protocol::ProtocolModule,
     /// UDP: the current device is not on the allow-list; its datagrams are dropped.
     denied: bool,
     /// The connection relays many devices' frames ([`Frame::relayed`]): it has no identity
@@ -239,7 +239,7 @@ pub struct Core {
 impl Core {
     pub fn new(
         shared: Arc<Shared>,
-        module: &'static dyn protocol::ProtocolModule,
+        module: &'static protocol::ProtocolModule,
         transport: Transport,
         peer: SocketAddr,
         span: Span,

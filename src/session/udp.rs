@@ -181,7 +181,7 @@ pub fn limiter(max_peers: usize, max_peers_per_ip: u32) -> ConnLimiter {
 async fn peer_task(
     socket: Arc<UdpSocket>,
     peer: SocketAddr,
-    module: &'static dyn ProtocolModule,
+    module: &'static ProtocolModule,
     mut rx: mpsc::Receiver<BytesMut>,
     shared: Arc<Shared>,
 ) {

@@ -36,7 +36,7 @@ pub use report::Summary;
 #[derive(Clone, Copy)]
 pub struct DeviceProtocol {
     /// The protocol the variant belongs to.
-    pub module: &'static dyn crate::protocol::ProtocolModule,
+    pub module: &'static crate::protocol::ProtocolModule,
     pub sim: &'static crate::protocol::Simulator,
 }
 
@@ -53,7 +53,7 @@ impl DeviceProtocol {
             .flat_map(|m| {
                 m.simulators()
                     .iter()
-                    .map(move |sim| DeviceProtocol { module: *m, sim })
+                    .map(move |sim| DeviceProtocol { module: m, sim })
             })
             .collect()
     }

@@ -156,7 +156,7 @@ pub fn alloc_bound(input_len: usize, name: &str, l: &ProtocolConfig) -> usize {
 }
 
 /// A protocol, a transport, a stream and its units' sizes.
-pub type Simulated = (&'static dyn ProtocolModule, Transport, Vec<u8>, Vec<usize>);
+pub type Simulated = (&'static ProtocolModule, Transport, Vec<u8>, Vec<usize>);
 
 /// What a simulator device of every registered protocol sends: its login and a batch of
 /// `records` records, per transport it speaks, with the sizes of its units (over UDP each is
@@ -220,7 +220,7 @@ pub struct Outcome {
 /// is one datagram; what the decoder leaves of it is discarded. Checks the progress,
 /// buffering and allocation properties at every call, and encodes every event.
 pub fn drive_session(
-    module: &dyn ProtocolModule,
+    module: &ProtocolModule,
     transport: Transport,
     input: &[u8],
     chunks: &[usize],

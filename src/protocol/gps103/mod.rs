@@ -71,16 +71,13 @@ use crate::event::{timestamp_millis, timestamp_secs, Timestamp};
 use crate::proto::{Protocol, Transport};
 use crate::protocol::settings::{self, SettingKind};
 use crate::protocol::{
-    digest, Action, CommandError, CommandRequest, DecodeError, ErrorKind, Frame, Probe,
+    digest, no_reply, Action, CommandError, CommandRequest, DecodeError, ErrorKind, Frame, Probe,
     ProtocolConfig, ProtocolModule, ProtocolSession, Setting, Simulator,
 };
-use crate::vocab::{Profile, ProfileCache};
+use crate::vocab::ProfileCache;
 
 use frame::{End, Framer, Message, MAX_ID_DIGITS};
 use packet::{ParseError, Report, Sentence};
-
-/// The registry entry.
-pub struct Gps103;
 
 const NAME: &str = "gps103";
 /// The answer to a login.
@@ -140,47 +137,19 @@ static SIMULATORS: &[Simulator] = &[Simulator {
     make: |imei, udp| Box::new(sim::Coban::new(imei, udp)),
 }];
 
-impl ProtocolModule for Gps103 {
-    fn protocol(&self) -> Protocol {
-        Protocol::Gps103
-    }
-
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn describe(&self) -> &'static str {
-        "Coban TK10x: `##` login (`LOAD`), heartbeats (`ON`), reports with keyword alarms, no-fix cells, OBD lines, `vt`/`vr` photos, the `*` form; `**,imei:` commands"
-    }
-
-    fn transports(&self) -> &'static [Transport] {
-        &[Transport::Tcp, Transport::Udp]
-    }
-
-    fn probe(&self, prefix: &[u8], transport: Transport) -> Probe {
-        probe(prefix, transport)
-    }
-
-    fn settings(&self) -> &'static [Setting] {
-        SETTINGS
-    }
-
-    fn new_session(
-        &self,
-        transport: Transport,
-        config: &ProtocolConfig,
-    ) -> Box<dyn ProtocolSession> {
-        Box::new(Session::new(transport, config))
-    }
-
-    fn simulators(&self) -> &'static [Simulator] {
-        SIMULATORS
-    }
-
-    fn profiles(&self) -> Vec<Profile> {
-        mapping::profiles()
-    }
-}
+/// The registry entry.
+pub static MODULE: ProtocolModule = ProtocolModule {
+    protocol: Protocol::Gps103,
+    name: NAME,
+    describe: "Coban TK10x: `##` login (`LOAD`), heartbeats (`ON`), reports with keyword alarms, no-fix cells, OBD lines, `vt`/`vr` photos, the `*` form; `**,imei:` commands",
+    transports: &[Transport::Tcp, Transport::Udp],
+    probe,
+    settings: SETTINGS,
+    new_session: |transport, config| Box::new(Session::new(transport, config)),
+    simulators: SIMULATORS,
+    profiles: mapping::profiles,
+    login_rejected_reply: no_reply,
+};
 
 /// Whether `prefix` starts like `literal`: `Yes` once it holds it whole.
 fn starts_like(prefix: &[u8], literal: &[u8]) -> Probe {

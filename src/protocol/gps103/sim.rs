@@ -161,8 +161,8 @@ impl DeviceCodec for Coban {
 mod tests {
     use super::*;
     use crate::proto::{EventKind, Transport};
-    use crate::protocol::gps103::Gps103;
-    use crate::protocol::{ProtocolConfig, ProtocolModule};
+    use crate::protocol::gps103::MODULE;
+    use crate::protocol::ProtocolConfig;
     use crate::simulate::track::Track;
 
     fn fixes(n: u64) -> Vec<Fix> {
@@ -181,7 +181,7 @@ mod tests {
     fn what_the_device_sends_decodes_in_the_gateway_with_the_expected_answers() {
         for udp in [false, true] {
             let t = if udp { Transport::Udp } else { Transport::Tcp };
-            let mut s = Gps103.new_session(t, &ProtocolConfig::default());
+            let mut s = MODULE.new_session(t, &ProtocolConfig::default());
             let mut d = Coban::new("350000000000001", udp);
             let (login, ack) = d.login().unwrap();
             let f = s

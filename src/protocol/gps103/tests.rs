@@ -544,7 +544,7 @@ fn commands_need_the_device_and_are_never_answered() {
 
 #[test]
 fn the_module_declares_what_the_gateway_reads() {
-    let m: &dyn ProtocolModule = &Gps103;
+    let m: &ProtocolModule = &MODULE;
     assert_eq!((m.name(), m.protocol()), ("gps103", Protocol::Gps103));
     assert_eq!(m.transports(), [Transport::Tcp, Transport::Udp]);
     assert_eq!(m.profiles()[0].name, mapping::PROFILE);

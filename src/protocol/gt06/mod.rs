@@ -40,18 +40,15 @@ use bytes::{Buf, Bytes, BytesMut};
 use crate::proto::{Protocol, Transport};
 use crate::protocol::settings;
 use crate::protocol::{
-    digest, Action, CommandError, CommandRequest, DecodeError, ErrorKind, Frame, Probe,
+    digest, no_reply, Action, CommandError, CommandRequest, DecodeError, ErrorKind, Frame, Probe,
     ProtocolConfig, ProtocolModule, ProtocolSession, Setting, Simulator,
 };
-use crate::vocab::{Profile, ProfileCache};
+use crate::vocab::ProfileCache;
 
 use frame::{RawFrame, Reject, Split};
 
 /// Login protocol number.
 pub const LOGIN: u8 = 0x01;
-
-/// The registry entry.
-pub struct Gt06;
 
 const NAME: &str = "gt06";
 
@@ -67,52 +64,28 @@ static SIMULATORS: &[Simulator] = &[Simulator {
     make: |imei, _udp| Box::new(sim::Gt06::new(imei)),
 }];
 
-impl ProtocolModule for Gt06 {
-    fn protocol(&self) -> Protocol {
-        Protocol::Gt06
-    }
+/// The registry entry.
+pub static MODULE: ProtocolModule = ProtocolModule {
+    protocol: Protocol::Gt06,
+    name: NAME,
+    describe: "login, GPS/LBS/status/alarm/Wi-Fi packets and model variants, `78 78` and `79 79` framing with CRC-ITU",
+    transports: &[Transport::Tcp, Transport::Udp],
+    probe,
+    settings: SETTINGS,
+    new_session: |transport, config| Box::new(Session::new(transport, config)),
+    simulators: SIMULATORS,
+    profiles: mapping::profiles,
+    login_rejected_reply: no_reply,
+};
 
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    /// `78 78` or `79 79`; the first byte alone could still be either. The same holds for a
-    /// UDP datagram, which must start with a frame.
-    fn probe(&self, prefix: &[u8], _transport: Transport) -> Probe {
-        match prefix {
-            [] => Probe::NeedMore,
-            [0x78] | [0x79] => Probe::NeedMore,
-            [0x78, 0x78, ..] | [0x79, 0x79, ..] => Probe::Yes,
-            _ => Probe::No,
-        }
-    }
-
-    fn profiles(&self) -> Vec<Profile> {
-        mapping::profiles()
-    }
-
-    fn describe(&self) -> &'static str {
-        "login, GPS/LBS/status/alarm/Wi-Fi packets and model variants, `78 78` and `79 79` framing with CRC-ITU"
-    }
-
-    fn transports(&self) -> &'static [Transport] {
-        &[Transport::Tcp, Transport::Udp]
-    }
-
-    fn settings(&self) -> &'static [Setting] {
-        SETTINGS
-    }
-
-    fn simulators(&self) -> &'static [Simulator] {
-        SIMULATORS
-    }
-
-    fn new_session(
-        &self,
-        transport: Transport,
-        config: &ProtocolConfig,
-    ) -> Box<dyn ProtocolSession> {
-        Box::new(Session::new(transport, config))
+/// Detection: `78 78` or `79 79`; the first byte alone could still be either. The same holds
+/// for a UDP datagram, which must start with a frame.
+fn probe(prefix: &[u8], _transport: Transport) -> Probe {
+    match prefix {
+        [] => Probe::NeedMore,
+        [0x78] | [0x79] => Probe::NeedMore,
+        [0x78, 0x78, ..] | [0x79, 0x79, ..] => Probe::Yes,
+        _ => Probe::No,
     }
 }
 

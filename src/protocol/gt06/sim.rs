@@ -195,16 +195,14 @@ impl DeviceCodec for Gt06 {
 mod tests {
     use super::*;
     use crate::proto::{EventKind, Transport};
-    use crate::protocol::{
-        AnswerOutcome, CommandAnswer, CommandRequest, ProtocolConfig, ProtocolModule,
-    };
+    use crate::protocol::{AnswerOutcome, CommandAnswer, CommandRequest, ProtocolConfig};
     use crate::simulate::track::Track;
 
     #[test]
     fn login_and_positions_decode_in_the_gateway_with_the_expected_acks() {
         for transport in [Transport::Tcp, Transport::Udp] {
             let mut s =
-                crate::protocol::gt06::Gt06.new_session(transport, &ProtocolConfig::default());
+                crate::protocol::gt06::MODULE.new_session(transport, &ProtocolConfig::default());
             let mut d = Gt06::new("864717003283581");
             let (login, ack) = d.login().unwrap();
             let mut buf = BytesMut::from(&login[..]);
@@ -240,7 +238,7 @@ mod tests {
     #[test]
     fn online_command_is_answered_with_the_server_flag() {
         let mut server =
-            crate::protocol::gt06::Gt06.new_session(Transport::Tcp, &ProtocolConfig::default());
+            crate::protocol::gt06::MODULE.new_session(Transport::Tcp, &ProtocolConfig::default());
         let mut d = Gt06::new("864717003283581");
         let (login, _) = d.login().unwrap();
         server

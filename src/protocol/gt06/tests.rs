@@ -153,14 +153,14 @@ fn cell(mcc: u32, mnc: u32, lac: u64, cell_id: u64, signal: Option<i32>) -> Cell
 #[test]
 fn probe() {
     for t in [Transport::Tcp, Transport::Udp] {
-        assert_eq!(Gt06.probe(&[], t), Probe::NeedMore);
-        assert_eq!(Gt06.probe(&[0x78], t), Probe::NeedMore);
-        assert_eq!(Gt06.probe(&[0x79], t), Probe::NeedMore);
-        assert_eq!(Gt06.probe(&[0x78, 0x78], t), Probe::Yes);
-        assert_eq!(Gt06.probe(&[0x79, 0x79, 0x00], t), Probe::Yes);
-        assert_eq!(Gt06.probe(&[0x78, 0x79], t), Probe::No);
-        assert_eq!(Gt06.probe(b"#L#", t), Probe::No);
-        assert_eq!(Gt06.probe(&[0, 0x0F], t), Probe::No);
+        assert_eq!(MODULE.probe(&[], t), Probe::NeedMore);
+        assert_eq!(MODULE.probe(&[0x78], t), Probe::NeedMore);
+        assert_eq!(MODULE.probe(&[0x79], t), Probe::NeedMore);
+        assert_eq!(MODULE.probe(&[0x78, 0x78], t), Probe::Yes);
+        assert_eq!(MODULE.probe(&[0x79, 0x79, 0x00], t), Probe::Yes);
+        assert_eq!(MODULE.probe(&[0x78, 0x79], t), Probe::No);
+        assert_eq!(MODULE.probe(b"#L#", t), Probe::No);
+        assert_eq!(MODULE.probe(&[0, 0x0F], t), Probe::No);
     }
 }
 

@@ -48,17 +48,14 @@ use bytes::{Buf, Bytes, BytesMut};
 use crate::proto::{Protocol, Transport};
 use crate::protocol::settings::{self, SettingKind};
 use crate::protocol::{
-    digest, Action, CommandAnswer, CommandError, CommandRequest, DecodeError, ErrorKind, Frame,
-    Probe, ProtocolConfig, ProtocolModule, ProtocolSession, Setting, Simulator,
+    digest, no_reply, Action, CommandAnswer, CommandError, CommandRequest, DecodeError, ErrorKind,
+    Frame, Probe, ProtocolConfig, ProtocolModule, ProtocolSession, Setting, Simulator,
 };
-use crate::vocab::{Profile, ProfileCache};
+use crate::vocab::ProfileCache;
 
 use command::{Commands, IntervalCommand};
 use frame::{Framer, Kind, Reject, Split};
 use text::{Decoded, Reply};
-
-/// The registry entry.
-pub struct H02;
 
 const NAME: &str = "h02";
 /// The largest text message by default (SMS answers are the longest).
@@ -114,47 +111,19 @@ static SIMULATORS: &[Simulator] = &[
     },
 ];
 
-impl ProtocolModule for H02 {
-    fn protocol(&self) -> Protocol {
-        Protocol::H02
-    }
-
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn describe(&self) -> &'static str {
-        "text `*HQ,…#` (`V1` family, `V4` confirmations, `NBR`/`V3`/`VP1` cells, `LINK`, `HTBT`/`V0`, `SMS`), binary `$` frames of 32/42/45 bytes, `S20`/`SCF`/`S71`/`D1` commands"
-    }
-
-    fn transports(&self) -> &'static [Transport] {
-        &[Transport::Tcp, Transport::Udp]
-    }
-
-    fn probe(&self, prefix: &[u8], transport: Transport) -> Probe {
-        probe(prefix, transport)
-    }
-
-    fn settings(&self) -> &'static [Setting] {
-        SETTINGS
-    }
-
-    fn new_session(
-        &self,
-        transport: Transport,
-        config: &ProtocolConfig,
-    ) -> Box<dyn ProtocolSession> {
-        Box::new(Session::new(transport, config))
-    }
-
-    fn simulators(&self) -> &'static [Simulator] {
-        SIMULATORS
-    }
-
-    fn profiles(&self) -> Vec<Profile> {
-        mapping::profiles()
-    }
-}
+/// The registry entry.
+pub static MODULE: ProtocolModule = ProtocolModule {
+    protocol: Protocol::H02,
+    name: NAME,
+    describe: "text `*HQ,…#` (`V1` family, `V4` confirmations, `NBR`/`V3`/`VP1` cells, `LINK`, `HTBT`/`V0`, `SMS`), binary `$` frames of 32/42/45 bytes, `S20`/`SCF`/`S71`/`D1` commands",
+    transports: &[Transport::Tcp, Transport::Udp],
+    probe,
+    settings: SETTINGS,
+    new_session: |transport, config| Box::new(Session::new(transport, config)),
+    simulators: SIMULATORS,
+    profiles: mapping::profiles,
+    login_rejected_reply: no_reply,
+};
 
 /// Detection:
 ///

@@ -253,7 +253,7 @@ impl DeviceCodec for H02 {
 mod tests {
     use super::*;
     use crate::proto::{EventKind, Transport};
-    use crate::protocol::{CommandRequest, ProtocolConfig, ProtocolModule};
+    use crate::protocol::{CommandRequest, ProtocolConfig};
 
     fn fix(i: u64) -> Fix {
         Fix {
@@ -289,7 +289,7 @@ mod tests {
                 };
                 let fixes: Vec<Fix> = (0..3).map(fix).collect();
                 let batch = d.batch(&fixes);
-                let mut s = super::super::H02.new_session(t, &ProtocolConfig::default());
+                let mut s = super::super::MODULE.new_session(t, &ProtocolConfig::default());
                 let mut replies = Vec::new();
                 let mut positions = Vec::new();
                 for unit in &batch.units {
@@ -349,7 +349,7 @@ mod tests {
     fn commands_are_confirmed_with_their_name_and_time() {
         let mut d = H02::text("356307042441013", false);
         d.batch(&[fix(0)]);
-        let mut s = super::super::H02.new_session(Transport::Tcp, &ProtocolConfig::default());
+        let mut s = super::super::MODULE.new_session(Transport::Tcp, &ProtocolConfig::default());
         let mut buf = BytesMut::from(&d.v1(&fix(0))[..]);
         s.decode(&mut buf, now()).unwrap().unwrap();
         let cmd = s.encode_command(&CommandRequest::EngineStop).unwrap();

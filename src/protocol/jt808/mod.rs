@@ -83,17 +83,14 @@ use crate::event::raw;
 use crate::proto::{EventKind, Protocol, Transport};
 use crate::protocol::settings::{self, SettingKind};
 use crate::protocol::{
-    digest, Action, CommandError, CommandRequest, DecodeError, ErrorKind, Frame, Probe,
+    digest, no_reply, Action, CommandError, CommandRequest, DecodeError, ErrorKind, Frame,
     ProtocolConfig, ProtocolModule, ProtocolSession, Setting, Simulator,
 };
-use crate::vocab::{Profile, ProfileCache};
+use crate::vocab::ProfileCache;
 
 use command::{Dialect, EngineControl, TextCommand};
 use frame::{Addressee, Message, Reject, Split};
 use packets::{Added, Reassembly};
-
-/// The registry entry.
-pub struct Jt808;
 
 const NAME: &str = "jt808";
 
@@ -177,49 +174,21 @@ static SIMULATORS: &[Simulator] = &[Simulator {
 /// A non-BCD 6-byte terminal number read as a packed IMEI.
 pub const LENIENT_PACKED_IMEI: &str = "jt808_packed_imei";
 
-impl ProtocolModule for Jt808 {
-    fn protocol(&self) -> Protocol {
-        Protocol::Jt808
-    }
-
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn describe(&self) -> &'static str {
-        "JT/T 808-2011/2013/2019: registration, authentication, location reports and batches, sub-packaged messages, multimedia, pass-through, JT701 e-lock reports; `7E` framing with escapes and XOR check"
-    }
-
-    fn transports(&self) -> &'static [Transport] {
-        &[Transport::Tcp, Transport::Udp]
-    }
-
-    /// `7E` and a message id, or `(` and a digit; see [`frame::probe`] for the Retranslator
-    /// sizes that also start `7E`.
-    fn probe(&self, prefix: &[u8], _transport: Transport) -> Probe {
-        frame::probe(prefix)
-    }
-
-    fn settings(&self) -> &'static [Setting] {
-        SETTINGS
-    }
-
-    fn new_session(
-        &self,
-        transport: Transport,
-        config: &ProtocolConfig,
-    ) -> Box<dyn ProtocolSession> {
-        Box::new(Session::new(transport, config))
-    }
-
-    fn simulators(&self) -> &'static [Simulator] {
-        SIMULATORS
-    }
-
-    fn profiles(&self) -> Vec<Profile> {
-        mapping::profiles()
-    }
-}
+/// The registry entry.
+pub static MODULE: ProtocolModule = ProtocolModule {
+    protocol: Protocol::Jt808,
+    name: NAME,
+    describe: "JT/T 808-2011/2013/2019: registration, authentication, location reports and batches, sub-packaged messages, multimedia, pass-through, JT701 e-lock reports; `7E` framing with escapes and XOR check",
+    transports: &[Transport::Tcp, Transport::Udp],
+    // `7E` and a message id, or `(` and a digit; see [`frame::probe`] for the Retranslator
+    // sizes that also start `7E`. The same over both transports.
+    probe: |prefix, _| frame::probe(prefix),
+    settings: SETTINGS,
+    new_session: |transport, config| Box::new(Session::new(transport, config)),
+    simulators: SIMULATORS,
+    profiles: mapping::profiles,
+    login_rejected_reply: no_reply,
+};
 
 /// Minutes east of UTC of a `±hh:mm` setting.
 pub fn offset_minutes(s: &str) -> i32 {

@@ -260,16 +260,14 @@ impl DeviceCodec for Jt808 {
 mod tests {
     use super::*;
     use crate::proto::{EventKind, Transport};
-    use crate::protocol::{
-        AnswerOutcome, CommandAnswer, CommandRequest, ProtocolConfig, ProtocolModule,
-    };
+    use crate::protocol::{AnswerOutcome, CommandAnswer, CommandRequest, ProtocolConfig};
     use crate::simulate::track::Track;
     use std::time::SystemTime;
 
     const IMEI: &str = "356307042441013";
 
     fn session(t: Transport) -> Box<dyn crate::protocol::ProtocolSession> {
-        crate::protocol::jt808::Jt808.new_session(t, &ProtocolConfig::default())
+        crate::protocol::jt808::MODULE.new_session(t, &ProtocolConfig::default())
     }
 
     fn decode_one(

@@ -15,7 +15,7 @@ use super::mapping::name;
 use super::*;
 use crate::proto::raw_value::Value;
 use crate::proto::TelemetryEvent;
-use crate::protocol::{AnswerOutcome, CommandAnswer};
+use crate::protocol::{AnswerOutcome, CommandAnswer, Probe};
 
 /// Heartbeat from 043048325465, serial 00b7 (Traccar's fixture, the notes' worked example).
 const HEARTBEAT: &str = "7e0002000004304832546500b7ca7e";
@@ -513,7 +513,7 @@ fn probe_at_every_prefix() {
         let b = h(frame);
         let mut yes = false;
         for n in 1..=b.len().min(64) {
-            match Jt808.probe(&b[..n], Transport::Tcp) {
+            match MODULE.probe(&b[..n], Transport::Tcp) {
                 Probe::Yes => yes = true,
                 Probe::NeedMore => assert!(!yes, "{frame} prefix {n} went back"),
                 Probe::No => panic!("{frame} prefix {n} refused"),
@@ -534,13 +534,13 @@ fn probe_at_every_prefix() {
     ] {
         for n in 1..=other.len() {
             assert_ne!(
-                Jt808.probe(&other[..n], Transport::Tcp),
+                MODULE.probe(&other[..n], Transport::Tcp),
                 Probe::Yes,
                 "{other:02x?} {n}"
             );
         }
         assert_eq!(
-            Jt808.probe(other, Transport::Tcp),
+            MODULE.probe(other, Transport::Tcp),
             Probe::No,
             "{other:02x?}"
         );

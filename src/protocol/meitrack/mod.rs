@@ -60,16 +60,14 @@ use crate::proto::{Protocol, Transport};
 use crate::protocol::settings::{self, SettingKind};
 use crate::protocol::wialon::file;
 use crate::protocol::{
-    digest, Action, AnswerOutcome, CommandAnswer, CommandError, CommandRequest, DecodeError,
-    ErrorKind, Frame, Probe, ProtocolConfig, ProtocolModule, ProtocolSession, Setting, Simulator,
+    digest, no_reply, Action, AnswerOutcome, CommandAnswer, CommandError, CommandRequest,
+    DecodeError, ErrorKind, Frame, Probe, ProtocolConfig, ProtocolModule, ProtocolSession, Setting,
+    Simulator,
 };
 use crate::vocab::{Key, ProfileCache};
 
 use frame::{RawFrame, Reject, Split};
 use record::V;
-
-/// The registry entry.
-pub struct Meitrack;
 
 const NAME: &str = "meitrack";
 /// One frame (a `CCE` batch of a few records is ~1.1 KiB, a `D00` chunk ~1 KiB).
@@ -109,47 +107,19 @@ static SIMULATORS: &[Simulator] = &[Simulator {
     make: |imei, udp| Box::new(sim::Meitrack::new(imei, udp)),
 }];
 
-impl ProtocolModule for Meitrack {
-    fn protocol(&self) -> Protocol {
-        Protocol::Meitrack
-    }
-
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn describe(&self) -> &'static str {
-        "`$$` frames with sum checksum: `AAA`/`AFF` reports, `CCC`/`CCE` binary batches, `D00` photos, command answers"
-    }
-
-    fn transports(&self) -> &'static [Transport] {
-        &[Transport::Tcp, Transport::Udp]
-    }
-
-    fn probe(&self, prefix: &[u8], transport: Transport) -> Probe {
-        probe(prefix, transport)
-    }
-
-    fn settings(&self) -> &'static [Setting] {
-        SETTINGS
-    }
-
-    fn new_session(
-        &self,
-        transport: Transport,
-        config: &ProtocolConfig,
-    ) -> Box<dyn ProtocolSession> {
-        Box::new(Session::new(transport, config))
-    }
-
-    fn simulators(&self) -> &'static [Simulator] {
-        SIMULATORS
-    }
-
-    fn profiles(&self) -> Vec<crate::vocab::Profile> {
-        mapping::profiles()
-    }
-}
+/// The registry entry.
+pub static MODULE: ProtocolModule = ProtocolModule {
+    protocol: Protocol::Meitrack,
+    name: NAME,
+    describe: "`$$` frames with sum checksum: `AAA`/`AFF` reports, `CCC`/`CCE` binary batches, `D00` photos, command answers",
+    transports: &[Transport::Tcp, Transport::Udp],
+    probe,
+    settings: SETTINGS,
+    new_session: |transport, config| Box::new(Session::new(transport, config)),
+    simulators: SIMULATORS,
+    profiles: mapping::profiles,
+    login_rejected_reply: no_reply,
+};
 
 /// Where the comma after the length may be, at the latest: `$$`, the flag and four digits.
 const PROBE_COMMA_BY: usize = 7;

@@ -194,7 +194,7 @@ impl DeviceCodec for Meitrack {
 mod tests {
     use super::*;
     use crate::proto::{EventKind, Transport};
-    use crate::protocol::{AnswerOutcome, CommandRequest, ProtocolConfig, ProtocolModule};
+    use crate::protocol::{AnswerOutcome, CommandRequest, ProtocolConfig};
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
     fn fix(i: u64) -> Fix {
@@ -222,7 +222,7 @@ mod tests {
     fn the_gateway_decodes_and_confirms_what_the_device_sends() {
         for t in [Transport::Tcp, Transport::Udp] {
             let mut dev = Meitrack::new("356307042441013", t == Transport::Udp);
-            let mut s = super::super::Meitrack.new_session(t, &ProtocolConfig::default());
+            let mut s = super::super::MODULE.new_session(t, &ProtocolConfig::default());
             for round in 0..3u64 {
                 let fixes: Vec<Fix> = (0..4).map(|i| fix(round * 4 + i)).collect();
                 let b = dev.batch(&fixes);
@@ -254,7 +254,7 @@ mod tests {
     #[test]
     fn large_batches_go_in_frames_of_devices_size() {
         let mut dev = Meitrack::new("356307042441013", false);
-        let mut s = super::super::Meitrack.new_session(Transport::Tcp, &ProtocolConfig::default());
+        let mut s = super::super::MODULE.new_session(Transport::Tcp, &ProtocolConfig::default());
         let fixes: Vec<Fix> = (0..40).map(fix).collect();
         let b = dev.batch(&fixes);
         assert_eq!((b.frames, b.records, b.units.len()), (3, 40, 3));
@@ -274,7 +274,7 @@ mod tests {
     #[test]
     fn commands_are_answered_under_their_flag_and_matched_by_tag() {
         let mut dev = Meitrack::new("356307042441013", false);
-        let mut s = super::super::Meitrack.new_session(Transport::Tcp, &ProtocolConfig::default());
+        let mut s = super::super::MODULE.new_session(Transport::Tcp, &ProtocolConfig::default());
         let b = dev.batch(&[fix(0)]);
         s.decode(&mut BytesMut::from(&b.units[0][..]), now())
             .unwrap();

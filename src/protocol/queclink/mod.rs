@@ -55,17 +55,15 @@ use bytes::{Buf, Bytes, BytesMut};
 use crate::proto::{Protocol, Transport};
 use crate::protocol::settings::{self, SettingKind};
 use crate::protocol::{
-    digest, Action, AnswerOutcome, CommandAnswer, CommandError, CommandRequest, DecodeError,
-    ErrorKind, Frame, Probe, ProtocolConfig, ProtocolModule, ProtocolSession, Setting, Simulator,
+    digest, no_reply, Action, AnswerOutcome, CommandAnswer, CommandError, CommandRequest,
+    DecodeError, ErrorKind, Frame, Probe, ProtocolConfig, ProtocolModule, ProtocolSession, Setting,
+    Simulator,
 };
-use crate::vocab::{Profile, ProfileCache};
+use crate::vocab::ProfileCache;
 
 use frame::{Format, Reject, Split};
 use models::Model;
 use report::{Ack, Class, Report};
-
-/// The registry entry.
-pub struct Queclink;
 
 const NAME: &str = "queclink";
 /// Which messages get a `+SACK`.
@@ -141,47 +139,19 @@ static SIMULATORS: &[Simulator] = &[
     },
 ];
 
-impl ProtocolModule for Queclink {
-    fn protocol(&self) -> Protocol {
-        Protocol::Queclink
-    }
-
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn describe(&self) -> &'static str {
-        "@Track text (`+RESP`/`+BUFF`/`+ACK:GT…`, multi-position reports), classic binary (`+RSP`/`+EVT`/`+HBD`/`+ACK`…, CRC-16) and compact Protocol Pro (`2B 00`, CRC-8); `+SACK` replies; `AT+GTOUT`/`AT+GTRTO`/`AT+GTFRI` commands"
-    }
-
-    fn transports(&self) -> &'static [Transport] {
-        &[Transport::Tcp, Transport::Udp]
-    }
-
-    fn probe(&self, prefix: &[u8], transport: Transport) -> Probe {
-        probe(prefix, transport)
-    }
-
-    fn settings(&self) -> &'static [Setting] {
-        SETTINGS
-    }
-
-    fn new_session(
-        &self,
-        transport: Transport,
-        config: &ProtocolConfig,
-    ) -> Box<dyn ProtocolSession> {
-        Box::new(Session::new(transport, config))
-    }
-
-    fn simulators(&self) -> &'static [Simulator] {
-        SIMULATORS
-    }
-
-    fn profiles(&self) -> Vec<Profile> {
-        mapping::profiles()
-    }
-}
+/// The registry entry.
+pub static MODULE: ProtocolModule = ProtocolModule {
+    protocol: Protocol::Queclink,
+    name: NAME,
+    describe: "@Track text (`+RESP`/`+BUFF`/`+ACK:GT…`, multi-position reports), classic binary (`+RSP`/`+EVT`/`+HBD`/`+ACK`…, CRC-16) and compact Protocol Pro (`2B 00`, CRC-8); `+SACK` replies; `AT+GTOUT`/`AT+GTRTO`/`AT+GTFRI` commands",
+    transports: &[Transport::Tcp, Transport::Udp],
+    probe,
+    settings: SETTINGS,
+    new_session: |transport, config| Box::new(Session::new(transport, config)),
+    simulators: SIMULATORS,
+    profiles: mapping::profiles,
+    login_rejected_reply: no_reply,
+};
 
 /// What a prefix says against one fixed start: `Yes` once all of `start` is there, `NeedMore`
 /// while the prefix is a start of it, `No` otherwise.

@@ -28,9 +28,6 @@ use crate::vocab::{Profile, ProfileCache};
 
 use frame::Split;
 
-/// The registry entry.
-pub struct Teltonika;
-
 /// Which codec commands are sent in.
 const COMMAND_CODEC: &str = "command_codec";
 
@@ -72,71 +69,53 @@ static SIMULATORS: &[Simulator] = &[
     },
 ];
 
-impl ProtocolModule for Teltonika {
-    fn protocol(&self) -> Protocol {
-        Protocol::Teltonika
-    }
+/// The registry entry.
+pub static MODULE: ProtocolModule = ProtocolModule {
+    protocol: Protocol::Teltonika,
+    name: "teltonika",
+    describe:
+        "IMEI login, Codec 8, 8 Extended, 16 (CRC-16 checked), Codec 12/13/14 command traffic",
+    transports: &[Transport::Tcp, Transport::Udp],
+    probe,
+    settings: SETTINGS,
+    new_session,
+    simulators: SIMULATORS,
+    profiles: mapping::profiles,
+    login_rejected_reply,
+};
 
-    fn name(&self) -> &'static str {
-        "teltonika"
+/// Detection: a TCP login, or a whole UDP datagram.
+fn probe(prefix: &[u8], transport: Transport) -> Probe {
+    match transport {
+        // `00 <len>` then ASCII digits.
+        Transport::Tcp => match frame::split_login(prefix) {
+            Ok(Split::Complete(..)) => Probe::Yes,
+            Ok(Split::Incomplete) if prefix.len() > 2 => Probe::Yes,
+            Ok(Split::Incomplete) => Probe::NeedMore,
+            Err(_) => Probe::No,
+        },
+        // A UDP datagram is whole: its length field and header must hold.
+        _ => match frame::parse_udp(prefix) {
+            Ok(_) => Probe::Yes,
+            Err(_) => Probe::No,
+        },
     }
+}
 
-    fn probe(&self, prefix: &[u8], transport: Transport) -> Probe {
-        match transport {
-            // `00 <len>` then ASCII digits.
-            Transport::Tcp => match frame::split_login(prefix) {
-                Ok(Split::Complete(..)) => Probe::Yes,
-                Ok(Split::Incomplete) if prefix.len() > 2 => Probe::Yes,
-                Ok(Split::Incomplete) => Probe::NeedMore,
-                Err(_) => Probe::No,
-            },
-            // A UDP datagram is whole: its length field and header must hold.
-            _ => match frame::parse_udp(prefix) {
-                Ok(_) => Probe::Yes,
-                Err(_) => Probe::No,
-            },
-        }
-    }
+fn new_session(transport: Transport, config: &ProtocolConfig) -> Box<dyn ProtocolSession> {
+    let s = config.settings(MODULE.name);
+    Box::new(Session {
+        udp: transport == Transport::Udp,
+        max_frame_bytes: s.max_frame_bytes(),
+        imei: None,
+        codec14_commands: s.choice(COMMAND_CODEC) == "14",
+        profile: ProfileCache::new(config.profiles.clone(), Protocol::Teltonika),
+    })
+}
 
-    /// The login answer `0x00` (TCP); UDP has no login answer.
-    fn login_rejected_reply(&self, transport: Transport) -> Option<Bytes> {
-        (transport == Transport::Tcp).then(|| Bytes::from_static(&[0x00]))
-    }
-
-    fn profiles(&self) -> Vec<Profile> {
-        mapping::profiles()
-    }
-
-    fn describe(&self) -> &'static str {
-        "IMEI login, Codec 8, 8 Extended, 16 (CRC-16 checked), Codec 12/13/14 command traffic"
-    }
-
-    fn transports(&self) -> &'static [Transport] {
-        &[Transport::Tcp, Transport::Udp]
-    }
-
-    fn settings(&self) -> &'static [Setting] {
-        SETTINGS
-    }
-
-    fn simulators(&self) -> &'static [Simulator] {
-        SIMULATORS
-    }
-
-    fn new_session(
-        &self,
-        transport: Transport,
-        config: &ProtocolConfig,
-    ) -> Box<dyn ProtocolSession> {
-        let s = config.settings(self.name());
-        Box::new(Session {
-            udp: transport == Transport::Udp,
-            max_frame_bytes: s.max_frame_bytes(),
-            imei: None,
-            codec14_commands: s.choice(COMMAND_CODEC) == "14",
-            profile: ProfileCache::new(config.profiles.clone(), Protocol::Teltonika),
-        })
-    }
+/// The login answer `0x00` (TCP); UDP has no login answer.
+fn login_rejected_reply(transport: Transport) -> Option<Bytes> {
+    (transport == Transport::Tcp).then(|| Bytes::from_static(&[0x00]))
 }
 
 /// Per-connection (TCP) or per-peer (UDP) state.

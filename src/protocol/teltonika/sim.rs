@@ -247,7 +247,7 @@ impl DeviceCodec for Teltonika {
 mod tests {
     use super::*;
     use crate::proto::{EventKind, Transport};
-    use crate::protocol::{ProtocolConfig, ProtocolModule};
+    use crate::protocol::ProtocolConfig;
     use crate::simulate::track::Track;
 
     fn fixes(n: u64) -> Vec<Fix> {
@@ -257,8 +257,8 @@ mod tests {
 
     /// Runs bytes through the gateway's own decoder: the events and the reply it produces.
     fn gateway(transport: Transport, bytes: &[&[u8]]) -> Vec<(usize, Option<Vec<u8>>)> {
-        let mut s = crate::protocol::teltonika::Teltonika
-            .new_session(transport, &ProtocolConfig::default());
+        let mut s =
+            crate::protocol::teltonika::MODULE.new_session(transport, &ProtocolConfig::default());
         let mut out = Vec::new();
         for b in bytes {
             let mut buf = BytesMut::from(*b);
@@ -355,7 +355,7 @@ mod tests {
         };
         assert_eq!(text, "getver");
         // The answer is a Codec 12 response the gateway decodes.
-        let mut s = crate::protocol::teltonika::Teltonika
+        let mut s = crate::protocol::teltonika::MODULE
             .new_session(Transport::Tcp, &ProtocolConfig::default());
         let mut b = BytesMut::from(&frame::encode_login("352093081429150")[..]);
         s.decode(&mut b, std::time::SystemTime::now()).unwrap();

@@ -12,7 +12,7 @@ use crate::proto::raw_value::Value;
 const IMEI: &str = "356307042441013";
 
 fn tcp() -> Box<dyn ProtocolSession> {
-    Teltonika.new_session(Transport::Tcp, &ProtocolConfig::default())
+    MODULE.new_session(Transport::Tcp, &ProtocolConfig::default())
 }
 
 fn h(s: &str) -> Vec<u8> {
@@ -213,7 +213,7 @@ fn encode_command_is_codec12() {
 fn udp_datagram_is_acked_with_its_packet_ids() {
     let data = &h(CODEC8)[8..h(CODEC8).len() - 4];
     let d = frame::encode_udp(0xCAFE, 0x05, IMEI, data);
-    let mut s = Teltonika.new_session(Transport::Udp, &ProtocolConfig::default());
+    let mut s = MODULE.new_session(Transport::Udp, &ProtocolConfig::default());
     let mut buf = BytesMut::from(&d[..]);
     let f = s.decode(&mut buf, SystemTime::now()).unwrap().unwrap();
     assert!(buf.is_empty());

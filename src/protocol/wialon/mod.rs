@@ -56,9 +56,6 @@ use crate::vocab::{Profile, ProfileCache};
 use frame::{FrameError, Framer, Packet};
 use packet::{Line, PacketType, Quirks, Version};
 
-/// The registry entry.
-pub struct Wialon;
-
 const NAME: &str = "wialon";
 /// One text packet (one line, or one decompressed container).
 const DEFAULT_MAX_FRAME_BYTES: usize = 64 * 1024;
@@ -97,52 +94,24 @@ static SIMULATORS: &[Simulator] = &[
     },
 ];
 
-impl ProtocolModule for Wialon {
-    fn protocol(&self) -> Protocol {
-        Protocol::WialonIps
-    }
+/// The registry entry.
+pub static MODULE: ProtocolModule = ProtocolModule {
+    protocol: Protocol::WialonIps,
+    name: NAME,
+    describe: "1.1 and 2.0: `#L#`, `#SD#`, `#D#`, `#B#`, `#P#`, `#M#`, photos `#I#`, tachograph files `#IT#`/`#T#`, compressed packets, v2.0 CRC",
+    transports: &[Transport::Tcp, Transport::Udp],
+    probe,
+    settings: SETTINGS,
+    new_session: |transport, config| Box::new(Session::new(transport, config)),
+    simulators: SIMULATORS,
+    profiles: mapping::profiles,
+    login_rejected_reply,
+};
 
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn probe(&self, prefix: &[u8], transport: Transport) -> Probe {
-        probe(prefix, transport)
-    }
-
-    fn profiles(&self) -> Vec<Profile> {
-        mapping::profiles()
-    }
-
-    fn describe(&self) -> &'static str {
-        "1.1 and 2.0: `#L#`, `#SD#`, `#D#`, `#B#`, `#P#`, `#M#`, photos `#I#`, tachograph files `#IT#`/`#T#`, compressed packets, v2.0 CRC"
-    }
-
-    fn transports(&self) -> &'static [Transport] {
-        &[Transport::Tcp, Transport::Udp]
-    }
-
-    fn settings(&self) -> &'static [Setting] {
-        SETTINGS
-    }
-
-    fn simulators(&self) -> &'static [Simulator] {
-        SIMULATORS
-    }
-
-    fn new_session(
-        &self,
-        transport: Transport,
-        config: &ProtocolConfig,
-    ) -> Box<dyn ProtocolSession> {
-        Box::new(Session::new(transport, config))
-    }
-
-    /// `#AL#0`, "connection rejected by server" (the spec's login answer codes: 1 accepted,
-    /// 0 rejected, 01 wrong password, 10 bad checksum). UDP devices are only not answered.
-    fn login_rejected_reply(&self, transport: Transport) -> Option<Bytes> {
-        (transport == Transport::Tcp).then(|| packet::reply("AL", "0"))
-    }
+/// `#AL#0`, "connection rejected by server" (the spec's login answer codes: 1 accepted,
+/// 0 rejected, 01 wrong password, 10 bad checksum). UDP devices are only not answered.
+fn login_rejected_reply(transport: Transport) -> Option<Bytes> {
+    (transport == Transport::Tcp).then(|| packet::reply("AL", "0"))
 }
 
 /// Cheap look at the first bytes: no parsing beyond what tells Wialon apart.

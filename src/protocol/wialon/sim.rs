@@ -196,7 +196,7 @@ impl DeviceCodec for Wialon {
 mod tests {
     use super::*;
     use crate::proto::{EventKind, Transport};
-    use crate::protocol::{ProtocolConfig, ProtocolModule};
+    use crate::protocol::ProtocolConfig;
     use crate::simulate::track::Track;
 
     fn fixes(n: u64) -> Vec<Fix> {
@@ -209,7 +209,7 @@ mod tests {
         for v2 in [false, true] {
             for udp in [false, true] {
                 let transport = if udp { Transport::Udp } else { Transport::Tcp };
-                let mut s = crate::protocol::wialon::Wialon
+                let mut s = crate::protocol::wialon::MODULE
                     .new_session(transport, &ProtocolConfig::default());
                 let mut d = Wialon::new("350000000000001", v2, udp);
                 let mut sent = Vec::new();
@@ -259,7 +259,7 @@ mod tests {
         assert_eq!(text, "hello driver");
         // The answer is a driver message the gateway accepts and acknowledges.
         let mut s =
-            crate::protocol::wialon::Wialon.new_session(Transport::Tcp, &ProtocolConfig::default());
+            crate::protocol::wialon::MODULE.new_session(Transport::Tcp, &ProtocolConfig::default());
         let (login, _) = d.login().unwrap();
         s.decode(
             &mut BytesMut::from(&login[..]),

@@ -43,13 +43,10 @@ use bytes::{Bytes, BytesMut};
 use crate::proto::{Protocol, Transport};
 use crate::protocol::settings;
 use crate::protocol::{
-    digest, Action, CommandError, CommandRequest, DecodeError, ErrorKind, Frame, Probe,
+    digest, no_reply, Action, CommandError, CommandRequest, DecodeError, ErrorKind, Frame, Probe,
     ProtocolConfig, ProtocolModule, ProtocolSession, Setting, Simulator,
 };
-use crate::vocab::{Profile, ProfileCache};
-
-/// The registry entry.
-pub struct WialonRetranslator;
+use crate::vocab::ProfileCache;
 
 const NAME: &str = "wialon_retranslator";
 
@@ -78,50 +75,23 @@ static SIMULATORS: &[Simulator] = &[Simulator {
     make: |imei, _udp| Box::new(sim::Retranslator::new(imei)),
 }];
 
-impl ProtocolModule for WialonRetranslator {
-    fn protocol(&self) -> Protocol {
-        Protocol::WialonRetranslator
-    }
-
-    fn name(&self) -> &'static str {
-        NAME
-    }
-
-    fn describe(&self) -> &'static str {
-        "1.0, inbound from a Wialon server: many units on one connection (each unit is a device), typed blocks, `posinfo`, `0x11` after delivery; no commands"
-    }
-
-    fn transports(&self) -> &'static [Transport] {
-        &[Transport::Tcp]
-    }
-
-    fn probe(&self, prefix: &[u8], transport: Transport) -> Probe {
-        if transport != Transport::Tcp {
-            return Probe::No;
-        }
-        probe(prefix)
-    }
-
-    fn settings(&self) -> &'static [Setting] {
-        SETTINGS
-    }
-
-    fn new_session(
-        &self,
-        _transport: Transport,
-        config: &ProtocolConfig,
-    ) -> Box<dyn ProtocolSession> {
-        Box::new(Session::new(config))
-    }
-
-    fn simulators(&self) -> &'static [Simulator] {
-        SIMULATORS
-    }
-
-    fn profiles(&self) -> Vec<Profile> {
-        mapping::profiles()
-    }
-}
+/// The registry entry.
+pub static MODULE: ProtocolModule = ProtocolModule {
+    protocol: Protocol::WialonRetranslator,
+    name: NAME,
+    describe: "1.0, inbound from a Wialon server: many units on one connection (each unit is a device), typed blocks, `posinfo`, `0x11` after delivery; no commands",
+    transports: &[Transport::Tcp],
+    // TCP only.
+    probe: |prefix, transport| match transport {
+        Transport::Tcp => probe(prefix),
+        _ => Probe::No,
+    },
+    settings: SETTINGS,
+    new_session: |_, config| Box::new(Session::new(config)),
+    simulators: SIMULATORS,
+    profiles: mapping::profiles,
+    login_rejected_reply: no_reply,
+};
 
 /// Detection: a plausible size, then a printable unit id and its NUL, then time and flags,
 /// then the first block's `0B BB` (or the packet ends there).

@@ -124,7 +124,7 @@ impl DeviceCodec for Retranslator {
 mod tests {
     use super::*;
     use crate::proto::{EventKind, Transport};
-    use crate::protocol::{ProtocolConfig, ProtocolModule};
+    use crate::protocol::ProtocolConfig;
     use crate::simulate::track::Track;
 
     fn fixes(n: u64) -> Vec<Fix> {
@@ -134,8 +134,7 @@ mod tests {
 
     #[test]
     fn packets_decode_in_the_gateway_with_the_expected_answers() {
-        let mut s = super::super::WialonRetranslator
-            .new_session(Transport::Tcp, &ProtocolConfig::default());
+        let mut s = super::super::MODULE.new_session(Transport::Tcp, &ProtocolConfig::default());
         let mut d = Retranslator::new("350000000000001");
         assert!(d.login().is_none());
         let b = d.batch(&fixes(5));

@@ -644,7 +644,7 @@ fn no_command_is_encoded_and_each_refusal_says_why() {
 // Detection
 
 fn probe_tcp(prefix: &[u8]) -> Probe {
-    WialonRetranslator.probe(prefix, Transport::Tcp)
+    MODULE.probe(prefix, Transport::Tcp)
 }
 
 #[test]
@@ -661,7 +661,7 @@ fn a_packet_is_recognised_once_its_first_block_type_is_in_and_not_before() {
             };
             assert_eq!(probe_tcp(&p[..n]), want, "prefix {n}");
         }
-        assert_eq!(WialonRetranslator.probe(&p, Transport::Udp), Probe::No);
+        assert_eq!(MODULE.probe(&p, Transport::Udp), Probe::No);
     }
     // No blocks: recognised once the header is in.
     let p = build("u", vec![]);
