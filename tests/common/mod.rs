@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod commands;
+pub mod conformance;
 pub mod fleet;
 pub mod kafka;
 pub mod tansu;
