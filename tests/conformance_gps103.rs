@@ -323,14 +323,7 @@ fn check(e: &TelemetryEvent, key: &str, want: &Value) -> Result<(), String> {
         }
         other => return Err(format!("no check for Traccar key {other}")),
     };
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{key}: want {want}, got position {:?} time {:?} telemetry {:?} alarms {:?} raw {:?}",
-            e.position, e.device_time, e.telemetry, e.alarms, e.raw
-        ))
-    }
+    conf::outcome(ok, e, key, want)
 }
 
 // ---------------------------------------------------------------------------------------------

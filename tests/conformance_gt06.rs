@@ -734,10 +734,7 @@ fn traccar_gt06_frames() {
         "  position frames matching every mapped assert: {}/{} ({} known gaps, {} asserts on excluded keys, {} frames under a model's built-in profile)",
         score.matched, score.positions, score.known_gaps, score.excluded_asserts, fig.with_model_profile
     );
-    eprintln!(
-        "  asserted values matching our vocabulary: {}/{} ({} on excluded keys, {} missed in known-gap frames)",
-        score.asserts_matched, score.asserts, score.excluded_asserts, score.asserts_in_gaps
-    );
+    score.print_asserts("our vocabulary");
     eprintln!(
         "  raw survival: {} values re-read from {} frames, each found in `raw`",
         fig.raw_values, fig.raw_frames

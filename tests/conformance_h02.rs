@@ -149,11 +149,7 @@ fn check(e: &TelemetryEvent, key: &str, want: &Value) -> Option<Result<(), Strin
         "result" => e.text.as_deref() == want.as_str(),
         _ => return None,
     };
-    Some(if ok {
-        Ok(())
-    } else {
-        Err(format!("{key}: want {want}, got {e:?}"))
-    })
+    Some(conf::outcome(ok, e, key, want))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -721,10 +717,7 @@ fn traccar_h02_frames() {
         "  frames Traccar checks as positions matching every assert: {}/{} ({} known gaps); null entries without a position: {}",
         score.matched, score.positions, score.known_gaps, fig.nulls
     );
-    eprintln!(
-        "  asserted values matching our vocabulary: {}/{} ({} on excluded keys, {} missed in known-gap frames)",
-        score.asserts_matched, score.asserts, score.excluded_asserts, score.asserts_in_gaps
-    );
+    score.print_asserts("our vocabulary");
     eprintln!(
         "  raw survival: {} fields re-read from {} frames, each found typed or in `raw`",
         fig.raw_values, fig.raw_frames

@@ -743,10 +743,7 @@ fn traccar_jt808_frames() {
         "  position frames matching every mapped assert: {}/{} ({} known gaps, {} under a model's profile)",
         score.matched, score.positions, score.known_gaps, fig.with_model_profile
     );
-    eprintln!(
-        "  asserted values matching our vocabulary or raw: {}/{} ({} on excluded keys, {} missed in known-gap frames)",
-        score.asserts_matched, score.asserts, score.excluded_asserts, score.asserts_in_gaps
-    );
+    score.print_asserts("our vocabulary or raw");
     eprintln!(
         "  raw survival: {} values re-read from {} frames, each found in `raw`",
         fig.raw_values, fig.raw_frames

@@ -341,15 +341,7 @@ fn check(f: &Frame, key: &str, want: &Value) -> (Place, Result<(), String>) {
         ),
         other => panic!("assert {other} has no check: add one"),
     };
-    let r = if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{key}: want {want}, got position {:?} time {:?} telemetry {:?} raw {:?}",
-            e.position, e.device_time, e.telemetry, e.raw
-        ))
-    };
-    (place, r)
+    (place, conf::outcome(ok, e, key, want))
 }
 
 #[derive(Default, Debug)]

@@ -208,15 +208,7 @@ fn check(e: &TelemetryEvent, key: &str, want: &Value) -> (Place, Result<(), Stri
             (Place::Raw, close(got, num))
         }
     };
-    let result = if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{key}: want {want}, got position {:?} telemetry {:?} towers {:?} raw {:?}",
-            e.position, e.telemetry, e.cell_towers, e.raw
-        ))
-    };
-    (place, result)
+    (place, conf::outcome(ok, e, key, want))
 }
 
 #[derive(Default)]

@@ -312,6 +312,22 @@ pub fn position_assert(e: &TelemetryEvent, key: &str, want: &Value) -> Option<bo
     })
 }
 
+/// An assert's outcome: `Ok`, or what the event holds instead of `want`.
+pub fn outcome(ok: bool, e: &TelemetryEvent, key: &str, want: &Value) -> Result<(), String> {
+    if ok {
+        return Ok(());
+    }
+    Err(format!(
+        "{key}: want {want}, got position {:?} time {:?} telemetry {:?} alarms {:?} towers {:?} raw {:?}",
+        e.position,
+        e.device_time,
+        e.telemetry,
+        alarm_names(e),
+        e.cell_towers,
+        e.raw
+    ))
+}
+
 /// Whether the event has what Traccar's `verifyPosition` asks: a fix in range with a time.
 pub fn has_fix_with_time(e: &TelemetryEvent) -> bool {
     e.position
@@ -480,6 +496,14 @@ impl Score {
             Verdict::Failed => {}
         }
         verdict
+    }
+
+    /// The summary line of the asserts (matched against `against`, e.g. `our vocabulary`).
+    pub fn print_asserts(&self, against: &str) {
+        eprintln!(
+            "  asserted values matching {against}: {}/{} ({} on excluded keys, {} missed in known-gap frames)",
+            self.asserts_matched, self.asserts, self.excluded_asserts, self.asserts_in_gaps
+        );
     }
 
     /// The figures add up: every frame matched or is a listed gap, every listed gap was met,
