@@ -797,7 +797,7 @@ mod tests {
             (None, Some(false))
         );
         // 16 tow: ignition off, moving. The 10-digit form has the same low 24 bits.
-        let e = one("FRI", vec![raw::uint(name::DEVICE_STATUS, 0x0000_16_00_00)]);
+        let e = one("FRI", vec![raw::uint(name::DEVICE_STATUS, 0x0016_0000)]);
         assert_eq!(
             (e.telemetry().ignition, e.telemetry().motion),
             (Some(false), Some(true))
@@ -849,9 +849,9 @@ mod tests {
                 raw::string(name::CAN_TOTAL_DISTANCE, "H20460"),
                 raw::string(name::CAN_FUEL_LEVEL, "P84.00"),
                 raw::string(name::CAN_FUEL_CONSUMPTION, "L/H51.2"),
-                raw::int(&name::one_wire(1, "temperature"), -30),
+                raw::int(name::one_wire(1, "temperature"), -30),
                 raw::string(name::OBD_DTCS, "03000031"),
-                raw::uint(&name::analog_input(3), 0),
+                raw::uint(name::analog_input(3), 0),
             ],
         );
         let t = e.telemetry();

@@ -315,7 +315,8 @@ fn block_of(m: &mut Msg<'_>, b: usize, with_cell: bool, strict: bool) -> Option<
         && opt(lat, is_lat)
         && opt(time, is_time)
         && lon.is_empty() == lat.is_empty()
-        && !(lon.is_empty() && !time.is_empty() && !acc.is_empty() && acc != "0");
+        // No position with a time and a non-zero accuracy is a torn record.
+        && (!lon.is_empty() || time.is_empty() || acc.is_empty() || acc == "0");
     if !ok {
         return None;
     }
@@ -933,13 +934,13 @@ fn gl5_tail(m: &mut Msg<'_>, start: usize) {
 /// The tail of event reports of the generic layout.
 fn plain_tail(m: &mut Msg<'_>, start: usize) {
     match m.family() {
-        Some(Family::Vehicle | Family::Gv200) => {
+        Some(Family::Vehicle | Family::Gv200)
             if m.get(start)
-                .is_some_and(|v| v.is_empty() || v.contains('.'))
-            {
-                m.put(start, name::MILEAGE_KM, Ty::Float);
-            }
+                .is_some_and(|v| v.is_empty() || v.contains('.')) =>
+        {
+            m.put(start, name::MILEAGE_KM, Ty::Float);
         }
+        Some(Family::Vehicle | Family::Gv200) => {}
         Some(Family::Gt501) if m.end.saturating_sub(start) == 2 => {
             m.put(start, name::CSQ_BER, Ty::Dec);
             m.put(start + 1, name::BATTERY_PERCENT, Ty::Dec);
