@@ -512,17 +512,9 @@ fn replay_decoder_entries(fig: &mut Figures, gaps: &mut Ledger, failures: &mut V
                 .iter()
                 .filter_map(|(_, r, _)| r.as_ref().err())
                 .collect();
-            let [f] = &frames[..] else {
-                failures.push(format!(
-                    "{name}: {} frames, errors {errors:?}",
-                    frames.len()
-                ));
+            let Some(f) = conf::only_frame(&name, &frames, &errors, failures) else {
                 continue;
             };
-            if !errors.is_empty() {
-                failures.push(format!("{name}: errors {errors:?}"));
-                continue;
-            }
             fig.decoded += 1;
             fig.lenient += f.lenient.len();
             // The same message as a datagram.

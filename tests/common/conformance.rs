@@ -170,6 +170,32 @@ impl Decoded {
     }
 }
 
+/// The frame of a well-formed message: exactly one, and no error; otherwise a failure.
+pub fn only_frame<'a>(
+    name: &str,
+    frames: &[&'a Frame],
+    errors: &[&DecodeError],
+    failures: &mut Vec<String>,
+) -> Option<&'a Frame> {
+    let [f] = frames else {
+        failures.push(format!(
+            "{name}: valid frame gave {} frames, errors {errors:?}",
+            frames.len()
+        ));
+        return None;
+    };
+    if !errors.is_empty() {
+        failures.push(format!("{name}: valid frame gave errors {errors:?}"));
+        return None;
+    }
+    Some(f)
+}
+
+/// Whether a damaged message was refused: no frame, an error for it, and no reply.
+pub fn refused_silently(frames: &[&Frame], errors: &[&DecodeError]) -> bool {
+    frames.is_empty() && !errors.is_empty() && errors.iter().all(|e| e.reply.is_none())
+}
+
 // ---------------------------------------------------------------------------------------------
 // The known-gap ledger
 
