@@ -36,10 +36,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use avlgate::proto::raw_value::Value as RawV;
 use avlgate::proto::{Alarm, EventKind, TelemetryEvent, Transport};
 use avlgate::protocol::gps103::MODULE;
-use avlgate::protocol::{
-    Action, CommandRequest, DecodeError, Frame, ProtocolConfig, ProtocolSession,
-};
-use bytes::BytesMut;
+use avlgate::protocol::{CommandRequest, DecodeError, Frame, ProtocolConfig, ProtocolSession};
+use common::conformance::{self as conf, Ledger, Verdict};
 use serde_json::Value;
 
 /// Frames refused by the decoder, and why (none today).
@@ -69,23 +67,7 @@ fn now() -> SystemTime {
 }
 
 fn decode_all(s: &mut dyn ProtocolSession, bytes: &[u8]) -> Vec<Result<Frame, DecodeError>> {
-    let mut buf = BytesMut::from(bytes);
-    let mut out = Vec::new();
-    loop {
-        match s.decode(&mut buf, now()) {
-            Ok(None) => break,
-            Ok(Some(f)) => out.push(Ok(f)),
-            Err(e) => {
-                let close = e.action == Action::Close;
-                out.push(Err(e));
-                if close {
-                    break;
-                }
-            }
-        }
-    }
-    assert!(buf.is_empty(), "bytes left over: {buf:?}");
-    out
+    conf::decode_all(s, bytes, now()).drained().results
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -314,71 +296,22 @@ fn expected_alternative(fields: &[&str]) -> Vec<(String, RawV)> {
     out
 }
 
-/// Every expected raw value is in `raw`, and `raw` holds nothing else.
-fn raw_matches(e: &TelemetryEvent, want: &[(String, RawV)]) -> Vec<String> {
-    let mut problems = Vec::new();
-    for (n, v) in want {
-        if !e
-            .raw
-            .iter()
-            .any(|r| r.name == *n && r.value.as_ref() == Some(v))
-        {
-            problems.push(format!("raw {n} = {v:?} missing (raw: {:?})", e.raw));
-        }
-    }
-    if e.raw.len() != want.len() {
-        problems.push(format!(
-            "raw holds {} values, the frame {}: {:?}",
-            e.raw.len(),
-            want.len(),
-            e.raw
-        ));
-    }
-    problems
-}
-
 // ---------------------------------------------------------------------------------------------
 // Traccar's asserts
 
-/// `2015-10-30T00:01:01.000Z` → seconds since the epoch.
-fn parse_iso(s: &str) -> i64 {
-    let n = |a: usize, b: usize| s[a..b].parse::<i64>().unwrap();
-    let (y, m, d) = (n(0, 4), n(5, 7), n(8, 10));
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
-    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
-    days * 86_400 + n(11, 13) * 3600 + n(14, 16) * 60 + n(17, 19)
-}
-
-/// Traccar's alarm names (`powerCut`) → ours (`ALARM_POWER_CUT`).
-fn alarm(name: &str) -> Option<Alarm> {
-    let mut up = String::from("ALARM_");
-    for c in name.chars() {
-        if c.is_ascii_uppercase() {
-            up.push('_');
-        }
-        up.push(c.to_ascii_uppercase());
-    }
-    Alarm::from_str_name(&up)
-}
-
 fn check(e: &TelemetryEvent, key: &str, want: &Value) -> Result<(), String> {
-    let p = e.position.as_ref();
     let t = e.telemetry();
     let num = want.as_f64();
     let close =
         |g: Option<f64>, w: Option<f64>| g.zip(w).is_some_and(|(g, w)| (g - w).abs() < 1e-5);
     let ok = match key {
-        "latitude" => close(p.map(|p| p.latitude), num),
-        "longitude" => close(p.map(|p| p.longitude), num),
-        "valid" => p.map(|p| p.valid) == want.as_bool(),
-        "course" => close(p.and_then(|p| p.course), num),
-        "fixTime" => e.device_time.as_ref().map(|t| t.seconds) == want.as_str().map(parse_iso),
+        "latitude" | "longitude" | "valid" | "course" | "fixTime" => {
+            conf::position_assert(e, key, want) == Some(true)
+        }
+        // Traccar names one alarm of the frame: one of ours.
         "alarm" => want
             .as_str()
-            .and_then(alarm)
+            .and_then(conf::traccar_alarm)
             .is_some_and(|a| e.alarms.contains(&(a as i32))),
         "temp1" => close(t.temperatures_celsius.get(&1).copied(), num),
         // Traccar's `fuel1` is the first fuel sensor's percentage: ours maps it, and keeps it raw.
@@ -388,14 +321,7 @@ fn check(e: &TelemetryEvent, key: &str, want: &Value) -> Result<(), String> {
         }
         other => return Err(format!("no check for Traccar key {other}")),
     };
-    if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{key}: want {want}, got position {:?} time {:?} telemetry {:?} alarms {:?} raw {:?}",
-            e.position, e.device_time, e.telemetry, e.alarms, e.raw
-        ))
-    }
+    conf::outcome(ok, e, key, want)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -441,33 +367,28 @@ fn expected_reply(wire: &Value) -> Option<Vec<u8>> {
 
 #[test]
 fn traccar_gps103_frames() {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/traccar-frames-more.json"
-    ))
-    .unwrap();
-    let all: Vec<Value> = serde_json::from_str(&text).unwrap();
-    let mut decoder: Vec<&Value> = all
-        .iter()
-        .filter(|e| e["protocol"] == "gps103" && e["test_kind"] == "protocol_decoder")
-        .collect();
-    decoder.sort_by_key(|e| (e["test"].as_str().unwrap().to_string(), e["seq"].as_u64()));
+    let all = conf::entries(conf::MORE_FRAMES, "gps103");
+    let decoder = conf::groups(
+        all.iter().filter(|e| e["test_kind"] == "protocol_decoder"),
+        conf::test_of,
+    );
     let mut fig = Figures::default();
     let mut failures: Vec<String> = Vec::new();
-    let mut gaps_seen: Vec<(u64, String)> = Vec::new();
+    let mut gaps = Ledger::new(
+        KNOWN_GAPS
+            .iter()
+            .map(|(seq, key, why)| (format!("#{seq} {key}"), *why)),
+    );
     let mut refused_seen: Vec<u64> = Vec::new();
     let mut no_time_seen: Vec<u64> = Vec::new();
-    for transport in [Transport::Tcp, Transport::Udp] {
+    for (transport, (test, list)) in [Transport::Tcp, Transport::Udp]
+        .into_iter()
+        .flat_map(|t| decoder.iter().map(move |g| (t, g)))
+    {
         let mut s = MODULE.new_session(transport, &ProtocolConfig::default());
-        let mut current_test = String::new();
-        for entry in &decoder {
-            let test = entry["test"].as_str().unwrap();
-            if test != current_test {
-                s = MODULE.new_session(transport, &ProtocolConfig::default());
-                current_test = test.to_string();
-            }
+        for entry in list {
             fig.frames += 1;
-            let seq = entry["seq"].as_u64().unwrap();
+            let seq = conf::seq_of(entry);
             let name = format!("{test}#{seq} {transport:?}");
             let frame = entry["frame"].as_str().unwrap();
             let wire = &entry["wire"];
@@ -629,7 +550,7 @@ fn traccar_gps103_frames() {
                 }
             };
             fig.raw_values += want_raw.len();
-            problems.extend(raw_matches(e, &want_raw));
+            problems.extend(conf::raw_exactly(e, &want_raw, &[]));
             if e.position.is_some() {
                 fig.positions += 1;
             } else {
@@ -665,34 +586,23 @@ fn traccar_gps103_frames() {
                     )),
                 }
             }
-            for (key, want) in entry["asserts"].as_object().into_iter().flatten() {
+            failures.extend(problems.into_iter().map(|p| format!("{name}: {p}")));
+            for (key, want) in conf::asserts(entry) {
                 if key == "not_null" {
                     continue;
                 }
                 fig.asserts += 1;
-                let gap = KNOWN_GAPS.iter().find(|(s, k, _)| *s == seq && k == key);
-                match (check(e, key, want), gap) {
-                    (Ok(()), None) => fig.asserts_matched += 1,
-                    (Err(why), None) => problems.push(why),
-                    (Err(why), Some((_, _, reason))) => {
-                        gaps_seen.push((seq, key.clone()));
-                        eprintln!("  gap {name} {key}: {reason} [{why}]");
-                    }
-                    (Ok(()), Some((_, _, reason))) => problems.push(format!(
-                        "{key} matches now: remove it from KNOWN_GAPS ({reason})"
-                    )),
+                let problems: Vec<String> = check(e, key, want).err().into_iter().collect();
+                let label = format!("{name} {key}");
+                if gaps.record(&label, &format!("#{seq} {key}"), &problems, &mut failures)
+                    == Verdict::Matched
+                {
+                    fig.asserts_matched += 1;
                 }
             }
-            failures.extend(problems.into_iter().map(|p| format!("{name}: {p}")));
         }
     }
-    for (s, k, why) in KNOWN_GAPS {
-        if !gaps_seen.iter().any(|(gs, gk)| gs == s && gk == k) {
-            failures.push(format!(
-                "KNOWN_GAPS lists #{s} {k} ({why}) but it was not seen"
-            ));
-        }
-    }
+    gaps.finish(&mut failures);
     for (s, why) in REFUSED {
         if !refused_seen.contains(s) {
             failures.push(format!("REFUSED lists #{s} ({why}) but it was not refused"));
@@ -707,10 +617,7 @@ fn traccar_gps103_frames() {
     // Encoder entries: our encoding of the same command, for the same device.
     let mut s = MODULE.new_session(Transport::Tcp, &ProtocolConfig::default());
     decode_all(s.as_mut(), b"##,imei:123456789012345,A;");
-    for entry in all
-        .iter()
-        .filter(|e| e["protocol"] == "gps103" && e["test_kind"] == "protocol_encoder")
-    {
+    for entry in all.iter().filter(|e| e["test_kind"] == "protocol_encoder") {
         let a = &entry["asserts"];
         let request = match a["command_type"].as_str().unwrap() {
             "positionPeriodic" => CommandRequest::SetReportInterval {

@@ -24,16 +24,18 @@
 //!
 //! Figures are printed (`cargo test --test conformance_gt06 -- --nocapture`) and asserted.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use avlgate::proto::raw_value::Value as RawV;
-use avlgate::proto::{Alarm, EventKind, TelemetryEvent, Transport};
+use avlgate::proto::{EventKind, TelemetryEvent, Transport};
 use avlgate::protocol::gt06::mapping::name;
 use avlgate::protocol::gt06::MODULE;
-use avlgate::protocol::{Action, DecodeError, Frame, ProtocolConfig, ProtocolSession};
+use avlgate::protocol::{DecodeError, Frame, ProtocolConfig, ProtocolSession};
 use avlgate::vocab::Profiles;
-use bytes::BytesMut;
+use common::conformance::{self as conf, raw_str, raw_uint, Ledger, RawCheck, Score};
+use common::h;
 use serde_json::Value;
 
 /// A login to inject before test methods that do not start with one (GT06 refuses
@@ -90,10 +92,6 @@ const KNOWN_GAPS: &[(u64, &str)] = &[
 
 fn now() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(NOW_SECS)
-}
-
-fn h(s: &str) -> Vec<u8> {
-    hex::decode(s).unwrap()
 }
 
 /// CRC-16/X-25, bit by bit (independent of the gateway's table-driven one).
@@ -213,59 +211,7 @@ fn expected_reply(w: &Wire, content: &[u8]) -> Option<Vec<u8>> {
 }
 
 fn decode_all(s: &mut dyn ProtocolSession, bytes: &[u8]) -> Vec<Result<Frame, DecodeError>> {
-    let mut buf = BytesMut::from(bytes);
-    let mut out = Vec::new();
-    loop {
-        match s.decode(&mut buf, now()) {
-            Ok(None) => break,
-            Ok(Some(f)) => out.push(Ok(f)),
-            Err(e) => {
-                assert_eq!(
-                    e.action,
-                    Action::Continue,
-                    "framing errors must not close: {e}"
-                );
-                out.push(Err(e));
-            }
-        }
-    }
-    out
-}
-
-/// A Traccar alarm name (`hardBraking`, `lowBattery`, `sos`) as our enum.
-fn traccar_alarm(s: &str) -> Option<Alarm> {
-    let snake = match s {
-        // Traccar says "hard", the schema "harsh"; Traccar's one lowercase compound.
-        "hardAcceleration" => "HARSH_ACCELERATION".to_string(),
-        "hardBraking" => "HARSH_BRAKING".to_string(),
-        "hardCornering" => "HARSH_CORNERING".to_string(),
-        "lowspeed" => "LOW_SPEED".to_string(),
-        _ => {
-            let mut out = String::new();
-            for c in s.chars() {
-                if c.is_ascii_uppercase() {
-                    out.push('_');
-                }
-                out.push(c.to_ascii_uppercase());
-            }
-            out
-        }
-    };
-    Alarm::from_str_name(&format!("ALARM_{snake}"))
-}
-
-fn raw_uint(e: &TelemetryEvent, k: &str) -> Option<u64> {
-    match e.raw_named(k)? {
-        RawV::UintValue(v) => Some(*v),
-        _ => None,
-    }
-}
-
-fn raw_str<'a>(e: &'a TelemetryEvent, k: &str) -> Option<&'a str> {
-    match e.raw_named(k)? {
-        RawV::StringValue(s) => Some(s),
-        _ => None,
-    }
+    conf::decode_all(s, bytes, now()).continued().results
 }
 
 /// Traccar's `result` for pass-through data: the text, trimmed, when printable, otherwise
@@ -281,56 +227,20 @@ fn passthrough_result(data: &[u8]) -> String {
     }
 }
 
-/// `2015-10-20T14:21:11.000Z` → seconds since the epoch.
-fn parse_iso(s: &str) -> i64 {
-    let n = |a: usize, b: usize| s[a..b].parse::<i64>().unwrap();
-    let (y, m, d) = (n(0, 4), n(5, 7), n(8, 10));
-    // Days from civil (H. Hinnant).
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
-    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
-    days * 86_400 + n(11, 13) * 3600 + n(14, 16) * 60 + n(17, 19)
-}
-
-fn close(a: f64, b: f64, eps: f64) -> bool {
-    (a - b).abs() <= eps
-}
-
 /// One Traccar assert against our event. `None`: the key is not mapped (a failure unless
 /// it is in [`EXCLUDED_KEYS`]).
 fn check(e: &TelemetryEvent, key: &str, want: &Value) -> Option<Result<(), String>> {
-    let p = e.position.as_ref();
     let t = e.telemetry();
     let num = want.as_f64();
-    let close_to = |got: Option<f64>, eps: f64| got.zip(num).is_some_and(|(g, w)| close(g, w, eps));
+    let close_to =
+        |got: Option<f64>, eps: f64| got.zip(num).is_some_and(|(g, w)| conf::close(g, w, eps));
     let ok = match key {
-        "latitude" => p.zip(num).is_some_and(|(p, w)| close(p.latitude, w, 1e-5)),
-        "longitude" => p.zip(num).is_some_and(|(p, w)| close(p.longitude, w, 1e-5)),
-        "valid" => p.map(|p| p.valid) == want.as_bool(),
-        "course" => close_to(p.and_then(|p| p.course), 1e-6),
-        // Traccar keeps knots; the schema is km/h.
-        "speed" => p
-            .and_then(|p| p.speed)
-            .zip(num)
-            .is_some_and(|(g, w)| close(g, w * 1.852, 0.01)),
-        "altitude" => close_to(p.and_then(|p| p.altitude), 1e-6),
-        "fixTime" => e.device_time.as_ref().map(|t| t.seconds) == want.as_str().map(parse_iso),
-        // Traccar joins alarms with commas; ours are a list: the same set.
-        "alarm" => {
-            let want: Option<Vec<Alarm>> = want
-                .as_str()
-                .and_then(|s| s.split(',').map(traccar_alarm).collect::<Option<Vec<_>>>());
-            let mut ours: Vec<i32> = e.alarms.clone();
-            ours.sort_unstable();
-            want.is_some_and(|w| {
-                let mut w: Vec<i32> = w.into_iter().map(|a| a as i32).collect();
-                w.sort_unstable();
-                w.dedup();
-                w == ours
-            })
+        // Position keys (Traccar's speed in knots, ours km/h).
+        _ if conf::position_assert(e, key, want).is_some() => {
+            conf::position_assert(e, key, want) == Some(true)
         }
+        // Traccar joins alarms with commas; ours are a list: the same set.
+        "alarm" => conf::same_alarms(e, want),
         "ignition" => t.ignition == want.as_bool(),
         "door" => t.door_open == want.as_bool(),
         "iccid" => t.iccid.as_deref() == want.as_str(),
@@ -377,10 +287,7 @@ fn check(e: &TelemetryEvent, key: &str, want: &Value) -> Option<Result<(), Strin
         Err(format!(
             "{key}: want {want}, ours: position {} alarms {:?} telemetry {} raw {:?}",
             e.position.as_ref().map_or("none".into(), |p| json(p)),
-            e.alarms
-                .iter()
-                .map(|a| Alarm::try_from(*a).map_or("?", |a| a.as_str_name()))
-                .collect::<Vec<_>>(),
+            conf::alarm_names(e),
             json(t),
             e.raw.iter().map(|r| r.name.as_str()).collect::<Vec<_>>()
         ))
@@ -410,44 +317,13 @@ fn be(b: &[u8], at: usize, n: usize) -> Option<u64> {
     )
 }
 
-/// Checks raw values of one event against fields read from the frame bytes.
-struct RawCheck<'a> {
-    e: &'a TelemetryEvent,
-    checked: usize,
-    problems: Vec<String>,
+/// The GT06 layouts of raw values.
+trait Layouts {
+    fn status(&mut self, c: &[u8], at: usize, wide: bool);
+    fn modules(&mut self, c: &[u8], len_bytes: usize);
 }
 
-impl RawCheck<'_> {
-    /// Whether `raw` holds `want` under `k` (a name may repeat: two modules of one type).
-    fn has(&mut self, k: &str, want: &RawV) {
-        self.checked += 1;
-        let found = self
-            .e
-            .raw
-            .iter()
-            .any(|r| r.id.is_none() && r.name == k && r.value.as_ref() == Some(want));
-        if !found {
-            self.problems.push(format!(
-                "{k}: frame has {want:02x?}, raw {:02x?}",
-                self.e.raw_named(k)
-            ));
-        }
-    }
-
-    fn uint(&mut self, k: &str, want: Option<u64>) {
-        match want {
-            Some(v) => self.has(k, &RawV::UintValue(v)),
-            None => self.problems.push(format!("{k}: not in the frame")),
-        }
-    }
-
-    fn bytes(&mut self, k: &str, want: Option<&[u8]>) {
-        match want {
-            Some(v) => self.has(k, &RawV::BytesValue(v.to_vec())),
-            None => self.problems.push(format!("{k}: not in the frame")),
-        }
-    }
-
+impl Layouts for RawCheck<'_> {
     /// Terminal info, then the level (u8) or battery (u16), GSM, alarm, language, from `at`.
     fn status(&mut self, c: &[u8], at: usize, wide: bool) {
         self.uint(name::TERMINAL_INFO, be(c, at, 1));
@@ -510,26 +386,12 @@ impl RawCheck<'_> {
 
 /// The fields this test knows how to find in a frame, checked against `raw`.
 fn raw_survives<'e>(w: &Wire, c: &[u8], e: &'e TelemetryEvent) -> RawCheck<'e> {
-    let mut rc = RawCheck {
-        e,
-        checked: 0,
-        problems: Vec::new(),
-    };
+    let mut rc = RawCheck::new(e);
     // Every event: the protocol number first, the serial last.
-    rc.checked += 2;
-    let first = e.raw.first().map(|r| (r.name.as_str(), r.value.clone()));
-    let last = e.raw.last().map(|r| (r.name.as_str(), r.value.clone()));
-    if first
-        != Some((
-            name::PROTOCOL_NUMBER,
-            Some(RawV::UintValue(w.protocol.into())),
-        ))
-    {
-        rc.problems.push(format!("first raw {first:?}"));
-    }
-    if last != Some((name::SERIAL, Some(RawV::UintValue(w.serial.into())))) {
-        rc.problems.push(format!("last raw {last:?}"));
-    }
+    rc.framed(
+        (name::PROTOCOL_NUMBER, w.protocol.into()),
+        (name::SERIAL, w.serial.into()),
+    );
     if e.kind == EventKind::Unknown as i32 {
         rc.bytes(name::CONTENT, Some(c));
         return rc;
@@ -653,15 +515,10 @@ struct Figures {
     truncated: usize,
     crc_less_wifi: usize,
     concatenated: usize,
-    positions: usize,
-    matched: usize,
-    known_gaps: usize,
+    /// Frames Traccar checks as positions, against their asserts.
+    score: Score,
     /// Position frames replayed under a model's built-in profile.
     with_model_profile: usize,
-    asserts: usize,
-    asserts_matched: usize,
-    asserts_in_gaps: usize,
-    excluded_asserts: usize,
     raw_frames: usize,
     raw_values: usize,
     /// Valid frames that publish nothing (logins, time requests).
@@ -710,37 +567,29 @@ fn imei_for(entry: &Value) -> &'static str {
 
 #[test]
 fn traccar_gt06_frames() {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/traccar-frames.json"
-    ))
-    .unwrap();
-    let all: Vec<Value> = serde_json::from_str(&text).unwrap();
-    let mut by_test: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
-    for e in all
-        .iter()
-        .filter(|e| e["protocol"] == "gt06" && e["direction"] == "device_to_server")
-    {
-        by_test
-            .entry(e["test"].as_str().unwrap().into())
-            .or_default()
-            .push(e);
-    }
+    let all = conf::entries(conf::FRAMES, "gt06");
+    let by_test = conf::groups(
+        all.iter().filter(|e| e["direction"] == "device_to_server"),
+        conf::test_of,
+    );
     let limits = limits();
     let mut fig = Figures::default();
     let mut failures: Vec<String> = Vec::new();
-    let mut gaps_seen: Vec<u64> = Vec::new();
-    for (test, mut entries) in by_test {
-        entries.sort_by_key(|e| e["seq"].as_u64());
+    let mut gaps = Ledger::new(
+        KNOWN_GAPS
+            .iter()
+            .map(|(seq, why)| (format!("Gt06ProtocolDecoderTest.testDecode#{seq}"), *why)),
+    );
+    for (test, entries) in by_test {
         let mut s = MODULE.new_session(Transport::Tcp, &limits);
         if entries.first().map(|e| &e["wire"]["protocol_number"]) != Some(&Value::from("0x01")) {
             let out = decode_all(s.as_mut(), &h(LOGIN_HEX));
             assert!(matches!(&out[..], [Ok(f)] if f.login.is_some()));
         }
         for e in entries {
-            let seq = e["seq"].as_u64().unwrap();
+            let seq = conf::seq_of(e);
             let name = format!("{test}#{seq}");
-            let bytes = h(e["frame"].as_str().unwrap());
+            let bytes = conf::bytes_of(e);
             // Traccar's per-device model setting: the device of that model logs in.
             let imei = imei_for(e);
             if s.imei().is_some_and(|current| current != imei) {
@@ -796,7 +645,7 @@ fn traccar_gt06_frames() {
                             "{name}: truncated frame not refused over UDP: {out:?}"
                         ));
                     }
-                } else if frames.is_empty() && errors.iter().all(|e| e.reply.is_none()) {
+                } else if conf::refused_silently(&frames, &errors) {
                     fig.rejected += 1;
                 } else {
                     failures.push(format!("{name}: invalid frame not refused: {out:?}"));
@@ -808,17 +657,9 @@ fn traccar_gt06_frames() {
             let [wire] = &ws[..] else {
                 panic!("{name}: one valid frame expected");
             };
-            let [f] = &frames[..] else {
-                failures.push(format!(
-                    "{name}: valid frame gave {} frames, errors {errors:?}",
-                    frames.len()
-                ));
+            let Some(f) = conf::only_frame(&name, &frames, &errors, &mut failures) else {
                 continue;
             };
-            if !errors.is_empty() {
-                failures.push(format!("{name}: valid frame gave errors {errors:?}"));
-                continue;
-            }
             fig.valid_ok += 1;
             let header = if wire.extended { 5 } else { 4 };
             let want_reply = expected_reply(wire, &bytes[header..bytes.len() - 6]);
@@ -844,81 +685,38 @@ fn traccar_gt06_frames() {
             if e["expect"] != "position" {
                 continue;
             }
-            fig.positions += 1;
             if imei != LOGIN_IMEI {
                 fig.with_model_profile += 1;
             }
-            let gap = (test == "Gt06ProtocolDecoderTest.testDecode")
-                .then(|| KNOWN_GAPS.iter().find(|(s, _)| *s == seq))
-                .flatten();
-            let mut problems = Vec::new();
-            let asserts = e["asserts"].as_object().map_or(0, |a| a.len());
-            fig.asserts += asserts;
-            // Asserted values this frame does not match (all of them when there is nothing
-            // to compare).
-            let mut missed = 0;
-            match f.events.first() {
-                None => {
-                    missed = asserts;
-                    problems.push("no event".to_string())
-                }
+            let ev = match f.events.first() {
+                None => Err("no event".to_string()),
                 Some(ev) if ev.kind == EventKind::Unknown as i32 => {
-                    missed = asserts;
-                    problems.push(format!("published as UNKNOWN ({})", w["protocol_number"]))
+                    Err(format!("published as UNKNOWN ({})", w["protocol_number"]))
                 }
-                Some(ev) => {
-                    if e["check"] == "verifyPosition" {
-                        // What Traccar's verifyPosition checks: a fix in range with a time.
-                        let in_range = ev.position.as_ref().is_some_and(|p| {
-                            p.latitude.abs() <= 90.0 && p.longitude.abs() <= 180.0
-                        });
-                        if !in_range || ev.device_time.is_none() {
-                            problems.push(format!(
-                                "no position/time: {:?} {:?}",
-                                ev.position, ev.device_time
-                            ));
-                        }
-                    }
-                    for (k, v) in e["asserts"].as_object().into_iter().flatten() {
-                        match check(ev, k, v) {
-                            Some(Ok(())) => fig.asserts_matched += 1,
-                            Some(Err(why)) => {
-                                missed += 1;
-                                problems.push(why)
-                            }
-                            None => match EXCLUDED_KEYS.iter().find(|(x, _)| x == k) {
-                                Some(_) => fig.excluded_asserts += 1,
-                                None => {
-                                    missed += 1;
-                                    problems.push(format!("unmapped assert {k}"))
-                                }
-                            },
-                        }
-                    }
+                Some(ev) => Ok(ev),
+            };
+            // What Traccar's verifyPosition checks: a fix in range with a time.
+            let problems = match ev {
+                Ok(ev) if e["check"] == "verifyPosition" => {
+                    conf::verify_position(ev).err().into_iter().collect()
                 }
-            }
-            match (gap, problems.is_empty()) {
-                (None, true) => fig.matched += 1,
-                (None, false) => failures.push(format!("{name}: {}", problems.join("; "))),
-                (Some((s, why)), false) => {
-                    fig.known_gaps += 1;
-                    fig.asserts_in_gaps += missed;
-                    gaps_seen.push(*s);
-                    eprintln!("  gap {name}: {why} [{}]", problems.join("; "));
-                }
-                (Some((_, why)), true) => failures.push(format!(
-                    "{name} matches now: remove it from KNOWN_GAPS ({why})"
-                )),
-            }
+                _ => Vec::new(),
+            };
+            fig.score.frame(
+                &name,
+                &name,
+                e,
+                ev,
+                problems,
+                check,
+                EXCLUDED_KEYS,
+                &mut gaps,
+                &mut failures,
+            );
         }
     }
-    for (s, why) in KNOWN_GAPS {
-        if !gaps_seen.contains(s) && !failures.iter().any(|f| f.contains(&format!("#{s} "))) {
-            failures.push(format!(
-                "KNOWN_GAPS lists #{s} ({why}) but no such position frame"
-            ));
-        }
-    }
+    gaps.finish(&mut failures);
+    let score = &fig.score;
     eprintln!("GT06 conformance (Traccar frames):");
     eprintln!(
         "  valid frames decoded without error: {}/{} (replies checked: {})",
@@ -926,12 +724,9 @@ fn traccar_gt06_frames() {
     );
     eprintln!(
         "  position frames matching every mapped assert: {}/{} ({} known gaps, {} asserts on excluded keys, {} frames under a model's built-in profile)",
-        fig.matched, fig.positions, fig.known_gaps, fig.excluded_asserts, fig.with_model_profile
+        score.matched, score.positions, score.known_gaps, score.excluded_asserts, fig.with_model_profile
     );
-    eprintln!(
-        "  asserted values matching our vocabulary: {}/{} ({} on excluded keys, {} missed in known-gap frames)",
-        fig.asserts_matched, fig.asserts, fig.excluded_asserts, fig.asserts_in_gaps
-    );
+    score.print_asserts("our vocabulary");
     eprintln!(
         "  raw survival: {} values re-read from {} frames, each found in `raw`",
         fig.raw_values, fig.raw_frames
@@ -940,10 +735,7 @@ fn traccar_gt06_frames() {
         "  invalid entries: {} = {} refused without reply + {} truncated (held, nothing published) + {} CRC-less Wi-Fi form + {} entries of several good frames",
         fig.invalid, fig.rejected, fig.truncated, fig.crc_less_wifi, fig.concatenated
     );
-    for f in &failures {
-        eprintln!("  FAIL {f}");
-    }
-    assert!(failures.is_empty(), "{} failures", failures.len());
+    conf::fail_on(&failures);
     // The figures themselves, so a regression that slips past the per-frame checks fails.
     assert_eq!(fig.valid_ok, fig.valid);
     assert_eq!(fig.valid, 161);
@@ -951,12 +743,7 @@ fn traccar_gt06_frames() {
         fig.invalid,
         fig.rejected + fig.truncated + fig.crc_less_wifi + fig.concatenated
     );
-    assert_eq!(fig.matched + fig.known_gaps, fig.positions);
-    assert_eq!(fig.known_gaps, KNOWN_GAPS.len());
-    assert_eq!(
-        fig.asserts_matched + fig.excluded_asserts + fig.asserts_in_gaps,
-        fig.asserts
-    );
+    score.assert_consistent(&gaps);
     // Every valid frame published an event whose raw values were checked.
     assert_eq!(fig.raw_frames, fig.valid - fig.no_event);
     // The values the raw check re-reads (printed above): a change in what it covers must

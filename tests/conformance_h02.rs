@@ -41,6 +41,7 @@ use avlgate::proto::{
 use avlgate::protocol::h02::MODULE;
 use avlgate::protocol::{CommandRequest, DecodeError, Frame, ProtocolConfig, ProtocolSession};
 use bytes::BytesMut;
+use common::conformance::{self as conf, bytes_of, civil, close, raw_uint, Ledger, Score};
 use prost::Message;
 use serde_json::Value;
 
@@ -74,71 +75,21 @@ fn now() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(NOW_SECS)
 }
 
-fn bytes_of(e: &Value) -> Vec<u8> {
-    let f = e["frame"].as_str().unwrap();
-    if e["encoding"] == "hex" {
-        hex::decode(f).unwrap()
-    } else {
-        f.as_bytes().to_vec()
-    }
-}
-
+/// The entries of one kind by test method (its short name), in `seq` order.
 fn entries(kind: &str) -> BTreeMap<String, Vec<Value>> {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/traccar-frames-more.json"
-    ))
-    .unwrap();
-    let all: Vec<Value> = serde_json::from_str(&text).unwrap();
-    let mut by: BTreeMap<String, Vec<Value>> = BTreeMap::new();
-    for e in all
+    let all = conf::entries(conf::MORE_FRAMES, "h02");
+    let short = |e: &Value| {
+        let test = e["test"].as_str().unwrap();
+        test.rsplit('.').next().unwrap().to_string()
+    };
+    conf::groups(all.iter().filter(|e| e["test_kind"] == kind), short)
         .into_iter()
-        .filter(|e| e["protocol"] == "h02" && e["test_kind"] == kind)
-    {
-        let test = e["test"]
-            .as_str()
-            .unwrap()
-            .rsplit('.')
-            .next()
-            .unwrap()
-            .to_string();
-        by.entry(test).or_default().push(e);
-    }
-    for v in by.values_mut() {
-        v.sort_by_key(|e| e["seq"].as_u64());
-    }
-    by
+        .map(|(test, list)| (test, list.into_iter().cloned().collect()))
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------------
 // Independent helpers: civil dates, the expected reply, coordinates.
-
-/// (y, m, d, hh, mm, ss) of seconds since the epoch (H. Hinnant's civil_from_days).
-fn civil(secs: i64) -> (i64, i64, i64, i64, i64, i64) {
-    let z = secs.div_euclid(86_400) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    let s = secs.rem_euclid(86_400);
-    (y, m, d, s / 3600, s / 60 % 60, s % 60)
-}
-
-/// `2015-10-20T14:21:11.000Z` → seconds.
-fn parse_iso(s: &str) -> i64 {
-    let n = |a: usize, b: usize| s[a..b].parse::<i64>().unwrap();
-    let (y, m, d) = (n(0, 4), n(5, 7), n(8, 10));
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
-    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
-    days * 86_400 + n(11, 13) * 3600 + n(14, 16) * 60 + n(17, 19)
-}
 
 /// The answer the family expects to a text message (ack off), `None` for binary frames.
 fn expected_reply(bytes: &[u8]) -> Option<Vec<u8>> {
@@ -175,37 +126,16 @@ fn coordinate(s: &str) -> Option<f64> {
     None
 }
 
-fn close(a: f64, b: f64, eps: f64) -> bool {
-    (a - b).abs() <= eps
-}
-
 // ---------------------------------------------------------------------------------------------
 // Traccar's asserts against our events.
 
-fn raw_uint(e: &TelemetryEvent, k: &str) -> Option<u64> {
-    match e.raw_named(k)? {
-        RawV::UintValue(v) => Some(*v),
-        _ => None,
-    }
-}
-
 fn check(e: &TelemetryEvent, key: &str, want: &Value) -> Option<Result<(), String>> {
-    let p = e.position.as_ref();
     let num = want.as_f64();
     let ok = match key {
-        "latitude" => p.zip(num).is_some_and(|(p, w)| close(p.latitude, w, 1e-5)),
-        "longitude" => p.zip(num).is_some_and(|(p, w)| close(p.longitude, w, 1e-5)),
-        "valid" => p.map(|p| p.valid) == want.as_bool(),
-        "fixTime" => e.device_time.as_ref().map(|t| t.seconds) == want.as_str().map(parse_iso),
-        // Traccar keeps knots; the schema is km/h.
-        "speed" => p
-            .and_then(|p| p.speed)
-            .zip(num)
-            .is_some_and(|(g, w)| close(g, w * 1.852, 0.01)),
-        "course" => p
-            .and_then(|p| p.course)
-            .zip(num)
-            .is_some_and(|(g, w)| close(g, w, 1e-6)),
+        // Position keys (Traccar's speed in knots, ours km/h).
+        _ if conf::position_assert(e, key, want).is_some() => {
+            conf::position_assert(e, key, want) == Some(true)
+        }
         "batteryLevel" => e
             .telemetry()
             .battery_percent
@@ -217,11 +147,7 @@ fn check(e: &TelemetryEvent, key: &str, want: &Value) -> Option<Result<(), Strin
         "result" => e.text.as_deref() == want.as_str(),
         _ => return None,
     };
-    Some(if ok {
-        Ok(())
-    } else {
-        Err(format!("{key}: want {want}, got {e:?}"))
-    })
+    Some(conf::outcome(ok, e, key, want))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -541,21 +467,15 @@ struct Figures {
     answered: usize,
     udp_decoded: usize,
     held_for_next: usize,
-    positions: usize,
-    matched: usize,
-    known_gaps: usize,
+    /// Frames Traccar checks as positions, against their asserts.
+    score: Score,
     nulls: usize,
-    asserts: usize,
-    asserts_matched: usize,
-    asserts_in_gaps: usize,
-    excluded_asserts: usize,
     raw_frames: usize,
     raw_values: usize,
     lenient: usize,
 }
 
-fn replay_decoder_entries(fig: &mut Figures, failures: &mut Vec<String>) {
-    let mut gaps_seen = Vec::new();
+fn replay_decoder_entries(fig: &mut Figures, gaps: &mut Ledger, failures: &mut Vec<String>) {
     for (test, entries) in entries("protocol_decoder") {
         // TCP: one stream; each entry's results are those whose first byte is in it.
         let mut tcp = Replay::new(Transport::Tcp);
@@ -576,8 +496,7 @@ fn replay_decoder_entries(fig: &mut Figures, failures: &mut Vec<String>) {
         starts.push(offset);
         for (i, e) in entries.iter().enumerate() {
             fig.entries += 1;
-            let seq = e["seq"].as_u64().unwrap();
-            let name = format!("{test}#{seq}");
+            let name = format!("{test}#{}", conf::seq_of(e));
             let b = bytes_of(e);
             let mine: Vec<&Outcome> = results
                 .iter()
@@ -591,17 +510,9 @@ fn replay_decoder_entries(fig: &mut Figures, failures: &mut Vec<String>) {
                 .iter()
                 .filter_map(|(_, r, _)| r.as_ref().err())
                 .collect();
-            let [f] = &frames[..] else {
-                failures.push(format!(
-                    "{name}: {} frames, errors {errors:?}",
-                    frames.len()
-                ));
+            let Some(f) = conf::only_frame(&name, &frames, &errors, failures) else {
                 continue;
             };
-            if !errors.is_empty() {
-                failures.push(format!("{name}: errors {errors:?}"));
-                continue;
-            }
             fig.decoded += 1;
             fig.lenient += f.lenient.len();
             // The same message as a datagram.
@@ -661,65 +572,30 @@ fn replay_decoder_entries(fig: &mut Figures, failures: &mut Vec<String>) {
                 Some("none") => continue,
                 _ => {}
             }
-            fig.positions += 1;
-            let gap = KNOWN_GAPS.iter().find(|(t, s, _)| *t == test && *s == seq);
             let ev = with_position.unwrap_or(&f.events[0]);
-            let mut problems = Vec::new();
-            if e["check"] == "verifyPosition" {
-                let in_range = ev
-                    .position
-                    .as_ref()
-                    .is_some_and(|p| p.latitude.abs() <= 90.0 && p.longitude.abs() <= 180.0);
-                if !in_range || ev.device_time.is_none() {
-                    problems.push(format!(
-                        "no fix with a time: {:?} {:?}",
-                        ev.position, ev.device_time
-                    ));
-                }
-            }
-            let asserts = e["asserts"].as_object().map_or(0, |a| a.len());
-            fig.asserts += asserts;
-            let mut missed = 0;
-            for (k, v) in e["asserts"].as_object().into_iter().flatten() {
-                match check(ev, k, v) {
-                    Some(Ok(())) => fig.asserts_matched += 1,
-                    Some(Err(why)) => {
-                        missed += 1;
-                        problems.push(why);
-                    }
-                    None if EXCLUDED_KEYS.iter().any(|(x, _)| x == k) => fig.excluded_asserts += 1,
-                    None => {
-                        missed += 1;
-                        problems.push(format!("unmapped assert {k}"));
-                    }
-                }
-            }
-            match (gap, problems.is_empty()) {
-                (None, true) => fig.matched += 1,
-                (None, false) => failures.push(format!("{name}: {}", problems.join("; "))),
-                (Some((_, s, why)), false) => {
-                    fig.known_gaps += 1;
-                    fig.asserts_in_gaps += missed;
-                    gaps_seen.push(*s);
-                    eprintln!("  gap {name}: {why}");
-                }
-                (Some((_, _, why)), true) => failures.push(format!(
-                    "{name} matches now: remove it from KNOWN_GAPS ({why})"
-                )),
-            }
+            let problems = if e["check"] == "verifyPosition" {
+                conf::verify_position(ev).err().into_iter().collect()
+            } else {
+                Vec::new()
+            };
+            fig.score.frame(
+                &name,
+                &name,
+                e,
+                Ok(ev),
+                problems,
+                check,
+                EXCLUDED_KEYS,
+                gaps,
+                failures,
+            );
         }
         // Nothing may be left waiting at the end of a method's stream.
         if !tcp.buf.is_empty() {
             failures.push(format!("{test}: {} bytes never decoded", tcp.buf.len()));
         }
     }
-    for (t, s, why) in KNOWN_GAPS {
-        if !gaps_seen.contains(s) {
-            failures.push(format!(
-                "KNOWN_GAPS lists {t}#{s} ({why}) but it was not seen as a gap"
-            ));
-        }
-    }
+    gaps.finish(failures);
 }
 
 fn frame_decoder_entries(failures: &mut Vec<String>) -> usize {
@@ -809,7 +685,13 @@ fn encoder_entries(failures: &mut Vec<String>) -> usize {
 fn traccar_h02_frames() {
     let mut fig = Figures::default();
     let mut failures = Vec::new();
-    replay_decoder_entries(&mut fig, &mut failures);
+    let mut gaps = Ledger::new(
+        KNOWN_GAPS
+            .iter()
+            .map(|(test, seq, why)| (format!("{test}#{seq}"), *why)),
+    );
+    replay_decoder_entries(&mut fig, &mut gaps, &mut failures);
+    let score = &fig.score;
     let cuts = frame_decoder_entries(&mut failures);
     let encoded = encoder_entries(&mut failures);
     eprintln!("H02 conformance (Traccar frames):");
@@ -823,31 +705,20 @@ fn traccar_h02_frames() {
     );
     eprintln!(
         "  frames Traccar checks as positions matching every assert: {}/{} ({} known gaps); null entries without a position: {}",
-        fig.matched, fig.positions, fig.known_gaps, fig.nulls
+        score.matched, score.positions, score.known_gaps, fig.nulls
     );
-    eprintln!(
-        "  asserted values matching our vocabulary: {}/{} ({} on excluded keys, {} missed in known-gap frames)",
-        fig.asserts_matched, fig.asserts, fig.excluded_asserts, fig.asserts_in_gaps
-    );
+    score.print_asserts("our vocabulary");
     eprintln!(
         "  raw survival: {} fields re-read from {} frames, each found typed or in `raw`",
         fig.raw_values, fig.raw_frames
     );
     eprintln!("  frame-decoder cuts exact: {cuts}; encoder entries exact: {encoded}");
-    for f in &failures {
-        eprintln!("  FAIL {f}");
-    }
-    assert!(failures.is_empty(), "{} failures", failures.len());
+    conf::fail_on(&failures);
     assert_eq!(fig.decoded, fig.entries);
     assert_eq!(fig.udp_decoded, fig.entries);
     assert_eq!(fig.entries, 89);
     assert_eq!(fig.held_for_next, 2, "the 46- and 48-byte frames");
-    assert_eq!(fig.matched + fig.known_gaps, fig.positions);
-    assert_eq!(fig.known_gaps, KNOWN_GAPS.len());
-    assert_eq!(
-        fig.asserts_matched + fig.excluded_asserts + fig.asserts_in_gaps,
-        fig.asserts
-    );
+    score.assert_consistent(&gaps);
     assert_eq!(fig.raw_frames, fig.entries);
     assert_eq!((cuts, encoded), (10, 5));
 }

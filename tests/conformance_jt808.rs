@@ -35,15 +35,15 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use avlgate::proto::raw_value::Value as RawV;
-use avlgate::proto::{Alarm, CommandResult, CommandStatus, EventKind, TelemetryEvent, Transport};
+use avlgate::proto::{CommandResult, CommandStatus, EventKind, TelemetryEvent, Transport};
 use avlgate::protocol::jt808::frame as jframe;
 use avlgate::protocol::jt808::mapping::name;
 use avlgate::protocol::jt808::MODULE;
-use avlgate::protocol::{
-    Action, CommandRequest, DecodeError, Frame, ProtocolConfig, ProtocolSession,
-};
+use avlgate::protocol::{CommandRequest, DecodeError, Frame, ProtocolConfig, ProtocolSession};
 use avlgate::vocab::Profiles;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
+use common::conformance::{self as conf, raw_id_bytes, Ledger, RawCheck, Score};
+use common::h;
 use prost::Message;
 use serde_json::Value;
 
@@ -100,10 +100,6 @@ const KNOWN_GAPS: &[(u64, &str)] = &[
 
 fn now() -> SystemTime {
     UNIX_EPOCH + Duration::from_secs(NOW_SECS)
-}
-
-fn h(s: &str) -> Vec<u8> {
-    hex::decode(s).unwrap()
 }
 
 fn xor(b: &[u8]) -> u8 {
@@ -270,50 +266,7 @@ fn expected_reply(hd: &Head, body: &[u8]) -> Option<Vec<u8>> {
 }
 
 fn decode_all(s: &mut dyn ProtocolSession, bytes: &[u8]) -> Vec<Result<Frame, DecodeError>> {
-    let mut buf = BytesMut::from(bytes);
-    let mut out = Vec::new();
-    loop {
-        match s.decode(&mut buf, now()) {
-            Ok(None) => break,
-            Ok(Some(f)) => out.push(Ok(f)),
-            Err(e) => {
-                assert_eq!(e.action, Action::Continue, "must not close: {e}");
-                out.push(Err(e));
-            }
-        }
-    }
-    out
-}
-
-/// A Traccar alarm name as our enum.
-fn traccar_alarm(s: &str) -> Option<Alarm> {
-    let snake = match s {
-        "hardAcceleration" => "HARSH_ACCELERATION".to_string(),
-        "hardBraking" => "HARSH_BRAKING".to_string(),
-        "hardCornering" => "HARSH_CORNERING".to_string(),
-        _ => {
-            let mut out = String::new();
-            for c in s.chars() {
-                if c.is_ascii_uppercase() {
-                    out.push('_');
-                }
-                out.push(c.to_ascii_uppercase());
-            }
-            out
-        }
-    };
-    Alarm::from_str_name(&format!("ALARM_{snake}"))
-}
-
-fn raw_id_bytes(e: &TelemetryEvent, id: u32) -> Option<&[u8]> {
-    match e.raw_id(id)? {
-        RawV::BytesValue(b) => Some(b),
-        _ => None,
-    }
-}
-
-fn close(a: f64, b: f64, eps: f64) -> bool {
-    (a - b).abs() <= eps
+    conf::decode_all(s, bytes, now()).continued().results
 }
 
 /// One Traccar assert against our event. `None`: the key is not mapped.
@@ -321,22 +274,11 @@ fn check(e: &TelemetryEvent, key: &str, want: &Value) -> Option<Result<(), Strin
     let p = e.position.as_ref();
     let t = e.telemetry();
     let num = want.as_f64();
-    let close_to = |got: Option<f64>, eps: f64| got.zip(num).is_some_and(|(g, w)| close(g, w, eps));
+    let close_to =
+        |got: Option<f64>, eps: f64| got.zip(num).is_some_and(|(g, w)| conf::close(g, w, eps));
     let ok = match key {
         "sat" => p.and_then(|p| p.satellites).map(f64::from) == num,
-        "alarm" => {
-            let want: Option<Vec<Alarm>> = want
-                .as_str()
-                .and_then(|s| s.split(',').map(traccar_alarm).collect::<Option<Vec<_>>>());
-            let mut ours: Vec<i32> = e.alarms.clone();
-            ours.sort_unstable();
-            want.is_some_and(|w| {
-                let mut w: Vec<i32> = w.into_iter().map(|a| a as i32).collect();
-                w.sort_unstable();
-                w.dedup();
-                w == ours
-            })
-        }
+        "alarm" => conf::same_alarms(e, want),
         "power" => close_to(t.external_power_volts, 1e-6),
         "battery" => close_to(t.battery_volts, 1e-6),
         "batteryLevel" => t.battery_percent.map(|v| (v + 1e-9).floor()) == num,
@@ -410,10 +352,7 @@ fn check(e: &TelemetryEvent, key: &str, want: &Value) -> Option<Result<(), Strin
                 .as_ref()
                 .map_or("none".into(), |p| serde_json::to_string(p)
                     .unwrap_or_default()),
-            e.alarms
-                .iter()
-                .map(|a| Alarm::try_from(*a).map_or("?", |a| a.as_str_name()))
-                .collect::<Vec<_>>(),
+            conf::alarm_names(e),
             serde_json::to_string(t).unwrap_or_default(),
             e.text,
             e.raw
@@ -426,49 +365,6 @@ fn check(e: &TelemetryEvent, key: &str, want: &Value) -> Option<Result<(), Strin
 
 // ---------------------------------------------------------------------------------------
 // Raw survival: the frame's fields, re-read here, are in `raw` under their names or ids.
-
-struct RawCheck<'a> {
-    e: &'a TelemetryEvent,
-    checked: usize,
-    problems: Vec<String>,
-}
-
-impl RawCheck<'_> {
-    fn named(&mut self, k: &str, want: RawV) {
-        self.checked += 1;
-        let found = self
-            .e
-            .raw
-            .iter()
-            .any(|r| r.id.is_none() && r.name == k && r.value.as_ref() == Some(&want));
-        if !found {
-            self.problems.push(format!(
-                "{k}: frame has {want:02x?}, raw {:02x?}",
-                self.e.raw_named(k)
-            ));
-        }
-    }
-
-    fn id(&mut self, id: u32, want: RawV) {
-        self.checked += 1;
-        if !self
-            .e
-            .raw
-            .iter()
-            .any(|r| r.id == Some(id) && r.value.as_ref() == Some(&want))
-        {
-            self.problems.push(format!(
-                "{id:#x}: frame has {want:02x?}, raw {:02x?}",
-                self.e.raw_id(id)
-            ));
-        }
-    }
-
-    fn u(&mut self, k: &str, b: &[u8]) {
-        let v = b.iter().fold(0u64, |a, &x| a << 8 | u64::from(x));
-        self.named(k, RawV::UintValue(v));
-    }
-}
 
 /// The standard numeric items and their widths, as JT/T 808 tables them.
 const NUMERIC: &[(u8, usize)] = &[
@@ -491,8 +387,8 @@ const NUMERIC: &[(u8, usize)] = &[
 
 /// A `0200` body's words and items against an event.
 fn location_raw(rc: &mut RawCheck, body: &[u8]) {
-    rc.u(name::ALARM, &body[0..4]);
-    rc.u(name::STATUS, &body[4..8]);
+    rc.be(name::ALARM, &body[0..4]);
+    rc.be(name::STATUS, &body[4..8]);
     let mut rest = &body[28..];
     while rest.len() >= 2 {
         let (id, len) = (rest[0], usize::from(rest[1]));
@@ -563,21 +459,12 @@ fn raw_survives(hd: &Head, body: &[u8], events: &[TelemetryEvent]) -> (usize, Ve
         _ => Vec::new(),
     };
     for (i, e) in events.iter().enumerate() {
-        let mut rc = RawCheck {
-            e,
-            checked: 0,
-            problems: Vec::new(),
-        };
+        let mut rc = RawCheck::new(e);
         // Every event: the message id first, the serial last.
-        rc.checked += 2;
-        let first = e.raw.first().map(|r| (r.name.as_str(), r.value.clone()));
-        let last = e.raw.last().map(|r| (r.name.as_str(), r.value.clone()));
-        if first != Some((name::MESSAGE_ID, Some(RawV::UintValue(hd.id.into())))) {
-            rc.problems.push(format!("first raw {first:?}"));
-        }
-        if last != Some((name::SERIAL, Some(RawV::UintValue(hd.serial.into())))) {
-            rc.problems.push(format!("last raw {last:?}"));
-        }
+        rc.framed(
+            (name::MESSAGE_ID, hd.id.into()),
+            (name::SERIAL, hd.serial.into()),
+        );
         if e.kind == EventKind::Unknown as i32 {
             rc.named(name::BODY, RawV::BytesValue(body.to_vec()));
         } else if let Some(r) = records.get(i) {
@@ -585,22 +472,22 @@ fn raw_survives(hd: &Head, body: &[u8], events: &[TelemetryEvent]) -> (usize, Ve
         } else {
             match hd.id {
                 0x0001 => {
-                    rc.u(name::ANSWERED_SERIAL, &body[0..2]);
-                    rc.u(name::ANSWERED_ID, &body[2..4]);
-                    rc.u(name::RESULT, &body[4..5]);
+                    rc.be(name::ANSWERED_SERIAL, &body[0..2]);
+                    rc.be(name::ANSWERED_ID, &body[2..4]);
+                    rc.be(name::RESULT, &body[4..5]);
                 }
                 0x0100 => {
-                    rc.u(name::PROVINCE, &body[0..2]);
-                    rc.u(name::CITY, &body[2..4]);
+                    rc.be(name::PROVINCE, &body[0..2]);
+                    rc.be(name::CITY, &body[2..4]);
                 }
                 0x0107 => {
-                    rc.u(name::TERMINAL_TYPE, &body[0..2]);
+                    rc.be(name::TERMINAL_TYPE, &body[0..2]);
                     rc.named(name::ICCID, RawV::StringValue(hex::encode(&body[34..44])));
                 }
-                0x0210 => rc.u(name::BATTERY_LEVEL, &body[0..1]),
-                0x0702 => rc.u(name::CARD_STATUS, &body[0..1]),
+                0x0210 => rc.be(name::BATTERY_LEVEL, &body[0..1]),
+                0x0702 => rc.be(name::CARD_STATUS, &body[0..1]),
                 0x0900 => {
-                    rc.u(name::PASSTHROUGH_TYPE, &body[0..1]);
+                    rc.be(name::PASSTHROUGH_TYPE, &body[0..1]);
                     rc.named(name::PASSTHROUGH_DATA, RawV::BytesValue(body[1..].to_vec()));
                 }
                 0x0701 | 0x6006 | 0x1300 | 0x2070 => {
@@ -615,11 +502,11 @@ fn raw_survives(hd: &Head, body: &[u8], events: &[TelemetryEvent]) -> (usize, Ve
                 0x5501 | 0x5502 => {
                     // Fixed part: 6 time, 4 + 5 coordinates, speed, course, signal, satellites,
                     // odometer 4, battery, cell 4, LAC 2, product, status 2, alarm 2.
-                    rc.u(name::SIGNAL, &body[17..18]);
-                    rc.u(name::ODOMETER_KM, &body[19..23]);
-                    rc.u(name::BATTERY, &body[23..24]);
-                    rc.u(name::JT701_STATUS, &body[31..33]);
-                    rc.u(name::JT701_ALARM, &body[33..35]);
+                    rc.be(name::SIGNAL, &body[17..18]);
+                    rc.be(name::ODOMETER_KM, &body[19..23]);
+                    rc.be(name::BATTERY, &body[23..24]);
+                    rc.be(name::JT701_STATUS, &body[31..33]);
+                    rc.be(name::JT701_ALARM, &body[33..35]);
                     let mut rest = &body[35..];
                     while rest.len() >= 2 {
                         let (id, len) = (rest[0], usize::from(rest[1]));
@@ -646,14 +533,9 @@ struct Figures {
     replies_checked: usize,
     invalid: usize,
     rejected: usize,
-    positions: usize,
-    matched: usize,
-    known_gaps: usize,
+    /// Frames Traccar checks as positions, against their asserts.
+    score: Score,
     with_model_profile: usize,
-    asserts: usize,
-    asserts_matched: usize,
-    asserts_in_gaps: usize,
-    excluded_asserts: usize,
     raw_frames: usize,
     raw_values: usize,
     nulls: usize,
@@ -691,24 +573,7 @@ fn config(assign: &BTreeMap<String, &'static str>) -> ProtocolConfig {
 }
 
 fn entries() -> Vec<Value> {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/traccar-frames-more.json"
-    ))
-    .unwrap();
-    let all: Vec<Value> = serde_json::from_str(&text).unwrap();
-    all.into_iter()
-        .filter(|e| e["protocol"] == "jt808")
-        .collect()
-}
-
-fn bytes_of(e: &Value) -> Vec<u8> {
-    let f = e["frame"].as_str().unwrap();
-    if e["encoding"] == "hex" {
-        h(f)
-    } else {
-        f.as_bytes().to_vec()
-    }
+    conf::entries(conf::MORE_FRAMES, "jt808")
 }
 
 #[test]
@@ -723,30 +588,28 @@ fn traccar_jt808_frames() {
     for e in &decoder {
         let model = e["decoder_config"]["model"].as_str().unwrap_or_default();
         if let Some((_, p)) = MODEL_PROFILES.iter().find(|(m, _)| *m == model) {
-            let b = bytes_of(e);
+            let b = conf::bytes_of(e);
             assign.insert(device_id(&head(&b[1..b.len() - 1])), *p);
         }
     }
     let config = config(&assign);
-    let mut by_test: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
-    for e in decoder {
-        by_test
-            .entry(e["test"].as_str().unwrap().into())
-            .or_default()
-            .push(e);
-    }
+    let by_test = conf::groups(decoder, conf::test_of);
     let mut fig = Figures::default();
     let mut failures: Vec<String> = Vec::new();
-    let mut gaps_seen: Vec<u64> = Vec::new();
-    for (test, mut list) in by_test {
-        list.sort_by_key(|e| e["seq"].as_u64());
+    // Listed by seq, whatever the test method.
+    let mut gaps = Ledger::new(
+        KNOWN_GAPS
+            .iter()
+            .map(|(seq, why)| (format!("#{seq}"), *why)),
+    );
+    for (test, list) in by_test {
         let mut s = MODULE.new_session(Transport::Tcp, &config);
         for e in list {
-            let seq = e["seq"].as_u64().unwrap();
+            let seq = conf::seq_of(e);
             let name = format!("{test}#{seq}");
             let w = &e["wire"];
             let text_frame = w["kind"] == "text_paren";
-            let raw_bytes = bytes_of(e);
+            let raw_bytes = conf::bytes_of(e);
             let wire_bytes = if text_frame || w["form"] == "escaped" {
                 raw_bytes.clone()
             } else {
@@ -758,10 +621,7 @@ fn traccar_jt808_frames() {
             let valid = text_frame || (w["length_ok"] == true && w["crc"] == "ok");
             if !valid {
                 fig.invalid += 1;
-                if frames.is_empty()
-                    && !errors.is_empty()
-                    && errors.iter().all(|e| e.reply.is_none())
-                {
+                if conf::refused_silently(&frames, &errors) {
                     fig.rejected += 1;
                 } else {
                     failures.push(format!("{name}: invalid frame not refused: {out:?}"));
@@ -769,17 +629,9 @@ fn traccar_jt808_frames() {
                 continue;
             }
             fig.valid += 1;
-            let [f] = &frames[..] else {
-                failures.push(format!(
-                    "{name}: valid frame gave {} frames, errors {errors:?}",
-                    frames.len()
-                ));
+            let Some(f) = conf::only_frame(&name, &frames, &errors, &mut failures) else {
                 continue;
             };
-            if !errors.is_empty() {
-                failures.push(format!("{name}: valid frame gave errors {errors:?}"));
-                continue;
-            }
             fig.valid_ok += 1;
             // The reply.
             let (hd, body) = if text_frame {
@@ -835,78 +687,40 @@ fn traccar_jt808_frames() {
                 }
                 _ => {}
             }
-            fig.positions += 1;
             let model = e["decoder_config"]["model"].as_str().unwrap_or_default();
             if MODEL_PROFILES.iter().any(|(m, _)| *m == model) {
                 fig.with_model_profile += 1;
             }
-            let gap = KNOWN_GAPS.iter().find(|(s, _)| *s == seq);
-            let mut problems = Vec::new();
-            let asserts = e["asserts"].as_object().map_or(0, |a| a.len());
-            fig.asserts += asserts;
-            let mut missed = 0;
-            match f.events.first() {
-                None => {
-                    missed = asserts;
-                    problems.push("no event".to_string());
-                }
-                Some(ev) => {
+            let ev = f.events.first().ok_or_else(|| "no event".to_string());
+            // Traccar's verifyPosition(s): every event a fix in range with a time.
+            let problems = match ev {
+                Ok(_)
                     if e["check"]
                         .as_str()
-                        .is_some_and(|c| c.starts_with("verifyPosition"))
-                    {
-                        for ev in &f.events {
-                            let in_range = ev.position.as_ref().is_some_and(|p| {
-                                p.latitude.abs() <= 90.0 && p.longitude.abs() <= 180.0
-                            });
-                            if !in_range || ev.device_time.is_none() {
-                                problems.push(format!(
-                                    "no position/time: {:?} {:?}",
-                                    ev.position, ev.device_time
-                                ));
-                            }
-                        }
-                    }
-                    for (k, v) in e["asserts"].as_object().into_iter().flatten() {
-                        match check(ev, k, v) {
-                            Some(Ok(())) => fig.asserts_matched += 1,
-                            Some(Err(why)) => {
-                                missed += 1;
-                                problems.push(why)
-                            }
-                            None => match EXCLUDED_KEYS.iter().find(|(x, _)| x == k) {
-                                Some(_) => fig.excluded_asserts += 1,
-                                None => {
-                                    missed += 1;
-                                    problems.push(format!("unmapped assert {k}"))
-                                }
-                            },
-                        }
-                    }
+                        .is_some_and(|c| c.starts_with("verifyPosition")) =>
+                {
+                    f.events
+                        .iter()
+                        .filter_map(|ev| conf::verify_position(ev).err())
+                        .collect()
                 }
-            }
-            match (gap, problems.is_empty()) {
-                (None, true) => fig.matched += 1,
-                (None, false) => failures.push(format!("{name}: {}", problems.join("; "))),
-                (Some((s, why)), false) => {
-                    fig.known_gaps += 1;
-                    fig.asserts_in_gaps += missed;
-                    gaps_seen.push(*s);
-                    eprintln!("  gap {name}: {why} [{}]", problems.join("; "));
-                }
-                (Some((_, why)), true) => failures.push(format!(
-                    "{name} matches now: remove it from KNOWN_GAPS ({why})"
-                )),
-            }
+                _ => Vec::new(),
+            };
+            fig.score.frame(
+                &name,
+                &format!("#{seq}"),
+                e,
+                ev,
+                problems,
+                check,
+                EXCLUDED_KEYS,
+                &mut gaps,
+                &mut failures,
+            );
         }
     }
-    for (s, why) in KNOWN_GAPS {
-        if !gaps_seen.contains(s) && !failures.iter().any(|f| f.contains(&format!("#{s}:"))) {
-            failures.push(format!(
-                "KNOWN_GAPS lists #{s} ({why}) but no such position frame"
-            ));
-        }
-    }
+    gaps.finish(&mut failures);
+    let score = &fig.score;
     eprintln!("JT/T 808 conformance (Traccar frames):");
     eprintln!(
         "  valid frames decoded without error: {}/{} (replies checked: {})",
@@ -914,12 +728,9 @@ fn traccar_jt808_frames() {
     );
     eprintln!(
         "  position frames matching every mapped assert: {}/{} ({} known gaps, {} under a model's profile)",
-        fig.matched, fig.positions, fig.known_gaps, fig.with_model_profile
+        score.matched, score.positions, score.known_gaps, fig.with_model_profile
     );
-    eprintln!(
-        "  asserted values matching our vocabulary or raw: {}/{} ({} on excluded keys, {} missed in known-gap frames)",
-        fig.asserts_matched, fig.asserts, fig.excluded_asserts, fig.asserts_in_gaps
-    );
+    score.print_asserts("our vocabulary or raw");
     eprintln!(
         "  raw survival: {} values re-read from {} frames, each found in `raw`",
         fig.raw_values, fig.raw_frames
@@ -928,10 +739,7 @@ fn traccar_jt808_frames() {
         "  invalid entries (bad check byte or length): {} = {} refused without reply; expect-null frames without a position: {}",
         fig.invalid, fig.rejected, fig.nulls
     );
-    for f in &failures {
-        eprintln!("  FAIL {f}");
-    }
-    assert!(failures.is_empty(), "{} failures", failures.len());
+    conf::fail_on(&failures);
     assert_eq!(fig.valid_ok, fig.valid);
     assert_eq!(fig.invalid, fig.rejected);
     assert_eq!(fig.valid + fig.invalid, 113);
@@ -940,12 +748,7 @@ fn traccar_jt808_frames() {
     // change in what the check covers updates it knowingly.
     assert_eq!(fig.raw_frames + fig.no_event, fig.valid - 2);
     assert_eq!(fig.raw_values, 1222);
-    assert_eq!(fig.matched + fig.known_gaps, fig.positions);
-    assert_eq!(fig.known_gaps, KNOWN_GAPS.len());
-    assert_eq!(
-        fig.asserts_matched + fig.excluded_asserts + fig.asserts_in_gaps,
-        fig.asserts
-    );
+    fig.score.assert_consistent(&gaps);
 }
 
 /// The frame decoder and encoder fixtures: escapes undone and applied byte for byte, garbage
@@ -955,7 +758,7 @@ fn traccar_frame_codec_fixtures() {
     let mut checked = 0;
     for e in entries() {
         let kind = e["test_kind"].as_str().unwrap_or_default();
-        let input = bytes_of(&e);
+        let input = conf::bytes_of(&e);
         let want = match e["asserts"]["frame_out"].as_str() {
             Some(w) => h(w),
             None => continue,
@@ -1189,7 +992,7 @@ fn wire_seeds() -> Vec<Vec<u8>> {
         .iter()
         .filter(|e| e["test_kind"] == "protocol_decoder")
         .map(|e| {
-            let b = bytes_of(e);
+            let b = conf::bytes_of(e);
             if e["wire"]["kind"] == "text_paren" || e["wire"]["form"] == "escaped" {
                 b
             } else {
@@ -1202,40 +1005,8 @@ fn wire_seeds() -> Vec<Vec<u8>> {
 /// Every frame `input` decodes to, errors skipped (they may close: mutations can make a
 /// number unreadable).
 fn decode_all_any(s: &mut dyn ProtocolSession, bytes: &[u8]) -> Vec<Frame> {
-    let mut buf = BytesMut::from(bytes);
-    let mut out = Vec::new();
-    loop {
-        match s.decode(&mut buf, now()) {
-            Ok(None) => break,
-            Ok(Some(f)) => out.push(f),
-            Err(e) if e.action == Action::Close => break,
-            Err(_) => {}
-        }
-    }
-    out
-}
-
-/// A mutation of `base`: flip, overwrite, insert, delete or truncate at positions from `ops`.
-fn mutate(base: &[u8], ops: &[(u8, u16, u8)]) -> Vec<u8> {
-    let mut v = base.to_vec();
-    for &(op, at, byte) in ops {
-        let at = if v.is_empty() {
-            0
-        } else {
-            usize::from(at) % v.len()
-        };
-        match op % 5 {
-            0 if !v.is_empty() => v[at] ^= 1 << (byte % 8),
-            1 if !v.is_empty() => v[at] = byte,
-            2 => v.insert(at, byte),
-            3 if !v.is_empty() => {
-                v.remove(at);
-            }
-            4 => v.truncate(at),
-            _ => {}
-        }
-    }
-    v
+    let out = conf::decode_all(s, bytes, now()).results;
+    out.into_iter().filter_map(Result::ok).collect()
 }
 
 proptest::proptest! {
@@ -1254,7 +1025,7 @@ proptest::proptest! {
         static SEEDS: std::sync::OnceLock<Vec<Vec<u8>>> = std::sync::OnceLock::new();
         let seeds = SEEDS.get_or_init(wire_seeds);
         let base = [&seeds[a % seeds.len()][..], &seeds[b % seeds.len()][..]].concat();
-        let input = mutate(&base, &ops);
+        let input = props::mutate(&base, &ops);
         let out = props::drive_session(&MODULE, Transport::Tcp, &input, &props::chunk_sizes(&ch));
         proptest::prop_assert!(!out.closed || out.errors > 0);
         props::drive_session(&MODULE, Transport::Udp, &input, &[input.len().max(1)]);

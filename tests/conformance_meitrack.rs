@@ -26,20 +26,17 @@
 mod common;
 mod props;
 
-use std::collections::BTreeMap;
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use avlgate::proto::raw_value::Value as RawV;
-use avlgate::proto::{
-    Command, CommandResult, CommandStatus, CommandType, EventKind, TelemetryEvent, Transport,
-};
+use avlgate::proto::{Command, CommandResult, CommandStatus, CommandType, EventKind, Transport};
 use avlgate::protocol::meitrack::frame::{self as mframe, Split};
 use avlgate::protocol::meitrack::MODULE;
 use avlgate::protocol::{
-    Action, CommandRequest, DecodeError, ErrorKind, Frame, ProtocolConfig, ProtocolSession,
+    CommandRequest, DecodeError, ErrorKind, Frame, ProtocolConfig, ProtocolSession,
 };
-use bytes::BytesMut;
+use common::conformance::{self as conf, raw_id_bytes, Place, Tally};
 use proptest::prelude::*;
 use prost::Message;
 use serde_json::Value;
@@ -52,25 +49,12 @@ fn now() -> SystemTime {
 }
 
 fn entries() -> Vec<Value> {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/traccar-frames-more.json"
-    ))
-    .unwrap();
-    let all: Vec<Value> = serde_json::from_str(&text).unwrap();
-    all.into_iter()
-        .filter(|e| e["protocol"] == "meitrack")
-        .collect()
+    conf::entries(conf::MORE_FRAMES, "meitrack")
 }
 
 /// The entry's frame as the device sends it: with its CR LF.
 fn wire_bytes(e: &Value) -> Vec<u8> {
-    let frame = e["frame"].as_str().unwrap();
-    let mut b = if e["encoding"] == "hex" {
-        hex::decode(frame).unwrap()
-    } else {
-        frame.as_bytes().to_vec()
-    };
+    let mut b = conf::bytes_of(e);
     if !b.ends_with(b"\r\n") && e["wire"]["crc"] != "unverifiable" {
         b.extend_from_slice(b"\r\n");
     }
@@ -123,35 +107,22 @@ enum Outcome {
 }
 
 fn replay(s: &mut dyn ProtocolSession, bytes: &[u8]) -> Vec<Outcome> {
-    let mut buf = BytesMut::from(bytes);
-    let mut out = Vec::new();
-    loop {
-        match s.decode(&mut buf, now()) {
-            Ok(None) if buf.is_empty() => break,
-            Ok(None) => {
-                out.push(Outcome::Incomplete);
-                break;
-            }
-            Ok(Some(f)) => out.push(Outcome::Decoded(f)),
-            Err(e) => {
-                assert_eq!(e.action, Action::Continue, "{e}");
-                out.push(Outcome::Refused(e));
-            }
-        }
+    let d = conf::decode_all(s, bytes, now()).continued();
+    let mut out: Vec<Outcome> = d
+        .results
+        .into_iter()
+        .map(|r| match r {
+            Ok(f) => Outcome::Decoded(f),
+            Err(e) => Outcome::Refused(e),
+        })
+        .collect();
+    if d.left > 0 {
+        out.push(Outcome::Incomplete);
     }
     out
 }
 
 // ---- independent re-reading of every value -----------------------------------------------
-
-fn num(v: &RawV) -> Option<f64> {
-    match v {
-        RawV::UintValue(u) => Some(*u as f64),
-        RawV::IntValue(i) => Some(*i as f64),
-        RawV::DoubleValue(d) => Some(*d),
-        _ => None,
-    }
-}
 
 /// The values a text report (`AAA`/`AFF` data) must have in `raw`.
 fn text_values(data: &str, aff: bool) -> Vec<(String, RawV)> {
@@ -298,94 +269,20 @@ fn cce_params(body: &[u8]) -> (Vec<(u32, RawV)>, Vec<u8>) {
     (out, body[p..].to_vec())
 }
 
-/// Checks `raw` holds exactly `named` (by name) and `numbered` (by id). Returns problems.
-fn raw_matches(
-    e: &TelemetryEvent,
-    named: &[(String, RawV)],
-    numbered: &[(u32, RawV)],
-) -> Vec<String> {
-    let mut problems = Vec::new();
-    for (n, v) in named {
-        let found = e.raw.iter().any(|r| {
-            r.id.is_none()
-                && r.name == *n
-                && match (r.value.as_ref(), v) {
-                    (Some(RawV::DoubleValue(a)), RawV::DoubleValue(b)) => a == b,
-                    (Some(a), b) => a == b,
-                    _ => false,
-                }
-        });
-        if !found {
-            problems.push(format!("raw {n} = {v:?} missing"));
-        }
-    }
-    for (id, v) in numbered {
-        if !e
-            .raw
-            .iter()
-            .any(|r| r.id == Some(*id) && r.value.as_ref() == Some(v))
-        {
-            problems.push(format!("raw id {id:#x} = {v:?} missing"));
-        }
-    }
-    if e.raw.len() != named.len() + numbered.len() {
-        problems.push(format!(
-            "raw holds {} values, the record {} ({:?})",
-            e.raw.len(),
-            named.len() + numbered.len(),
-            e.raw
-        ));
-    }
-    problems
-}
-
 // ---- Traccar's asserts ---------------------------------------------------------------------
-
-/// `2013-04-27T20:56:01.000Z` → seconds.
-fn parse_iso(s: &str) -> i64 {
-    let n = |a: usize, b: usize| s[a..b].parse::<i64>().unwrap();
-    let (y, m, d) = (n(0, 4), n(5, 7), n(8, 10));
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
-    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
-    days * 86_400 + n(11, 13) * 3600 + n(14, 16) * 60 + n(17, 19)
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Place {
-    Position,
-    Normalized,
-    Raw,
-}
-
-/// A raw value by id, as bytes.
-fn raw_bytes(e: &TelemetryEvent, id: u32) -> Option<&[u8]> {
-    match e.raw_id(id) {
-        Some(RawV::BytesValue(b)) => Some(b),
-        _ => None,
-    }
-}
 
 /// One Traccar assert against the frame's events (Traccar checks the last one). `None`: the
 /// key has no place in our events.
 fn check(f: &Frame, key: &str, want: &Value) -> (Place, Result<(), String>) {
     let e = f.events.last().unwrap();
-    let p = e.position.as_ref();
     let t = e.telemetry();
     let w = want.as_f64();
     let close =
         |g: Option<f64>, w: Option<f64>| g.zip(w).is_some_and(|(g, w)| (g - w).abs() < 1e-6);
-    let near = |g: Option<f64>, w: Option<f64>| g.zip(w).is_some_and(|(g, w)| (g - w).abs() < 1e-5);
     let (place, ok) = match key {
-        // Traccar compares coordinates to 10⁻⁵ °.
-        "latitude" => (Place::Position, near(p.map(|p| p.latitude), w)),
-        "longitude" => (Place::Position, near(p.map(|p| p.longitude), w)),
-        "valid" => (Place::Position, p.map(|p| p.valid) == want.as_bool()),
-        "fixTime" => (
+        _ if conf::position_assert(e, key, want).is_some() => (
             Place::Position,
-            e.device_time.map(|t| t.seconds) == want.as_str().map(parse_iso),
+            conf::position_assert(e, key, want) == Some(true),
         ),
         "power" => (Place::Normalized, close(t.external_power_volts, w)),
         "batteryLevel" => (Place::Normalized, close(t.battery_percent, w)),
@@ -410,7 +307,7 @@ fn check(f: &Frame, key: &str, want: &Value) -> (Place, Result<(), String>) {
         // is the camera alarm's (`0xFE31`).
         "image" => (
             Place::Raw,
-            raw_bytes(e, 0xFE31).is_some_and(|b| {
+            raw_id_bytes(e, 0xFE31).is_some_and(|b| {
                 b[0] == 2
                     && want
                         .as_str()
@@ -421,7 +318,7 @@ fn check(f: &Frame, key: &str, want: &Value) -> (Place, Result<(), String>) {
         // `0xFE73`: version, name length, name, MAC 6, battery, temperature i16 LE / 256.
         "tagTemp" | "tagName" => (
             Place::Raw,
-            raw_bytes(e, 0xFE73).is_some_and(|b| {
+            raw_id_bytes(e, 0xFE73).is_some_and(|b| {
                 let n = usize::from(b[1]);
                 if key == "tagName" {
                     want.as_str().map(str::as_bytes) == Some(&b[2..2 + n])
@@ -435,7 +332,7 @@ fn check(f: &Frame, key: &str, want: &Value) -> (Place, Result<(), String>) {
         // `0xFEA8`: (present, level) × 3; battery 2 is the second pair.
         "battery2Level" => (
             Place::Raw,
-            raw_bytes(e, 0xFEA8).is_some_and(|b| b[2] > 0 && Some(f64::from(b[3])) == w),
+            raw_id_bytes(e, 0xFEA8).is_some_and(|b| b[2] > 0 && Some(f64::from(b[3])) == w),
         ),
         // `0x47`: 2 = locked.
         "lock" => (
@@ -444,15 +341,7 @@ fn check(f: &Frame, key: &str, want: &Value) -> (Place, Result<(), String>) {
         ),
         other => panic!("assert {other} has no check: add one"),
     };
-    let r = if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{key}: want {want}, got position {:?} time {:?} telemetry {:?} raw {:?}",
-            e.position, e.device_time, e.telemetry, e.raw
-        ))
-    };
-    (place, r)
+    (place, conf::outcome(ok, e, key, want))
 }
 
 #[derive(Default, Debug)]
@@ -465,7 +354,7 @@ struct Figures {
     events: usize,
     raw_values: usize,
     lenient: usize,
-    asserts: BTreeMap<Place, (usize, usize)>,
+    asserts: Tally,
     asserts_on_refused: usize,
     /// Asserts on refused frames matched once the frames are repaired.
     repaired_matched: usize,
@@ -501,22 +390,18 @@ fn refusal_reason(crc: Option<bool>, length_ok: bool) -> &'static str {
 #[test]
 fn traccar_meitrack_frames() {
     let all = entries();
-    let mut groups: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
-    for e in all.iter().filter(|e| e["test_kind"] == "protocol_decoder") {
-        groups
-            .entry(e["test"].as_str().unwrap().into())
-            .or_default()
-            .push(e);
-    }
+    let groups = conf::groups(
+        all.iter().filter(|e| e["test_kind"] == "protocol_decoder"),
+        conf::test_of,
+    );
     let mut fig = Figures::default();
     let mut failures: Vec<String> = Vec::new();
     let mut refused: Vec<(u64, &'static str)> = Vec::new();
-    for (test, mut list) in groups {
-        list.sort_by_key(|e| e["seq"].as_u64());
+    for (test, list) in groups {
         let mut s = MODULE.new_session(Transport::Tcp, &ProtocolConfig::default());
         for e in list {
             fig.decoder_frames += 1;
-            let seq = e["seq"].as_u64().unwrap();
+            let seq = conf::seq_of(e);
             let name = format!("{test}#{seq}");
             let bytes = wire_bytes(e);
             let (crc, length_ok) = verdicts(&bytes);
@@ -556,14 +441,14 @@ fn traccar_meitrack_frames() {
                 } else {
                     failures.push(format!("{name} ({reason}) not refused: {out:?}"));
                 }
-                let n = e["asserts"].as_object().map_or(0, |a| a.len());
+                let n = conf::assert_count(e);
                 fig.asserts_on_refused += n;
                 // Refused for its integrity only: repaired, it decodes and matches.
                 if n > 0 {
                     let mut fresh = MODULE.new_session(Transport::Tcp, &ProtocolConfig::default());
                     match &replay(fresh.as_mut(), &repair(&bytes))[..] {
                         [Outcome::Decoded(f)] => {
-                            for (k, v) in e["asserts"].as_object().into_iter().flatten() {
+                            for (k, v) in conf::asserts(e) {
                                 match check(f, k, v).1 {
                                     Ok(()) => fig.repaired_matched += 1,
                                     Err(why) => failures.push(format!("{name} repaired: {why}")),
@@ -625,10 +510,7 @@ fn traccar_meitrack_frames() {
                     }
                     for ev in &f.events {
                         // What verifyPosition(s) asks: a fix in range with a time.
-                        let fix_ok = ev.position.as_ref().is_some_and(|p| {
-                            p.latitude.abs() <= 90.0 && p.longitude.abs() <= 180.0
-                        }) && ev.device_time.is_some();
-                        if !fix_ok {
+                        if !conf::has_fix_with_time(ev) {
                             failures.push(format!("{name}: no fix: {ev:?}"));
                         }
                     }
@@ -641,14 +523,14 @@ fn traccar_meitrack_frames() {
                 "AAA" | "AFF" => {
                     let v = text_values(std::str::from_utf8(data).unwrap(), cmd == "AFF");
                     fig.raw_values += v.len();
-                    problems.extend(raw_matches(&f.events[0], &v, &[]));
+                    problems.extend(conf::raw_exactly(&f.events[0], &v, &[]));
                 }
                 "CCC" => {
                     let recs = ccc_values(data);
                     assert_eq!(recs.len(), f.events.len());
                     for (ev, v) in f.events.iter().zip(&recs) {
                         fig.raw_values += v.len();
-                        problems.extend(raw_matches(ev, v, &[]));
+                        problems.extend(conf::raw_exactly(ev, v, &[]));
                     }
                 }
                 "CCE" => {
@@ -669,12 +551,12 @@ fn traccar_meitrack_frames() {
                             named.push(("trailing_bytes".into(), RawV::BytesValue(trailing)));
                         }
                         fig.raw_values += named.len() + params.len();
-                        problems.extend(raw_matches(ev, &named, &params));
+                        problems.extend(conf::raw_exactly(ev, &named, &params));
                         // The typed fix is the parameters'.
                         let lat = params
                             .iter()
                             .find(|(i, _)| *i == 2)
-                            .and_then(|(_, v)| num(v));
+                            .and_then(|(_, v)| conf::number(v));
                         if let (Some(lat), Some(pos)) = (lat, ev.position.as_ref()) {
                             let lat = f64::from(lat as u32 as i32) / 1e6;
                             if (pos.latitude - lat).abs() > 1e-9 {
@@ -709,21 +591,16 @@ fn traccar_meitrack_frames() {
                 failures.push(format!("{name}: {}", problems.join("; ")));
             }
             // Traccar's asserts.
-            for (k, v) in e["asserts"].as_object().into_iter().flatten() {
+            for (k, v) in conf::asserts(e) {
                 let (place, r) = check(f, k, v);
-                let entry = fig.asserts.entry(place).or_default();
-                entry.1 += 1;
-                match r {
-                    Ok(()) => entry.0 += 1,
-                    Err(why) => failures.push(format!("{name}: {why}")),
+                fig.asserts.count(place, r.is_ok());
+                if let Err(why) = r {
+                    failures.push(format!("{name}: {why}"));
                 }
             }
         }
     }
-    let (matched, asserted) = fig
-        .asserts
-        .values()
-        .fold((0, 0), |(m, a), (x, y)| (m + x, a + y));
+    let (matched, asserted) = fig.asserts.total();
     eprintln!("Meitrack conformance (Traccar frames):");
     eprintln!(
         "  decoder frames: {} = {} decoded + {} refused for their checksum + {} for their length",
@@ -734,7 +611,7 @@ fn traccar_meitrack_frames() {
         fig.events, fig.replies_checked, fig.lenient
     );
     eprintln!("  asserted values matching: {matched}/{asserted}");
-    for (place, (m, a)) in &fig.asserts {
+    for (place, (m, a)) in &fig.asserts.0 {
         eprintln!("    {place:?}: {m}/{a}");
     }
     eprintln!(
@@ -748,10 +625,7 @@ fn traccar_meitrack_frames() {
         "  raw survival: {} values re-read from the frames, each found in `raw`, nothing else there",
         fig.raw_values
     );
-    for f in &failures {
-        eprintln!("  FAIL {f}");
-    }
-    assert!(failures.is_empty(), "{} failures", failures.len());
+    conf::fail_on(&failures);
     // Exactly the frames of REFUSED are refused, each for its stated reason (computed here,
     // and asserted refused above): one that starts decoding fails.
     assert_eq!(refused, REFUSED, "refused frames");
@@ -895,29 +769,6 @@ fn seeds() -> &'static [Vec<u8>] {
     })
 }
 
-/// `base` with each op applied: flip a bit, overwrite, insert, delete, truncate.
-fn mutate(base: &[u8], ops: &[(u8, u16, u8)]) -> Vec<u8> {
-    let mut v = base.to_vec();
-    for &(op, at, byte) in ops {
-        let at = if v.is_empty() {
-            0
-        } else {
-            usize::from(at) % v.len()
-        };
-        match op % 5 {
-            0 if !v.is_empty() => v[at] ^= 1 << (byte % 8),
-            1 if !v.is_empty() => v[at] = byte,
-            2 => v.insert(at, byte),
-            3 if !v.is_empty() => {
-                v.remove(at);
-            }
-            4 => v.truncate(at),
-            _ => {}
-        }
-    }
-    v
-}
-
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
@@ -932,7 +783,7 @@ proptest! {
     ) {
         let seeds = seeds();
         let stream: Vec<u8> = picks.iter().flat_map(|i| seeds[i % seeds.len()].clone()).collect();
-        let input = mutate(&stream, &ops);
+        let input = props::mutate(&stream, &ops);
         props::drive_session(&MODULE, Transport::Tcp, &input, &props::chunk_sizes(&chunks));
         props::drive_session(&MODULE, Transport::Udp, &input, &[0]);
         props::check_detect(&input, Transport::Tcp);

@@ -28,14 +28,15 @@
 //! `cargo test --test conformance_queclink -- --nocapture` prints the figures
 //! (`QL_DUMP=1` also prints every frame's events).
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use avlgate::proto::raw_value::Value as RawV;
-use avlgate::proto::{Alarm, EventKind, TelemetryEvent, Transport};
+use avlgate::proto::{EventKind, TelemetryEvent, Transport};
 use avlgate::protocol::queclink::{frame, MODULE};
-use avlgate::protocol::{Action, DecodeError, Frame, ProtocolConfig, ProtocolSession};
-use bytes::BytesMut;
+use avlgate::protocol::{DecodeError, Frame, ProtocolConfig, ProtocolSession};
+use common::conformance::{self as conf, Ledger, Place, Tally, Verdict};
 use serde_json::Value;
 
 /// Traccar asserts (test, seq, key) we do not match, and why.
@@ -81,20 +82,10 @@ fn crc8(data: &[u8]) -> u8 {
 }
 
 fn decode_all(s: &mut dyn ProtocolSession, bytes: &[u8]) -> Vec<Result<Frame, DecodeError>> {
-    let mut buf = BytesMut::from(bytes);
-    let mut out = Vec::new();
-    loop {
-        match s.decode(&mut buf, now()) {
-            Ok(None) => break,
-            Ok(Some(f)) => out.push(Ok(f)),
-            Err(e) => {
-                assert_eq!(e.action, Action::Continue, "{e}");
-                out.push(Err(e));
-            }
-        }
-    }
-    assert!(buf.is_empty(), "left over: {buf:?}");
-    out
+    conf::decode_all(s, bytes, now())
+        .continued()
+        .drained()
+        .results
 }
 
 fn is_hex(s: &str) -> bool {
@@ -286,38 +277,14 @@ fn lost<'a>(fields: &[(usize, &'a str)], events: &[TelemetryEvent]) -> Vec<(usiz
     out
 }
 
-/// Which part of our events an assert is checked against.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Place {
-    Decoded,
-    Normalized,
-    Alarm,
-    Raw,
-}
-
 fn raw_num(e: &TelemetryEvent, name: &str) -> Option<f64> {
     match e.raw_named(name)? {
-        RawV::UintValue(v) => Some(*v as f64),
-        RawV::IntValue(v) => Some(*v as f64),
-        RawV::DoubleValue(v) => Some(*v),
         RawV::StringValue(s) => {
             let t = s.trim_start_matches(|c: char| c.is_ascii_alphabetic() || c == '/');
             t.parse().ok()
         }
-        RawV::BytesValue(_) => None,
+        v => conf::number(v),
     }
-}
-
-fn traccar_alarm(s: &str) -> Option<Alarm> {
-    Some(match s {
-        "sos" => Alarm::Sos,
-        "hardCornering" => Alarm::HarshCornering,
-        "hardBraking" => Alarm::HarshBraking,
-        "hardAcceleration" => Alarm::HarshAcceleration,
-        "powerOff" => Alarm::PowerOff,
-        "powerOn" => Alarm::PowerOn,
-        _ => return None,
-    })
 }
 
 /// One Traccar assert against the frame's events (the last carries the message's values).
@@ -333,7 +300,7 @@ fn check(events: &[TelemetryEvent], key: &str, want: &Value) -> (Place, bool) {
         "alarm" => (
             Place::Alarm,
             want.as_str()
-                .and_then(traccar_alarm)
+                .and_then(conf::traccar_alarm)
                 .is_some_and(|a| events.iter().any(|e| e.has_alarm(a))),
         ),
         "batteryLevel" if want.is_null() => (
@@ -398,7 +365,7 @@ struct Figures {
     records: usize,
     raw_fields_checked: usize,
     lenient_frames: usize,
-    asserts: BTreeMap<Place, (usize, usize)>,
+    asserts: Tally,
 }
 
 fn dump(name: &str, f: &Frame) {
@@ -444,24 +411,16 @@ fn dump(name: &str, f: &Frame) {
 
 #[test]
 fn traccar_queclink_frames() {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/traccar-frames-more.json"
-    ))
-    .unwrap();
-    let all: Vec<Value> = serde_json::from_str(&text).unwrap();
-    let mut groups: BTreeMap<String, Vec<&Value>> = BTreeMap::new();
-    for e in all.iter().filter(|e| e["protocol"] == "queclink") {
-        groups
-            .entry(e["test"].as_str().unwrap().to_string())
-            .or_default()
-            .push(e);
-    }
+    let all = conf::entries(conf::MORE_FRAMES, "queclink");
+    let groups = conf::groups(&all, conf::test_of);
     let mut fig = Figures::default();
     let mut failures: Vec<String> = Vec::new();
-    let mut gaps_seen: Vec<(String, u64, String)> = Vec::new();
-    for (test, mut entries) in groups {
-        entries.sort_by_key(|e| e["seq"].as_u64());
+    let mut gaps = Ledger::new(
+        KNOWN_GAPS
+            .iter()
+            .map(|(test, seq, key, why)| (format!("{test}#{seq} {key}"), *why)),
+    );
+    for (test, entries) in groups {
         let short = if test.contains("Text") {
             "Text"
         } else if test.contains("Binary") {
@@ -472,8 +431,7 @@ fn traccar_queclink_frames() {
         let mut s = MODULE.new_session(Transport::Tcp, &ProtocolConfig::default());
         let mut imei: Option<String> = None;
         for entry in entries {
-            let seq = entry["seq"].as_u64().unwrap();
-            let name = format!("{short}#{seq}");
+            let name = format!("{short}#{}", conf::seq_of(entry));
             let frame_text = entry["frame"].as_str().unwrap();
             if entry["test_kind"] == "frame_decoder" {
                 fig.framing_cases += 1;
@@ -610,49 +568,28 @@ fn traccar_queclink_frames() {
                     "{name}: Traccar makes no position, we made {positions:?}"
                 ));
             }
-            for (key, want) in entry["asserts"].as_object().into_iter().flatten() {
+            for (key, want) in conf::asserts(entry) {
                 let (place, ok) = check(&fr.events, key, want);
-                let gap = KNOWN_GAPS
-                    .iter()
-                    .find(|(t, s, k, _)| *t == short && *s == seq && k == key);
-                let tally = fig.asserts.entry(place).or_default();
-                tally.1 += 1;
-                match (ok, gap) {
-                    (true, None) => tally.0 += 1,
-                    (false, None) => failures.push(format!(
-                        "{name}: {key} want {want}, got telemetry {:?} alarms {:?} raw {:?}",
-                        fr.events.last().map(|e| &e.telemetry),
-                        fr.events.last().map(|e| &e.alarms),
-                        fr.events.last().map(|e| &e.raw)
-                    )),
-                    (false, Some((_, _, _, why))) => {
-                        gaps_seen.push((short.into(), seq, key.clone()));
-                        eprintln!("  gap {name} {key}: {why}");
-                    }
-                    (true, Some((_, _, _, why))) => failures.push(format!(
-                        "{name} {key} matches now: remove it from KNOWN_GAPS ({why})"
-                    )),
-                }
+                let last = fr.events.last();
+                let problems: Vec<String> = (!ok)
+                    .then(|| {
+                        format!(
+                            "{key} want {want}, got telemetry {:?} alarms {:?} raw {:?}",
+                            last.map(|e| &e.telemetry),
+                            last.map(|e| &e.alarms),
+                            last.map(|e| &e.raw)
+                        )
+                    })
+                    .into_iter()
+                    .collect();
+                let label = format!("{name} {key}");
+                let verdict = gaps.record(&label, &label, &problems, &mut failures);
+                fig.asserts.count(place, verdict == Verdict::Matched);
             }
         }
     }
-    for (t, s, k, why) in KNOWN_GAPS {
-        if !gaps_seen
-            .iter()
-            .any(|(gt, gs, gk)| gt == t && gs == s && gk == k)
-            && !failures
-                .iter()
-                .any(|f| f.contains(&format!("{t}#{s} {k} matches now")))
-        {
-            failures.push(format!(
-                "KNOWN_GAPS lists {t}#{s} {k} ({why}) but no such assert"
-            ));
-        }
-    }
-    let (matched, asserted) = fig
-        .asserts
-        .values()
-        .fold((0, 0), |(m, a), (mm, aa)| (m + mm, a + aa));
+    gaps.finish(&mut failures);
+    let (matched, asserted) = fig.asserts.total();
     eprintln!("Queclink conformance (Traccar frames):");
     eprintln!(
         "  text frames {}, binary frames {}, framing cases {}: every one decoded to exactly one frame, {} acknowledged as expected",
@@ -668,16 +605,13 @@ fn traccar_queclink_frames() {
     );
     eprintln!(
         "  Traccar asserts matched: {matched}/{asserted} (decoded {:?}, normalized {:?}, alarms {:?}, raw {:?}; known gaps {})",
-        fig.asserts.get(&Place::Decoded).copied().unwrap_or_default(),
-        fig.asserts.get(&Place::Normalized).copied().unwrap_or_default(),
-        fig.asserts.get(&Place::Alarm).copied().unwrap_or_default(),
-        fig.asserts.get(&Place::Raw).copied().unwrap_or_default(),
+        fig.asserts.get(Place::Decoded),
+        fig.asserts.get(Place::Normalized),
+        fig.asserts.get(Place::Alarm),
+        fig.asserts.get(Place::Raw),
         KNOWN_GAPS.len()
     );
-    for f in &failures {
-        eprintln!("  FAIL {f}");
-    }
-    assert!(failures.is_empty(), "{} failures", failures.len());
+    conf::fail_on(&failures);
     assert_eq!(
         (fig.text_frames, fig.binary_frames, fig.framing_cases),
         (191, 8, 4)

@@ -9,13 +9,16 @@
 //!   others (`tag1Voltage`, `eyeTemp1`: BLE sensor readings Traccar decodes from
 //!   model-specific variable-length IOs we keep raw) are listed with the reason.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::time::SystemTime;
 
 use avlgate::proto::{raw_value, TelemetryEvent, Transport};
 use avlgate::protocol::teltonika::{avl, MODULE};
 use avlgate::protocol::{Action, ProtocolConfig};
 use bytes::BytesMut;
+use common::conformance as conf;
+use common::h;
 use serde_json::Value;
 
 /// Traccar keys asserted on values we keep raw only, and why.
@@ -75,38 +78,24 @@ fn avl_data(frame: &[u8], udp: bool) -> &[u8] {
 
 #[test]
 fn traccar_teltonika_frames() {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/traccar-frames.json"
-    ))
-    .unwrap();
-    let all: Vec<Value> = serde_json::from_str(&text).unwrap();
-    let mut by_test: BTreeMap<(String, String), Vec<&Value>> = BTreeMap::new();
-    for e in all
-        .iter()
-        .filter(|e| e["protocol"] == "teltonika" && e["test_kind"] == "protocol_decoder")
-    {
-        by_test
-            .entry((
-                e["test"].as_str().unwrap().into(),
-                e["transport"].as_str().unwrap().into(),
-            ))
-            .or_default()
-            .push(e);
-    }
+    let all = conf::entries(conf::FRAMES, "teltonika");
+    let by_test = conf::groups(
+        all.iter().filter(|e| e["test_kind"] == "protocol_decoder"),
+        |e| {
+            (
+                conf::test_of(e),
+                e["transport"].as_str().unwrap().to_string(),
+            )
+        },
+    );
     let (mut valid, mut valid_ok, mut invalid, mut invalid_rejected) = (0, 0, 0, 0);
     let (mut asserted, mut matched, mut excluded) = (0, 0, 0);
     let mut notes = Vec::new();
-    for ((test, transport), mut entries) in by_test {
-        entries.sort_by_key(|e| e["seq"].as_u64());
-        let transport = if transport == "udp" {
-            Transport::Udp
-        } else {
-            Transport::Tcp
-        };
+    for ((test, _), entries) in by_test {
+        let transport = conf::transport_of(entries[0]);
         let mut s = MODULE.new_session(transport, &ProtocolConfig::default());
         for e in entries {
-            let frame = hex::decode(e["frame"].as_str().unwrap()).unwrap();
+            let frame = conf::bytes_of(e);
             let wire = &e["wire"];
             let is_login = wire["kind"] == "imei_login";
             let ok_wire = wire["length_ok"] != false
@@ -131,7 +120,7 @@ fn traccar_teltonika_frames() {
                             avl_data(&frame, transport == Transport::Udp),
                             &f.events,
                         );
-                        for (key, want) in e["asserts"].as_object().into_iter().flatten() {
+                        for (key, want) in conf::asserts(e) {
                             if let Some((_, why)) = EXCLUDED_KEYS.iter().find(|(k, _)| k == key) {
                                 excluded += 1;
                                 eprintln!("  {id}: {key} not normalized: {why}");
@@ -181,9 +170,8 @@ fn traccar_teltonika_frames() {
                         if err.action == Action::Close {
                             // The stream is closed; later frames of this test need a new session.
                             s = MODULE.new_session(transport, &ProtocolConfig::default());
-                            let mut l = BytesMut::from(
-                                &hex::decode("000f333536333037303432343431303133").unwrap()[..],
-                            );
+                            let mut l =
+                                BytesMut::from(&h("000f333536333037303432343431303133")[..]);
                             s.decode(&mut l, SystemTime::now()).unwrap();
                         }
                     }
@@ -192,9 +180,7 @@ fn traccar_teltonika_frames() {
                         // that never come; the device gets no ACK.
                         invalid_rejected += 1;
                         s = MODULE.new_session(transport, &ProtocolConfig::default());
-                        let mut l = BytesMut::from(
-                            &hex::decode("000f333536333037303432343431303133").unwrap()[..],
-                        );
+                        let mut l = BytesMut::from(&h("000f333536333037303432343431303133")[..]);
                         s.decode(&mut l, SystemTime::now()).unwrap();
                     }
                     Ok(Some(_)) => panic!("{id}: a frame with a bad CRC or length was accepted"),

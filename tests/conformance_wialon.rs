@@ -21,14 +21,15 @@
 //!
 //! `cargo test --test conformance_wialon -- --nocapture` prints the figures.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use avlgate::proto::raw_value::Value as RawV;
-use avlgate::proto::{EventKind, TelemetryEvent, Transport};
+use avlgate::proto::{EventKind, TelemetryEvent};
 use avlgate::protocol::wialon::MODULE;
 use avlgate::protocol::{Action, DecodeError, ErrorKind, Frame, ProtocolConfig, ProtocolSession};
-use bytes::BytesMut;
+use common::conformance::{self as conf, Ledger, Place, Tally, Verdict};
 use serde_json::Value;
 
 /// Traccar asserts (seq, key) we do not match, and why. Empty: every assert matches.
@@ -84,23 +85,7 @@ fn crc_matches(ty: &str, body: &str) -> Option<bool> {
 }
 
 fn decode_all(s: &mut dyn ProtocolSession, bytes: &[u8]) -> Vec<Result<Frame, DecodeError>> {
-    let mut buf = BytesMut::from(bytes);
-    let mut out = Vec::new();
-    loop {
-        match s.decode(&mut buf, now()) {
-            Ok(None) => break,
-            Ok(Some(f)) => out.push(Ok(f)),
-            Err(e) => {
-                let close = e.action == Action::Close;
-                out.push(Err(e));
-                if close {
-                    break;
-                }
-            }
-        }
-    }
-    assert!(buf.is_empty(), "bytes left over: {buf:?}");
-    out
+    conf::decode_all(s, bytes, now()).drained().results
 }
 
 /// One record body of a frame (CRC removed), as the spec lays it out.
@@ -174,69 +159,20 @@ fn raw_survives(fields: &[String], e: &TelemetryEvent) -> (usize, Vec<String>) {
             }
         }
     }
-    let mut problems = Vec::new();
-    for (n, v) in &expect {
-        let found = e
-            .raw
-            .iter()
-            .any(|r| r.name == *n && r.value.as_ref() == Some(v));
-        if !found {
-            problems.push(format!("raw {n} = {v:?} missing (raw: {:?})", e.raw));
-        }
-    }
-    // Nothing else either: raw is exactly what the device sent.
-    if e.raw.len() != expect.len() {
-        problems.push(format!(
-            "raw holds {} values, the record {}",
-            e.raw.len(),
-            expect.len()
-        ));
-    }
+    let problems = conf::raw_exactly(e, &expect, &[]);
     (expect.len(), problems)
-}
-
-/// `2013-04-27T20:56:01.000Z` → seconds since the epoch.
-fn parse_iso(s: &str) -> i64 {
-    let n = |a: usize, b: usize| s[a..b].parse::<i64>().unwrap();
-    let (y, m, d) = (n(0, 4), n(5, 7), n(8, 10));
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
-    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
-    days * 86_400 + n(11, 13) * 3600 + n(14, 16) * 60 + n(17, 19)
-}
-
-/// Which part of our event a Traccar assert is checked against.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Place {
-    Position,
-    Normalized,
-    Raw,
 }
 
 /// One Traccar assert against our event.
 fn check(e: &TelemetryEvent, key: &str, want: &Value) -> (Place, Result<(), String>) {
-    let p = e.position.as_ref();
     let t = e.telemetry();
     let num = want.as_f64();
     let close =
         |g: Option<f64>, w: Option<f64>| g.zip(w).is_some_and(|(g, w)| (g - w).abs() < 1e-6);
     let (place, ok) = match key {
-        "latitude" => (
+        _ if conf::position_assert(e, key, want).is_some() => (
             Place::Position,
-            p.zip(num)
-                .is_some_and(|(p, w)| (p.latitude - w).abs() < 1e-5),
-        ),
-        "longitude" => (
-            Place::Position,
-            p.zip(num)
-                .is_some_and(|(p, w)| (p.longitude - w).abs() < 1e-5),
-        ),
-        "valid" => (Place::Position, p.map(|p| p.valid) == want.as_bool()),
-        "fixTime" => (
-            Place::Position,
-            e.device_time.as_ref().map(|t| t.seconds) == want.as_str().map(parse_iso),
+            conf::position_assert(e, key, want) == Some(true),
         ),
         "motion" => (Place::Normalized, t.motion == want.as_bool()),
         // Traccar renames Wialon `temp` to deviceTemp (°C) and `bat` to batteryLevel (%).
@@ -270,15 +206,7 @@ fn check(e: &TelemetryEvent, key: &str, want: &Value) -> (Place, Result<(), Stri
             (Place::Raw, close(got, num))
         }
     };
-    let result = if ok {
-        Ok(())
-    } else {
-        Err(format!(
-            "{key}: want {want}, got position {:?} telemetry {:?} towers {:?} raw {:?}",
-            e.position, e.telemetry, e.cell_towers, e.raw
-        ))
-    };
-    (place, result)
+    (place, conf::outcome(ok, e, key, want))
 }
 
 #[derive(Default)]
@@ -291,41 +219,31 @@ struct Figures {
     heartbeats: usize,
     lenient_frames: usize,
     raw_values_checked: usize,
-    asserts: BTreeMap<Place, (usize, usize)>,
+    asserts: Tally,
 }
 
 #[test]
 fn traccar_wialon_frames() {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/traccar-frames.json"
-    ))
-    .unwrap();
-    let all: Vec<Value> = serde_json::from_str(&text).unwrap();
-    let mut groups: BTreeMap<(String, String), Vec<&Value>> = BTreeMap::new();
-    for e in all.iter().filter(|e| e["protocol"] == "wialon") {
-        groups
-            .entry((
-                e["test"].as_str().unwrap().into(),
-                e["transport"].as_str().unwrap().into(),
-            ))
-            .or_default()
-            .push(e);
-    }
+    let all = conf::entries(conf::FRAMES, "wialon");
+    let groups = conf::groups(&all, |e| {
+        (
+            conf::test_of(e),
+            e["transport"].as_str().unwrap().to_string(),
+        )
+    });
     let mut fig = Figures::default();
     let mut failures: Vec<String> = Vec::new();
-    let mut gaps_seen: Vec<(u64, String)> = Vec::new();
-    for ((test, transport), mut entries) in groups {
-        entries.sort_by_key(|e| e["seq"].as_u64());
-        let transport = if transport == "udp" {
-            Transport::Udp
-        } else {
-            Transport::Tcp
-        };
+    let mut gaps = Ledger::new(
+        KNOWN_GAPS
+            .iter()
+            .map(|(seq, key, why)| (format!("#{seq} {key}"), *why)),
+    );
+    for ((test, _), entries) in groups {
+        let transport = conf::transport_of(entries[0]);
         let mut s = MODULE.new_session(transport, &ProtocolConfig::default());
         for entry in entries {
             fig.frames += 1;
-            let seq = entry["seq"].as_u64().unwrap();
+            let seq = conf::seq_of(entry);
             let name = format!("{test}#{seq}");
             let frame_text = entry["frame"].as_str().unwrap();
             let wire = &entry["wire"];
@@ -438,40 +356,21 @@ fn traccar_wialon_frames() {
                 failures.extend(problems.into_iter().map(|p| format!("{name}: {p}")));
             }
             let e = &f.events[0];
-            for (key, want) in entry["asserts"].as_object().into_iter().flatten() {
+            for (key, want) in conf::asserts(entry) {
                 let (place, result) = check(e, key, want);
-                let gap = KNOWN_GAPS.iter().find(|(s, k, _)| *s == seq && k == key);
-                let tally = fig.asserts.entry(place).or_default();
-                tally.1 += 1;
-                match (result, gap) {
-                    (Ok(()), None) => tally.0 += 1,
-                    (Err(why), None) => failures.push(format!("{name}: {why}")),
-                    (Err(why), Some((_, _, reason))) => {
-                        gaps_seen.push((seq, key.clone()));
-                        eprintln!("  gap {name} {key}: {reason} [{why}]");
-                    }
-                    (Ok(()), Some((_, _, reason))) => failures.push(format!(
-                        "{name} {key} matches now: remove it from KNOWN_GAPS ({reason})"
-                    )),
-                }
+                let problems: Vec<String> = result.err().into_iter().collect();
+                let verdict = gaps.record(
+                    &format!("{name} {key}"),
+                    &format!("#{seq} {key}"),
+                    &problems,
+                    &mut failures,
+                );
+                fig.asserts.count(place, verdict == Verdict::Matched);
             }
         }
     }
-    for (s, k, why) in KNOWN_GAPS {
-        if !gaps_seen.iter().any(|(gs, gk)| gs == s && gk == k)
-            && !failures
-                .iter()
-                .any(|f| f.contains(&format!("#{s} {k} matches now")))
-        {
-            failures.push(format!(
-                "KNOWN_GAPS lists #{s} {k} ({why}) but no such assert"
-            ));
-        }
-    }
-    let (matched, asserted) = fig
-        .asserts
-        .values()
-        .fold((0, 0), |(m, a), (mm, aa)| (m + mm, a + aa));
+    gaps.finish(&mut failures);
+    let (matched, asserted) = fig.asserts.total();
     eprintln!("Wialon IPS conformance (Traccar frames):");
     eprintln!(
         "  frames: {} = {} answered positively + {} refused for a bad checksum (2.0 CRCs that match: {})",
@@ -487,15 +386,12 @@ fn traccar_wialon_frames() {
     );
     eprintln!(
         "  Traccar asserts matched: {matched}/{asserted} (position {:?}, normalized {:?}, raw {:?}; known gaps {})",
-        fig.asserts.get(&Place::Position).copied().unwrap_or_default(),
-        fig.asserts.get(&Place::Normalized).copied().unwrap_or_default(),
-        fig.asserts.get(&Place::Raw).copied().unwrap_or_default(),
+        fig.asserts.get(Place::Position),
+        fig.asserts.get(Place::Normalized),
+        fig.asserts.get(Place::Raw),
         KNOWN_GAPS.len()
     );
-    for f in &failures {
-        eprintln!("  FAIL {f}");
-    }
-    assert!(failures.is_empty(), "{} failures", failures.len());
+    conf::fail_on(&failures);
     // The figures themselves, so a regression slipping past the per-frame checks fails.
     assert_eq!(fig.frames, 27);
     assert_eq!(fig.crc_refused, 1);
@@ -505,8 +401,8 @@ fn traccar_wialon_frames() {
     assert_eq!(fig.lenient_frames, 2);
     assert_eq!(matched + KNOWN_GAPS.len(), asserted);
     assert_eq!(
-        fig.asserts.get(&Place::Normalized).copied(),
-        Some((4, 4)),
+        fig.asserts.get(Place::Normalized),
+        (4, 4),
         "motion, network, deviceTemp, batteryLevel"
     );
 }

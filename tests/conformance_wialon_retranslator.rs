@@ -32,9 +32,9 @@ use avlgate::config::Settings;
 use avlgate::proto::raw_value::Value as RawV;
 use avlgate::proto::{EventKind, Protocol, TelemetryEvent, Transport};
 use avlgate::protocol::wialon_retranslator::MODULE;
-use avlgate::protocol::{Action, DecodeError, Frame, ProtocolConfig, ProtocolSession};
+use avlgate::protocol::{DecodeError, Frame, ProtocolConfig, ProtocolSession};
 use avlgate::sink::memory::MemorySink;
-use bytes::BytesMut;
+use common::conformance::{self as conf, Ledger};
 use common::*;
 use serde_json::Value;
 
@@ -46,34 +46,11 @@ fn now() -> SystemTime {
 }
 
 fn entries() -> Vec<Value> {
-    let text = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/data/traccar-frames-more.json"
-    ))
-    .unwrap();
-    let all: Vec<Value> = serde_json::from_str(&text).unwrap();
-    all.into_iter()
-        .filter(|e| e["protocol"] == "wialon_retranslator")
-        .collect()
+    conf::entries(conf::MORE_FRAMES, "wialon_retranslator")
 }
 
 fn decode_all(s: &mut dyn ProtocolSession, bytes: &[u8]) -> Vec<Result<Frame, DecodeError>> {
-    let mut buf = BytesMut::from(bytes);
-    let mut out = Vec::new();
-    loop {
-        match s.decode(&mut buf, now()) {
-            Ok(None) => break,
-            Ok(Some(f)) => out.push(Ok(f)),
-            Err(e) => {
-                let close = e.action == Action::Close;
-                out.push(Err(e));
-                if close {
-                    break;
-                }
-            }
-        }
-    }
-    out
+    conf::decode_all(s, bytes, now()).results
 }
 
 /// One block as this test reads it from the spec's layout.
@@ -165,14 +142,15 @@ fn check_nothing_lost(frame: &[u8], e: &TelemetryEvent) -> usize {
     checked
 }
 
-/// Traccar's `verifyPosition`: a position whose coordinates are in range, with a fix time.
+/// Traccar's `verifyPosition`: a position whose coordinates are in range, with a fix time;
+/// ours is a POSITION (or ALARM) event.
 fn verify_position(e: &TelemetryEvent) {
-    let p = e.position.as_ref().expect("a position");
     assert!(
-        p.latitude.abs() <= 90.0 && p.longitude.abs() <= 180.0,
-        "{p:?}"
+        conf::has_fix_with_time(e),
+        "{:?} {:?}",
+        e.position,
+        e.device_time
     );
-    assert!(e.device_time.is_some());
     assert!(matches!(
         EventKind::try_from(e.kind),
         Ok(EventKind::Position | EventKind::Alarm)
@@ -187,17 +165,18 @@ fn traccar_frames_decode_with_every_value_and_the_wire_facts() {
         2,
         "the data holds Traccar's two Retranslator frames"
     );
-    let mut methods: Vec<&str> = all.iter().map(|e| e["test"].as_str().unwrap()).collect();
-    methods.sort();
-    methods.dedup();
     let (mut decoded, mut values, mut asserted) = (0, 0, 0usize);
-    for method in methods {
-        let mut frames: Vec<&Value> = all.iter().filter(|e| e["test"] == method).collect();
-        frames.sort_by_key(|e| e["seq"].as_u64());
+    let mut failures = Vec::new();
+    let mut gaps = Ledger::new(
+        KNOWN_GAPS
+            .iter()
+            .map(|(seq, key, why)| (format!("#{seq} {key}"), *why)),
+    );
+    for frames in conf::groups(&all, conf::test_of).into_values() {
         let mut s = MODULE.new_session(Transport::Tcp, &ProtocolConfig::default());
         for entry in frames {
-            let seq = entry["seq"].as_u64().unwrap();
-            let bytes = hex::decode(entry["frame"].as_str().unwrap()).unwrap();
+            let seq = conf::seq_of(entry);
+            let bytes = conf::bytes_of(entry);
             let wire = &entry["wire"];
             let out = decode_all(s.as_mut(), &bytes);
             if wire["length_ok"] != true {
@@ -247,19 +226,20 @@ fn traccar_frames_decode_with_every_value_and_the_wire_facts() {
                 None => assert!(e.position.is_none(), "seq {seq}: expect null"),
                 Some(other) => panic!("seq {seq}: unknown expectation {other}"),
             }
-            if let Some(a) = entry["asserts"].as_object() {
-                for key in a.keys() {
-                    asserted += 1;
-                    let gap = KNOWN_GAPS.iter().any(|(s, k, _)| *s == seq && k == key);
-                    // No Retranslator assert is mapped yet: each one is a gap to list or map.
-                    assert!(
-                        gap,
-                        "seq {seq}: assert `{key}` is neither mapped nor a known gap"
-                    );
-                }
+            for (key, _) in conf::asserts(entry) {
+                asserted += 1;
+                // No Retranslator assert is mapped yet: each one is a gap to list or map.
+                gaps.record(
+                    &format!("seq {seq} {key}"),
+                    &format!("#{seq} {key}"),
+                    &["neither mapped nor a known gap".to_string()],
+                    &mut failures,
+                );
             }
         }
     }
+    gaps.finish(&mut failures);
+    conf::fail_on(&failures);
     println!(
         "wialon_retranslator conformance: {decoded}/2 frames decoded and answered 0x11, \
          {values} values found in raw/position, asserts matched 0/{asserted} \
@@ -275,22 +255,8 @@ fn traccar_frames_decode_with_every_value_and_the_wire_facts() {
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for Unix seconds (days-from-civil, no date library).
 fn chrono_free_utc(secs: i64) -> String {
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    let (y, m, d, hh, mm, ss) = conf::civil(secs);
+    format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z")
 }
 
 #[test]

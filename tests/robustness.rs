@@ -71,29 +71,6 @@ fn seeds() -> &'static Seeds {
     })
 }
 
-/// A mutation of `base`: flip, overwrite, insert, delete or truncate at positions from `ops`.
-fn mutate(base: &[u8], ops: &[(u8, u16, u8)]) -> Vec<u8> {
-    let mut v = base.to_vec();
-    for &(op, at, byte) in ops {
-        let at = if v.is_empty() {
-            0
-        } else {
-            usize::from(at) % v.len()
-        };
-        match op % 5 {
-            0 if !v.is_empty() => v[at] ^= 1 << (byte % 8),
-            1 if !v.is_empty() => v[at] = byte,
-            2 => v.insert(at, byte),
-            3 if !v.is_empty() => {
-                v.remove(at);
-            }
-            4 => v.truncate(at),
-            _ => {}
-        }
-    }
-    v
-}
-
 fn ops() -> impl Strategy<Value = Vec<(u8, u16, u8)>> {
     proptest::collection::vec(any::<(u8, u16, u8)>(), 0..6)
 }
@@ -191,7 +168,7 @@ proptest! {
     fn every_protocol_mutated_simulator_streams(i in any::<usize>(), m in ops(), ch in chunks()) {
         let all = simulated();
         let (module, t, stream, units) = &all[i % all.len()];
-        let input = mutate(stream, &m);
+        let input = props::mutate(stream, &m);
         let chunks = if *t == Transport::Udp { units.clone() } else { props::chunk_sizes(&ch) };
         props::drive_session(module, *t, &input, &chunks);
         props::check_detect(&input, *t);
@@ -207,7 +184,7 @@ proptest! {
 
     #[test]
     fn teltonika_tcp_mutated_conformance(i in any::<usize>(), m in ops(), ch in chunks()) {
-        let input = mutate(pick(&seeds().teltonika_tcp, i), &m);
+        let input = props::mutate(pick(&seeds().teltonika_tcp, i), &m);
         props::drive_session(&TELTONIKA, Transport::Tcp, &input, &props::chunk_sizes(&ch));
         // The frame after the 17-byte login.
         props::check_teltonika_tcp_frame(input.get(17..).unwrap_or_default());
@@ -224,15 +201,15 @@ proptest! {
             prop_assert_eq!(out.frames, 2, "login and the frame");
         }
         // And mutated: whatever still passes the CRC must re-encode.
-        props::check_teltonika_tcp_frame(&mutate(&frame, &m));
-        props::check_avl(&mutate(&data, &m));
+        props::check_teltonika_tcp_frame(&props::mutate(&frame, &m));
+        props::check_avl(&props::mutate(&data, &m));
     }
 
     #[test]
     fn teltonika_udp_random_and_mutated(input in bytes(600), i in any::<usize>(), m in ops(), ch in chunks()) {
         props::drive_session(&TELTONIKA, Transport::Udp, &input, &props::chunk_sizes(&ch));
         props::check_teltonika_udp(&input);
-        let d = mutate(pick(&seeds().teltonika_udp, i), &m);
+        let d = props::mutate(pick(&seeds().teltonika_udp, i), &m);
         props::drive_session(&TELTONIKA, Transport::Udp, &d, &[0]);
         props::check_teltonika_udp(&d);
     }
@@ -245,7 +222,7 @@ proptest! {
         if d.len() <= props::limits().settings("teltonika").max_frame_bytes() {
             prop_assert_eq!(out.frames, 1);
         }
-        props::check_teltonika_udp(&mutate(&d, &m));
+        props::check_teltonika_udp(&props::mutate(&d, &m));
     }
 
     // ---- Wialon IPS
@@ -261,7 +238,7 @@ proptest! {
     fn wialon_mutated_conformance(i in any::<usize>(), j in any::<usize>(), m in ops(), ch in chunks()) {
         // A login, then a data packet: mutations hit both.
         let s = &seeds().wialon;
-        let input = mutate(&[pick(s, i), pick(s, j)].concat(), &m);
+        let input = props::mutate(&[pick(s, i), pick(s, j)].concat(), &m);
         props::drive_session(&WIALON, Transport::Tcp, &input, &props::chunk_sizes(&ch));
         props::drive_session(&WIALON, Transport::Udp, &input, &[0]);
         props::check_wialon_records(&input);
@@ -287,7 +264,7 @@ proptest! {
     #[test]
     fn gt06_mutated_conformance(i in any::<usize>(), j in any::<usize>(), m in ops(), ch in chunks()) {
         let s = &seeds().gt06;
-        let input = mutate(&[pick(s, i), pick(s, j)].concat(), &m);
+        let input = props::mutate(&[pick(s, i), pick(s, j)].concat(), &m);
         props::drive_session(&GT06, Transport::Tcp, &input, &props::chunk_sizes(&ch));
         props::check_gt06_frames(&input);
     }
@@ -300,7 +277,7 @@ proptest! {
         props::check_detect(&input, Transport::Udp);
         let s = seeds();
         for set in [&s.teltonika_tcp, &s.wialon, &s.gt06] {
-            let seed = mutate(pick(set, i), &m);
+            let seed = props::mutate(pick(set, i), &m);
             props::check_detect(&seed, Transport::Tcp);
         }
     }

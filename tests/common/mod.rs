@@ -1,8 +1,10 @@
 //! Shared test support: a gateway on loopback, MQTT subscribers, a fault-injecting TCP proxy,
-//! and a Mosquitto broker when one is installed. Everything binds 127.0.0.1 only.
+//! and a Mosquitto broker when one is installed. Everything binds 127.0.0.1 only. The
+//! conformance tests' harness is [`conformance`].
 #![allow(dead_code)]
 
 pub mod commands;
+pub mod conformance;
 pub mod fleet;
 pub mod kafka;
 pub mod tansu;

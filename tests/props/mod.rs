@@ -580,3 +580,27 @@ pub fn check_detect(input: &[u8], transport: Transport) {
         }
     }
 }
+
+/// A mutation of `base`: flip a bit, overwrite, insert, delete or truncate, at the positions
+/// and with the bytes of `ops` (what the property tests draw).
+pub fn mutate(base: &[u8], ops: &[(u8, u16, u8)]) -> Vec<u8> {
+    let mut v = base.to_vec();
+    for &(op, at, byte) in ops {
+        let at = if v.is_empty() {
+            0
+        } else {
+            usize::from(at) % v.len()
+        };
+        match op % 5 {
+            0 if !v.is_empty() => v[at] ^= 1 << (byte % 8),
+            1 if !v.is_empty() => v[at] = byte,
+            2 => v.insert(at, byte),
+            3 if !v.is_empty() => {
+                v.remove(at);
+            }
+            4 => v.truncate(at),
+            _ => {}
+        }
+    }
+    v
+}
