@@ -101,6 +101,14 @@ pub trait ProtocolModule: Sync {
     fn login_rejected_reply(&self, _transport: Transport) -> Option<Bytes> {
         None
     }
+    /// The transports on which the protocol's devices take commands. TCP by default: a UDP
+    /// device takes commands only where its protocol defines server-to-device messages over
+    /// UDP, which a protocol declares by listing UDP here (its sessions' [`ProtocolSession::
+    /// encode_command`] then produces the UDP form, written to the address of the peer's
+    /// latest datagram).
+    fn command_transports(&self) -> &'static [Transport] {
+        &[Transport::Tcp]
+    }
 }
 
 /// What a protocol makes of the first bytes it is shown.
