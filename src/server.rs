@@ -53,11 +53,11 @@ pub fn build_sink(
             sink::embedded::start_with(listen, 16 * 1024 * 1024, auth)?;
             let o = crate::broker::mqtt_options(config, &client_id)?;
             info!(
-                "embedded MQTT broker on {listen}; watch events with: mosquitto_sub -h {} -p {}{} -t '{}/#' -v",
+                "embedded MQTT broker on {listen}; watch events and command results with: mosquitto_sub -h {} -p {}{} -t '{p}/events/#' -t '{p}/command-results/#' -v",
                 o.host,
                 o.port,
                 if auth.is_some() { " -u <user> -P <password>" } else { "" },
-                config.topic_prefix
+                p = config.topic_prefix
             );
             Arc::new(sink::mqtt::MqttSink::start(o, sink_shutdown))
         }

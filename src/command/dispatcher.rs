@@ -36,6 +36,18 @@ struct Held {
     session: u64,
     command: Command,
     sent_at: Option<SystemTime>,
+    phase: Phase,
+}
+
+/// Where a held command is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// In the session, not written.
+    Handed,
+    /// Written; its answer awaited.
+    Written,
+    /// Its terminal result was reported; the COMPLETE claim is on its way.
+    Completing,
 }
 
 /// The dispatcher's running parts, for the command flow to drain and stop.
@@ -190,7 +202,12 @@ impl Dispatcher {
                 warn!(command_id = %c.command_id, imei = %c.imei, %reason, "command refused");
                 self.ledger.on_rejected(c, &reason, now)
             }
-            Entry::Claim(c) => self.ledger.on_claim(c, now),
+            Entry::Claim(c) => {
+                if c.purpose != ClaimPurpose::Beat as i32 {
+                    debug!(command_id = %c.command_id, imei = %c.imei, gateway = %c.gateway, purpose = ?ClaimPurpose::try_from(c.purpose).unwrap_or_default(), "claim read");
+                }
+                self.ledger.on_claim(c, now)
+            }
             Entry::State(c) => self.ledger.on_state(c, now),
             Entry::Invalid(reason) => {
                 metrics::counter!(m::COMMANDS, "status" => "unreadable").increment(1);
@@ -239,17 +256,29 @@ impl Dispatcher {
                 let Some(gone) = self.sessions.remove(&session) else {
                     return Vec::new();
                 };
-                // Whatever that session had not reported (messages it never read) goes back.
-                let orphans: Vec<String> = self
+                // Whatever that session never wrote (messages it never read) goes back; what it
+                // wrote and did not report (it always reports before it goes, so only a
+                // session that died mid-way) is reported as such. A command whose terminal
+                // result is on its way stays until its COMPLETE is in force.
+                let orphans: Vec<(String, Phase)> = self
                     .held
                     .iter()
-                    .filter(|(_, h)| h.session == session)
-                    .map(|(id, _)| id.clone())
+                    .filter(|(_, h)| h.session == session && h.phase != Phase::Completing)
+                    .map(|(id, h)| (id.clone(), h.phase))
                     .collect();
                 let mut out = Vec::new();
-                for id in orphans {
-                    self.held.remove(&id);
-                    out.extend(self.ledger.release(&id, now));
+                for (id, phase) in orphans {
+                    let update = match phase {
+                        Phase::Handed => Update::NotWritten {
+                            command_id: id.clone(),
+                        },
+                        _ => Update::NoReply {
+                            command_id: id.clone(),
+                            reason: "written, but the session ended before the device answered"
+                                .into(),
+                        },
+                    };
+                    out.extend(self.on_update(session, update, now));
                 }
                 let still = self.newest(&imei, None).map(|(_, t)| t);
                 out.extend(self.ledger.session_down(&imei, gone.started, still, now));
@@ -276,6 +305,7 @@ impl Dispatcher {
             }
             Update::Written { awaiting_reply, .. } => {
                 h.sent_at = Some(now);
+                h.phase = Phase::Written;
                 info!(command_id = %id, imei = %h.command.imei, "command written to the device");
                 if awaiting_reply {
                     let mut r = self.ledger.result(&h.command, CommandStatus::Sent, "", false, now);
@@ -290,6 +320,10 @@ impl Dispatcher {
             Update::Rejected { reason, .. } => (CommandStatus::Rejected, reason, None),
             Update::NoReply { reason, .. } => (CommandStatus::Expired, reason, None),
         };
+        if h.phase == Phase::Completing {
+            return Vec::new();
+        }
+        h.phase = Phase::Completing;
         let mut r = self.ledger.result(&h.command, status, &reason, true, now);
         r.sent_at = h.sent_at.map(crate::event::timestamp);
         r.response = response;
@@ -308,17 +342,28 @@ impl Dispatcher {
                         self.ledger.proposal_failed(&claim.command_id);
                         continue;
                     }
+                    if claim.purpose != ClaimPurpose::Beat as i32 {
+                        debug!(command_id = %claim.command_id, imei = %claim.imei, purpose = ?ClaimPurpose::try_from(claim.purpose).unwrap_or_default(), "proposing claim");
+                    }
                     self.writer.propose(claim);
                 }
                 Action::Deliver(c) => work.extend(self.deliver(c, now)),
                 Action::Go(id) => {
-                    let sent = self.held.get(&id).and_then(|h| {
-                        let l = self.sessions.get(&h.session)?;
-                        l.tx.try_send(Box::new(SessionMsg::Go(id.clone()))).ok()
-                    });
-                    if sent.is_none() {
-                        self.held.remove(&id);
-                        work.extend(self.ledger.release(&id, now));
+                    let Some(h) = self.held.get(&id) else {
+                        // Its session ended meanwhile and gave it back.
+                        continue;
+                    };
+                    let sent = self
+                        .sessions
+                        .get(&h.session)
+                        .is_some_and(|l| l.tx.try_send(Box::new(SessionMsg::Go(id.clone()))).is_ok());
+                    if !sent && h.phase == Phase::Handed {
+                        let session = h.session;
+                        work.extend(self.on_update(
+                            session,
+                            Update::NotWritten { command_id: id },
+                            now,
+                        ));
                     }
                 }
                 Action::Withdraw(id) => {
@@ -383,6 +428,7 @@ impl Dispatcher {
                         session,
                         command: c,
                         sent_at: None,
+                        phase: Phase::Handed,
                     },
                 );
                 Vec::new()

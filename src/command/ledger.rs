@@ -586,6 +586,14 @@ impl Ledger {
         let Some(e) = self.entries.get(command_id) else {
             return Vec::new();
         };
+        let completing = e
+            .proposal
+            .as_ref()
+            .is_some_and(|(c, _)| c.purpose == ClaimPurpose::Complete as i32);
+        if completing {
+            // Its terminal result is on its way: that settles it, not a release.
+            return Vec::new();
+        }
         match &e.state {
             State::Held { holder, .. } if self.is_me(holder) => {
                 let mut claim = self.claim(command_id, &e.imei, ClaimPurpose::Release, now);
