@@ -10,7 +10,7 @@
 //! - `whole_path_avlgate`: the bytes through the protocol session's `decode` (exactly what a
 //!   connection runs), the connection context stamped on each event as the session layer does
 //!   (`event_id`, `imei`, `received_at`, `peer`, `gateway`), then each event encoded as
-//!   protobuf with `prost::Message::encode`.
+//!   protobuf with the sink's encoder (`Format::encode_event`).
 //!
 //! The Teltonika groups also run the same frames through `nom-teltonika`
 //! (`take_frame(..).evaluate()`, CRC checked, owned records) as the yardstick. After the run,

@@ -74,6 +74,9 @@ class Report:
 # --- inputs from the Rust sources ------------------------------------------------------------
 
 
+PROTOCOL_SETTING = re.compile(r"AVLGATE_PROTOCOLS__[A-Z0-9_]+?__[A-Z0-9_]+")
+
+
 def known_env() -> set[str]:
     text = CONFIG_RS.read_text()
     names = set(re.findall(r'env\s*=\s*"(AVLGATE_[A-Z0-9_]+)"', text))
@@ -215,6 +218,10 @@ def check_consistency(
     # Environment.
     env = _env_settings(c, objs, origin, report)
     for name in env:
+        # Protocol settings are one variable each, AVLGATE_PROTOCOLS__<PROTOCOL>__<KEY>; the
+        # gateway checks protocol and key against its registry at start (unknown ones stop it).
+        if PROTOCOL_SETTING.fullmatch(name):
+            continue
         if name.startswith("AVLGATE_") and name not in env_names:
             report.fail("env-unknown", f"{origin}: {name} is not a setting of the gateway")
     pod_name = next((v for v in c.get("env", []) if v["name"] == "POD_NAME"), None)

@@ -42,6 +42,7 @@ pub mod server;
 pub mod session;
 pub mod simulate;
 pub mod sink;
+pub mod throttle;
 pub mod vocab;
 
 /// The generated event schema, package `avlgate.v1`, with canonical JSON (pbjson) impls.

@@ -49,6 +49,12 @@ enum Command {
     },
     /// Run virtual devices against a gateway: load test and end-to-end trial without hardware.
     Simulate(Box<avlgate::simulate::SimulateArgs>),
+    /// List the protocols, their transports, simulators and settings (Markdown; the README's
+    /// protocol tables are this output).
+    Protocols,
+    /// Print the vocabulary against every protocol: which device value feeds each field and
+    /// alarm (Markdown; docs/schema.md holds this output).
+    Vocabulary,
     /// Development/test tool: an in-process librdkafka MOCK Kafka cluster on 127.0.0.1 (in
     /// memory, not a broker). Prints `bootstrap=...`, then takes `down [id|all]`, `up [id|all]`,
     /// `rtt <id|all> <ms>`, `quit` on stdin.
@@ -115,6 +121,14 @@ fn main() -> anyhow::Result<()> {
                 }
             }
             std::process::exit(if failed { 1 } else { 0 });
+        }
+        Command::Vocabulary => {
+            print!("{}", avlgate::vocab::doc::markdown());
+            Ok(())
+        }
+        Command::Protocols => {
+            print!("{}", avlgate::protocol::catalog::markdown());
+            Ok(())
         }
         Command::Simulate(args) => {
             init_tracing(LogFormat::Text);

@@ -48,7 +48,8 @@ pub const UDP_DROPPED: &str = "avlgate_udp_datagrams_dropped_total";
 /// Positive replies (ACKs) written after the sink confirmed a frame, by `protocol`.
 pub const ACKS_SENT: &str = "avlgate_acks_sent_total";
 /// Connections (or UDP devices) refused, by `transport` and `reason`: `max_connections`,
-/// `max_connections_per_ip`, `connect_rate`, `proxy_header`, `tls_handshake`, `not_allowed`.
+/// `max_connections_per_ip`, `connect_rate`, `proxy_header`, `tls_handshake`, `not_allowed`,
+/// ... A relayed device (Wialon Retranslator) that is not allowed counts once per frame.
 pub const CONNECTIONS_REJECTED: &str = "avlgate_connections_rejected_total";
 /// Sessions ended because their IMEI logged in again on another connection, by `protocol`.
 pub const SESSIONS_REPLACED: &str = "avlgate_sessions_replaced_total";

@@ -144,3 +144,37 @@ fn serve_refuses_an_anonymous_embedded_broker_off_loopback() {
     );
     assert!(err.contains("--embedded-mqtt-password-file"), "{err}");
 }
+
+/// The README's protocol tables are exactly what the registry says (`avlgate protocols`).
+#[test]
+fn the_readme_lists_the_registry() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let section = avlgate::protocol::catalog::readme_section();
+    assert!(
+        readme.contains(&section),
+        "README.md's protocol section is out of date; replace it with the output of `avlgate protocols`:\n{section}"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_avlgate"))
+        .arg("protocols")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        avlgate::protocol::catalog::markdown()
+    );
+}
+
+/// docs/schema.md's tables are exactly what the protocols' mapping files say
+/// (`avlgate vocabulary`).
+#[test]
+fn the_schema_doc_tables_the_mapping_files() {
+    let doc =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/schema.md")).unwrap();
+    let section = avlgate::vocab::doc::section();
+    assert!(
+        doc.contains(&section),
+        "docs/schema.md's tables are out of date; replace them with the output of `avlgate vocabulary`"
+    );
+}

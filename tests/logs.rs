@@ -177,3 +177,38 @@ async fn kafka_traffic_logs_nothing_per_second() {
     assert!(warnings(&lines).is_empty(), "warned: {lines:#?}");
     assert!(gw.stop().success());
 }
+
+/// Anyone can send malformed frames: 300 of them in a burst (bad CRCs from a logged-in
+/// device) give one or two WARN lines, not 300; the metric counts them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_bad_frames_is_throttled_in_the_log() {
+    let mqtt = format!("127.0.0.1:{}", free_port());
+    let gw = Serve::start(&["--embedded-mqtt-listen", &mqtt]);
+    assert!(gw.ready().await, "ready: {:#?}", gw.lines());
+    let mut dev = Device::connect(gw.devices).await;
+    dev.send(&h(avlgate::protocol::teltonika::samples::LOGIN))
+        .await;
+    assert_eq!(dev.read_exact(1, 15).await, Some(vec![1]));
+    let mut bad = h(avlgate::protocol::teltonika::samples::CODEC8);
+    let n = bad.len();
+    bad[n - 1] ^= 0xFF;
+    for _ in 0..300 {
+        dev.send(&bad).await;
+    }
+    // The good frame after them is still acknowledged.
+    dev.send(&h(avlgate::protocol::teltonika::samples::CODEC8))
+        .await;
+    assert_eq!(dev.read_exact(4, 15).await, Some(vec![0, 0, 0, 1]));
+    let metrics = http_get(gw.ops, "/metrics").await.1;
+    assert!(
+        metrics.contains("kind=\"bad_checksum\"} 300"),
+        "every bad frame is counted: {metrics}"
+    );
+    let lines = gw.lines();
+    let bad_lines = lines.iter().filter(|l| l.contains("bad frame")).count();
+    assert!(
+        (1..=3).contains(&bad_lines),
+        "{bad_lines} bad-frame lines: {lines:#?}"
+    );
+    assert!(gw.stop().success());
+}

@@ -22,15 +22,19 @@
 //! The property tests (`tests/props`), the fuzz target `session` and the benchmarks' whole
 //! path run over every registered protocol.
 
+pub mod catalog;
 pub mod civil;
 pub mod crc;
 pub mod cursor;
 pub mod detect;
+pub mod gps103;
 pub mod gt06;
+pub mod meitrack;
 pub mod settings;
 pub mod sim;
 pub mod teltonika;
 pub mod wialon;
+pub mod wialon_retranslator;
 
 use std::time::SystemTime;
 
@@ -42,8 +46,15 @@ pub use settings::{ProtocolConfig, ProtocolSettings, Setting};
 pub use sim::Simulator;
 
 /// Every protocol the gateway speaks, in detection order.
-pub static REGISTRY: &[&dyn ProtocolModule] =
-    &[&teltonika::Teltonika, &wialon::Wialon, &gt06::Gt06];
+pub static REGISTRY: &[&dyn ProtocolModule] = &[
+    &teltonika::Teltonika,
+    &gps103::Gps103,
+    &wialon::Wialon,
+    &gt06::Gt06,
+    &meitrack::Meitrack,
+    // Last: it claims only a complete header that no other protocol starts with.
+    &wialon_retranslator::WialonRetranslator,
+];
 
 /// Looks a protocol up by its schema enum.
 pub fn module(protocol: Protocol) -> Option<&'static dyn ProtocolModule> {
@@ -271,6 +282,14 @@ pub struct Frame {
     /// Set when this frame identified the device (a login); the session then publishes a
     /// session-opened event and tags its span.
     pub login: Option<String>,
+    /// Set by protocols whose connection carries many devices (a Wialon Retranslator server
+    /// pushing every unit it relays): the device this frame's events belong to, which is not
+    /// the connection's identity (`login` stays `None`). The session checks it against the
+    /// allow-list for this frame only and stamps the events with it, but registers no session
+    /// for it and routes no commands to it: the device's own connection, if any, is neither
+    /// replaced by the relay nor replaces it. A refused device's events are dropped and the
+    /// frame is still answered, so one refused device does not stall the others.
+    pub relayed: Option<String>,
     /// Close the connection after the reply (a rejected login, say).
     pub close: bool,
     /// The device's answers to commands this frame carried, matched by the session's command

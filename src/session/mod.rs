@@ -24,6 +24,7 @@ use crate::net::limits::{ConnLimiter, ConnLimits};
 use crate::proto::{EventKind, Protocol, TelemetryEvent, Transport};
 use crate::protocol::{self, Action, Frame, ProtocolConfig, ProtocolSession};
 use crate::sink::{Publisher, SinkError};
+use crate::throttle::Throttle;
 use allowlist::{AllowList, Verdict};
 use registry::{Eviction, Registry, SessionHandle, Takeover};
 use tokio_rustls::TlsAcceptor;
@@ -226,6 +227,10 @@ pub struct Core {
     module: &'static dyn protocol::ProtocolModule,
     /// UDP: the current device is not on the allow-list; its datagrams are dropped.
     denied: bool,
+    /// The connection relays many devices' frames ([`Frame::relayed`]): it has no identity
+    /// of its own, and counts as logged in from its first relayed frame on (answered whether
+    /// or not its device was admitted).
+    relaying: bool,
     label: &'static str,
     /// Commands for this device (once identified, when commands are enabled and the
     /// protocol takes them on this transport).
@@ -271,6 +276,7 @@ impl Core {
             handle,
             module,
             denied: false,
+            relaying: false,
             label: module.name(),
             commands: Tracker::new(shared_reply_timeout),
             command_rx: None,
@@ -282,6 +288,12 @@ impl Core {
     /// Whether an allowed device identified itself on this session.
     pub fn identified(&self) -> bool {
         self.imei.is_some() && !self.denied
+    }
+
+    /// Whether the connection is past its login: a device identified itself, or it sent a
+    /// relayed frame ([`Frame::relayed`]). Until then the login timeout applies.
+    pub fn logged_in(&self) -> bool {
+        self.imei.is_some() || self.relaying
     }
 
     /// Resolves when the session was evicted (replaced by a newer login of its IMEI, or
@@ -499,7 +511,17 @@ impl Core {
                 }
                 Err(e) => {
                     metrics::counter!(m::DECODE_ERRORS, "protocol" => self.label, "kind" => e.kind.label()).increment(1);
-                    warn!(kind = e.kind.label(), detail = %e.detail, close = e.action == Action::Close, "bad frame");
+                    // Anyone can send malformed frames: one WARN a second, the rest at debug.
+                    static BAD_FRAMES: Throttle = Throttle::new(Duration::from_secs(1));
+                    let close = e.action == Action::Close;
+                    match BAD_FRAMES.allow() {
+                        Some(held) => {
+                            warn!(kind = e.kind.label(), detail = %e.detail, close, held_back = held, "bad frame (at most one line a second; avlgate_decode_errors_total counts them all)")
+                        }
+                        None => {
+                            debug!(kind = e.kind.label(), detail = %e.detail, close, "bad frame")
+                        }
+                    }
                     if let Some(errors) = self.errors.as_mut() {
                         errors.push(format!(
                             "{} ({})",
@@ -542,40 +564,54 @@ impl Core {
         }
         self.handle.touch(std::time::Instant::now());
         let ip = self.peer.ip();
-        if self.denied && frame.login.is_none() {
-            // UDP: a refused device may have been put on the list since.
-            if let Some(imei) = self
-                .proto
-                .imei()
-                .filter(|i| self.shared.admit(i, ip).is_ok())
-            {
-                frame.login = Some(imei.to_string());
+        let relayed = frame.relayed.take();
+        if let Some(device) = relayed.as_deref() {
+            // One frame of one of the many devices this connection relays: admitted per
+            // frame; never registered (see `Frame::relayed`).
+            self.relaying = true;
+            if let Err(reason) = self.shared.admit(device, ip) {
+                metrics::counter!(m::CONNECTIONS_REJECTED, "transport" => transport_label(self.transport), "reason" => reason).increment(1);
+                debug!(id = %crate::device_id::excerpt(device), reason, "relayed device refused: its records dropped, the frame answered");
+                frame.events.clear();
             }
-        }
-        if let Some(imei) = frame.login.take() {
-            if !self.login(imei.clone(), out).await? {
+        } else {
+            if self.denied && frame.login.is_none() {
+                // UDP: a refused device may have been put on the list since.
+                if let Some(imei) = self
+                    .proto
+                    .imei()
+                    .filter(|i| self.shared.admit(i, ip).is_ok())
+                {
+                    frame.login = Some(imei.to_string());
+                }
+            }
+            if let Some(imei) = frame.login.take() {
+                if !self.login(imei.clone(), out).await? {
+                    return Ok(());
+                }
+                if self.transport == Transport::Tcp && self.imei.is_none() {
+                    let mut opened = self.lifecycle_event(EventKind::SessionOpened, &imei, now);
+                    opened.set("peer_protocol", attr::string(self.label));
+                    frame.events.insert(0, opened);
+                }
+                self.imei = Some(imei);
+            } else if let Some(Err(reason)) = self.imei.as_deref().map(|i| self.shared.admit(i, ip))
+            {
+                // Taken off the list (or its networks) since the login: no ACK for this
+                // frame, and a TCP session ends (the device will find itself refused when it
+                // logs in again).
+                metrics::counter!(m::CONNECTIONS_REJECTED, "transport" => transport_label(self.transport), "reason" => reason).increment(1);
+                if self.transport == Transport::Tcp {
+                    return Err(End::Revoked);
+                }
+                self.imei = None;
+                self.denied = true;
+            }
+            if self.denied {
+                // UDP datagrams of a device that is not allowed: neither published nor
+                // answered.
                 return Ok(());
             }
-            if self.transport == Transport::Tcp && self.imei.is_none() {
-                let mut opened = self.lifecycle_event(EventKind::SessionOpened, &imei, now);
-                opened.set("peer_protocol", attr::string(self.label));
-                frame.events.insert(0, opened);
-            }
-            self.imei = Some(imei);
-        } else if let Some(Err(reason)) = self.imei.as_deref().map(|i| self.shared.admit(i, ip)) {
-            // Taken off the list (or its networks) since the login: no ACK for this frame,
-            // and a TCP session ends (the device will find itself refused when it logs in
-            // again).
-            metrics::counter!(m::CONNECTIONS_REJECTED, "transport" => transport_label(self.transport), "reason" => reason).increment(1);
-            if self.transport == Transport::Tcp {
-                return Err(End::Revoked);
-            }
-            self.imei = None;
-            self.denied = true;
-        }
-        if self.denied {
-            // UDP datagrams of a device that is not allowed: neither published nor answered.
-            return Ok(());
         }
         // Answers to commands count as soon as they arrive: a device never sends an answer
         // twice, so one must not wait on the broker (nor be lost if the frame is not delivered).
@@ -584,7 +620,7 @@ impl Core {
             self.report(updates).await;
         }
         if !frame.events.is_empty() {
-            let Some(imei) = self.imei.clone() else {
+            let Some(imei) = relayed.or_else(|| self.imei.clone()) else {
                 warn!("the protocol produced events before the device identified itself; dropped");
                 return Ok(());
             };

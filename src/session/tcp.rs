@@ -282,8 +282,9 @@ async fn session(
         if core.handle.cancel.is_cancelled() {
             break core.evicted().await;
         }
-        // Until the device logged in, the login deadline; then the protocol's idle timeout.
-        let logged_in = core.imei.is_some();
+        // Until the device logged in (or a relay sent its first frame), the login deadline;
+        // then the protocol's idle timeout.
+        let logged_in = core.logged_in();
         let until = if logged_in {
             Instant::now() + idle
         } else {

@@ -34,6 +34,7 @@ use crate::net::limits::{ConnLimiter, Rejection};
 use crate::proto::Transport;
 use crate::protocol::detect::{detect, Detection};
 use crate::protocol::ProtocolModule;
+use crate::throttle::Throttle;
 
 /// Largest datagram read.
 const MAX_DATAGRAM: usize = 65_535;
@@ -63,7 +64,6 @@ struct Loop {
     peers: Peers,
     gone_tx: mpsc::UnboundedSender<(SocketAddr, u64)>,
     next_id: u64,
-    last_warning: Option<Instant>,
 }
 
 /// Receives on `socket` until the gateway drains.
@@ -75,7 +75,6 @@ pub async fn run(socket: Arc<UdpSocket>, shared: Arc<Shared>) {
         peers: HashMap::new(),
         gone_tx,
         next_id: 0,
-        last_warning: None,
     };
     let mut buf = vec![0u8; MAX_DATAGRAM];
     loop {
@@ -144,13 +143,9 @@ impl Loop {
                     _ => "max_udp_peers",
                 };
                 metrics::counter!(m::UDP_DROPPED, "reason" => reason).increment(1);
-                let now = Instant::now();
-                if self
-                    .last_warning
-                    .is_none_or(|t| now.duration_since(t) >= WARN_EVERY)
-                {
-                    self.last_warning = Some(now);
-                    warn!(%peer, reason, peers = limiter.open(), "UDP peer refused by the peer limits; datagrams dropped (logged once a minute; see avlgate_udp_datagrams_dropped_total)");
+                static REFUSED: Throttle = Throttle::new(WARN_EVERY);
+                if let Some(held) = REFUSED.allow() {
+                    warn!(%peer, reason, peers = limiter.open(), held_back = held, "UDP peer refused by the peer limits; datagrams dropped (logged once a minute; see avlgate_udp_datagrams_dropped_total)");
                 }
                 return;
             }

@@ -4,8 +4,9 @@
 //!
 //! Where does a field come from? Each protocol maps its values in one file,
 //! `src/protocol/<name>/mapping.rs`; `docs/schema.md` tables every field against every
-//! protocol (generated from those files by `cargo test --test schema_doc`).
+//! protocol (generated from those files: `avlgate vocabulary`, [`doc`]).
 
+pub mod doc;
 pub mod field;
 pub mod profiles;
 pub mod rules;

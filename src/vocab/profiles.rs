@@ -727,6 +727,25 @@ mod tests {
         std::fs::remove_dir_all(&dir).ok();
     }
 
+    /// The example in docs/schema.md loads.
+    #[test]
+    fn the_documented_example_loads() {
+        let doc = include_str!("../../docs/schema.md");
+        let start = doc.find("```toml\n[profiles.fm6xx-fuel]").expect("example") + 8;
+        let len = doc[start..].find("```").expect("end");
+        let s = set(&doc[start..start + len]).unwrap();
+        assert_eq!(
+            s.resolve(Protocol::Teltonika, Some("356307042441013"))
+                .unwrap()
+                .name,
+            "fm6xx-fuel"
+        );
+        assert_eq!(
+            s.get("fmb").unwrap().by_id(247).unwrap().target,
+            Target::Ignore
+        );
+    }
+
     #[test]
     fn command_templates_come_from_the_profile_and_are_inherited() {
         let s = set(r#"

@@ -534,7 +534,7 @@ impl<'p> Mapper<'p> {
                         let Some(n) = v.number(rule.signed) else {
                             return;
                         };
-                        let n = n * rule.scale + rule.offset;
+                        let n = scaled(n, rule.scale) + rule.offset;
                         if n.is_finite() {
                             let t = self.telemetry.get_or_insert_with(Box::default);
                             field::set_number(t, &mut self.position, field, index, n);
@@ -606,16 +606,46 @@ impl<'p> Mapper<'p> {
     }
 }
 
-fn text(format: Format, v: Value<'_>) -> Option<String> {
-    const HEX: &[u8; 16] = b"0123456789ABCDEF";
-    let hex = |bytes: &mut dyn Iterator<Item = u8>| {
-        let mut out = Vec::with_capacity(16);
-        for b in bytes {
-            out.push(HEX[usize::from(b >> 4)]);
-            out.push(HEX[usize::from(b & 0xF)]);
+/// `n × scale`, dividing by the inverse when the scale is 1/k (0.1, 0.001): devices send tenths
+/// and thousandths, and `7 / 10` is the double nearest 0.7 where `7 × 0.1` is not.
+fn scaled(n: f64, scale: f64) -> f64 {
+    if scale != 0.0 && scale.abs() < 1.0 {
+        let inv = 1.0 / scale;
+        if (inv - inv.round()).abs() < 1e-9 {
+            return n / inv.round();
         }
-        String::from_utf8(out).unwrap_or_default()
-    };
+    }
+    n * scale
+}
+
+/// Upper-case hex digits of every byte value.
+static HEX_PAIRS: [[u8; 2]; 256] = {
+    const HEX: &[u8; 16] = b"0123456789ABCDEF";
+    let mut t = [[0u8; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = [HEX[i >> 4], HEX[i & 0xF]];
+        i += 1;
+    }
+    t
+};
+
+/// Upper-case hex of `bytes`, in reverse order when `reversed`.
+fn hex(bytes: &[u8], reversed: bool) -> String {
+    let mut out = Vec::with_capacity(2 * bytes.len());
+    if reversed {
+        for &b in bytes.iter().rev() {
+            out.extend_from_slice(&HEX_PAIRS[usize::from(b)]);
+        }
+    } else {
+        for &b in bytes {
+            out.extend_from_slice(&HEX_PAIRS[usize::from(b)]);
+        }
+    }
+    String::from_utf8(out).unwrap_or_default()
+}
+
+fn text(format: Format, v: Value<'_>) -> Option<String> {
     let ascii = |bytes: &[u8]| {
         let s: String = bytes
             .iter()
@@ -632,27 +662,22 @@ fn text(format: Format, v: Value<'_>) -> Option<String> {
         (Format::Plain, Value::Text(t)) => {
             Some(String::from_utf8_lossy(t).trim().to_string()).filter(|s| !s.is_empty())
         }
-        (Format::Plain | Format::Hex, Value::Bytes(b)) => Some(hex(&mut b.iter().copied())),
+        (Format::Plain | Format::Hex, Value::Bytes(b)) => Some(hex(b, false)),
         (Format::Hex, Value::Uint(n, w)) => {
             let bytes = n.to_be_bytes();
-            Some(hex(&mut bytes[8 - usize::from(w.clamp(1, 8))..]
-                .iter()
-                .copied()))
+            Some(hex(&bytes[8 - usize::from(w.clamp(1, 8))..], false))
         }
         (Format::HexLe, Value::Uint(n, w)) => {
             let bytes = n.to_be_bytes();
-            Some(hex(&mut bytes[8 - usize::from(w.clamp(1, 8))..]
-                .iter()
-                .rev()
-                .copied()))
+            Some(hex(&bytes[8 - usize::from(w.clamp(1, 8))..], true))
         }
-        (Format::HexLe, Value::Bytes(b)) => Some(hex(&mut b.iter().rev().copied())),
+        (Format::HexLe, Value::Bytes(b)) => Some(hex(b, true)),
         (Format::Ascii, Value::Uint(n, w)) => {
             let bytes = n.to_be_bytes();
             ascii(&bytes[8 - usize::from(w.clamp(1, 8))..])
         }
         (Format::Ascii, Value::Bytes(b) | Value::Text(b)) => ascii(b),
-        (Format::Hex | Format::HexLe, Value::Text(t)) => Some(hex(&mut t.iter().copied())),
+        (Format::Hex | Format::HexLe, Value::Text(t)) => Some(hex(t, false)),
         (_, Value::Int(n)) => Some(n.to_string()),
         (_, Value::Double(d)) => Some(d.to_string()),
     }
@@ -920,6 +945,14 @@ mod tests {
         let mut e = TelemetryEvent::default();
         m.finish(&mut e);
         assert_eq!(e.telemetry.unwrap().door_open, Some(true));
+    }
+
+    #[test]
+    fn tenths_and_thousandths_are_the_nearest_doubles() {
+        assert_eq!(scaled(7.0, 0.1), 0.7);
+        assert_eq!(scaled(12_345.0, 0.001), 12.345);
+        assert_eq!(scaled(3.0, 25.0), 75.0);
+        assert_eq!(scaled(4.0, 100.0 / 6.0), 4.0 * (100.0 / 6.0));
     }
 
     #[test]

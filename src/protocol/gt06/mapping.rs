@@ -254,18 +254,7 @@ const DASHCAM_ALARMS: &[(u64, Alarm)] = &[
 ];
 
 /// `0x95` short (time-only) form: the same codes, but 0x01 is a general alarm.
-const DASHCAM_SHORT_ALARMS: &[(u64, Alarm)] = &[
-    (0x01, Alarm::General),
-    (0x0E, Alarm::LowPower),
-    (0x76, Alarm::Temperature),
-    (0x80, Alarm::Vibration),
-    (0x87, Alarm::Overspeed),
-    (0x88, Alarm::PowerCut),
-    (0x90, Alarm::HarshAcceleration),
-    (0x91, Alarm::HarshBraking),
-    (0x92, Alarm::HarshCornering),
-    (0x93, Alarm::Accident),
-];
+const DASHCAM_SHORT_OVERRIDES: &[(u64, Alarm)] = &[(0x01, Alarm::General)];
 
 /// `0x70` module `0x002B` event codes.
 const MODULE_EVENTS: &[(u64, Alarm)] = &[
@@ -386,7 +375,7 @@ fn family() -> Vec<(Key, Rule)> {
         (key(n::ALARM_TYPE), Rule::alarm_codes(DASHCAM_ALARMS)),
         (
             key(n::SHORT_ALARM_TYPE),
-            Rule::alarm_codes(DASHCAM_SHORT_ALARMS),
+            alarm_table(DASHCAM_ALARMS, DASHCAM_SHORT_OVERRIDES),
         ),
         (key(n::ALARM_STATUS), Rule::alarm_codes(AZ735_ALARMS)),
         (key(n::INPUTS), Rule::field(F::DigitalInputs)),
@@ -411,9 +400,9 @@ fn family() -> Vec<(Key, Rule)> {
     rules
 }
 
-/// `ALARMS` with the codes of `over` replaced.
-fn alarm_table(over: &[(u64, Alarm)]) -> Rule {
-    let table: Vec<(u64, Alarm)> = ALARMS
+/// `base` with the codes of `over` replaced.
+fn alarm_table(base: &[(u64, Alarm)], over: &[(u64, Alarm)]) -> Rule {
+    let table: Vec<(u64, Alarm)> = base
         .iter()
         .map(|&(code, a)| {
             let a = over.iter().find(|(c, _)| *c == code).map_or(a, |(_, o)| *o);
@@ -428,7 +417,7 @@ pub fn profiles() -> Vec<Profile> {
     let default = Profile::new("gt06", Protocol::Gt06, family());
     let mut lw = default.clone();
     lw.name = "gt06-lw".into();
-    lw.extend([(key(name::ALARM), alarm_table(LW_ALARMS))]);
+    lw.extend([(key(name::ALARM), alarm_table(ALARMS, LW_ALARMS))]);
     let mut vxt01 = default.clone();
     vxt01.name = "gt06-vxt01".into();
     let mut bits = TERMINAL_ALARMS.to_vec();

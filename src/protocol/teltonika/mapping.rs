@@ -296,10 +296,7 @@ mod tests {
         let e = to_event(&r, &fmb());
         let p = e.position.as_ref().unwrap();
         assert!((p.latitude - 54.682).abs() < 1e-9 && (p.longitude - 25.391).abs() < 1e-9);
-        assert_eq!(
-            (p.speed, p.hdop, p.valid),
-            (Some(42.0), Some(0.7000000000000001), true)
-        );
+        assert_eq!((p.speed, p.hdop, p.valid), (Some(42.0), Some(0.7), true));
         let t = e.telemetry();
         assert_eq!(t.ignition, Some(true));
         assert_eq!(t.motion, Some(false));

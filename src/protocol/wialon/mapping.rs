@@ -219,12 +219,13 @@ fn mapper_value(r: &RawValue) -> Option<Value<'_>> {
     r.as_value()
 }
 
-/// Feeds one named raw value: its rule by exact name, else by the lower-cased name.
+/// Feeds one named raw value: its rules by exact name (with their labelled ones), else by the
+/// lower-cased name.
 fn feed(m: &mut Mapper<'_>, r: &RawValue) {
     let Some(v) = mapper_value(r) else {
         return;
     };
-    if m.profile().by_name(&r.name).is_some() {
+    if m.profile().named(&r.name).next().is_some() {
         m.name(&r.name, v);
     } else if r.name.bytes().any(|b| b.is_ascii_uppercase()) {
         m.name(&r.name.to_ascii_lowercase(), v);
@@ -232,8 +233,9 @@ fn feed(m: &mut Mapper<'_>, r: &RawValue) {
 }
 
 /// Maps `raw` (record fields first, then `params_from..` the parameters): parameters first,
-/// so the record's own fields win where both map the same field.
-fn map(e: &mut TelemetryEvent, profile: &Profile, params_from: usize) {
+/// so the record's own fields win where both map the same field. Wialon Retranslator, whose
+/// blocks carry the same parameters, maps them here too (`params_from` 0).
+pub(crate) fn map(e: &mut TelemetryEvent, profile: &Profile, params_from: usize) {
     let mut m = Mapper::new(profile);
     let (own, params) = e.raw.split_at(params_from.min(e.raw.len()));
     for r in params.iter().chain(own) {
@@ -257,7 +259,7 @@ fn as_u64(r: &RawValue) -> Option<u64> {
 
 /// Cell towers from `mcc[N]`, `mnc[N]`, `lac[N]`, `cell_id[N]` parameters: one per suffix
 /// that has all four, in suffix order (no suffix first).
-fn cell_towers(params: &[RawValue]) -> Vec<CellTower> {
+pub(crate) fn cell_towers(params: &[RawValue]) -> Vec<CellTower> {
     const PARTS: [&str; 4] = ["mcc", "mnc", "lac", "cell_id"];
     let mut by_index: BTreeMap<u32, [Option<u64>; 4]> = BTreeMap::new();
     for r in params {

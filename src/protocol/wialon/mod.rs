@@ -149,7 +149,12 @@ impl ProtocolModule for Wialon {
 pub fn probe(prefix: &[u8], transport: Transport) -> Probe {
     match prefix.first() {
         None => Probe::NeedMore,
-        Some(b'#') => Probe::Yes,
+        // `#` then a type letter; `##` is GPS103's login (`##,imei:`), never Wialon.
+        Some(b'#') => match prefix.get(1) {
+            None => Probe::NeedMore,
+            Some(b'#') => Probe::No,
+            Some(_) => Probe::Yes,
+        },
         Some(&compress::MARKER) => match prefix.get(1..compress::HEADER_LEN) {
             None if transport == Transport::Udp => Probe::No,
             None => Probe::NeedMore,
