@@ -29,6 +29,7 @@ pub mod cursor;
 pub mod detect;
 pub mod gps103;
 pub mod gt06;
+pub mod h02;
 pub mod meitrack;
 pub mod settings;
 pub mod sim;
@@ -51,7 +52,9 @@ pub static REGISTRY: &[&dyn ProtocolModule] = &[
     &gps103::Gps103,
     &wialon::Wialon,
     &gt06::Gt06,
+    // Before H02: Meitrack claims `$$` followed by its flag and length digits.
     &meitrack::Meitrack,
+    &h02::H02,
     // Last: it claims only a complete header that no other protocol starts with.
     &wialon_retranslator::WialonRetranslator,
 ];
