@@ -21,7 +21,11 @@ pub fn kafka_options(config: &Config, client_id: String) -> KafkaOptions {
 
 /// The commands reader's consumer settings: its own group (it assigns partitions itself and
 /// commits nothing), the brokers and the user's librdkafka options.
-pub fn kafka_reader_config(config: &Config, group_id: &str, client_id: &str) -> rdkafka::ClientConfig {
+pub fn kafka_reader_config(
+    config: &Config,
+    group_id: &str,
+    client_id: &str,
+) -> rdkafka::ClientConfig {
     let mut c = rdkafka::ClientConfig::new();
     c.set("bootstrap.servers", &config.kafka.brokers)
         .set("group.id", group_id)

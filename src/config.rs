@@ -375,7 +375,9 @@ impl Settings {
             _ => anyhow::bail!("--tls-cert and --tls-key go together"),
         };
         let cl = ConnLimits::default();
-        let lease = self.command_lease_secs.unwrap_or(DEFAULT_COMMAND_LEASE_SECS);
+        let lease = self
+            .command_lease_secs
+            .unwrap_or(DEFAULT_COMMAND_LEASE_SECS);
         if !(2..=3600).contains(&lease) {
             anyhow::bail!("--command-lease-secs {lease}: between 2 and 3600 seconds");
         }

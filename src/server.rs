@@ -251,8 +251,12 @@ impl Gateway {
         // The sessions are gone: what they held is released or reported; the flow's results
         // reach the broker before the sink stops.
         if let Some(flow) = self.commands {
-            let left = self.config.drain_timeout.saturating_sub(drain_started.elapsed());
-            flow.finish(left.max(std::time::Duration::from_secs(1))).await;
+            let left = self
+                .config
+                .drain_timeout
+                .saturating_sub(drain_started.elapsed());
+            flow.finish(left.max(std::time::Duration::from_secs(1)))
+                .await;
         }
         // Whatever the sink client still buffers (frames abandoned by the drain deadline) gets
         // a last chance to reach the broker; those frames were not acknowledged either way.

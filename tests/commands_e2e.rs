@@ -89,6 +89,36 @@ async fn commands_through_the_embedded_broker() {
     gw.stop().await;
 }
 
+/// An MQTT broker keeps nothing for a topic nobody subscribed to: a pod is ready only once
+/// its command subscriptions are acknowledged, so a command a backend publishes the moment
+/// the only pod reports ready (no sleep) is kept, and reaches the device that connects later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_mqtt_command_published_as_soon_as_the_pod_is_ready_is_not_lost() {
+    let Some(mosq) = Mosquitto::start() else {
+        return;
+    };
+    let backend = Subscriber::connect(mosq.addr, "avlgate/nothing").await;
+    let mut results = Subscriber::connect(mosq.addr, "avlgate/command-results/#").await;
+    let gw = TestGateway::start(Settings {
+        sink: Some(SinkKind::Mqtt),
+        mqtt_url: Some(format!("mqtt://{}", mosq.addr)),
+        ..Default::default()
+    })
+    .await;
+    assert!(gw.ready().await, "ready: {:?}", gw.readiness.check());
+    let imei = "356307042441062";
+    backend
+        .publish(
+            &format!("avlgate/commands/{imei}"),
+            command("early-1", imei, Some("getinfo"), 120).encode_to_vec(),
+        )
+        .await;
+    let mut dev = command_device(gw.addr, imei).await;
+    teltonika_answer(&mut dev, "getinfo", "ok").await;
+    assert_sent_then_responded(&mut results).await;
+    gw.stop().await;
+}
+
 /// MQTT keeps pending commands as retained messages: a pod restarted before the device shows
 /// up still delivers, and a delivered command is not retained any more.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -393,27 +423,55 @@ async fn typed_commands_reach_each_protocol_as_its_own_text() {
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     use serde_json::json;
-    publish_json(&backend, tel_imei, json!({"commandId": "tel-stop", "type": "COMMAND_TYPE_ENGINE_STOP"})).await;
+    publish_json(
+        &backend,
+        tel_imei,
+        json!({"commandId": "tel-stop", "type": "COMMAND_TYPE_ENGINE_STOP"}),
+    )
+    .await;
     publish_json(
         &backend,
         tel_imei,
         json!({"commandId": "tel-out", "type": "COMMAND_TYPE_OUTPUT_SET", "outputIndex": 2, "outputOn": true}),
     )
     .await;
-    publish_json(&backend, gt_imei, json!({"commandId": "gt-where", "type": "COMMAND_TYPE_POSITION_REQUEST"})).await;
-    publish_json(&backend, dyd_imei, json!({"commandId": "gt-dyd", "type": "COMMAND_TYPE_ENGINE_STOP"})).await;
-    publish_json(&backend, wia_imei, json!({"commandId": "wia-stop", "type": "COMMAND_TYPE_ENGINE_STOP"})).await;
+    publish_json(
+        &backend,
+        gt_imei,
+        json!({"commandId": "gt-where", "type": "COMMAND_TYPE_POSITION_REQUEST"}),
+    )
+    .await;
+    publish_json(
+        &backend,
+        dyd_imei,
+        json!({"commandId": "gt-dyd", "type": "COMMAND_TYPE_ENGINE_STOP"}),
+    )
+    .await;
+    publish_json(
+        &backend,
+        wia_imei,
+        json!({"commandId": "wia-stop", "type": "COMMAND_TYPE_ENGINE_STOP"}),
+    )
+    .await;
 
     // Teltonika: one command at a time, in order.
-    let first = teltonika_read_command(&mut tel, 20).await.expect("a command");
+    let first = teltonika_read_command(&mut tel, 20)
+        .await
+        .expect("a command");
     assert_eq!(String::from_utf8_lossy(&first), "setdigout 1");
     teltonika_reply(&mut tel, "DOUT1:1").await;
-    let second = teltonika_read_command(&mut tel, 20).await.expect("a command");
+    let second = teltonika_read_command(&mut tel, 20)
+        .await
+        .expect("a command");
     assert_eq!(String::from_utf8_lossy(&second), "setdigout ?1");
     teltonika_reply(&mut tel, "DOUT2:1").await;
     assert_eq!(gt06_answer(&mut gt, "Current position!").await, "WHERE#");
     assert_eq!(gt06_answer(&mut dyd, "DYD=Success!").await, "DYD,000000#");
-    assert_eq!(wia.read_line(3).await, None, "nothing written to the Wialon device");
+    assert_eq!(
+        wia.read_line(3).await,
+        None,
+        "nothing written to the Wialon device"
+    );
 
     let mut got = BTreeMap::new();
     for id in ["tel-stop", "tel-out", "gt-where", "gt-dyd", "wia-stop"] {
@@ -431,7 +489,9 @@ async fn typed_commands_reach_each_protocol_as_its_own_text() {
     }
     assert_eq!(
         terminal(&got["gt-dyd"])[0].response,
-        Some(avlgate::proto::command_result::Response::ResponseText("DYD=Success!".into()))
+        Some(avlgate::proto::command_result::Response::ResponseText(
+            "DYD=Success!".into()
+        ))
     );
     assert_eq!(statuses(&got["wia-stop"]), vec![CommandStatus::Rejected]);
     let why = &got["wia-stop"][0].reason;
@@ -491,9 +551,14 @@ async fn a_udp_device_receives_a_command_and_its_answer_is_reported() {
     assert_eq!(done.status, CommandStatus::Responded as i32);
     assert_eq!(
         done.response,
-        Some(avlgate::proto::command_result::Response::ResponseText("RTC:ok".into()))
+        Some(avlgate::proto::command_result::Response::ResponseText(
+            "RTC:ok".into()
+        ))
     );
-    assert_eq!(statuses(&got["udp-1"]), vec![CommandStatus::Sent, CommandStatus::Responded]);
+    assert_eq!(
+        statuses(&got["udp-1"]),
+        vec![CommandStatus::Sent, CommandStatus::Responded]
+    );
     gw.stop().await;
 }
 
@@ -535,14 +600,28 @@ async fn a_drain_settles_the_commands_it_holds() {
         // In this order on the log.
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    assert_eq!(teltonika_read_command(&mut dev1, 20).await.as_deref(), Some(&b"getinfo"[..]));
-    assert_eq!(teltonika_read_command(&mut dev2, 20).await.as_deref(), Some(&b"getgps"[..]));
+    assert_eq!(
+        teltonika_read_command(&mut dev1, 20).await.as_deref(),
+        Some(&b"getinfo"[..])
+    );
+    assert_eq!(
+        teltonika_read_command(&mut dev2, 20).await.as_deref(),
+        Some(&b"getgps"[..])
+    );
     let mut got = BTreeMap::new();
     // Both written (SENT) before the drain starts.
-    while got.values().flatten().filter(|r: &&CommandResult| r.status == CommandStatus::Sent as i32).count() < 2 {
+    while got
+        .values()
+        .flatten()
+        .filter(|r: &&CommandResult| r.status == CommandStatus::Sent as i32)
+        .count()
+        < 2
+    {
         let (_, p) = results.next(10).await.expect("SENT results");
         let r = CommandResult::decode(&p[..]).unwrap();
-        got.entry(r.command_id.clone()).or_insert_with(Vec::new).push(r);
+        got.entry(r.command_id.clone())
+            .or_insert_with(Vec::new)
+            .push(r);
     }
     let stopping = tokio::spawn(a.stop());
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -552,12 +631,18 @@ async fn a_drain_settles_the_commands_it_holds() {
         .await
         .expect("drained in time")
         .unwrap();
-    assert!(dev2.closed_within(5).await, "the drain closed the silent device's session");
+    assert!(
+        dev2.closed_within(5).await,
+        "the drain closed the silent device's session"
+    );
 
     // The next instance of the pod delivers the released command when the device is back.
     let a2 = TestGateway::start(settings()).await;
     let mut dev1 = command_device(a2.addr, answers).await;
-    assert_eq!(teltonika_read_command(&mut dev1, 20).await.as_deref(), Some(&b"getver"[..]));
+    assert_eq!(
+        teltonika_read_command(&mut dev1, 20).await.as_deref(),
+        Some(&b"getver"[..])
+    );
     teltonika_reply(&mut dev1, "VER").await;
     for id in ["d-answered", "d-queued", "d-silent"] {
         until_terminal(&mut results, &mut got, id, 20).await;
@@ -568,14 +653,23 @@ async fn a_drain_settles_the_commands_it_holds() {
     for (id, rs) in &got {
         assert_eq!(terminal(rs).len(), 1, "{id}: one terminal result: {rs:?}");
     }
-    assert_eq!(statuses(&got["d-answered"]), vec![CommandStatus::Sent, CommandStatus::Responded]);
-    assert_eq!(statuses(&got["d-silent"]), vec![CommandStatus::Sent, CommandStatus::Expired]);
+    assert_eq!(
+        statuses(&got["d-answered"]),
+        vec![CommandStatus::Sent, CommandStatus::Responded]
+    );
+    assert_eq!(
+        statuses(&got["d-silent"]),
+        vec![CommandStatus::Sent, CommandStatus::Expired]
+    );
     assert!(
         got["d-silent"][1].reason.contains("gateway drained"),
         "{}",
         got["d-silent"][1].reason
     );
-    assert_eq!(statuses(&got["d-queued"]), vec![CommandStatus::Sent, CommandStatus::Responded]);
+    assert_eq!(
+        statuses(&got["d-queued"]),
+        vec![CommandStatus::Sent, CommandStatus::Responded]
+    );
     let drops: f64 = prometheus
         .render()
         .lines()

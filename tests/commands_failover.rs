@@ -30,8 +30,7 @@ impl Pod {
     fn start(bootstrap: &str, name: &str, lease_secs: u64) -> Pod {
         let devices: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let ops: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let stderr =
-            std::env::temp_dir().join(format!("avlgate-failover-{}.err", devices.port()));
+        let stderr = std::env::temp_dir().join(format!("avlgate-failover-{}.err", devices.port()));
         let child = Command::new(env!("CARGO_BIN_EXE_avlgate"))
             .arg("serve")
             .args(["--sink", "kafka", "--kafka-brokers", bootstrap])
@@ -131,13 +130,18 @@ async fn a_pod_killed_while_holding_commands_is_settled_by_another_within_the_le
 
     let killed_at = SystemTime::now();
     a.kill();
-    assert!(dev.closed_within(5).await, "the killed pod's socket is gone");
+    assert!(
+        dev.closed_within(5).await,
+        "the killed pod's socket is gone"
+    );
     // The device reconnects, to the pod that is left.
     let mut dev = command_device(b.devices, imei).await;
     // The queued command was never written: once pod A is taken for lost it is delivered
     // again, here.
     assert_eq!(
-        teltonika_read_command(&mut dev, lease + 15).await.as_deref(),
+        teltonika_read_command(&mut dev, lease + 15)
+            .await
+            .as_deref(),
         Some(&b"getver"[..]),
         "re-delivered: {}",
         b.log()
@@ -147,7 +151,9 @@ async fn a_pod_killed_while_holding_commands_is_settled_by_another_within_the_le
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     let got = loop {
         let b2 = bootstrap.clone();
-        let got = tokio::task::spawn_blocking(move || results(&b2)).await.unwrap();
+        let got = tokio::task::spawn_blocking(move || results(&b2))
+            .await
+            .unwrap();
         let done = ["held-written", "held-queued"]
             .iter()
             .all(|id| got.get(*id).is_some_and(|rs| !terminal(rs).is_empty()));
@@ -161,11 +167,19 @@ async fn a_pod_killed_while_holding_commands_is_settled_by_another_within_the_le
         );
     };
     for (id, rs) in &got {
-        assert_eq!(terminal(rs).len(), 1, "{id}: exactly one terminal result: {rs:?}");
+        assert_eq!(
+            terminal(rs).len(),
+            1,
+            "{id}: exactly one terminal result: {rs:?}"
+        );
     }
     let written = terminal(&got["held-written"])[0];
     assert_eq!(written.status, CommandStatus::Expired as i32);
-    assert!(written.reason.starts_with("holder lost"), "{}", written.reason);
+    assert!(
+        written.reason.starts_with("holder lost"),
+        "{}",
+        written.reason
+    );
     assert!(written.reason.contains("pod-a"), "{}", written.reason);
     assert_eq!(written.gateway, "pod-b");
     assert!(written.sent_at.is_some(), "it was written: {written:?}");

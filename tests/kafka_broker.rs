@@ -284,12 +284,19 @@ async fn stall_under_traffic(s: Stall) {
         "the answer that arrived during the stall"
     );
     assert_eq!(
-        got["around"].iter().filter(|r| r.status == CommandStatus::Responded as i32).count(),
+        got["around"]
+            .iter()
+            .filter(|r| r.status == CommandStatus::Responded as i32)
+            .count(),
         1,
         "exactly one RESPONDED: {:?}",
         got["around"]
     );
-    assert_eq!(command_drops(ops).await, 0.0, "nothing dropped by the command flow");
+    assert_eq!(
+        command_drops(ops).await,
+        0.0,
+        "nothing dropped by the command flow"
+    );
     gw.stop().await;
 }
 
@@ -576,7 +583,11 @@ async fn the_newer_of_two_sessions_on_two_pods_gets_the_command() {
     let mut new = command_device(b.addr, imei).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     // Three commands (without the rule, each would go to whichever pod's claim landed first).
-    for (id, text) in [("newest-1", "getinfo"), ("newest-2", "getver"), ("newest-3", "getgps")] {
+    for (id, text) in [
+        ("newest-1", "getinfo"),
+        ("newest-2", "getver"),
+        ("newest-3", "getgps"),
+    ] {
         send_command(&backend, id, imei, Some(text), 60).await;
         teltonika_answer(&mut new, text, "from the new socket").await;
     }

@@ -84,7 +84,9 @@ async fn retriable_produce_errors_are_retried_and_fatal_ones_are_not_acked() {
 async fn an_answer_during_a_broker_outage_is_reported_once_the_broker_is_back() {
     use common::commands::*;
     avlgate::ops::install_prometheus().unwrap();
-    let _ = tracing_subscriber::fmt().with_env_filter("avlgate=debug").try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("avlgate=debug")
+        .try_init();
     let cluster = mock_cluster(1, &[EVENTS, COMMANDS, RESULTS], 1);
     let bootstrap = cluster.bootstrap_servers();
     let gw = TestGateway::kafka(&bootstrap, 5).await;
@@ -110,15 +112,23 @@ async fn an_answer_during_a_broker_outage_is_reported_once_the_broker_is_back() 
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     let got = loop {
         let b = bootstrap.clone();
-        let got = tokio::task::spawn_blocking(move || results_in(&b, 1)).await.unwrap();
-        if got.get("outage-1").is_some_and(|rs| !terminal(rs).is_empty()) {
+        let got = tokio::task::spawn_blocking(move || results_in(&b, 1))
+            .await
+            .unwrap();
+        if got
+            .get("outage-1")
+            .is_some_and(|rs| !terminal(rs).is_empty())
+        {
             break got;
         }
         assert!(tokio::time::Instant::now() < deadline, "no result: {got:?}");
     };
     let rs = &got["outage-1"];
     assert_eq!(terminal(rs).len(), 1, "{rs:?}");
-    assert_eq!(terminal(rs)[0].status, avlgate::proto::CommandStatus::Responded as i32);
+    assert_eq!(
+        terminal(rs)[0].status,
+        avlgate::proto::CommandStatus::Responded as i32
+    );
     assert_eq!(
         rs.iter()
             .filter(|r| r.status == avlgate::proto::CommandStatus::Responded as i32)

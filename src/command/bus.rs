@@ -429,6 +429,37 @@ pub struct MqttBus {
     client: rumqttc::AsyncClient,
     prefix: String,
     seen: Arc<std::sync::Mutex<Seen>>,
+    subscribed: Arc<Subscribed>,
+}
+
+/// Whether the bus's subscriptions are in place on the current connection. An MQTT broker
+/// keeps nothing for a topic nobody subscribed to, so a command published before the pod
+/// subscribed would be lost: the pod is not ready until the broker acknowledged its
+/// subscriptions ([`MqttBus::subscribed`] is one of `/readyz`'s checks), and it is not ready
+/// again from a lost connection until it subscribed anew. Rolling restarts thus keep one
+/// subscribed pod at all times; commands a pod missed while it was away are replayed from
+/// the retained pending topics when it subscribes.
+#[derive(Debug, Default)]
+pub struct Subscribed(std::sync::atomic::AtomicBool);
+
+impl Subscribed {
+    fn set(&self, v: bool) {
+        self.0.store(v, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl crate::ops::Check for Subscribed {
+    fn check(&self) -> Result<(), &'static str> {
+        if self.is_set() {
+            Ok(())
+        } else {
+            Err("command bus not subscribed")
+        }
+    }
 }
 
 /// Payloads of commands seen, for re-retaining on a release; bounded, oldest dropped.
@@ -475,8 +506,10 @@ impl MqttBus {
         let p = prefix.clone();
         let seen = Arc::new(std::sync::Mutex::new(Seen::default()));
         let seen_reader = seen.clone();
+        let subscribed = Arc::new(Subscribed::default());
+        let subscribed_reader = subscribed.clone();
         tokio::spawn(async move {
-            use rumqttc::{Event, Packet, QoS};
+            use rumqttc::{Event, Packet, QoS, SubscribeFilter, SubscribeReasonCode};
             loop {
                 let polled = tokio::select! {
                     _ = shutdown.cancelled() => return,
@@ -485,9 +518,26 @@ impl MqttBus {
                 match polled {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         // Subscribe on every (re)connection: sessions are clean.
-                        for f in [&commands, &claims, &pending, &states] {
-                            let _ = sub.try_subscribe(f.clone(), QoS::AtLeastOnce);
+                        subscribed_reader.set(false);
+                        let filters = [&commands, &claims, &pending, &states]
+                            .map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
+                        if let Err(e) = sub.try_subscribe_many(filters) {
+                            warn!(error = %e, "command bus subscription not queued; retrying");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            let _ = sub.try_disconnect();
                         }
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                        let granted = ack
+                            .return_codes
+                            .iter()
+                            .all(|c| !matches!(c, SubscribeReasonCode::Failure));
+                        if granted {
+                            debug!("command bus subscribed");
+                        } else {
+                            error!("the MQTT broker refused the command bus's subscriptions (ACL?); commands cannot be received");
+                        }
+                        subscribed_reader.set(granted);
                     }
                     Ok(Event::Incoming(Packet::Publish(m))) => {
                         let topic: &str = &m.topic;
@@ -516,21 +566,36 @@ impl MqttBus {
                                 Entry::Command(c) => {
                                     // Checked: both ids are safe in a topic.
                                     if !is_pending {
-                                        let topic = format!("{p}/pending/{}/{}", c.imei, c.command_id);
-                                        if let Err(e) = sub.try_publish(topic, QoS::AtLeastOnce, true, m.payload.clone()) {
+                                        let topic =
+                                            format!("{p}/pending/{}/{}", c.imei, c.command_id);
+                                        if let Err(e) = sub.try_publish(
+                                            topic,
+                                            QoS::AtLeastOnce,
+                                            true,
+                                            m.payload.clone(),
+                                        ) {
                                             debug!(error = %e, "pending command not retained");
                                         }
                                     }
                                     seen_reader
                                         .lock()
                                         .unwrap_or_else(|p| p.into_inner())
-                                        .insert(c.command_id.clone(), c.imei.clone(), m.payload.clone());
+                                        .insert(
+                                            c.command_id.clone(),
+                                            c.imei.clone(),
+                                            m.payload.clone(),
+                                        );
                                 }
                                 Entry::Rejected(..) | Entry::Invalid(_) if is_pending => {
                                     // Not a command this gateway retained: clear it (the topic
                                     // came from the broker, so it is a valid topic) and do not
                                     // report it again.
-                                    let _ = sub.try_publish(topic.to_string(), QoS::AtLeastOnce, true, bytes::Bytes::new());
+                                    let _ = sub.try_publish(
+                                        topic.to_string(),
+                                        QoS::AtLeastOnce,
+                                        true,
+                                        bytes::Bytes::new(),
+                                    );
                                     continue;
                                 }
                                 _ => {}
@@ -543,13 +608,28 @@ impl MqttBus {
                     }
                     Ok(_) => {}
                     Err(e) => {
+                        subscribed_reader.set(false);
                         debug!(error = %e, "command bus connection lost; reconnecting");
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
                 }
             }
         });
-        (MqttBus { client, prefix, seen }, rx)
+        (
+            MqttBus {
+                client,
+                prefix,
+                seen,
+                subscribed,
+            },
+            rx,
+        )
+    }
+
+    /// The readiness check: true once the broker acknowledged the bus's subscriptions on the
+    /// current connection.
+    pub fn subscribed(&self) -> Arc<Subscribed> {
+        self.subscribed.clone()
     }
 
     fn publish(&self, topic: String, retain: bool, payload: bytes::Bytes) {

@@ -130,7 +130,12 @@ struct Dispatcher {
 }
 
 impl Dispatcher {
-    async fn run(mut self, mut inputs: Inputs, draining: CancellationToken, stop: CancellationToken) {
+    async fn run(
+        mut self,
+        mut inputs: Inputs,
+        draining: CancellationToken,
+        stop: CancellationToken,
+    ) {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut is_draining = false;
@@ -308,14 +313,18 @@ impl Dispatcher {
                 h.phase = Phase::Written;
                 info!(command_id = %id, imei = %h.command.imei, "command written to the device");
                 if awaiting_reply {
-                    let mut r = self.ledger.result(&h.command, CommandStatus::Sent, "", false, now);
+                    let mut r = self
+                        .ledger
+                        .result(&h.command, CommandStatus::Sent, "", false, now);
                     r.sent_at = Some(crate::event::timestamp(now));
                     self.outbox.push(r, self.reserved.get_mut(&id));
                     return Vec::new();
                 }
                 (CommandStatus::Sent, String::new(), None)
             }
-            Update::Replied { response, .. } => (CommandStatus::Responded, String::new(), Some(response)),
+            Update::Replied { response, .. } => {
+                (CommandStatus::Responded, String::new(), Some(response))
+            }
             Update::Refused { reason, .. } => (CommandStatus::Rejected, reason, None),
             Update::Rejected { reason, .. } => (CommandStatus::Rejected, reason, None),
             Update::NoReply { reason, .. } => (CommandStatus::Expired, reason, None),
@@ -353,10 +362,9 @@ impl Dispatcher {
                         // Its session ended meanwhile and gave it back.
                         continue;
                     };
-                    let sent = self
-                        .sessions
-                        .get(&h.session)
-                        .is_some_and(|l| l.tx.try_send(Box::new(SessionMsg::Go(id.clone()))).is_ok());
+                    let sent = self.sessions.get(&h.session).is_some_and(|l| {
+                        l.tx.try_send(Box::new(SessionMsg::Go(id.clone()))).is_ok()
+                    });
                     if !sent && h.phase == Phase::Handed {
                         let session = h.session;
                         work.extend(self.on_update(

@@ -290,7 +290,6 @@ impl Ledger {
         self.entries.is_empty()
     }
 
-
     fn is_me(&self, w: &Who) -> bool {
         w.instance == self.cfg.instance && w.gateway == self.cfg.gateway
     }
@@ -499,8 +498,7 @@ impl Ledger {
         let Some(started) = self.local.get(imei) else {
             return false;
         };
-        if self.draining || self.superseded(imei, &self.cfg.instance, Some(millis_of(*started)))
-        {
+        if self.draining || self.superseded(imei, &self.cfg.instance, Some(millis_of(*started))) {
             return false;
         }
         let held = self
@@ -509,9 +507,9 @@ impl Ledger {
             .filter(|e| {
                 e.imei == imei
                     && (matches!(&e.state, State::Held { holder, .. } if self.is_me(holder))
-                        || e.proposal.as_ref().is_some_and(|(c, _)| {
-                            c.purpose == ClaimPurpose::Deliver as i32
-                        }))
+                        || e.proposal
+                            .as_ref()
+                            .is_some_and(|(c, _)| c.purpose == ClaimPurpose::Deliver as i32))
             })
             .count();
         held < MAX_HELD_PER_DEVICE
@@ -852,9 +850,7 @@ impl Ledger {
                             out.push(Action::Settled("expired"));
                         }
                     }
-                    State::Decided { publisher, result }
-                        if *publisher == lost && lost != by =>
-                    {
+                    State::Decided { publisher, result } if *publisher == lost && lost != by => {
                         next = Some(State::Decided {
                             publisher: by.clone(),
                             result: result.clone(),
@@ -878,8 +874,7 @@ impl Ledger {
         };
         e.claimed = true;
         if mine
-            && e
-                .proposal
+            && e.proposal
                 .as_ref()
                 .is_some_and(|(c, _)| c.purpose == claim.purpose)
         {
@@ -1044,8 +1039,7 @@ impl Ledger {
         if instance == self.cfg.instance {
             return false;
         }
-        let (Some(own), Some(since)) = (self.liveness.own_seen, self.liveness.flowing_since)
-        else {
+        let (Some(own), Some(since)) = (self.liveness.own_seen, self.liveness.flowing_since) else {
             return false;
         };
         // Own beats read back within two intervals: the log flows for this pod now. (Less
@@ -1125,7 +1119,10 @@ impl Ledger {
         for (id, e) in &self.entries {
             if let Some((claim, at)) = &e.proposal {
                 if *at + stale <= now {
-                    again.push((id.clone(), self.still_relevant(e, claim, now).then(|| claim.clone())));
+                    again.push((
+                        id.clone(),
+                        self.still_relevant(e, claim, now).then(|| claim.clone()),
+                    ));
                 }
             }
         }
@@ -1228,7 +1225,9 @@ impl Ledger {
 
     /// Forgets session announcements and beats older than anything a starting pod would read.
     fn prune(&mut self, now: SystemTime) {
-        let horizon = now.checked_sub(self.cfg.max_ttl).unwrap_or(SystemTime::UNIX_EPOCH);
+        let horizon = now
+            .checked_sub(self.cfg.max_ttl)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
         self.sessions.retain(|_, v| {
             v.retain(|a| a.read_at > horizon);
             !v.is_empty()

@@ -126,7 +126,12 @@ impl Commands {
         (Commands { tx }, rx)
     }
 
-    pub async fn session_up(&self, imei: &str, session: u64, started: SystemTime) -> Option<SessionReceiver> {
+    pub async fn session_up(
+        &self,
+        imei: &str,
+        session: u64,
+        started: SystemTime,
+    ) -> Option<SessionReceiver> {
         let (tx, rx) = session_channel();
         let up = ToDispatcher::Up {
             imei: imei.into(),

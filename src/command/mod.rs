@@ -133,7 +133,9 @@ impl CommandFlow {
     pub async fn finish(self, deadline: std::time::Duration) {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let settled = self.finish.send(tx).await.is_ok()
-            && tokio::time::timeout(deadline, rx).await.is_ok_and(|r| r.is_ok());
+            && tokio::time::timeout(deadline, rx)
+                .await
+                .is_ok_and(|r| r.is_ok());
         if !settled {
             let left = self.outbox.len();
             if left > 0 {
@@ -207,6 +209,7 @@ pub fn start(
                 config.topic_prefix.clone(),
                 stop.clone(),
             );
+            readiness.require(b.subscribed());
             (Arc::new(b), rx)
         }
     };

@@ -81,7 +81,12 @@ impl Outbox {
 
     /// Room for `n` results, if there is that much.
     pub fn try_reserve(&self, n: u32) -> Option<Reservation> {
-        let r = self.room.clone().try_acquire_many_owned(n).ok().map(Reservation);
+        let r = self
+            .room
+            .clone()
+            .try_acquire_many_owned(n)
+            .ok()
+            .map(Reservation);
         metrics::gauge!(m::COMMAND_OUTBOX).set(self.used() as f64);
         r
     }
@@ -120,7 +125,11 @@ impl Outbox {
     }
 
     fn front(&self, n: usize) -> Vec<CommandResult> {
-        self.lock().iter().take(n).map(|q| q.result.clone()).collect()
+        self.lock()
+            .iter()
+            .take(n)
+            .map(|q| q.result.clone())
+            .collect()
     }
 
     fn pop(&self, n: usize) {

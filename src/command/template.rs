@@ -92,9 +92,10 @@ impl Templates {
             CommandRequest::EngineResume => ("engine_resume", vec![]),
             CommandRequest::PositionRequest => ("position_request", vec![]),
             CommandRequest::Reboot => ("reboot", vec![]),
-            CommandRequest::SetReportInterval { seconds } => {
-                ("set_report_interval", vec![("seconds", seconds.to_string())])
-            }
+            CommandRequest::SetReportInterval { seconds } => (
+                "set_report_interval",
+                vec![("seconds", seconds.to_string())],
+            ),
             CommandRequest::OutputSet { index, on } => (
                 "output_set",
                 vec![
@@ -156,8 +157,11 @@ mod tests {
             Some("TIMER,30,30#")
         );
         assert_eq!(
-            t.render(&CommandRequest::OutputSet { index: 2, on: false })
-                .as_deref(),
+            t.render(&CommandRequest::OutputSet {
+                index: 2,
+                on: false
+            })
+            .as_deref(),
             Some("OUT2=0")
         );
         // No template: the protocol's own encoding.

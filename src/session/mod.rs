@@ -377,7 +377,9 @@ impl Core {
         if let Some(previous) = self.command_imei.take() {
             // A UDP peer whose datagrams now name another device: the first one's commands go
             // back.
-            let updates = self.commands.close("the device's address was taken by another device");
+            let updates = self
+                .commands
+                .close("the device's address was taken by another device");
             cmds.updates(self.handle.id, updates).await;
             cmds.session_down(&previous, self.handle.id).await;
         }
@@ -689,8 +691,7 @@ impl Core {
             other => format!("the session ended ({})", other.label()),
         });
         self.report(updates).await;
-        if let (Some(cmds), Some(imei)) = (self.shared.commands.clone(), self.command_imei.take())
-        {
+        if let (Some(cmds), Some(imei)) = (self.shared.commands.clone(), self.command_imei.take()) {
             cmds.session_down(&imei, self.handle.id).await;
         }
         let Some(imei) = self.imei.clone() else {

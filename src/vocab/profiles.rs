@@ -765,16 +765,22 @@ mod tests {
         .unwrap();
         let p = s.resolve(Protocol::Gt06, Some("864717003283581")).unwrap();
         use crate::protocol::CommandRequest as R;
-        assert_eq!(p.commands.render(&R::EngineStop).as_deref(), Some("DYD,000000#"));
         assert_eq!(
-            p.commands.render(&R::SetReportInterval { seconds: 60 }).as_deref(),
+            p.commands.render(&R::EngineStop).as_deref(),
+            Some("DYD,000000#")
+        );
+        assert_eq!(
+            p.commands
+                .render(&R::SetReportInterval { seconds: 60 })
+                .as_deref(),
             Some("TIMER,60,180#")
         );
         // The built-in keeps the protocol's own encoding.
         assert!(s.get("gt06").unwrap().commands.is_empty());
-        let e = set("[profiles.x]\nextends = \"gt06\"\n[profiles.x.commands]\nengine_start = \"x\"")
-            .err()
-            .unwrap();
+        let e =
+            set("[profiles.x]\nextends = \"gt06\"\n[profiles.x.commands]\nengine_start = \"x\"")
+                .err()
+                .unwrap();
         assert!(e.to_string().contains("engine_start"), "{e}");
     }
 

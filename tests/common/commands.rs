@@ -166,7 +166,10 @@ pub async fn gt06_answer(dev: &mut Device, answer: &str) -> String {
 }
 
 /// The MQTT results that arrive until the topic is quiet for `quiet` s, by command id.
-pub async fn mqtt_results(sub: &mut Subscriber, quiet: u64) -> BTreeMap<String, Vec<CommandResult>> {
+pub async fn mqtt_results(
+    sub: &mut Subscriber,
+    quiet: u64,
+) -> BTreeMap<String, Vec<CommandResult>> {
     let mut by_id: BTreeMap<String, Vec<CommandResult>> = BTreeMap::new();
     while let Some((topic, p)) = sub.next(quiet).await {
         let r = CommandResult::decode(&p[..]).expect("CommandResult");
@@ -189,7 +192,10 @@ pub async fn until_terminal(
             return r.clone();
         }
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
-        assert!(!left.is_zero(), "no terminal result for {id} within {secs} s: {got:?}");
+        assert!(
+            !left.is_zero(),
+            "no terminal result for {id} within {secs} s: {got:?}"
+        );
         if let Ok(Some((_, p))) = tokio::time::timeout(left, sub.rx.recv()).await {
             let r = CommandResult::decode(&p[..]).expect("CommandResult");
             got.entry(r.command_id.clone()).or_default().push(r);

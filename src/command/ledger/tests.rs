@@ -142,9 +142,9 @@ impl Log {
     /// A session of `imei` on pod `i`, started at `now`; its LOGIN lands in the log.
     fn session_up(&mut self, i: usize, imei: &str, now: SystemTime) -> Vec<Action> {
         let actions = self.pods[i].session_up(imei, now, now);
-        let (logins, rest): (Vec<_>, Vec<_>) = actions
-            .into_iter()
-            .partition(|a| matches!(a, Action::Propose(c) if c.purpose == ClaimPurpose::Login as i32));
+        let (logins, rest): (Vec<_>, Vec<_>) = actions.into_iter().partition(
+            |a| matches!(a, Action::Propose(c) if c.purpose == ClaimPurpose::Login as i32),
+        );
         let mut rest = rest;
         for a in logins {
             if let Action::Propose(c) = a {
@@ -202,7 +202,12 @@ fn racing_claims_first_wins_everywhere() {
     let first = log.apply(&pb[0], t(1));
     let second = log.apply(&pa[0], t(1));
     assert!(first[0].is_empty());
-    assert_eq!(first[1].len(), 2, "deliver, and retain its state: {:?}", first[1]);
+    assert_eq!(
+        first[1].len(),
+        2,
+        "deliver, and retain its state: {:?}",
+        first[1]
+    );
     assert!(second.iter().all(Vec::is_empty), "later claims are ignored");
 }
 
@@ -221,13 +226,19 @@ fn past_its_ttl_a_command_expires_once() {
     c.ttl_secs = 5;
     log.command(&c, t(0));
     let ticks = log.tick(t(4));
-    assert!(ticks.iter().all(|a| props(a, ClaimPurpose::Expire).is_empty()));
+    assert!(ticks
+        .iter()
+        .all(|a| props(a, ClaimPurpose::Expire).is_empty()));
     let ticks = log.tick(t(6));
     let pa = props(&ticks[0], ClaimPurpose::Expire);
     let pb = props(&ticks[1], ClaimPurpose::Expire);
     let first = log.apply(&pa[0], t(6));
     let second = log.apply(&pb[0], t(6));
-    let results: Vec<_> = first.iter().chain(&second).flat_map(|a| published(a)).collect();
+    let results: Vec<_> = first
+        .iter()
+        .chain(&second)
+        .flat_map(|a| published(a))
+        .collect();
     assert_eq!(results.len(), 1, "exactly one EXPIRED result");
     assert_eq!(results[0].status, CommandStatus::Expired as i32);
     assert!(results[0].terminal);
@@ -261,7 +272,11 @@ fn invalid_commands_are_rejected_once_with_a_reason() {
     typed.body = None;
     typed.r#type = crate::proto::CommandType::SetReportInterval as i32;
     let p = props(&a.on_command(typed, t(2)), ClaimPurpose::Reject);
-    assert!(p[0].reason.contains("report_interval_secs"), "{}", p[0].reason);
+    assert!(
+        p[0].reason.contains("report_interval_secs"),
+        "{}",
+        p[0].reason
+    );
 }
 
 #[test]
@@ -309,7 +324,10 @@ fn a_release_reopens_the_command_for_the_next_session() {
     let mut forged = rel[0].clone();
     forged.instance = "b-1".into();
     forged.gateway = "b".into();
-    assert!(log.apply(&forged, t(2)).iter().all(|a| props(a, ClaimPurpose::Deliver).is_empty()));
+    assert!(log
+        .apply(&forged, t(2))
+        .iter()
+        .all(|a| props(a, ClaimPurpose::Deliver).is_empty()));
     let out = log.apply(&rel[0], t(2));
     assert!(props(&out[0], ClaimPurpose::Deliver).is_empty());
     log.deliver(1, &cmd("c1", "1"), &out[1], t(2));
@@ -328,7 +346,10 @@ fn a_claim_read_before_its_command_still_delivers_and_lost_proposals_are_redone(
     // on MQTT).
     let mut a2 = Ledger::new(cfg("a"));
     a2.session_up("1", t(0), t(0));
-    assert!(a2.on_claim(p[0].clone(), t(0)).iter().all(|x| !matches!(x, Action::Deliver(_))));
+    assert!(a2
+        .on_claim(p[0].clone(), t(0))
+        .iter()
+        .all(|x| !matches!(x, Action::Deliver(_))));
     assert_eq!(
         a2.on_command(cmd("c1", "1"), t(0)),
         vec![Action::Deliver(cmd("c1", "1"))]
@@ -363,7 +384,12 @@ fn a_stopped_holder_is_settled_within_the_lease() {
     let killed = 23;
     // b and c keep beating; a is silent. Nothing happens before half the lease.
     let early = log.run(killed, killed + 25, 1);
-    assert!(early.iter().all(|a| props(a, ClaimPurpose::Settle).is_empty()), "{early:?}");
+    assert!(
+        early
+            .iter()
+            .all(|a| props(a, ClaimPurpose::Settle).is_empty()),
+        "{early:?}"
+    );
     // Then both propose SETTLE for each command; the log keeps the first of each.
     let mut settles = Vec::new();
     let mut s = killed + 26;
@@ -386,10 +412,18 @@ fn a_stopped_holder_is_settled_within_the_lease() {
             .filter(|a| **a == Action::Settled("redelivered"))
             .count();
     }
-    assert_eq!(results.len(), 1, "one terminal result for the written command: {results:?}");
+    assert_eq!(
+        results.len(),
+        1,
+        "one terminal result for the written command: {results:?}"
+    );
     assert_eq!(results[0].command_id, "w");
     assert_eq!(results[0].status, CommandStatus::Expired as i32);
-    assert!(results[0].reason.starts_with("holder lost"), "{}", results[0].reason);
+    assert!(
+        results[0].reason.starts_with("holder lost"),
+        "{}",
+        results[0].reason
+    );
     assert!(results[0].sent_at.is_some());
     assert_eq!(reopened, 1, "the unwritten one is open again");
     // The device reconnects to b: the unwritten command is delivered there.
@@ -426,7 +460,10 @@ fn a_holder_taken_for_lost_lets_go_and_publishes_nothing() {
     assert_eq!(theirs.len(), 1);
     let r = log.pods[0].result(&cmd("c1", "1"), CommandStatus::Responded, "", true, t(81));
     let late = log.pods[0].complete("c1", r, t(81));
-    assert!(has(&late, &Action::Withdraw("c1".into())), "not held any more: {late:?}");
+    assert!(
+        has(&late, &Action::Withdraw("c1".into())),
+        "not held any more: {late:?}"
+    );
     assert!(props(&late, ClaimPurpose::Complete).is_empty());
 }
 
@@ -441,8 +478,13 @@ fn a_result_decided_but_not_confirmed_is_published_by_another_pod() {
     log.deliver(0, &cmd("c1", "1"), &out[0], t(10));
     log.write(0, "c1", t(11));
     let mut r = log.pods[0].result(&cmd("c1", "1"), CommandStatus::Responded, "", true, t(12));
-    r.response = Some(crate::proto::command_result::Response::ResponseText("ok".into()));
-    let c = props(&log.pods[0].complete("c1", r.clone(), t(12)), ClaimPurpose::Complete);
+    r.response = Some(crate::proto::command_result::Response::ResponseText(
+        "ok".into(),
+    ));
+    let c = props(
+        &log.pods[0].complete("c1", r.clone(), t(12)),
+        ClaimPurpose::Complete,
+    );
     assert_eq!(published(&log.apply(&c[0], t(12))[0]), vec![r.clone()]);
     log.alive[0] = false;
     let mut settles = Vec::new();
@@ -455,7 +497,11 @@ fn a_result_decided_but_not_confirmed_is_published_by_another_pod() {
         }
     }
     let out = log.apply(&settles[0], t(80));
-    assert_eq!(published(&out[1]), vec![r], "the same result, published by b");
+    assert_eq!(
+        published(&out[1]),
+        vec![r],
+        "the same result, published by b"
+    );
 }
 
 /// While the log carries none of this pod's own beats (a stalled broker), it judges nobody;
@@ -472,11 +518,16 @@ fn nobody_is_judged_while_the_log_is_stalled() {
     // 90 s of stall: b ticks, but nothing it proposes comes back (its beats included).
     for s in 12..102 {
         let a = log.pods[1].tick(t(s), |_| Duration::ZERO);
-        assert!(props(&a, ClaimPurpose::Settle).is_empty(), "judged during the stall at {s}");
+        assert!(
+            props(&a, ClaimPurpose::Settle).is_empty(),
+            "judged during the stall at {s}"
+        );
     }
     // The log flows again: both pods' beats come back; a is alive.
     let after = log.run(102, 200, 5);
-    assert!(after.iter().all(|a| props(a, ClaimPurpose::Settle).is_empty()));
+    assert!(after
+        .iter()
+        .all(|a| props(a, ClaimPurpose::Settle).is_empty()));
 }
 
 /// Two sessions of one device on two pods: the pod with the older one does not claim, and its
@@ -487,7 +538,10 @@ fn the_newest_session_gets_the_command() {
     log.session_up(0, "1", t(0));
     log.session_up(1, "1", t(5));
     let out = log.command(&cmd("c1", "1"), t(6));
-    assert!(props(&out[0], ClaimPurpose::Deliver).is_empty(), "a's session is older");
+    assert!(
+        props(&out[0], ClaimPurpose::Deliver).is_empty(),
+        "a's session is older"
+    );
     log.deliver(1, &cmd("c1", "1"), &out[1], t(6));
 
     // a claimed before it read b's login: its DELIVER lands after the login, not in force.
@@ -497,7 +551,9 @@ fn the_newest_session_gets_the_command() {
     let pa = props(&out[0], ClaimPurpose::Deliver);
     let up = log.session_up(1, "1", t(2));
     let out = log.apply(&pa[0], t(3));
-    assert!(out.iter().all(|a| !a.iter().any(|x| matches!(x, Action::Deliver(_)))));
+    assert!(out
+        .iter()
+        .all(|a| !a.iter().any(|x| matches!(x, Action::Deliver(_)))));
     log.deliver(1, &cmd("c2", "1"), &up, t(3));
 
     // a won before b's login but had not written: it gives the command back, and its WRITING
@@ -542,7 +598,11 @@ fn a_draining_pod_takes_no_new_work_and_reports_what_it_owes() {
     log.deliver(0, &cmd("c1", "1"), &out[0], t(1));
     log.pods[0].set_draining();
     assert!(log.pods[0].owes_work(), "it holds c1");
-    assert!(props(&log.command(&cmd("c2", "1"), t(2))[0], ClaimPurpose::Deliver).is_empty());
+    assert!(props(
+        &log.command(&cmd("c2", "1"), t(2))[0],
+        ClaimPurpose::Deliver
+    )
+    .is_empty());
     let mut late = cmd("c3", "1");
     late.ttl_secs = 1;
     log.command(&late, t(2));

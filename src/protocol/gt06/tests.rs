@@ -719,7 +719,10 @@ fn typed_commands_are_concox_online_commands() {
         (CommandRequest::EngineResume, "Relay,0#"),
         (CommandRequest::PositionRequest, "WHERE#"),
         (CommandRequest::Reboot, "RESET#"),
-        (CommandRequest::SetReportInterval { seconds: 60 }, "TIMER,60#"),
+        (
+            CommandRequest::SetReportInterval { seconds: 60 },
+            "TIMER,60#",
+        ),
     ];
     for (i, (request, text)) in cases.into_iter().enumerate() {
         let n = i as u16 + 1;
@@ -733,7 +736,10 @@ fn typed_commands_are_concox_online_commands() {
     ] {
         let e = s.encode_command(&refused).unwrap_err();
         assert!(
-            matches!(e, CommandError::UnsupportedType(_) | CommandError::Invalid(_)),
+            matches!(
+                e,
+                CommandError::UnsupportedType(_) | CommandError::Invalid(_)
+            ),
             "{refused:?}: {e}"
         );
     }

@@ -22,8 +22,11 @@ pub const MAX_INTERVAL_SECS: u32 = 2_592_000;
 /// record every N s), `Min Saved Records` (10054, 10154, 10254: set to 1, so each record is
 /// sent) and `Send Period` (10055, 10155, 10255: sent every N s). Ids from Teltonika's FMB
 /// parameter list (Data Acquisition); the on-stop ones (100x0/100x5) are left alone.
-pub const INTERVAL_PARAMETERS: [(u32, u32, u32); 3] =
-    [(10050, 10054, 10055), (10150, 10154, 10155), (10250, 10254, 10255)];
+pub const INTERVAL_PARAMETERS: [(u32, u32, u32); 3] = [
+    (10050, 10054, 10055),
+    (10150, 10154, 10155),
+    (10250, 10254, 10255),
+];
 
 /// The command text a request stands for, as Teltonika's SMS/GPRS command set writes it
 /// (GPRS commands take no password): ENGINE_STOP `setdigout 1`, ENGINE_RESUME `setdigout 0`
@@ -258,14 +261,20 @@ mod tests {
             "setdigout 1"
         );
         assert_eq!(
-            t(CommandRequest::OutputSet { index: 3, on: false }),
+            t(CommandRequest::OutputSet {
+                index: 3,
+                on: false
+            }),
             "setdigout ??0"
         );
         assert_eq!(
             t(CommandRequest::SetReportInterval { seconds: 30 }),
             "setparam 10050:30;10054:1;10055:30;10150:30;10154:1;10155:30;10250:30;10254:1;10255:30"
         );
-        assert!(t(CommandRequest::SetReportInterval { seconds: 86_400 }).len() <= 160, "SMS/GPRS command limit");
+        assert!(
+            t(CommandRequest::SetReportInterval { seconds: 86_400 }).len() <= 160,
+            "SMS/GPRS command limit"
+        );
         assert_eq!(t(CommandRequest::Text("getinfo".into())), "getinfo");
         assert!(matches!(
             text(&CommandRequest::OutputSet { index: 5, on: true }),

@@ -227,7 +227,11 @@ fn typed_commands_over_tcp_codec14_and_udp() {
     let data = &b[8..b.len() - 4];
     assert_eq!(
         hex::encode(data),
-        format!("0e0105{:08x}0356307042441013{}01", 8 + 8, hex::encode("cpureset"))
+        format!(
+            "0e0105{:08x}0356307042441013{}01",
+            8 + 8,
+            hex::encode("cpureset")
+        )
     );
     // UDP: the UDP channel header (length, packet id, 0x01, packet id, IMEI), then the Codec 12
     // data without the TCP envelope's preamble and CRC.
@@ -237,7 +241,16 @@ fn typed_commands_over_tcp_codec14_and_udp() {
         .unwrap()
         .unwrap();
     let b = u.encode_command(&CommandRequest::PositionRequest).unwrap();
-    let mut want = vec![0x00, (2 + 1 + 1 + 2 + 15 + 14) as u8, 0x00, 0x01, 0x01, 0x01, 0x00, 0x0F];
+    let mut want = vec![
+        0x00,
+        (2 + 1 + 1 + 2 + 15 + 14) as u8,
+        0x00,
+        0x01,
+        0x01,
+        0x01,
+        0x00,
+        0x0F,
+    ];
     want.extend_from_slice(IMEI.as_bytes());
     want.extend_from_slice(&[0x0C, 0x01, 0x05, 0, 0, 0, 6]);
     want.extend_from_slice(b"getgps");
