@@ -16,9 +16,7 @@ use bytes::Bytes;
 use super::messages::Update;
 use super::template::Templates;
 use crate::proto::{command_result, Command};
-use crate::protocol::{
-    AnswerOutcome, CommandAnswer, CommandError, CommandRequest, ProtocolSession,
-};
+use crate::protocol::{AnswerOutcome, CommandAnswer, CommandRequest, ProtocolSession};
 
 /// Commands queued on a session at most (the dispatcher holds the rest as pending claims).
 pub const MAX_QUEUED: usize = super::ledger::MAX_HELD_PER_DEVICE;
@@ -258,18 +256,9 @@ fn encode(
     if let Some(text) = templates.and_then(|t| t.render(&request)) {
         request = CommandRequest::Text(text);
     }
-    let bytes = session.encode_command(&request).map_err(|e| match e {
-        CommandError::Unsupported => format!(
-            "the device's protocol cannot carry {} commands{}",
-            request.type_name(),
-            if matches!(request, CommandRequest::Payload(_)) {
-                " as bytes"
-            } else {
-                ""
-            }
-        ),
-        other => other.to_string(),
-    })?;
+    let bytes = session
+        .encode_command(&request)
+        .map_err(|e| e.to_string())?;
     Ok(Encoded {
         bytes,
         tag: session.last_command_tag(),

@@ -37,6 +37,9 @@ pub mod teltonika;
 pub mod wialon;
 pub mod wialon_retranslator;
 
+#[cfg(test)]
+mod command_tests;
+
 use std::time::SystemTime;
 
 use bytes::{Bytes, BytesMut};
@@ -153,9 +156,16 @@ pub trait ProtocolSession: Send + Sync + 'static {
     /// The device's IMEI once it has identified itself.
     fn imei(&self) -> Option<&str>;
 
-    /// Encodes a command for the device (issue: commands). The default says "not supported".
-    fn encode_command(&mut self, _command: &CommandRequest) -> Result<Bytes, CommandError> {
-        Err(CommandError::Unsupported)
+    /// Encodes a command for the device: the one entry point through which every protocol
+    /// writes commands (typed or custom), with the session's state at hand (the device's id,
+    /// a tag counter, the transport's form). A type the protocol cannot carry is
+    /// [`CommandError::UnsupportedType`] with a reason that says so, and the command is
+    /// REJECTED, never written. The default carries nothing.
+    fn encode_command(&mut self, command: &CommandRequest) -> Result<Bytes, CommandError> {
+        Err(CommandError::UnsupportedType(format!(
+            "the device's protocol takes no commands, so not {}",
+            command.type_name()
+        )))
     }
 
     /// How the device's answer to the command last encoded is recognised: `Some(tag)` when the
@@ -173,8 +183,8 @@ pub trait ProtocolSession: Send + Sync + 'static {
 
 /// A command to write to a device, as the session layer hands it to a protocol: the schema's
 /// `CommandType` with its parameters checked. Each protocol encodes the types it can carry
-/// and answers [`CommandError::Unsupported`] for the others (the command is then REJECTED,
-/// never written).
+/// and answers [`CommandError::UnsupportedType`] for the others (the command is then
+/// REJECTED, never written).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommandRequest {
     /// CUSTOM, as text.
@@ -243,9 +253,7 @@ impl CommandRequest {
 /// Why a command could not be encoded.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CommandError {
-    #[error("the protocol cannot carry this command")]
-    Unsupported,
-    /// The protocol cannot carry this type; says what it can.
+    /// The protocol cannot carry this type (or this form: bytes, say); says what it can.
     #[error("{0}")]
     UnsupportedType(String),
     #[error("invalid command: {0}")]

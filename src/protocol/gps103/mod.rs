@@ -153,6 +153,11 @@ impl ProtocolModule for Gps103 {
         "Coban TK10x: `##` login (`LOAD`), heartbeats (`ON`), reports with keyword alarms, no-fix cells, OBD lines, `vt`/`vr` photos, the `*` form; `**,imei:` commands"
     }
 
+    /// Coban devices take `**,imei:` commands in a datagram to the address they report from (Traccar's GPS103 encoder serves its UDP server too).
+    fn command_transports(&self) -> &'static [Transport] {
+        &[Transport::Tcp, Transport::Udp]
+    }
+
     fn transports(&self) -> &'static [Transport] {
         &[Transport::Tcp, Transport::Udp]
     }

@@ -127,6 +127,11 @@ impl ProtocolModule for H02 {
         "text `*HQ,…#` (`V1` family, `V4` confirmations, `NBR`/`V3`/`VP1` cells, `LINK`, `HTBT`/`V0`, `SMS`), binary `$` frames of 32/42/45 bytes, `S20`/`SCF`/`S71`/`D1` commands"
     }
 
+    /// H02 devices take `*HQ,...#` commands in a datagram to the address they report from (Traccar's H02 encoder serves its UDP server too).
+    fn command_transports(&self) -> &'static [Transport] {
+        &[Transport::Tcp, Transport::Udp]
+    }
+
     fn transports(&self) -> &'static [Transport] {
         &[Transport::Tcp, Transport::Udp]
     }

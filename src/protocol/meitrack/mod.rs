@@ -122,6 +122,11 @@ impl ProtocolModule for Meitrack {
         "`$$` frames with sum checksum: `AAA`/`AFF` reports, `CCC`/`CCE` binary batches, `D00` photos, command answers"
     }
 
+    /// Meitrack devices take `@@` commands in a datagram to the address they report from (Traccar's Meitrack encoder serves its UDP server too).
+    fn command_transports(&self) -> &'static [Transport] {
+        &[Transport::Tcp, Transport::Udp]
+    }
+
     fn transports(&self) -> &'static [Transport] {
         &[Transport::Tcp, Transport::Udp]
     }

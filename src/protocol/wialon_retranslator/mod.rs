@@ -91,6 +91,11 @@ impl ProtocolModule for WialonRetranslator {
         "1.0, inbound from a Wialon server: many units on one connection (each unit is a device), typed blocks, `posinfo`, `0x11` after delivery; no commands"
     }
 
+    /// A relay connection carries many units one way: none takes commands through it.
+    fn command_transports(&self) -> &'static [Transport] {
+        &[]
+    }
+
     fn transports(&self) -> &'static [Transport] {
         &[Transport::Tcp]
     }
