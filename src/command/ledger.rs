@@ -64,6 +64,9 @@ pub const MAX_HELD_PER_DEVICE: usize = 16;
 const MAX_ANNOUNCED_PER_DEVICE: usize = 8;
 
 /// What the dispatcher must do.
+// Actions live in a short Vec that the dispatcher consumes at once; most are claims and
+// commands of similar size, so boxing them would add an allocation each for no saving.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// Publish this claim to the log; the ledger acts when it reads it back.
@@ -94,7 +97,7 @@ pub enum Retained {
     /// Waiting for a session: the command itself is retained.
     Open,
     /// This claim is in force.
-    InForce(CommandClaim),
+    InForce(Box<CommandClaim>),
     /// Reported: nothing is retained.
     Finished,
 }
@@ -891,7 +894,7 @@ impl Ledger {
             let state = match &next {
                 State::Open => Retained::Open,
                 State::Done => Retained::Finished,
-                _ => Retained::InForce(claim.clone()),
+                _ => Retained::InForce(Box::new(claim.clone())),
             };
             out.push(Action::Retain {
                 imei: imei.clone(),

@@ -632,7 +632,7 @@ fn a_restarted_pod_settles_its_previous_instance() {
     assert!(log.apply(&p[0], t(5))[0].is_empty());
     let out = log.run(5, 60, 1);
     assert!(
-        out[0].iter().any(|a| *a == Action::Settled("redelivered"))
+        out[0].contains(&Action::Settled("redelivered"))
             || !props(&out[0], ClaimPurpose::Settle).is_empty(),
         "{out:?}"
     );
