@@ -30,7 +30,9 @@ pub mod detect;
 pub mod gps103;
 pub mod gt06;
 pub mod h02;
+pub mod jt808;
 pub mod meitrack;
+pub mod queclink;
 pub mod settings;
 pub mod sim;
 pub mod teltonika;
@@ -55,9 +57,11 @@ pub static REGISTRY: &[&dyn ProtocolModule] = &[
     &gps103::Gps103,
     &wialon::Wialon,
     &gt06::Gt06,
+    &jt808::Jt808,
     // Before H02: Meitrack claims `$$` followed by its flag and length digits.
     &meitrack::Meitrack,
     &h02::H02,
+    &queclink::Queclink,
     // Last: it claims only a complete header that no other protocol starts with.
     &wialon_retranslator::WialonRetranslator,
 ];
