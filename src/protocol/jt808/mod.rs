@@ -190,6 +190,11 @@ impl ProtocolModule for Jt808 {
         "JT/T 808-2011/2013/2019: registration, authentication, location reports and batches, sub-packaged messages, multimedia, pass-through, JT701 e-lock reports; `7E` framing with escapes and XOR check"
     }
 
+    /// JT/T 808 terminals take platform messages (0x8105, 0x8300, ...) in a datagram to the address they report from, as on TCP (Traccar's Huabao encoder serves its UDP server too).
+    fn command_transports(&self) -> &'static [Transport] {
+        &[Transport::Tcp, Transport::Udp]
+    }
+
     fn transports(&self) -> &'static [Transport] {
         &[Transport::Tcp, Transport::Udp]
     }

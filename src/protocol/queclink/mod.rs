@@ -154,6 +154,11 @@ impl ProtocolModule for Queclink {
         "@Track text (`+RESP`/`+BUFF`/`+ACK:GT…`, multi-position reports), classic binary (`+RSP`/`+EVT`/`+HBD`/`+ACK`…, CRC-16) and compact Protocol Pro (`2B 00`, CRC-8); `+SACK` replies; `AT+GTOUT`/`AT+GTRTO`/`AT+GTFRI` commands"
     }
 
+    /// Queclink devices take `AT+GT` commands in a datagram to the address they report from (Traccar's GL200 encoder serves its UDP server too).
+    fn command_transports(&self) -> &'static [Transport] {
+        &[Transport::Tcp, Transport::Udp]
+    }
+
     fn transports(&self) -> &'static [Transport] {
         &[Transport::Tcp, Transport::Udp]
     }
