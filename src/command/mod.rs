@@ -275,6 +275,40 @@ mod tests {
         }
     }
 
+    /// Typed commands carry no text: they are valid without one (a CUSTOM one still needs it,
+    /// and a typed one its parameters).
+    #[test]
+    fn typed_commands_need_no_text() {
+        for j in [
+            r#"{"commandId":"t-1","imei":"356307042441013","type":"COMMAND_TYPE_ENGINE_STOP"}"#,
+            r#"{"commandId":"t-2","imei":"356307042441013","type":"COMMAND_TYPE_REBOOT"}"#,
+            r#"{"commandId":"t-3","imei":"356307042441013","type":"COMMAND_TYPE_SET_REPORT_INTERVAL","reportIntervalSecs":30}"#,
+            r#"{"commandId":"t-4","imei":"356307042441013","type":"COMMAND_TYPE_OUTPUT_SET","outputIndex":2,"outputOn":true}"#,
+        ] {
+            let c = parse(j.as_bytes()).unwrap();
+            assert_eq!(c.body, None);
+            assert!(matches!(check(c, None), Checked::Valid(_)), "{j}");
+        }
+        for (j, why) in [
+            (
+                r#"{"commandId":"t-5","imei":"356307042441013","type":"COMMAND_TYPE_CUSTOM"}"#,
+                "text",
+            ),
+            (r#"{"commandId":"t-6","imei":"356307042441013"}"#, "text"),
+            (
+                r#"{"commandId":"t-7","imei":"356307042441013","type":"COMMAND_TYPE_SET_REPORT_INTERVAL"}"#,
+                "report_interval_secs",
+            ),
+            (
+                r#"{"commandId":"t-8","imei":"356307042441013","type":"COMMAND_TYPE_OUTPUT_SET","outputOn":true}"#,
+                "output_index",
+            ),
+        ] {
+            let (_, reason) = rejected(check(parse(j.as_bytes()).unwrap(), None));
+            assert!(reason.contains(why), "{j}: {reason}");
+        }
+    }
+
     #[test]
     fn the_addressed_imei_fills_an_empty_body_and_a_different_one_is_refused() {
         let mut c = cmd("", "getinfo");
