@@ -14,8 +14,15 @@
 //! - its settings ([`settings`]: frame cap, idle timeout and its own knobs), which
 //!   configuration, `avlgate protocols` (the README's settings table) and the Helm chart's
 //!   `protocols` values take from here;
-//! - its sans-IO session ([`ProtocolSession`]: framing, parsing, exact replies, command
-//!   encoding, typed command answers on the [`Frame`]);
+//! - its sans-IO session ([`ProtocolSession`]: framing, parsing, exact replies, typed command
+//!   answers on the [`Frame`]);
+//! - its commands: the one entry point [`ProtocolSession::encode_command`] takes the one
+//!   request type [`CommandRequest`] (every `CommandType`, CUSTOM text or bytes) and writes it
+//!   or refuses it with [`CommandError::UnsupportedType`] (REJECTED, never written), and
+//!   [`ProtocolModule::command_transports`] says on which transports its devices take them.
+//!   It lives on the session, reached through [`ProtocolModule::new_session`], because
+//!   encoding needs the session's state (the device's id, a tag or serial counter, the
+//!   transport's form); `command_tests.rs` checks every registered protocol against it;
 //! - its built-in device profiles (`mapping.rs`: its values onto the vocabulary);
 //! - its simulator devices ([`sim`]: `avlgate simulate`, the benchmarks, end-to-end tests).
 //!
