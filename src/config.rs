@@ -130,6 +130,13 @@ pub struct Settings {
     #[arg(long, env = "AVLGATE_COMMAND_REPLY_TIMEOUT_SECS")]
     pub command_reply_timeout_secs: Option<u64>,
 
+    /// Seconds of the command lease: a pod that stopped beating for half of it is taken for
+    /// lost, and the other pods settle the commands it held (re-delivered when they were not
+    /// written, EXPIRED `holder lost` when they may have been) within it. Pods beat every
+    /// sixth of it. Default 60.
+    #[arg(long, env = "AVLGATE_COMMAND_LEASE_SECS")]
+    pub command_lease_secs: Option<u64>,
+
     /// Where the embedded broker listens. Default 127.0.0.1:1883. An address other than
     /// loopback needs credentials (--embedded-mqtt-password or --embedded-mqtt-password-file).
     #[arg(long, env = "AVLGATE_EMBEDDED_MQTT_LISTEN")]
@@ -285,6 +292,7 @@ impl Settings {
             command_ttl_secs,
             command_max_ttl_secs,
             command_reply_timeout_secs,
+            command_lease_secs,
             embedded_mqtt_listen,
             embedded_mqtt_username,
             embedded_mqtt_password,
@@ -367,6 +375,12 @@ impl Settings {
             _ => anyhow::bail!("--tls-cert and --tls-key go together"),
         };
         let cl = ConnLimits::default();
+        let lease = self
+            .command_lease_secs
+            .unwrap_or(DEFAULT_COMMAND_LEASE_SECS);
+        if !(2..=3600).contains(&lease) {
+            anyhow::bail!("--command-lease-secs {lease}: between 2 and 3600 seconds");
+        }
         let embedded_mqtt_listen = self
             .embedded_mqtt_listen
             .unwrap_or_else(|| "127.0.0.1:1883".parse().expect("valid literal"));
@@ -409,6 +423,8 @@ impl Settings {
                 default_ttl: secs(self.command_ttl_secs, 300),
                 max_ttl: secs(self.command_max_ttl_secs, 86_400),
                 reply_timeout: secs(self.command_reply_timeout_secs, 60),
+                lease: Duration::from_secs(lease),
+                outbox_capacity: DEFAULT_COMMAND_OUTBOX,
             },
             embedded_mqtt_listen,
             embedded_mqtt_auth,
@@ -700,6 +716,11 @@ pub struct KafkaConfig {
     pub commands_topic: String,
 }
 
+/// Default of `--command-lease-secs`.
+pub const DEFAULT_COMMAND_LEASE_SECS: u64 = 60;
+/// Command results the outbox holds (queued or reserved) at most: about 300 bytes each.
+pub const DEFAULT_COMMAND_OUTBOX: usize = 100_000;
+
 /// Commands to devices.
 #[derive(Debug, Clone)]
 pub struct CommandConfig {
@@ -707,6 +728,10 @@ pub struct CommandConfig {
     pub default_ttl: Duration,
     pub max_ttl: Duration,
     pub reply_timeout: Duration,
+    /// Within it, a stopped pod's commands are settled by the others.
+    pub lease: Duration,
+    /// Results queued or reserved at most.
+    pub outbox_capacity: usize,
 }
 
 #[cfg(test)]

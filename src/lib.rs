@@ -11,6 +11,8 @@
 //!   delivery, reply.
 //! - [`sink`]: where events go (`mqtt`, `embedded` broker, `stdout`, …) behind one
 //!   ack-after-delivery [`sink::Sink`] seam, with a bounded in-flight [`sink::Publisher`].
+//! - [`command`]: commands to devices across pods (the claims log, the dispatcher, the
+//!   results outbox, the sessions' side); [`broker`]: every broker client's settings.
 //! - [`net`]: between the socket and detection: connection limits, PROXY protocol, TLS.
 //! - [`server`]: listeners, connection accounting, graceful shutdown.
 //! - [`ops`]: `/metrics`, `/healthz`, `/readyz`; [`abort`]: a part that cannot go on stops
@@ -26,6 +28,7 @@
 #![forbid(unsafe_code)]
 
 pub mod abort;
+pub mod broker;
 pub mod command;
 pub mod config;
 pub mod decode;

@@ -66,6 +66,22 @@ pub const READY: &str = "avlgate_ready";
 /// Commands by `status`: `received`, `unreadable`, and each result status (`sent`,
 /// `responded`, `expired`, `rejected`).
 pub const COMMANDS: &str = "avlgate_commands_total";
+/// Command-flow messages lost, by `what`: `update` (a session's report found the dispatcher
+/// gone), `result` (a result still unpublished when the drain deadline ended the process; the
+/// other pods settle its command). Zero in a healthy run; the tests assert it.
+pub const COMMAND_DROPS: &str = "avlgate_command_messages_dropped_total";
+/// Command results in the outbox: queued for the broker, or room reserved for them.
+pub const COMMAND_OUTBOX: &str = "avlgate_command_outbox_results";
+/// Batches of command results the broker did not confirm (each is retried until it does).
+pub const COMMAND_OUTBOX_RETRIES: &str = "avlgate_command_outbox_retries_total";
+/// Claims held back because the outbox had no room for the results they would bring
+/// (backpressure: made again shortly).
+pub const COMMAND_DEFERRED: &str = "avlgate_command_claims_deferred_total";
+/// Commands this pod settled for a pod that stopped, by `outcome`: `redelivered` (not
+/// written), `expired` (`holder lost`), `republished` (its decided result).
+pub const COMMANDS_SETTLED: &str = "avlgate_commands_settled_total";
+/// Commands this pod's sessions hold (queued, or written and awaiting an answer).
+pub const COMMAND_HELD: &str = "avlgate_commands_held";
 
 /// Bucket bounds (seconds) for [`SINK_DELIVERY_SECONDS`]: a healthy broker confirms in a few
 /// milliseconds; the top buckets show an outage approaching the 30 s delivery deadline.

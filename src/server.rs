@@ -19,7 +19,9 @@ use crate::ops::Readiness;
 use crate::session::allowlist::{AllowList, Verdict};
 use crate::session::registry::Eviction;
 use crate::session::{self, Shared};
-use crate::sink::{self, kafka::KafkaOptions, Publisher, Sink};
+use crate::sink::{self, Publisher, Sink};
+
+pub use crate::broker::kafka_options;
 
 /// Builds the configured sink. Its background tasks stop when `sink_shutdown` is cancelled,
 /// which the gateway does only after every session has drained. A sink that can no longer
@@ -33,7 +35,7 @@ pub fn build_sink(
     Ok(match config.sink {
         SinkKind::Stdout => Arc::new(sink::stdout::StdoutSink::new()),
         SinkKind::Mqtt => {
-            let o = config.mqtt_client_options(&client_id)?;
+            let o = crate::broker::mqtt_options(config, &client_id)?;
             info!(host = %o.host, port = o.port, "publishing to MQTT broker");
             Arc::new(sink::mqtt::MqttSink::start(o, sink_shutdown))
         }
@@ -49,30 +51,17 @@ pub fn build_sink(
             let listen = config.embedded_mqtt_listen;
             let auth = config.embedded_mqtt_auth.as_ref();
             sink::embedded::start_with(listen, 16 * 1024 * 1024, auth)?;
-            let o = config.mqtt_client_options(&client_id)?;
+            let o = crate::broker::mqtt_options(config, &client_id)?;
             info!(
-                "embedded MQTT broker on {listen}; watch events with: mosquitto_sub -h {} -p {}{} -t '{}/#' -v",
+                "embedded MQTT broker on {listen}; watch events and command results with: mosquitto_sub -h {} -p {}{} -t '{p}/events/#' -t '{p}/command-results/#' -v",
                 o.host,
                 o.port,
                 if auth.is_some() { " -u <user> -P <password>" } else { "" },
-                config.topic_prefix
+                p = config.topic_prefix
             );
             Arc::new(sink::mqtt::MqttSink::start(o, sink_shutdown))
         }
     })
-}
-
-/// The Kafka sink's settings from the configuration.
-pub fn kafka_options(config: &Config, client_id: String) -> KafkaOptions {
-    KafkaOptions {
-        brokers: config.kafka.brokers.clone(),
-        options: config.kafka.options.clone(),
-        events_topic: config.kafka.events_topic.clone(),
-        command_results_topic: config.kafka.command_results_topic.clone(),
-        client_id,
-        message_timeout: config.in_flight.delivery_timeout,
-        format: config.format,
-    }
 }
 
 /// A gateway bound to its addresses, not yet serving.
@@ -85,6 +74,8 @@ pub struct Gateway {
     readiness: Arc<Readiness>,
     cert: Option<Arc<ReloadingCert>>,
     abort: Abort,
+    /// The command flow, finished at the end of the drain.
+    commands: Option<crate::command::CommandFlow>,
 }
 
 impl Gateway {
@@ -159,8 +150,11 @@ impl Gateway {
         shared.proxy_protocol = config.proxy_protocol;
         shared.tls = acceptor;
         shared.command_reply_timeout = config.commands.reply_timeout;
+        // Half the drain deadline for answers still expected; the rest for the command flow to
+        // report them and the sink to flush.
+        shared.drain_grace = config.drain_timeout / 2;
         shared.takeover = config.takeover;
-        shared.commands = crate::command::start(
+        let commands = crate::command::start(
             &config,
             shared.publisher.clone(),
             shared.shutdown.clone(),
@@ -168,6 +162,7 @@ impl Gateway {
             &abort,
         )
         .context("starting the command flow")?;
+        shared.commands = commands.as_ref().map(|f| f.commands.clone());
         Ok(Gateway {
             tcp,
             udp,
@@ -177,6 +172,7 @@ impl Gateway {
             readiness,
             cert,
             abort,
+            commands,
         })
     }
 
@@ -204,9 +200,11 @@ impl Gateway {
 
     /// Serves until the shutdown token is cancelled, then drains: stop accepting, let every
     /// session finish the frame in hand (its records delivered and acknowledged, or not
-    /// acknowledged), within the drain deadline; then stop the sink. When a part that cannot
-    /// go on requested the abort, the same drain runs and the result is an error (the process
-    /// exits non-zero and the orchestrator restarts it).
+    /// acknowledged; a written command's answer awaited for half the drain deadline), settle
+    /// the commands this pod holds (released, or reported), within the drain deadline; then
+    /// stop the sink. When a part that cannot go on requested the abort, the same drain runs
+    /// and the result is an error (the process exits non-zero and the orchestrator restarts
+    /// it).
     pub async fn run(self) -> anyhow::Result<()> {
         let tracker = TaskTracker::new();
         let shutdown = self.shared.shutdown.clone();
@@ -243,11 +241,22 @@ impl Gateway {
             let _ = a.await;
         }
         tracker.close();
+        let drain_started = tokio::time::Instant::now();
         if tokio::time::timeout(self.config.drain_timeout, tracker.wait())
             .await
             .is_err()
         {
             warn!(deadline = ?self.config.drain_timeout, "drain deadline passed with sessions still open; unacknowledged frames will be resent by their devices");
+        }
+        // The sessions are gone: what they held is released or reported; the flow's results
+        // reach the broker before the sink stops.
+        if let Some(flow) = self.commands {
+            let left = self
+                .config
+                .drain_timeout
+                .saturating_sub(drain_started.elapsed());
+            flow.finish(left.max(std::time::Duration::from_secs(1)))
+                .await;
         }
         // Whatever the sink client still buffers (frames abandoned by the drain deadline) gets
         // a last chance to reach the broker; those frames were not acknowledged either way.

@@ -149,6 +149,7 @@ async fn stall_under_traffic(s: Stall) {
         return;
     };
     let bootstrap = broker.bootstrap();
+    avlgate::ops::install_prometheus().unwrap();
     let (gw, sink) = TestGateway::with_kafka_sink(Settings {
         kafka_brokers: Some(bootstrap.clone()),
         delivery_timeout_secs: Some(s.delivery_timeout_secs),
@@ -167,6 +168,14 @@ async fn stall_under_traffic(s: Stall) {
     let mut cmd_dev = command_device(gw.addr, commander).await;
     send_command(&backend, "before", commander, Some("getinfo"), 600).await;
     teltonika_answer(&mut cmd_dev, "getinfo", "before the stall").await;
+    // A command written before the stall, whose device answers while the broker is frozen.
+    let answerer = "356307042441088";
+    let mut ans_dev = command_device(gw.addr, answerer).await;
+    send_command(&backend, "around", answerer, Some("getio"), 600).await;
+    assert_eq!(
+        teltonika_read_command(&mut ans_dev, 20).await.as_deref(),
+        Some(&b"getio"[..])
+    );
 
     // Six devices, 2 records a frame, a frame every 250 ms: 40 frames each, some before the
     // stall, the rest after it.
@@ -187,6 +196,8 @@ async fn stall_under_traffic(s: Stall) {
     tokio::time::sleep(Duration::from_secs(3)).await;
     broker.stall();
     let stalled_at = Instant::now();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    teltonika_reply(&mut ans_dev, "DIN1:1").await;
     // A backend's command while the broker is frozen: produced when it goes on.
     let during = {
         let backend = backend.clone();
@@ -260,13 +271,32 @@ async fn stall_under_traffic(s: Stall) {
     let got = tokio::task::spawn_blocking(move || results(&b))
         .await
         .unwrap();
-    for id in ["before", "during"] {
+    for id in ["before", "during", "around"] {
         let rs = got
             .get(id)
             .unwrap_or_else(|| panic!("no result for {id}: {got:?}"));
         assert_eq!(terminal(rs).len(), 1, "{id}: one terminal result: {rs:?}");
         assert_eq!(terminal(rs)[0].status, CommandStatus::Responded as i32);
     }
+    assert_eq!(
+        terminal(&got["around"])[0].response,
+        Some(command_result::Response::ResponseText("DIN1:1".into())),
+        "the answer that arrived during the stall"
+    );
+    assert_eq!(
+        got["around"]
+            .iter()
+            .filter(|r| r.status == CommandStatus::Responded as i32)
+            .count(),
+        1,
+        "exactly one RESPONDED: {:?}",
+        got["around"]
+    );
+    assert_eq!(
+        command_drops(ops).await,
+        0.0,
+        "nothing dropped by the command flow"
+    );
     gw.stop().await;
 }
 
@@ -533,4 +563,50 @@ async fn a_pending_command_survives_a_pod_restart() {
     assert_eq!(terminal(rs).len(), 1, "{rs:?}");
     assert_eq!(terminal(rs)[0].status, CommandStatus::Responded as i32);
     a2.stop().await;
+}
+
+/// One device, two live sessions on two pods (the older socket half-dead on pod A, a new login
+/// on pod B): the command goes to the newer session, and nothing is written to the older one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_newer_of_two_sessions_on_two_pods_gets_the_command() {
+    let Some(broker) = broker().await else {
+        return;
+    };
+    let bootstrap = broker.bootstrap();
+    let a = pod(&bootstrap, "pod-a").await;
+    let b = pod(&bootstrap, "pod-b").await;
+    let backend = backend(&bootstrap);
+    let imei = "356307042441120";
+    let mut old = command_device(a.addr, imei).await;
+    // Let pod A's announcement of the session reach the log first.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let mut new = command_device(b.addr, imei).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    // Three commands (without the rule, each would go to whichever pod's claim landed first).
+    for (id, text) in [
+        ("newest-1", "getinfo"),
+        ("newest-2", "getver"),
+        ("newest-3", "getgps"),
+    ] {
+        send_command(&backend, id, imei, Some(text), 60).await;
+        teltonika_answer(&mut new, text, "from the new socket").await;
+    }
+    assert_eq!(
+        old.read_exact(1, 3).await,
+        None,
+        "nothing written to the older session"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let b2 = bootstrap.clone();
+    let got = tokio::task::spawn_blocking(move || results(&b2))
+        .await
+        .unwrap();
+    for id in ["newest-1", "newest-2", "newest-3"] {
+        let rs = &got[id];
+        assert_eq!(terminal(rs).len(), 1, "{rs:?}");
+        assert_eq!(terminal(rs)[0].status, CommandStatus::Responded as i32);
+        assert_eq!(terminal(rs)[0].gateway, "pod-b");
+    }
+    a.stop().await;
+    b.stop().await;
 }

@@ -75,3 +75,66 @@ async fn retriable_produce_errors_are_retried_and_fatal_ones_are_not_acked() {
     );
     gw.stop().await;
 }
+
+/// The mock cluster's broker goes down after a command was written and before the device
+/// answers; the answer's frame cannot be delivered (the session closes), the result waits in
+/// the outbox and its claims are made again, and once the broker is back the command has
+/// exactly one terminal result, RESPONDED. Nothing is dropped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_during_a_broker_outage_is_reported_once_the_broker_is_back() {
+    use common::commands::*;
+    avlgate::ops::install_prometheus().unwrap();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("avlgate=debug")
+        .try_init();
+    let cluster = mock_cluster(1, &[EVENTS, COMMANDS, RESULTS], 1);
+    let bootstrap = cluster.bootstrap_servers();
+    let gw = TestGateway::kafka(&bootstrap, 5).await;
+    let ops = gw.ops().await;
+    let backend: rdkafka::producer::FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
+    let imei = "356307042441146";
+    let mut dev = command_device(gw.addr, imei).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    send_command(&backend, "outage-1", imei, Some("getinfo"), 600).await;
+    assert_eq!(
+        teltonika_read_command(&mut dev, 20).await.as_deref(),
+        Some(&b"getinfo"[..])
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    cluster.broker_down(1).unwrap();
+    teltonika_reply(&mut dev, "RTC:ok").await;
+    // Longer than the delivery deadline and the claims' re-proposal period.
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    cluster.broker_up(1).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let got = loop {
+        let b = bootstrap.clone();
+        let got = tokio::task::spawn_blocking(move || results_in(&b, 1))
+            .await
+            .unwrap();
+        if got
+            .get("outage-1")
+            .is_some_and(|rs| !terminal(rs).is_empty())
+        {
+            break got;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no result: {got:?}");
+    };
+    let rs = &got["outage-1"];
+    assert_eq!(terminal(rs).len(), 1, "{rs:?}");
+    assert_eq!(
+        terminal(rs)[0].status,
+        avlgate::proto::CommandStatus::Responded as i32
+    );
+    assert_eq!(
+        rs.iter()
+            .filter(|r| r.status == avlgate::proto::CommandStatus::Responded as i32)
+            .count(),
+        1
+    );
+    assert_eq!(command_drops(ops).await, 0.0);
+    gw.stop().await;
+}

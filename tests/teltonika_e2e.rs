@@ -24,7 +24,7 @@ async fn login(dev: &mut Device) {
 async fn tcp_device_records_arrive_on_the_embedded_broker_and_are_acked() {
     let broker = embedded_broker();
     let gw = TestGateway::mqtt(broker).await;
-    let mut sub = Subscriber::connect(broker, "avlgate/#").await;
+    let mut sub = Subscriber::connect(broker, "avlgate/events/#").await;
     let mut dev = Device::connect(gw.addr).await;
     login(&mut dev).await;
     let (topic, opened) = sub.next_event(10).await.expect("session-opened event");
@@ -73,7 +73,7 @@ async fn no_ack_until_the_broker_confirmed_then_ack_when_it_is_back() {
     let broker = embedded_broker();
     let proxy = FaultProxy::start(broker, false).await;
     let gw = TestGateway::mqtt(proxy.addr).await;
-    let mut sub = Subscriber::connect(broker, "avlgate/#").await;
+    let mut sub = Subscriber::connect(broker, "avlgate/events/#").await;
     let mut dev = Device::connect(gw.addr).await;
     dev.send(&h(samples::LOGIN)).await;
     // The login's session-opened event cannot be delivered: no reply yet.
@@ -102,7 +102,7 @@ async fn no_ack_until_the_broker_confirmed_then_ack_when_it_is_back() {
 async fn bad_crc_gets_no_ack_and_publishes_nothing() {
     let broker = embedded_broker();
     let gw = TestGateway::mqtt(broker).await;
-    let mut sub = Subscriber::connect(broker, "avlgate/#").await;
+    let mut sub = Subscriber::connect(broker, "avlgate/events/#").await;
     let mut dev = Device::connect(gw.addr).await;
     login(&mut dev).await;
     sub.next_event(10).await.unwrap();
@@ -126,7 +126,7 @@ async fn bad_crc_gets_no_ack_and_publishes_nothing() {
 async fn udp_datagram_is_acked_with_its_ids_and_published() {
     let broker = embedded_broker();
     let gw = TestGateway::mqtt(broker).await;
-    let mut sub = Subscriber::connect(broker, "avlgate/#").await;
+    let mut sub = Subscriber::connect(broker, "avlgate/events/#").await;
     let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let data = h(samples::CODEC16);
     let avl = &data[8..data.len() - 4];
@@ -219,7 +219,7 @@ async fn mqtt_outage_mid_stream_loses_no_acknowledged_record() {
     let broker = embedded_broker();
     let proxy = FaultProxy::start(broker, true).await;
     let gw = TestGateway::mqtt(proxy.addr).await;
-    let mut sub = Subscriber::connect(broker, "avlgate/#").await;
+    let mut sub = Subscriber::connect(broker, "avlgate/events/#").await;
     let mut dev = Device::connect(gw.addr).await;
     login(&mut dev).await;
     dev.send(&h(samples::CODEC8)).await;

@@ -20,7 +20,7 @@ fn with_crc(body: &str) -> String {
 async fn wialon_v2_over_tcp_checks_crc_and_publishes_only_good_packets() {
     let broker = embedded_broker();
     let gw = TestGateway::mqtt(broker).await;
-    let mut sub = Subscriber::connect(broker, "avlgate/#").await;
+    let mut sub = Subscriber::connect(broker, "avlgate/events/#").await;
     let mut dev = Device::connect(gw.addr).await;
     dev.send(format!("#L#{}\r\n", with_crc(&format!("2.0;{IMEI};NA;"))).as_bytes())
         .await;
@@ -56,7 +56,7 @@ async fn wialon_v2_over_tcp_checks_crc_and_publishes_only_good_packets() {
 async fn wialon_udp_reply_goes_to_the_sender() {
     let broker = embedded_broker();
     let gw = TestGateway::mqtt(broker).await;
-    let mut sub = Subscriber::connect(broker, "avlgate/#").await;
+    let mut sub = Subscriber::connect(broker, "avlgate/events/#").await;
     let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     sock.send_to(
         format!("{IMEI}#SD#{}\r\n", SD.trim_end_matches(';')).as_bytes(),
@@ -85,7 +85,7 @@ const GT06_LOCATION: &str =
 async fn gt06_over_tcp_login_location_and_garbage_resync() {
     let broker = embedded_broker();
     let gw = TestGateway::mqtt(broker).await;
-    let mut sub = Subscriber::connect(broker, "avlgate/#").await;
+    let mut sub = Subscriber::connect(broker, "avlgate/events/#").await;
     let mut dev = Device::connect(gw.addr).await;
     dev.send(&h(GT06_LOGIN)).await;
     assert_eq!(
@@ -117,7 +117,7 @@ async fn gt06_over_tcp_login_location_and_garbage_resync() {
 async fn gt06_over_udp() {
     let broker = embedded_broker();
     let gw = TestGateway::mqtt(broker).await;
-    let mut sub = Subscriber::connect(broker, "avlgate/#").await;
+    let mut sub = Subscriber::connect(broker, "avlgate/events/#").await;
     let sock = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     let mut b = [0u8; 64];
     sock.send_to(&h(GT06_LOGIN), gw.addr).await.unwrap();

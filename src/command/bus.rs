@@ -1,8 +1,9 @@
 //! Where commands and claims travel: the Kafka commands topic, or MQTT topics on one broker.
 //!
-//! A bus delivers every log entry (backend commands and pods' claims) to every pod, per device
-//! in the broker's order, and lets a pod append a claim. Proposals are fire-and-forget: the
-//! ledger acts only on what it reads back, and proposes again if nothing came back.
+//! A bus delivers every log entry (backend commands, pods' claims, beats and session
+//! announcements) to every pod, per device in the broker's order, and lets a pod append a
+//! claim. Proposals are fire-and-forget: the ledger acts only on what it reads back, and
+//! proposes again if nothing came back.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -17,8 +18,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use super::ledger::Retained;
 use crate::abort::Abort;
-use crate::proto::{Command, CommandClaim};
+use crate::proto::{ClaimPurpose, Command, CommandClaim};
 use crate::sink::kafka::client::{self, Health, Rebuilds, Role};
 
 /// One entry of the command log.
@@ -29,6 +31,9 @@ pub enum Entry {
     /// A command [`super::check`] refused: the sanitized command and why.
     Rejected(Command, String),
     Claim(CommandClaim),
+    /// The claim in force on a command, from the broker's retained state (MQTT: a starting pod
+    /// learns what it did not see happen).
+    State(CommandClaim),
     /// An unreadable payload (counted and logged; nothing to report it under).
     Invalid(String),
 }
@@ -36,6 +41,10 @@ pub enum Entry {
 /// Appends claims to the log.
 pub trait ClaimWriter: Send + Sync + 'static {
     fn propose(&self, claim: CommandClaim);
+
+    /// Keeps the broker's retained view of a command (MQTT). A log that a starting pod replays
+    /// (Kafka) needs none.
+    fn retain(&self, _imei: &str, _command_id: &str, _state: &Retained) {}
 }
 
 /// Header marking a claim on the Kafka commands topic.
@@ -351,8 +360,15 @@ impl ReadLoop {
 impl ClaimWriter for KafkaBus {
     fn propose(&self, claim: CommandClaim) {
         let payload = prost::Message::encode_to_vec(&claim);
+        // A device's claims and announcements share its commands' key (one partition, one
+        // order); beats, which concern no device, are keyed by the pod.
+        let key = if claim.purpose == ClaimPurpose::Beat as i32 {
+            claim.gateway.as_str()
+        } else {
+            claim.imei.as_str()
+        };
         let record = FutureRecord::to(&self.topic)
-            .key(claim.imei.as_str())
+            .key(key)
             .payload(&payload)
             .headers(OwnedHeaders::new().insert(Header {
                 key: CONTROL_HEADER,
@@ -393,21 +409,61 @@ impl ClaimWriter for KafkaBus {
 }
 
 /// MQTT: backends publish commands to `<prefix>/commands/<imei>` (QoS 1); pods publish claims
-/// to `<prefix>/command-claims/<imei>`. Every pod subscribes to both. One broker delivers a
-/// topic's messages to every subscriber in the same order, which is what the ledger needs.
+/// to `<prefix>/command-claims/<imei>` (beats to `<prefix>/command-claims/@beats`). Every pod
+/// subscribes to both. One broker delivers a topic's messages to every subscriber in the same
+/// order, which is what the ledger needs.
 ///
-/// An MQTT broker does not replay old messages to a new subscriber, so pending commands are
-/// also kept as **retained** messages on `<prefix>/pending/<imei>/<command_id>`: every pod that
-/// reads a command retains it there, a claim that settles it (deliver, expire, reject) clears
-/// it, a release retains it again. A pod that starts reads the retained ones and so knows every
-/// pending command, like a Kafka pod reading the topic from its lookback (with a persistent
-/// broker, this survives a broker restart too).
+/// An MQTT broker does not replay old messages to a new subscriber, so what a starting pod
+/// must know is kept as **retained** messages, which it receives when it subscribes:
+///
+/// - every pending command on `<prefix>/pending/<imei>/<command_id>` (retained by every pod
+///   that reads it; cleared when a claim takes it; retained again when it is reopened);
+/// - the claim in force on a command that is held or decided on
+///   `<prefix>/command-state/<imei>/<command_id>` (cleared once its result is published), so a
+///   starting pod can settle a lost pod's commands too;
+/// - each device's latest session announcement (LOGIN or LOGOUT, retained on its claims topic).
+///
+/// Each retained update is made by the pod whose claim caused it ([`ClaimWriter::retain`]).
+/// With a persistent broker this survives a broker restart too.
 pub struct MqttBus {
     client: rumqttc::AsyncClient,
     prefix: String,
+    seen: Arc<std::sync::Mutex<Seen>>,
+    subscribed: Arc<Subscribed>,
+}
+
+/// Whether the bus's subscriptions are in place on the current connection. An MQTT broker
+/// keeps nothing for a topic nobody subscribed to, so a command published before the pod
+/// subscribed would be lost: the pod is not ready until the broker acknowledged its
+/// subscriptions ([`MqttBus::subscribed`] is one of `/readyz`'s checks), and it is not ready
+/// again from a lost connection until it subscribed anew. Rolling restarts thus keep one
+/// subscribed pod at all times; commands a pod missed while it was away are replayed from
+/// the retained pending topics when it subscribes.
+#[derive(Debug, Default)]
+pub struct Subscribed(std::sync::atomic::AtomicBool);
+
+impl Subscribed {
+    fn set(&self, v: bool) {
+        self.0.store(v, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn is_set(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl crate::ops::Check for Subscribed {
+    fn check(&self) -> Result<(), &'static str> {
+        if self.is_set() {
+            Ok(())
+        } else {
+            Err("command bus not subscribed")
+        }
+    }
 }
 
 /// Payloads of commands seen, for re-retaining on a release; bounded, oldest dropped.
+#[derive(Default)]
 struct Seen {
     payloads: std::collections::HashMap<String, (String, bytes::Bytes)>,
     order: std::collections::VecDeque<String>,
@@ -441,22 +497,19 @@ impl MqttBus {
         let commands = format!("{prefix}/commands/+");
         let claims = format!("{prefix}/command-claims/+");
         let pending = format!("{prefix}/pending/+/+");
+        let states = format!("{prefix}/command-state/+/+");
         let claims_prefix = format!("{prefix}/command-claims/");
         let pending_prefix = format!("{prefix}/pending/");
+        let states_prefix = format!("{prefix}/command-state/");
         let commands_prefix = format!("{prefix}/commands/");
         let sub = client.clone();
         let p = prefix.clone();
+        let seen = Arc::new(std::sync::Mutex::new(Seen::default()));
+        let seen_reader = seen.clone();
+        let subscribed = Arc::new(Subscribed::default());
+        let subscribed_reader = subscribed.clone();
         tokio::spawn(async move {
-            use rumqttc::{Event, Packet, QoS};
-            let mut seen = Seen {
-                payloads: Default::default(),
-                order: Default::default(),
-            };
-            let retain = |topic: String, payload: bytes::Bytes| {
-                if let Err(e) = sub.try_publish(topic, QoS::AtLeastOnce, true, payload) {
-                    debug!(error = %e, "pending command not retained");
-                }
-            };
+            use rumqttc::{Event, Packet, QoS, SubscribeFilter, SubscribeReasonCode};
             loop {
                 let polled = tokio::select! {
                     _ = shutdown.cancelled() => return,
@@ -465,85 +518,176 @@ impl MqttBus {
                 match polled {
                     Ok(Event::Incoming(Packet::ConnAck(_))) => {
                         // Subscribe on every (re)connection: sessions are clean.
-                        for f in [&commands, &claims, &pending] {
-                            let _ = sub.try_subscribe(f.clone(), QoS::AtLeastOnce);
+                        subscribed_reader.set(false);
+                        let filters = [&commands, &claims, &pending, &states]
+                            .map(|f| SubscribeFilter::new(f.clone(), QoS::AtLeastOnce));
+                        if let Err(e) = sub.try_subscribe_many(filters) {
+                            warn!(error = %e, "command bus subscription not queued; retrying");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            let _ = sub.try_disconnect();
                         }
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                        let granted = ack
+                            .return_codes
+                            .iter()
+                            .all(|c| !matches!(c, SubscribeReasonCode::Failure));
+                        if granted {
+                            debug!("command bus subscribed");
+                        } else {
+                            error!("the MQTT broker refused the command bus's subscriptions (ACL?); commands cannot be received");
+                        }
+                        subscribed_reader.set(granted);
                     }
                     Ok(Event::Incoming(Packet::Publish(m))) => {
                         let topic: &str = &m.topic;
-                        let is_claim = topic.starts_with(&claims_prefix);
-                        let is_pending = topic.starts_with(&pending_prefix);
-                        if is_pending && m.payload.is_empty() {
+                        if m.payload.is_empty() {
+                            // A cleared retained message.
                             continue;
                         }
-                        // The device the topic addresses: `commands/<imei>`,
-                        // `pending/<imei>/<id>`.
-                        let addressed = if is_pending {
-                            topic[pending_prefix.len()..].split('/').next()
+                        let entry = if topic.starts_with(&states_prefix) {
+                            match prost::Message::decode(&m.payload[..]) {
+                                Ok(c) => Entry::State(c),
+                                Err(e) => Entry::Invalid(format!("invalid command state: {e}")),
+                            }
                         } else {
-                            topic.strip_prefix(&commands_prefix)
-                        };
-                        let entry =
-                            decode_entry(&m.payload, is_claim, addressed.map(str::as_bytes));
-                        match &entry {
-                            Entry::Command(c) => {
-                                // Checked: both ids are safe in a topic.
-                                if !is_pending {
-                                    retain(
-                                        format!("{p}/pending/{}/{}", c.imei, c.command_id),
-                                        m.payload.clone(),
-                                    );
-                                }
-                                seen.insert(
-                                    c.command_id.clone(),
-                                    c.imei.clone(),
-                                    m.payload.clone(),
-                                );
-                            }
-                            Entry::Rejected(..) | Entry::Invalid(_) if is_pending => {
-                                // Not a command this gateway retained: clear it (the topic came
-                                // from the broker, so it is a valid topic) and do not report
-                                // it again.
-                                retain(topic.to_string(), bytes::Bytes::new());
-                                continue;
-                            }
-                            Entry::Claim(c) if pending_topic_safe(&c.imei, &c.command_id) => {
-                                let topic = format!("{p}/pending/{}/{}", c.imei, c.command_id);
-                                if c.purpose == crate::proto::ClaimPurpose::Release as i32 {
-                                    if let Some((_, payload)) = seen.payloads.get(&c.command_id) {
-                                        retain(topic, payload.clone());
+                            let is_claim = topic.starts_with(&claims_prefix);
+                            let is_pending = topic.starts_with(&pending_prefix);
+                            // The device the topic addresses: `commands/<imei>`,
+                            // `pending/<imei>/<id>`.
+                            let addressed = if is_pending {
+                                topic[pending_prefix.len()..].split('/').next()
+                            } else {
+                                topic.strip_prefix(&commands_prefix)
+                            };
+                            let entry =
+                                decode_entry(&m.payload, is_claim, addressed.map(str::as_bytes));
+                            match &entry {
+                                Entry::Command(c) => {
+                                    // Checked: both ids are safe in a topic.
+                                    if !is_pending {
+                                        let topic =
+                                            format!("{p}/pending/{}/{}", c.imei, c.command_id);
+                                        if let Err(e) = sub.try_publish(
+                                            topic,
+                                            QoS::AtLeastOnce,
+                                            true,
+                                            m.payload.clone(),
+                                        ) {
+                                            debug!(error = %e, "pending command not retained");
+                                        }
                                     }
-                                } else {
-                                    retain(topic, bytes::Bytes::new());
+                                    seen_reader
+                                        .lock()
+                                        .unwrap_or_else(|p| p.into_inner())
+                                        .insert(
+                                            c.command_id.clone(),
+                                            c.imei.clone(),
+                                            m.payload.clone(),
+                                        );
                                 }
+                                Entry::Rejected(..) | Entry::Invalid(_) if is_pending => {
+                                    // Not a command this gateway retained: clear it (the topic
+                                    // came from the broker, so it is a valid topic) and do not
+                                    // report it again.
+                                    let _ = sub.try_publish(
+                                        topic.to_string(),
+                                        QoS::AtLeastOnce,
+                                        true,
+                                        bytes::Bytes::new(),
+                                    );
+                                    continue;
+                                }
+                                _ => {}
                             }
-                            _ => {}
-                        }
+                            entry
+                        };
                         if tx.send(entry).await.is_err() {
                             return;
                         }
                     }
                     Ok(_) => {}
                     Err(e) => {
+                        subscribed_reader.set(false);
                         debug!(error = %e, "command bus connection lost; reconnecting");
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
                 }
             }
         });
-        (MqttBus { client, prefix }, rx)
+        (
+            MqttBus {
+                client,
+                prefix,
+                seen,
+                subscribed,
+            },
+            rx,
+        )
+    }
+
+    /// The readiness check: true once the broker acknowledged the bus's subscriptions on the
+    /// current connection.
+    pub fn subscribed(&self) -> Arc<Subscribed> {
+        self.subscribed.clone()
+    }
+
+    fn publish(&self, topic: String, retain: bool, payload: bytes::Bytes) {
+        if let Err(e) = self
+            .client
+            .try_publish(topic, rumqttc::QoS::AtLeastOnce, retain, payload)
+        {
+            warn!(error = %e, "claim not queued; it will be proposed again");
+        }
     }
 }
 
 impl ClaimWriter for MqttBus {
     fn propose(&self, claim: CommandClaim) {
-        let topic = format!("{}/command-claims/{}", self.prefix, claim.imei);
-        let payload = prost::Message::encode_to_vec(&claim);
-        if let Err(e) = self
-            .client
-            .try_publish(topic, rumqttc::QoS::AtLeastOnce, false, payload)
-        {
-            warn!(error = %e, "claim not queued; it will be proposed again");
+        let purpose = ClaimPurpose::try_from(claim.purpose).unwrap_or(ClaimPurpose::Unspecified);
+        let topic = match purpose {
+            ClaimPurpose::Beat => format!("{}/command-claims/@beats", self.prefix),
+            _ if crate::device_id::is_valid(&claim.imei)
+                || claim.imei == crate::device_id::INVALID_KEY =>
+            {
+                format!("{}/command-claims/{}", self.prefix, claim.imei)
+            }
+            // Never a topic built from an id that is not one.
+            _ => return,
+        };
+        // A device's latest session announcement stays retained for pods that start later.
+        let retain = matches!(purpose, ClaimPurpose::Login | ClaimPurpose::Logout);
+        self.publish(topic, retain, prost::Message::encode_to_vec(&claim).into());
+    }
+
+    fn retain(&self, imei: &str, command_id: &str, state: &Retained) {
+        if !pending_topic_safe(imei, command_id) {
+            return;
+        }
+        let pending = format!("{}/pending/{imei}/{command_id}", self.prefix);
+        let current = format!("{}/command-state/{imei}/{command_id}", self.prefix);
+        match state {
+            Retained::Open => {
+                let payload = self
+                    .seen
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .payloads
+                    .get(command_id)
+                    .map(|(_, p)| p.clone());
+                if let Some(p) = payload {
+                    self.publish(pending, true, p);
+                }
+                self.publish(current, true, bytes::Bytes::new());
+            }
+            Retained::InForce(claim) => {
+                self.publish(pending, true, bytes::Bytes::new());
+                self.publish(current, true, prost::Message::encode_to_vec(claim).into());
+            }
+            Retained::Finished => {
+                self.publish(pending, true, bytes::Bytes::new());
+                self.publish(current, true, bytes::Bytes::new());
+            }
         }
     }
 }

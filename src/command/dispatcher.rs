@@ -1,344 +1,463 @@
-//! The dispatcher task: runs the [`Ledger`] against the bus, the local sessions and the
-//! clock, hands won commands to sessions and publishes results through the sink.
+//! The dispatcher task: runs the [`Ledger`] against the log, the local sessions and the clock.
+//! It hands won commands to sessions, turns what sessions report into claims and results, and
+//! queues results in the [`Outbox`]. It never waits on the broker (claims are proposed
+//! without waiting, results are queued in room reserved beforehand) nor on a session (its
+//! sends to a session never find the channel full, see [`SESSION_CHANNEL`]).
+//!
+//! [`SESSION_CHANNEL`]: super::messages::SESSION_CHANNEL
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::bus::{ClaimWriter, Entry};
 use super::ledger::{Action, Ledger, LedgerConfig};
-use super::session::{CommandSender, SessionCommand, Update};
-use crate::event::timestamp;
+use super::messages::{Commands, SessionMsg, SessionSender, ToDispatcher, Update};
+use super::outbox::{Confirmed, Outbox, Reservation};
 use crate::metrics as m;
-use crate::proto::{command_result, Command, CommandResult, CommandStatus, Protocol};
-use crate::sink::{OutMessage, Publisher, Stream};
+use crate::proto::{ClaimPurpose, Command, CommandResult, CommandStatus};
 
-/// Messages to the dispatcher.
-#[derive(Debug)]
-pub enum ToDispatcher {
-    /// A device logged in on this pod; commands for it go to `tx`.
-    Up {
-        imei: String,
-        session: u64,
-        tx: CommandSender,
-    },
-    /// That session ended.
-    Down { imei: String, session: u64 },
-    /// What a session did with a command.
-    Update(Update),
-}
+/// Messages the dispatcher's queue holds at most (sessions wait beyond).
+const QUEUE: usize = 16 * 1024;
 
-/// The sessions' handle on the dispatcher. Cheap to clone; sends never block a session.
-#[derive(Clone, Debug)]
-pub struct Commands {
-    tx: mpsc::Sender<ToDispatcher>,
-}
-
-impl Commands {
-    /// A handle whose messages go to `rx` (tests of the session side).
-    pub fn channel(capacity: usize) -> (Commands, mpsc::Receiver<ToDispatcher>) {
-        let (tx, rx) = mpsc::channel(capacity);
-        (Commands { tx }, rx)
-    }
-
-    pub fn session_up(&self, imei: &str, session: u64, tx: CommandSender) {
-        self.send(ToDispatcher::Up {
-            imei: imei.into(),
-            session,
-            tx,
-        });
-    }
-
-    pub fn session_down(&self, imei: &str, session: u64) {
-        self.send(ToDispatcher::Down {
-            imei: imei.into(),
-            session,
-        });
-    }
-
-    pub fn update(&self, u: Update) {
-        self.send(ToDispatcher::Update(u));
-    }
-
-    fn send(&self, m: ToDispatcher) {
-        if let Err(e) = self.tx.try_send(m) {
-            warn!(error = %e, "command dispatcher is behind; message dropped");
-        }
-    }
-}
-
+/// A session of this pod that takes commands.
 struct Local {
-    session: u64,
-    tx: CommandSender,
+    imei: String,
+    started: SystemTime,
+    tx: SessionSender,
 }
 
-/// What the dispatcher remembers of a command a local session holds.
+/// A command this pod handed a session.
 struct Held {
+    session: u64,
     command: Command,
     sent_at: Option<SystemTime>,
+    phase: Phase,
 }
 
-/// Starts the dispatcher; returns the sessions' handle.
+/// Where a held command is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// In the session, not written.
+    Handed,
+    /// Written; its answer awaited.
+    Written,
+    /// Its terminal result was reported; the COMPLETE claim is on its way.
+    Completing,
+}
+
+/// The dispatcher's running parts, for the command flow to drain and stop.
+pub struct Running {
+    pub commands: Commands,
+    pub outbox: Arc<Outbox>,
+    pub task: tokio::task::JoinHandle<()>,
+    /// Asks the dispatcher to report when it owes nothing more.
+    pub finish: mpsc::Sender<oneshot::Sender<()>>,
+}
+
+/// Starts the dispatcher and the outbox's task. `draining` (the gateway's shutdown) stops new
+/// work; `stop` ends both tasks.
 pub fn start(
     cfg: LedgerConfig,
     writer: Arc<dyn ClaimWriter>,
     entries: mpsc::Receiver<Entry>,
-    publisher: Arc<Publisher>,
-    shutdown: CancellationToken,
-) -> (Commands, tokio::task::JoinHandle<()>) {
-    let (tx, rx) = mpsc::channel(64 * 1024);
+    publisher: Arc<crate::sink::Publisher>,
+    outbox_capacity: usize,
+    draining: CancellationToken,
+    stop: CancellationToken,
+) -> Running {
+    let (commands, rx) = Commands::channel(QUEUE);
+    let outbox = Outbox::new(outbox_capacity);
+    let (confirmed_tx, confirmed_rx) = mpsc::channel(1024);
+    tokio::spawn(super::outbox::run(
+        outbox.clone(),
+        publisher,
+        confirmed_tx,
+        stop.clone(),
+    ));
+    let (finish, finish_rx) = mpsc::channel(4);
+    let jitter_cap = (cfg.lease / 4).min(Duration::from_secs(2));
     let d = Dispatcher {
+        instance: cfg.instance.clone(),
+        jitter_cap,
         ledger: Ledger::new(cfg),
         writer,
-        publisher,
-        local: HashMap::new(),
+        outbox: outbox.clone(),
+        sessions: HashMap::new(),
         held: HashMap::new(),
-        commands: Commands { tx: tx.clone() },
+        reserved: HashMap::new(),
     };
-    let handle = tokio::spawn(d.run(entries, rx, shutdown));
-    (Commands { tx }, handle)
+    let task = tokio::spawn(d.run(
+        Inputs {
+            entries,
+            rx,
+            confirmed: confirmed_rx,
+            finish: finish_rx,
+        },
+        draining,
+        stop,
+    ));
+    Running {
+        commands,
+        outbox,
+        task,
+        finish,
+    }
+}
+
+struct Inputs {
+    entries: mpsc::Receiver<Entry>,
+    rx: mpsc::Receiver<ToDispatcher>,
+    confirmed: mpsc::Receiver<Vec<Confirmed>>,
+    finish: mpsc::Receiver<oneshot::Sender<()>>,
 }
 
 struct Dispatcher {
+    instance: String,
+    jitter_cap: Duration,
     ledger: Ledger,
     writer: Arc<dyn ClaimWriter>,
-    publisher: Arc<Publisher>,
-    local: HashMap<String, Local>,
+    outbox: Arc<Outbox>,
+    /// Session id → the session.
+    sessions: HashMap<u64, Local>,
     held: HashMap<String, Held>,
-    commands: Commands,
+    /// Room in the outbox for the results of commands this pod may publish.
+    reserved: HashMap<String, Reservation>,
 }
 
 impl Dispatcher {
     async fn run(
         mut self,
-        mut entries: mpsc::Receiver<Entry>,
-        mut rx: mpsc::Receiver<ToDispatcher>,
-        shutdown: CancellationToken,
+        mut inputs: Inputs,
+        draining: CancellationToken,
+        stop: CancellationToken,
     ) {
-        let mut tick = tokio::time::interval(Duration::from_millis(500));
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let instance = self.ledger_instance();
+        let mut is_draining = false;
+        let mut finish: Option<oneshot::Sender<()>> = None;
         loop {
             let actions = tokio::select! {
-                _ = shutdown.cancelled() => break,
-                e = entries.recv() => match e {
+                _ = stop.cancelled() => break,
+                _ = draining.cancelled(), if !is_draining => {
+                    is_draining = true;
+                    self.ledger.set_draining();
+                    Vec::new()
+                }
+                e = inputs.entries.recv() => match e {
                     None => break,
-                    Some(Entry::Command(c)) => {
-                        metrics::counter!(m::COMMANDS, "status" => "received").increment(1);
-                        self.ledger.on_command(c, SystemTime::now())
-                    }
-                    Some(Entry::Rejected(c, reason)) => {
-                        metrics::counter!(m::COMMANDS, "status" => "received").increment(1);
-                        warn!(command_id = %c.command_id, imei = %c.imei, %reason, "command refused");
-                        self.ledger.on_rejected(c, &reason, SystemTime::now())
-                    }
-                    Some(Entry::Claim(c)) => self.ledger.on_claim(c, SystemTime::now()),
-                    Some(Entry::Invalid(reason)) => {
-                        metrics::counter!(m::COMMANDS, "status" => "unreadable").increment(1);
-                        warn!(%reason, "unreadable command ignored");
-                        Vec::new()
+                    Some(e) => self.on_entry(e),
+                },
+                m = inputs.rx.recv() => match m {
+                    None => break,
+                    Some(m) => self.on_message(m),
+                },
+                c = inputs.confirmed.recv() => match c {
+                    None => break,
+                    Some(done) => {
+                        let now = SystemTime::now();
+                        let mut out = Vec::new();
+                        for c in done.into_iter().filter(|c| c.terminal) {
+                            out.extend(self.ledger.published(&c.command_id, now));
+                        }
+                        out
                     }
                 },
-                m = rx.recv() => match m {
-                    None => break,
-                    Some(m) => self.on_message(m).await,
-                },
+                f = inputs.finish.recv() => {
+                    finish = f;
+                    Vec::new()
+                }
                 _ = tick.tick() => {
                     let now = SystemTime::now();
-                    self.ledger.tick(now, |id| jitter(&instance, id))
+                    let (instance, cap) = (self.instance.clone(), self.jitter_cap);
+                    let out = self.ledger.tick(now, |id| jitter(&instance, id, cap));
+                    self.reserved.retain(|id, _| self.ledger.may_publish(id));
+                    metrics::gauge!(m::COMMAND_HELD).set(self.held.len() as f64);
+                    out
                 }
             };
-            self.act(actions).await;
+            self.act(actions);
+            if finish.is_some() && self.settled() {
+                if let Some(f) = finish.take() {
+                    let _ = f.send(());
+                }
+            }
         }
         debug!("command dispatcher stopped");
     }
 
-    fn ledger_instance(&self) -> String {
-        self.ledger.instance().to_string()
+    /// Nothing held, owed or queued.
+    fn settled(&self) -> bool {
+        self.held.is_empty() && !self.ledger.owes_work() && self.outbox.is_empty()
     }
 
-    async fn on_message(&mut self, m: ToDispatcher) -> Vec<Action> {
+    fn on_entry(&mut self, e: Entry) -> Vec<Action> {
+        let now = SystemTime::now();
+        match e {
+            Entry::Command(c) => {
+                metrics::counter!(m::COMMANDS, "status" => "received").increment(1);
+                self.ledger.on_command(c, now)
+            }
+            Entry::Rejected(c, reason) => {
+                metrics::counter!(m::COMMANDS, "status" => "received").increment(1);
+                warn!(command_id = %c.command_id, imei = %c.imei, %reason, "command refused");
+                self.ledger.on_rejected(c, &reason, now)
+            }
+            Entry::Claim(c) => {
+                if c.purpose != ClaimPurpose::Beat as i32 {
+                    debug!(command_id = %c.command_id, imei = %c.imei, gateway = %c.gateway, purpose = ?ClaimPurpose::try_from(c.purpose).unwrap_or_default(), "claim read");
+                }
+                self.ledger.on_claim(c, now)
+            }
+            Entry::State(c) => self.ledger.on_state(c, now),
+            Entry::Invalid(reason) => {
+                metrics::counter!(m::COMMANDS, "status" => "unreadable").increment(1);
+                warn!(%reason, "unreadable command ignored");
+                Vec::new()
+            }
+        }
+    }
+
+    /// The newest live session of `imei` on this pod (other than `except`).
+    fn newest(&self, imei: &str, except: Option<u64>) -> Option<(u64, SystemTime)> {
+        self.sessions
+            .iter()
+            .filter(|(id, l)| l.imei == imei && Some(**id) != except)
+            .map(|(id, l)| (*id, l.started))
+            .max_by_key(|(id, started)| (*started, *id))
+    }
+
+    fn on_message(&mut self, m: ToDispatcher) -> Vec<Action> {
         let now = SystemTime::now();
         match m {
-            ToDispatcher::Up { imei, session, tx } => {
-                self.local.insert(imei.clone(), Local { session, tx });
-                self.ledger.session_up(&imei, now)
+            ToDispatcher::Up {
+                imei,
+                session,
+                started,
+                tx,
+            } => {
+                // A newer session of the device on this pod: the older one gives back what it
+                // has not written (TCP's is usually being replaced anyway).
+                if let Some((older, _)) = self.newest(&imei, None) {
+                    if let Some(l) = self.sessions.get(&older) {
+                        let _ = l.tx.try_send(Box::new(SessionMsg::Superseded));
+                    }
+                }
+                self.sessions.insert(
+                    session,
+                    Local {
+                        imei: imei.clone(),
+                        started,
+                        tx,
+                    },
+                );
+                self.ledger.session_up(&imei, started, now)
             }
             ToDispatcher::Down { imei, session } => {
-                if self.local.get(&imei).is_some_and(|l| l.session == session) {
-                    self.local.remove(&imei);
-                    self.ledger.session_down(&imei);
+                let Some(gone) = self.sessions.remove(&session) else {
+                    return Vec::new();
+                };
+                // Whatever that session never wrote (messages it never read) goes back; what it
+                // wrote and did not report (it always reports before it goes, so only a
+                // session that died mid-way) is reported as such. A command whose terminal
+                // result is on its way stays until its COMPLETE is in force.
+                let orphans: Vec<(String, Phase)> = self
+                    .held
+                    .iter()
+                    .filter(|(_, h)| h.session == session && h.phase != Phase::Completing)
+                    .map(|(id, h)| (id.clone(), h.phase))
+                    .collect();
+                let mut out = Vec::new();
+                for (id, phase) in orphans {
+                    let update = match phase {
+                        Phase::Handed => Update::NotWritten {
+                            command_id: id.clone(),
+                        },
+                        _ => Update::NoReply {
+                            command_id: id.clone(),
+                            reason: "written, but the session ended before the device answered"
+                                .into(),
+                        },
+                    };
+                    out.extend(self.on_update(session, update, now));
                 }
-                Vec::new()
+                let still = self.newest(&imei, None).map(|(_, t)| t);
+                out.extend(self.ledger.session_down(&imei, gone.started, still, now));
+                out
             }
-            ToDispatcher::Update(u) => {
-                self.on_update(u, now).await;
-                Vec::new()
-            }
+            ToDispatcher::Update { session, update } => self.on_update(session, update, now),
         }
     }
 
-    async fn on_update(&mut self, u: Update, now: SystemTime) {
-        match u {
-            Update::Written {
-                command_id,
-                awaiting_reply,
-            } => {
-                let Some(h) = self.held.get_mut(&command_id) else {
-                    return;
-                };
+    fn on_update(&mut self, session: u64, u: Update, now: SystemTime) -> Vec<Action> {
+        let id = u.command_id().to_string();
+        let Some(h) = self.held.get_mut(&id) else {
+            return Vec::new();
+        };
+        if h.session != session {
+            return Vec::new();
+        }
+        let (status, reason, response) = match u {
+            Update::Ready { .. } => return self.ledger.ready(&id, now),
+            Update::NotWritten { .. } => {
+                self.held.remove(&id);
+                self.reserved.remove(&id);
+                return self.ledger.release(&id, now);
+            }
+            Update::Written { awaiting_reply, .. } => {
                 h.sent_at = Some(now);
-                let mut r =
-                    self.ledger
-                        .result(&h.command, CommandStatus::Sent, "", !awaiting_reply, now);
-                r.sent_at = Some(timestamp(now));
-                if !awaiting_reply {
-                    self.held.remove(&command_id);
+                h.phase = Phase::Written;
+                info!(command_id = %id, imei = %h.command.imei, "command written to the device");
+                if awaiting_reply {
+                    let mut r = self
+                        .ledger
+                        .result(&h.command, CommandStatus::Sent, "", false, now);
+                    r.sent_at = Some(crate::event::timestamp(now));
+                    self.outbox.push(r, self.reserved.get_mut(&id));
+                    return Vec::new();
                 }
-                self.publish(r).await;
+                (CommandStatus::Sent, String::new(), None)
             }
-            Update::Replied {
-                command_id,
-                response,
-            } => {
-                let Some(h) = self.held.remove(&command_id) else {
-                    return;
-                };
-                let mut r = self
-                    .ledger
-                    .result(&h.command, CommandStatus::Responded, "", true, now);
-                r.sent_at = h.sent_at.map(timestamp);
-                r.response = Some(response);
-                self.publish(r).await;
+            Update::Replied { response, .. } => {
+                (CommandStatus::Responded, String::new(), Some(response))
             }
-            Update::NoReply { command_id, after } => {
-                let Some(h) = self.held.remove(&command_id) else {
-                    return;
-                };
-                let mut r = self.ledger.result(
-                    &h.command,
-                    CommandStatus::Expired,
-                    &format!("written, but the device did not answer within {after:?}"),
-                    true,
-                    now,
-                );
-                r.sent_at = h.sent_at.map(timestamp);
-                self.publish(r).await;
-            }
-            Update::Rejected { command_id, reason } => {
-                let Some(h) = self.held.remove(&command_id) else {
-                    return;
-                };
-                let r = self
-                    .ledger
-                    .result(&h.command, CommandStatus::Rejected, &reason, true, now);
-                self.publish(r).await;
-            }
-            Update::Refused { command_id, reason } => {
-                let Some(h) = self.held.remove(&command_id) else {
-                    return;
-                };
-                let mut r =
-                    self.ledger
-                        .result(&h.command, CommandStatus::Rejected, &reason, true, now);
-                r.sent_at = h.sent_at.map(timestamp);
-                self.publish(r).await;
-            }
-            Update::NotWritten { command_id } => {
-                // The session ended before the write: give the claim back so the next session
-                // (here or on another pod) can take it.
-                if let Some(h) = self.held.remove(&command_id) {
-                    let claim = self.ledger.release(&h.command, now);
-                    self.writer.propose(claim);
-                }
-            }
+            Update::Refused { reason, .. } => (CommandStatus::Rejected, reason, None),
+            Update::Rejected { reason, .. } => (CommandStatus::Rejected, reason, None),
+            Update::NoReply { reason, .. } => (CommandStatus::Expired, reason, None),
+        };
+        if h.phase == Phase::Completing {
+            return Vec::new();
         }
+        h.phase = Phase::Completing;
+        let mut r = self.ledger.result(&h.command, status, &reason, true, now);
+        r.sent_at = h.sent_at.map(crate::event::timestamp);
+        r.response = response;
+        self.ledger.complete(&id, r, now)
     }
 
-    async fn act(&mut self, actions: Vec<Action>) {
-        for a in actions {
+    fn act(&mut self, actions: Vec<Action>) {
+        let mut work: VecDeque<Action> = actions.into();
+        while let Some(a) = work.pop_front() {
+            let now = SystemTime::now();
             match a {
                 Action::Propose(claim) => {
-                    debug!(command_id = %claim.command_id, purpose = claim.purpose, "proposing claim");
+                    if !self.room_for(&claim) {
+                        metrics::counter!(m::COMMAND_DEFERRED).increment(1);
+                        debug!(command_id = %claim.command_id, "results outbox full; claim deferred");
+                        self.ledger.proposal_failed(&claim.command_id);
+                        continue;
+                    }
+                    if claim.purpose != ClaimPurpose::Beat as i32 {
+                        debug!(command_id = %claim.command_id, imei = %claim.imei, purpose = ?ClaimPurpose::try_from(claim.purpose).unwrap_or_default(), "proposing claim");
+                    }
                     self.writer.propose(claim);
                 }
-                Action::Publish(r) => self.publish(r).await,
-                Action::Deliver(c) => self.deliver(c).await,
+                Action::Deliver(c) => work.extend(self.deliver(c, now)),
+                Action::Go(id) => {
+                    let Some(h) = self.held.get(&id) else {
+                        // Its session ended meanwhile and gave it back.
+                        continue;
+                    };
+                    let sent = self.sessions.get(&h.session).is_some_and(|l| {
+                        l.tx.try_send(Box::new(SessionMsg::Go(id.clone()))).is_ok()
+                    });
+                    if !sent && h.phase == Phase::Handed {
+                        let session = h.session;
+                        work.extend(self.on_update(
+                            session,
+                            Update::NotWritten { command_id: id },
+                            now,
+                        ));
+                    }
+                }
+                Action::Withdraw(id) => {
+                    if let Some(h) = self.held.remove(&id) {
+                        if let Some(l) = self.sessions.get(&h.session) {
+                            let _ = l.tx.try_send(Box::new(SessionMsg::Withdraw(id.clone())));
+                        }
+                        info!(command_id = %id, "command withdrawn: settled by another pod or for a newer session");
+                    }
+                    self.reserved.remove(&id);
+                }
+                Action::Publish(r) => self.publish(r),
+                Action::Retain {
+                    imei,
+                    command_id,
+                    state,
+                } => self.writer.retain(&imei, &command_id, &state),
+                Action::Settled(outcome) => {
+                    metrics::counter!(m::COMMANDS_SETTLED, "outcome" => outcome).increment(1);
+                }
             }
         }
     }
 
-    async fn deliver(&mut self, c: Command) {
-        let now = SystemTime::now();
+    /// Reserves outbox room for the results a claim may make this pod publish; true when it
+    /// has room (or needs none).
+    fn room_for(&mut self, claim: &crate::proto::CommandClaim) -> bool {
+        let n = match ClaimPurpose::try_from(claim.purpose) {
+            // The SENT and the terminal result.
+            Ok(ClaimPurpose::Deliver) => 2,
+            Ok(ClaimPurpose::Expire | ClaimPurpose::Reject | ClaimPurpose::Settle) => 1,
+            _ => return true,
+        };
+        if self.reserved.contains_key(&claim.command_id) {
+            return true;
+        }
+        match self.outbox.try_reserve(n) {
+            Some(r) => {
+                self.reserved.insert(claim.command_id.clone(), r);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn deliver(&mut self, c: Command, now: SystemTime) -> Vec<Action> {
         let id = c.command_id.clone();
-        let Some(local) = self.local.get(&c.imei) else {
+        let Some((session, _)) = self.newest(&c.imei, None) else {
             // The session ended between the proposal and the claim coming back.
-            let claim = self.ledger.release(&c, now);
-            self.writer.propose(claim);
-            return;
+            return self.ledger.release(&id, now);
         };
-        let sc = SessionCommand {
-            command: c.clone(),
-            updates: self.commands.clone(),
-        };
-        match local.tx.try_send(Box::new(sc)) {
-            Ok(()) => {
+        let sent = self
+            .sessions
+            .get(&session)
+            .map(|l| l.tx.try_send(Box::new(SessionMsg::Deliver(c.clone()))));
+        match sent {
+            Some(Ok(())) => {
                 info!(command_id = %id, imei = %c.imei, "command handed to the session");
                 self.held.insert(
                     id,
                     Held {
+                        session,
                         command: c,
                         sent_at: None,
+                        phase: Phase::Handed,
                     },
                 );
+                Vec::new()
             }
-            Err(_) => {
-                let claim = self.ledger.release(&c, now);
-                self.writer.propose(claim);
-            }
+            _ => self.ledger.release(&id, now),
         }
     }
 
-    /// Publishes a result, retrying a failed delivery a few times (results are small and
-    /// rare; a lost one is worse than a slow one).
-    async fn publish(&self, r: CommandResult) {
-        let status = CommandStatus::try_from(r.status)
-            .unwrap_or(CommandStatus::Unspecified)
-            .as_str_name()
-            .trim_start_matches("COMMAND_STATUS_")
-            .to_ascii_lowercase();
-        metrics::counter!(m::COMMANDS, "status" => status).increment(1);
-        let payload = self.publisher.format().encode_result(&r);
-        let msg = OutMessage {
-            stream: Stream::CommandResults,
-            key: r.imei.clone(),
-            payload,
-            protocol: Protocol::Unspecified,
-        };
-        for attempt in 0..5 {
-            match self.publisher.send(vec![msg.clone()]).await {
-                Ok(()) => return,
-                Err(e) => {
-                    warn!(command_id = %r.command_id, attempt, error = %e, "command result not delivered; retrying");
-                    tokio::time::sleep(Duration::from_secs(1 << attempt)).await;
-                }
-            }
-        }
-        warn!(command_id = %r.command_id, "command result lost after retries");
+    fn publish(&mut self, r: CommandResult) {
+        let id = r.command_id.clone();
+        info!(command_id = %id, imei = %r.imei, status = super::outbox::status_label(r.status), reason = %r.reason, "command result");
+        self.held.remove(&id);
+        self.outbox.push(r, self.reserved.get_mut(&id));
+        self.reserved.remove(&id);
     }
 }
 
-/// Up to 2 s, different per pod and command, so pods rarely race to expire the same command.
-fn jitter(instance: &str, command_id: &str) -> Duration {
+/// Up to `cap` (2 s at most), different per pod and command, so pods rarely race to expire or
+/// settle the same command.
+fn jitter(instance: &str, command_id: &str, cap: Duration) -> Duration {
     let h = xxhash_rust::xxh3::xxh3_64(format!("{instance}/{command_id}").as_bytes());
-    Duration::from_millis(h % 2000)
-}
-
-/// Shorthand used by sessions for text responses.
-pub fn text_response(t: String) -> command_result::Response {
-    command_result::Response::ResponseText(t)
+    let cap_ms = (cap.as_millis() as u64).max(1);
+    Duration::from_millis(h % cap_ms)
 }

@@ -2,14 +2,54 @@
 //!
 //! All pods read the same per-device ordered log (Kafka: the commands topic, key = IMEI, so
 //! one partition per device; MQTT: the commands and claims topics of one broker). The log
-//! holds the backends' `Command`s and the pods' `CommandClaim`s. Every pod applies the same
-//! rule — **the first claim on a command wins, later ones are ignored; a RELEASE by the winner
-//! reopens it** — so all pods agree on who writes a command (at most once) and who reports
-//! its one terminal result, without talking to each other.
+//! holds the backends' `Command`s and the pods' `CommandClaim`s, and every pod applies the same
+//! rules to it in the same order, so all pods agree on who writes a command (at most once) and
+//! who reports its one terminal result, without talking to each other.
+//!
+//! # A command's life
+//!
+//! ```text
+//!            DELIVER (first claim wins)        WRITING (holder)        COMPLETE (holder)
+//!   Open ──────────────────────────────▶ Held ─────────────────▶ Held ─────────────────▶ Decided
+//!    │ ▲        RELEASE (holder), or a newer session before WRITING,       written       │
+//!    │ └──────── or SETTLE of a lost holder before WRITING ◀──┘              │            │
+//!    │ EXPIRE / REJECT (first claim wins)              SETTLE of a lost holder: EXPIRED ──▶│
+//!    └────────────────────────────────────────────────────────────────────────────────────▶│
+//!                                     PUBLISHED (publisher) ◀── Decided ◀── SETTLE of a lost publisher
+//!                                            │
+//!                                           Done
+//! ```
+//!
+//! - **Open**: the first DELIVER, EXPIRE or REJECT claim wins; later ones are ignored.
+//! - **Held** by the DELIVER winner. It writes the command only once its own WRITING claim is
+//!   in force, so a command whose log has no WRITING was not written. A RELEASE by the holder
+//!   reopens it (its session ended first).
+//! - **Decided**: the terminal result is known (the holder's COMPLETE carries it; EXPIRE and
+//!   REJECT imply it) and one pod, the publisher, publishes it, then appends PUBLISHED.
+//!
+//! # Pods that stop
+//!
+//! Every pod appends a BEAT every sixth of the lease. A pod responsible for a command (its
+//! holder or publisher) that has not beaten for half the lease is *lost*: the other pods
+//! propose SETTLE (spread by a per-pod jitter; the first wins, as always). A SETTLE on a Held
+//! command without WRITING reopens it (re-delivery: the log proves it was not written); on a
+//! written one it decides EXPIRED with reason `holder lost`; on a Decided one whose PUBLISHED
+//! never came it makes the claimant the publisher of the same result. The holder, if it was
+//! only slow, sees the SETTLE too and drops the command: its own WRITING or COMPLETE comes
+//! after it and is not in force. A pod judges others only while its own beats come back from
+//! the log (a stalled broker proves nothing about anyone), and after the log stalled it waits
+//! half a lease again before judging.
+//!
+//! # The newest session wins
+//!
+//! A pod announces each device session (LOGIN with the session's start, LOGOUT at its end;
+//! another pod announces LOGOUT for a lost pod's sessions). A DELIVER or WRITING claim made for
+//! a session older than another pod's live session of the device is not in force, so a
+//! half-dead socket on one pod never takes the command from the device's new session on
+//! another.
 //!
 //! The ledger turns log entries, local session changes and the passing of time into
-//! [`Action`]s for the dispatcher: propose a claim (publish it to the log), deliver a command
-//! whose claim this instance won, publish a result.
+//! [`Action`]s for the dispatcher.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, SystemTime};
@@ -17,15 +57,94 @@ use std::time::{Duration, SystemTime};
 use crate::event::timestamp;
 use crate::proto::{command, ClaimPurpose, Command, CommandClaim, CommandResult, CommandStatus};
 
+/// Commands a pod holds for one device at most (queued on its session or awaiting answers);
+/// more wait as pending claims.
+pub const MAX_HELD_PER_DEVICE: usize = 16;
+/// Live sessions remembered per device (the directory needs the newest ones only).
+const MAX_ANNOUNCED_PER_DEVICE: usize = 8;
+
 /// What the dispatcher must do.
+// Actions live in a short Vec that the dispatcher consumes at once; most are claims and
+// commands of similar size, so boxing them would add an allocation each for no saving.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
     /// Publish this claim to the log; the ledger acts when it reads it back.
     Propose(CommandClaim),
-    /// This instance won the DELIVER claim: write the command to the local session.
+    /// This instance's DELIVER claim is in force: hand the command to the local session.
     Deliver(Command),
-    /// Publish this result (this instance won the claim that ends the command).
+    /// This instance's WRITING claim is in force: the session may write the command.
+    Go(String),
+    /// This instance must not write the command (or no longer reports it): drop it.
+    Withdraw(String),
+    /// Publish this terminal result; call [`Ledger::published`] once the broker confirmed it.
     Publish(CommandResult),
+    /// Keep the broker's retained view of the command up to date (MQTT, where a starting pod
+    /// learns pending commands and their claims from retained messages; Kafka replays its log).
+    Retain {
+        imei: String,
+        command_id: String,
+        state: Retained,
+    },
+    /// A command of a lost pod was settled by this instance (`redelivered`, `expired`,
+    /// `republished`), for the metrics.
+    Settled(&'static str),
+}
+
+/// A command's retained state on the broker.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Retained {
+    /// Waiting for a session: the command itself is retained.
+    Open,
+    /// This claim is in force.
+    InForce(Box<CommandClaim>),
+    /// Reported: nothing is retained.
+    Finished,
+}
+
+/// A pod instance.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Who {
+    pub gateway: String,
+    pub instance: String,
+}
+
+impl Who {
+    fn of(c: &CommandClaim) -> Who {
+        Who {
+            gateway: c.gateway.clone(),
+            instance: c.instance.clone(),
+        }
+    }
+
+    /// The instance a SETTLE or LOGOUT is about: its `lost_*` fields, else its claimant.
+    fn subject(c: &CommandClaim) -> Who {
+        if c.lost_instance.is_empty() {
+            Who::of(c)
+        } else {
+            Who {
+                gateway: c.lost_gateway.clone(),
+                instance: c.lost_instance.clone(),
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum State {
+    Open,
+    Held {
+        holder: Who,
+        /// The holder's session start (ms since the epoch), from its DELIVER claim.
+        session_started: Option<i64>,
+        /// When its WRITING claim was made, once one is in force.
+        written: Option<crate::event::timestamp::Timestamp>,
+    },
+    Decided {
+        publisher: Who,
+        result: CommandResult,
+    },
+    Done,
 }
 
 #[derive(Debug)]
@@ -33,12 +152,12 @@ struct Entry {
     command: Option<Command>,
     imei: String,
     deadline: SystemTime,
-    /// The claim in force, if any.
-    claim: Option<CommandClaim>,
-    /// What this instance proposed (and when) and has not yet seen decided.
-    proposed: Option<ClaimPurpose>,
-    proposed_at: SystemTime,
-    /// When the entry may be forgotten (set once it is settled).
+    state: State,
+    /// Whether any claim was applied (a retained snapshot may describe only a fresh entry).
+    claimed: bool,
+    /// This instance's claim awaiting its return from the log, and when it was made.
+    proposal: Option<(CommandClaim, SystemTime)>,
+    /// When the entry may be forgotten (set once it is done).
     forget_at: Option<SystemTime>,
 }
 
@@ -58,13 +177,55 @@ pub struct LedgerConfig {
     pub remember: Duration,
     /// A proposal not read back from the log within this was lost; it is made again.
     pub proposal_timeout: Duration,
+    /// The command lease: a pod silent for half of it is lost, and what it held is settled
+    /// within it.
+    pub lease: Duration,
+}
+
+impl LedgerConfig {
+    /// How often this pod beats.
+    pub fn beat_every(&self) -> Duration {
+        (self.lease / 6).max(Duration::from_millis(500))
+    }
+
+    /// Silence after which a pod is lost.
+    fn silence(&self) -> Duration {
+        self.lease / 2
+    }
+}
+
+/// Who is alive, from the beats read back.
+#[derive(Debug, Default)]
+struct Liveness {
+    /// Instance → when its last beat was read.
+    seen: HashMap<String, SystemTime>,
+    /// When this instance last read its own beat back.
+    own_seen: Option<SystemTime>,
+    /// Since when the log has carried this instance's beats without a gap.
+    flowing_since: Option<SystemTime>,
+    next_beat: Option<SystemTime>,
+}
+
+/// A device session announced in the log.
+#[derive(Debug, Clone, PartialEq)]
+struct Announced {
+    who: Who,
+    started_ms: i64,
+    /// When the announcement was read (for pruning).
+    read_at: SystemTime,
 }
 
 pub struct Ledger {
     cfg: LedgerConfig,
     entries: HashMap<String, Entry>,
-    /// Devices with a live session on this pod.
-    local: BTreeSet<String>,
+    /// Devices with a live session on this pod, and when the newest one started.
+    local: HashMap<String, SystemTime>,
+    /// Device → live sessions announced by every pod (this one included).
+    sessions: HashMap<String, Vec<Announced>>,
+    /// LOGOUTs this instance proposed for a lost pod's sessions, and when.
+    logouts: HashMap<(String, String, i64), SystemTime>,
+    liveness: Liveness,
+    draining: bool,
 }
 
 /// Why a command is refused before any delivery attempt.
@@ -86,15 +247,25 @@ pub fn validate(c: &Command) -> Result<(), String> {
             crate::device_id::MAX_LEN
         ));
     }
+    crate::protocol::CommandRequest::from_command(c)?;
     match &c.body {
-        None => Err("either text or payload is required".into()),
         Some(command::Body::Text(t)) if t.is_empty() => Err("text is empty".into()),
         Some(command::Body::Text(t)) => {
             crate::protocol::check_command_text(t).map_err(|e| e.to_string())
         }
         Some(command::Body::Payload(p)) if p.is_empty() => Err("payload is empty".into()),
-        Some(_) => Ok(()),
+        _ => Ok(()),
     }
+}
+
+fn millis(t: &crate::event::timestamp::Timestamp) -> i64 {
+    t.seconds
+        .saturating_mul(1000)
+        .saturating_add(i64::from(t.nanos) / 1_000_000)
+}
+
+fn millis_of(t: SystemTime) -> i64 {
+    millis(&timestamp(t))
 }
 
 impl Ledger {
@@ -102,7 +273,11 @@ impl Ledger {
         Ledger {
             cfg,
             entries: HashMap::new(),
-            local: BTreeSet::new(),
+            local: HashMap::new(),
+            sessions: HashMap::new(),
+            logouts: HashMap::new(),
+            liveness: Liveness::default(),
+            draining: false,
         }
     }
 
@@ -118,27 +293,27 @@ impl Ledger {
         self.entries.is_empty()
     }
 
+    fn is_me(&self, w: &Who) -> bool {
+        w.instance == self.cfg.instance && w.gateway == self.cfg.gateway
+    }
+
     /// A claim by this instance.
-    pub fn claim(
+    fn claim(
         &self,
-        c: &Command,
+        command_id: &str,
+        imei: &str,
         purpose: ClaimPurpose,
-        reason: &str,
         now: SystemTime,
     ) -> CommandClaim {
         CommandClaim {
-            command_id: c.command_id.clone(),
-            imei: c.imei.clone(),
+            command_id: command_id.into(),
+            imei: imei.into(),
             gateway: self.cfg.gateway.clone(),
             instance: self.cfg.instance.clone(),
             purpose: purpose as i32,
-            reason: reason.into(),
             at: Some(timestamp(now)),
+            ..Default::default()
         }
-    }
-
-    fn mine(&self, c: &CommandClaim) -> bool {
-        c.instance == self.cfg.instance && c.gateway == self.cfg.gateway
     }
 
     /// A result stamped by this pod.
@@ -163,19 +338,81 @@ impl Ledger {
         }
     }
 
+    /// A terminal result for the entry `id`, with or without its command.
+    fn entry_result(
+        &self,
+        id: &str,
+        e: &Entry,
+        status: CommandStatus,
+        reason: &str,
+        now: SystemTime,
+    ) -> CommandResult {
+        let c = e.command.clone().unwrap_or_else(|| Command {
+            command_id: id.into(),
+            imei: e.imei.clone(),
+            ..Default::default()
+        });
+        self.result(&c, status, reason, true, now)
+    }
+
+    /// No new work from now on (the pod drains): no deliveries, expiries or settlements are
+    /// proposed; what this instance holds is finished.
+    pub fn set_draining(&mut self) {
+        self.draining = true;
+    }
+
+    /// Whether this instance still holds or owes something: a command held, a result to
+    /// publish or to mark published, a claim of its own on the way.
+    pub fn owes_work(&self) -> bool {
+        self.entries.values().any(|e| {
+            let mine = match &e.state {
+                State::Held { holder, .. } => self.is_me(holder),
+                State::Decided { publisher, .. } => self.is_me(publisher),
+                State::Open | State::Done => false,
+            };
+            let pending = e.proposal.as_ref().is_some_and(|(c, _)| {
+                matches!(
+                    ClaimPurpose::try_from(c.purpose),
+                    Ok(ClaimPurpose::Release | ClaimPurpose::Complete | ClaimPurpose::Published)
+                )
+            });
+            mine || pending
+        })
+    }
+
+    /// Whether this instance may still publish a result for `command_id` (it proposed a claim
+    /// that would make it the publisher, or holds or publishes the command).
+    pub fn may_publish(&self, command_id: &str) -> bool {
+        let Some(e) = self.entries.get(command_id) else {
+            return false;
+        };
+        match &e.state {
+            State::Held { holder, .. } => self.is_me(holder),
+            State::Decided { publisher, .. } => self.is_me(publisher),
+            State::Open => e.proposal.is_some(),
+            State::Done => false,
+        }
+    }
+
     /// A backend's command read from the log.
     pub fn on_command(&mut self, c: Command, now: SystemTime) -> Vec<Action> {
         if let Some(e) = self.entries.get_mut(&c.command_id) {
             // A claim read before its command (joined mid-way, or claims on their own topic),
             // or a re-sent id.
-            if e.command.is_none() {
-                e.command = Some(c.clone());
-                if let Some(claim) = e.claim.clone() {
-                    e.claim = None;
-                    return self.on_claim(claim, now);
-                }
+            if e.command.is_some() {
+                return Vec::new();
             }
-            return Vec::new();
+            e.command = Some(c.clone());
+            let id = c.command_id.clone();
+            return match e.state.clone() {
+                State::Held {
+                    holder,
+                    written: None,
+                    ..
+                } if self.is_me(&holder) => vec![Action::Deliver(c)],
+                State::Open => self.propose_delivery(&id, now),
+                _ => Vec::new(),
+            };
         }
         if let Err(reason) = validate(&c) {
             if c.command_id.trim().is_empty() {
@@ -185,12 +422,7 @@ impl Ledger {
             return self.on_rejected(super::sanitized(&c), &reason, now);
         }
         if self.entries.len() >= self.cfg.max_entries {
-            return self.insert_and_propose(
-                c,
-                now,
-                ClaimPurpose::Reject,
-                "too many pending commands",
-            );
+            return self.insert_and_reject(c, now, "too many pending commands");
         }
         let ttl = match c.ttl_secs {
             0 => self.cfg.default_ttl,
@@ -202,27 +434,20 @@ impl Ledger {
             .and_then(crate::event::system_time)
             .filter(|t| *t <= now + Duration::from_secs(60))
             .unwrap_or(now);
-        let deadline = created + ttl;
-        let imei = c.imei.clone();
-        let local = self.local.contains(&imei);
         let id = c.command_id.clone();
         self.entries.insert(
             id.clone(),
             Entry {
+                imei: c.imei.clone(),
                 command: Some(c),
-                imei,
-                deadline,
-                claim: None,
-                proposed: None,
-                proposed_at: SystemTime::UNIX_EPOCH,
+                deadline: created + ttl,
+                state: State::Open,
+                claimed: false,
+                proposal: None,
                 forget_at: None,
             },
         );
-        if local && deadline > now {
-            self.propose(&id, ClaimPurpose::Deliver, "", now)
-        } else {
-            Vec::new()
-        }
+        self.propose_delivery(&id, now)
     }
 
     /// A command refused before the ledger saw it ([`super::check`]: its ids already made
@@ -231,424 +456,803 @@ impl Ledger {
         if self.entries.contains_key(&c.command_id) {
             return Vec::new();
         }
-        self.insert_and_propose(c, now, ClaimPurpose::Reject, reason)
+        self.insert_and_reject(c, now, reason)
     }
 
-    fn insert_and_propose(
-        &mut self,
-        c: Command,
-        now: SystemTime,
-        purpose: ClaimPurpose,
-        reason: &str,
-    ) -> Vec<Action> {
+    fn insert_and_reject(&mut self, c: Command, now: SystemTime, reason: &str) -> Vec<Action> {
         let id = c.command_id.clone();
+        let mut claim = self.claim(&id, &c.imei, ClaimPurpose::Reject, now);
+        claim.reason = reason.into();
         self.entries.insert(
             id.clone(),
             Entry {
                 imei: c.imei.clone(),
                 command: Some(c),
                 deadline: now,
-                claim: None,
-                proposed: None,
-                proposed_at: SystemTime::UNIX_EPOCH,
+                state: State::Open,
+                claimed: false,
+                proposal: None,
                 forget_at: None,
             },
         );
-        self.propose(&id, purpose, reason, now)
+        self.propose(&id, claim, now)
     }
 
-    fn propose(
-        &mut self,
-        id: &str,
-        purpose: ClaimPurpose,
-        reason: &str,
-        now: SystemTime,
-    ) -> Vec<Action> {
+    /// Records `claim` as this instance's proposal on `id` and asks for it to be published.
+    fn propose(&mut self, id: &str, claim: CommandClaim, now: SystemTime) -> Vec<Action> {
+        let Some(e) = self.entries.get_mut(id) else {
+            return Vec::new();
+        };
+        e.proposal = Some((claim.clone(), now));
+        vec![Action::Propose(claim)]
+    }
+
+    /// The dispatcher could not take on a proposal now (no room for its results): it is made
+    /// again later.
+    pub fn proposal_failed(&mut self, command_id: &str) {
+        if let Some(e) = self.entries.get_mut(command_id) {
+            e.proposal = None;
+        }
+    }
+
+    /// Whether this pod may claim a command of `imei` for delivery now: a local session that
+    /// is the device's newest, room under the per-device cap, and not draining.
+    fn may_deliver(&self, imei: &str) -> bool {
+        let Some(started) = self.local.get(imei) else {
+            return false;
+        };
+        if self.draining || self.superseded(imei, &self.cfg.instance, Some(millis_of(*started))) {
+            return false;
+        }
+        let held = self
+            .entries
+            .values()
+            .filter(|e| {
+                e.imei == imei
+                    && (matches!(&e.state, State::Held { holder, .. } if self.is_me(holder))
+                        || e.proposal
+                            .as_ref()
+                            .is_some_and(|(c, _)| c.purpose == ClaimPurpose::Deliver as i32))
+            })
+            .count();
+        held < MAX_HELD_PER_DEVICE
+    }
+
+    /// Whether another instance announced a live session of `imei` newer than `started_ms`.
+    fn superseded(&self, imei: &str, instance: &str, started_ms: Option<i64>) -> bool {
+        let Some(started) = started_ms else {
+            return false;
+        };
+        self.sessions.get(imei).is_some_and(|v| {
+            v.iter()
+                .any(|a| a.who.instance != instance && a.started_ms > started)
+        })
+    }
+
+    /// Proposes DELIVER for `id` when it is open, unexpired, unproposed, and this pod may.
+    fn propose_delivery(&mut self, id: &str, now: SystemTime) -> Vec<Action> {
         let Some(e) = self.entries.get(id) else {
             return Vec::new();
         };
-        if e.claim.is_some() || e.proposed.is_some() {
+        if e.state != State::Open || e.proposal.is_some() || e.deadline <= now {
             return Vec::new();
         }
         let Some(c) = e.command.as_ref() else {
             return Vec::new();
         };
-        let claim = self.claim(c, purpose, reason, now);
-        if let Some(e) = self.entries.get_mut(id) {
-            e.proposed = Some(purpose);
-            e.proposed_at = now;
+        if !self.may_deliver(&c.imei) {
+            return Vec::new();
         }
-        vec![Action::Propose(claim)]
+        let mut claim = self.claim(id, &c.imei, ClaimPurpose::Deliver, now);
+        claim.session_started = self.local.get(&c.imei).map(|t| timestamp(*t));
+        self.propose(id, claim, now)
     }
 
-    /// Publishing our proposal failed: it may be proposed again.
-    pub fn proposal_failed(&mut self, command_id: &str) {
-        if let Some(e) = self.entries.get_mut(command_id) {
-            e.proposed = None;
-        }
-    }
-
-    /// A claim read from the log.
-    pub fn on_claim(&mut self, claim: CommandClaim, now: SystemTime) -> Vec<Action> {
-        let purpose = ClaimPurpose::try_from(claim.purpose).unwrap_or(ClaimPurpose::Unspecified);
-        let remember = self.cfg.remember;
-        let e = self
+    fn propose_deliveries_for(&mut self, imei: &str, now: SystemTime) -> Vec<Action> {
+        let ids: Vec<String> = self
             .entries
+            .iter()
+            .filter(|(_, e)| e.imei == imei && e.state == State::Open)
+            .map(|(id, _)| id.clone())
+            .collect();
+        let mut out = Vec::new();
+        for id in ids {
+            out.extend(self.propose_delivery(&id, now));
+        }
+        out
+    }
+
+    /// The session holding `command_id` encoded it and will write it once told: propose the
+    /// WRITING claim.
+    pub fn ready(&mut self, command_id: &str, now: SystemTime) -> Vec<Action> {
+        let Some(e) = self.entries.get(command_id) else {
+            return vec![Action::Withdraw(command_id.into())];
+        };
+        match &e.state {
+            State::Held {
+                holder,
+                written: None,
+                ..
+            } if self.is_me(holder) => {
+                let claim = self.claim(command_id, &e.imei, ClaimPurpose::Writing, now);
+                self.propose(command_id, claim, now)
+            }
+            // Not ours any more (settled, or a newer session took it).
+            _ => vec![Action::Withdraw(command_id.into())],
+        }
+    }
+
+    /// This instance's session gives the command back unwritten.
+    pub fn release(&mut self, command_id: &str, now: SystemTime) -> Vec<Action> {
+        let Some(e) = self.entries.get(command_id) else {
+            return Vec::new();
+        };
+        let completing = e
+            .proposal
+            .as_ref()
+            .is_some_and(|(c, _)| c.purpose == ClaimPurpose::Complete as i32);
+        if completing {
+            // Its terminal result is on its way: that settles it, not a release.
+            return Vec::new();
+        }
+        match &e.state {
+            State::Held { holder, .. } if self.is_me(holder) => {
+                let mut claim = self.claim(command_id, &e.imei, ClaimPurpose::Release, now);
+                claim.reason = "session ended before the write".into();
+                self.propose(command_id, claim, now)
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// This instance's terminal result for a command it holds: proposed as COMPLETE, published
+    /// once that claim is in force.
+    pub fn complete(
+        &mut self,
+        command_id: &str,
+        result: CommandResult,
+        now: SystemTime,
+    ) -> Vec<Action> {
+        let Some(e) = self.entries.get(command_id) else {
+            return Vec::new();
+        };
+        match &e.state {
+            State::Held { holder, .. } if self.is_me(holder) => {
+                let mut claim = self.claim(command_id, &e.imei, ClaimPurpose::Complete, now);
+                claim.result = Some(result);
+                self.propose(command_id, claim, now)
+            }
+            _ => vec![Action::Withdraw(command_id.into())],
+        }
+    }
+
+    /// The broker confirmed the terminal result this instance published.
+    pub fn published(&mut self, command_id: &str, now: SystemTime) -> Vec<Action> {
+        let Some(e) = self.entries.get(command_id) else {
+            return Vec::new();
+        };
+        match &e.state {
+            State::Decided { publisher, .. } if self.is_me(publisher) => {
+                let claim = self.claim(command_id, &e.imei, ClaimPurpose::Published, now);
+                self.propose(command_id, claim, now)
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    /// A snapshot of a command's claim in force, from a retained message (MQTT): taken only
+    /// for a command this pod knows nothing else about.
+    pub fn on_state(&mut self, claim: CommandClaim, now: SystemTime) -> Vec<Action> {
+        let purpose = ClaimPurpose::try_from(claim.purpose).unwrap_or(ClaimPurpose::Unspecified);
+        let who = Who::of(&claim);
+        let state = match purpose {
+            ClaimPurpose::Deliver => State::Held {
+                holder: who,
+                session_started: claim.session_started.as_ref().map(millis),
+                written: None,
+            },
+            ClaimPurpose::Writing => State::Held {
+                holder: who,
+                session_started: None,
+                written: claim.at,
+            },
+            ClaimPurpose::Complete | ClaimPurpose::Settle => match &claim.result {
+                Some(r) => State::Decided {
+                    publisher: who,
+                    result: r.clone(),
+                },
+                None => return Vec::new(),
+            },
+            ClaimPurpose::Expire | ClaimPurpose::Reject => {
+                self.entry_or_new(&claim, now);
+                let status = if purpose == ClaimPurpose::Expire {
+                    CommandStatus::Expired
+                } else {
+                    CommandStatus::Rejected
+                };
+                let Some(e) = self.entries.get(&claim.command_id) else {
+                    return Vec::new();
+                };
+                State::Decided {
+                    publisher: who,
+                    result: self.entry_result(&claim.command_id, e, status, &claim.reason, now),
+                }
+            }
+            _ => return Vec::new(),
+        };
+        self.entry_or_new(&claim, now);
+        if let Some(e) = self.entries.get_mut(&claim.command_id) {
+            if !e.claimed && e.state == State::Open {
+                e.state = state;
+                e.claimed = true;
+            }
+        }
+        Vec::new()
+    }
+
+    fn entry_or_new(&mut self, claim: &CommandClaim, now: SystemTime) -> &Entry {
+        self.entries
             .entry(claim.command_id.clone())
             .or_insert_with(|| Entry {
                 command: None,
                 imei: claim.imei.clone(),
                 deadline: now,
-                claim: None,
-                proposed: None,
-                proposed_at: SystemTime::UNIX_EPOCH,
+                state: State::Open,
+                claimed: false,
+                proposal: None,
                 forget_at: None,
-            });
-        if purpose == ClaimPurpose::Release {
-            // Only the holder of the DELIVER claim can give it back.
-            let held_by_sender = e.claim.as_ref().is_some_and(|c| {
-                c.purpose == ClaimPurpose::Deliver as i32
-                    && c.instance == claim.instance
-                    && c.gateway == claim.gateway
-            });
-            if held_by_sender {
-                e.claim = None;
-                e.proposed = None;
-                e.forget_at = None;
-                let id = claim.command_id.clone();
-                let imei = e.imei.clone();
-                let deadline = e.deadline;
-                if self.local.contains(&imei) && deadline > now {
-                    return self.propose(&id, ClaimPurpose::Deliver, "", now);
+            })
+    }
+
+    /// A claim read from the log.
+    pub fn on_claim(&mut self, claim: CommandClaim, now: SystemTime) -> Vec<Action> {
+        let purpose = ClaimPurpose::try_from(claim.purpose).unwrap_or(ClaimPurpose::Unspecified);
+        match purpose {
+            ClaimPurpose::Beat => {
+                self.on_beat(&claim, now);
+                return Vec::new();
+            }
+            ClaimPurpose::Login => return self.on_login(&claim, now),
+            ClaimPurpose::Logout => {
+                self.on_logout(&claim, now);
+                return Vec::new();
+            }
+            ClaimPurpose::Unspecified => return Vec::new(),
+            _ => {}
+        }
+        self.entry_or_new(&claim, now);
+        let mut out = Vec::new();
+        let id = claim.command_id.clone();
+        let by = Who::of(&claim);
+        let mine = self.is_me(&by);
+        let Some(e) = self.entries.get(&id) else {
+            return out;
+        };
+        let before = e.state.clone();
+        let imei = e.imei.clone();
+        let mut next = None;
+        match (purpose, &before) {
+            (ClaimPurpose::Deliver, State::Open) => {
+                let started = claim.session_started.as_ref().map(millis);
+                if !self.superseded(&imei, &by.instance, started) {
+                    next = Some(State::Held {
+                        holder: by.clone(),
+                        session_started: started,
+                        written: None,
+                    });
+                    if mine {
+                        if let Some(c) = e.command.clone() {
+                            out.push(Action::Deliver(c));
+                        }
+                    }
                 }
             }
-            return Vec::new();
-        }
-        if e.claim.is_some() || purpose == ClaimPurpose::Unspecified {
-            // Not the first: ignored by every pod alike.
-            if e.proposed == Some(purpose) && claim.instance == self.cfg.instance {
-                e.proposed = None;
+            (ClaimPurpose::Expire, State::Open) => {
+                let r = self.entry_result(
+                    &id,
+                    e,
+                    CommandStatus::Expired,
+                    "no session took the command within its TTL",
+                    now,
+                );
+                next = Some(State::Decided {
+                    publisher: by.clone(),
+                    result: r,
+                });
             }
-            return Vec::new();
+            (ClaimPurpose::Reject, State::Open) => {
+                let r = self.entry_result(&id, e, CommandStatus::Rejected, &claim.reason, now);
+                next = Some(State::Decided {
+                    publisher: by.clone(),
+                    result: r,
+                });
+            }
+            (ClaimPurpose::Release, State::Held { holder, .. }) if *holder == by => {
+                next = Some(State::Open);
+            }
+            (
+                ClaimPurpose::Writing,
+                State::Held {
+                    holder,
+                    session_started,
+                    written: None,
+                },
+            ) if *holder == by => {
+                if self.superseded(&imei, &by.instance, *session_started) {
+                    // A newer session of the device came first: the command goes to it.
+                    next = Some(State::Open);
+                    if mine {
+                        out.push(Action::Withdraw(id.clone()));
+                    }
+                } else {
+                    next = Some(State::Held {
+                        holder: holder.clone(),
+                        session_started: *session_started,
+                        written: claim.at.or(Some(timestamp(now))),
+                    });
+                    if mine {
+                        out.push(Action::Go(id.clone()));
+                    }
+                }
+            }
+            // A second copy of this instance's WRITING (proposed again): already in force.
+            (ClaimPurpose::Writing, State::Held { holder, .. }) if *holder == by => {}
+            (ClaimPurpose::Writing, _) if mine => out.push(Action::Withdraw(id.clone())),
+            (ClaimPurpose::Complete, State::Held { holder, .. }) if *holder == by => {
+                if let Some(r) = claim.result.clone() {
+                    next = Some(State::Decided {
+                        publisher: by.clone(),
+                        result: r,
+                    });
+                }
+            }
+            // A second copy of this instance's COMPLETE: already in force.
+            (ClaimPurpose::Complete, State::Decided { publisher, .. }) if *publisher == by => {}
+            (ClaimPurpose::Complete, State::Done) => {}
+            (ClaimPurpose::Complete, _) if mine => {
+                // Another pod settled the command first (this one was taken for lost).
+                out.push(Action::Withdraw(id.clone()));
+            }
+            (ClaimPurpose::Published, State::Decided { publisher, .. }) if *publisher == by => {
+                next = Some(State::Done);
+            }
+            (ClaimPurpose::Settle, _) => {
+                let lost = Who::subject(&claim);
+                match &before {
+                    State::Held {
+                        holder,
+                        written: None,
+                        ..
+                    } if *holder == lost && lost != by => {
+                        next = Some(State::Open);
+                        if mine {
+                            out.push(Action::Settled("redelivered"));
+                        }
+                    }
+                    State::Held {
+                        holder,
+                        written: Some(at),
+                        ..
+                    } if *holder == lost && lost != by => {
+                        let mut r = match &claim.result {
+                            Some(r) => r.clone(),
+                            None => self.entry_result(
+                                &id,
+                                e,
+                                CommandStatus::Expired,
+                                &holder_lost_reason(&lost.gateway),
+                                now,
+                            ),
+                        };
+                        r.sent_at = r.sent_at.or(Some(*at));
+                        next = Some(State::Decided {
+                            publisher: by.clone(),
+                            result: r,
+                        });
+                        if mine {
+                            out.push(Action::Settled("expired"));
+                        }
+                    }
+                    State::Decided { publisher, result } if *publisher == lost && lost != by => {
+                        next = Some(State::Decided {
+                            publisher: by.clone(),
+                            result: result.clone(),
+                        });
+                        if mine {
+                            out.push(Action::Settled("republished"));
+                        }
+                    }
+                    _ => {}
+                }
+                if next.is_some() && self.is_me(&lost) {
+                    // This pod was taken for lost while it still ran: let go.
+                    out.push(Action::Withdraw(id.clone()));
+                }
+            }
+            _ => {}
         }
-        e.claim = Some(claim.clone());
-        e.proposed = None;
-        e.forget_at = Some(now.max(e.deadline) + remember);
-        let Some(c) = e.command.clone() else {
-            return Vec::new();
+        let remember = self.cfg.remember;
+        let Some(e) = self.entries.get_mut(&id) else {
+            return out;
         };
-        if !self.mine(&claim) {
-            return Vec::new();
+        e.claimed = true;
+        if mine
+            && e.proposal
+                .as_ref()
+                .is_some_and(|(c, _)| c.purpose == claim.purpose)
+        {
+            e.proposal = None;
         }
-        match purpose {
-            ClaimPurpose::Deliver => vec![Action::Deliver(c)],
-            ClaimPurpose::Expire => vec![Action::Publish(self.result(
-                &c,
-                CommandStatus::Expired,
-                "no session took the command within its TTL",
-                true,
-                now,
-            ))],
-            ClaimPurpose::Reject => vec![Action::Publish(self.result(
-                &c,
-                CommandStatus::Rejected,
-                &claim.reason,
-                true,
-                now,
-            ))],
-            ClaimPurpose::Release | ClaimPurpose::Unspecified => Vec::new(),
+        let Some(next) = next else {
+            return out;
+        };
+        e.state = next.clone();
+        if next == State::Done {
+            e.forget_at = Some(now.max(e.deadline) + remember);
         }
-    }
-
-    /// A device logged in on this pod: its pending commands are proposed for delivery.
-    pub fn session_up(&mut self, imei: &str, now: SystemTime) -> Vec<Action> {
-        self.local.insert(imei.to_string());
-        let ids = self.deliverable(now, |e| e.imei == imei);
-        self.propose_deliveries(ids, now)
-    }
-
-    /// Open, unexpired commands whose entry passes `which`.
-    fn deliverable(&self, now: SystemTime, which: impl Fn(&Entry) -> bool) -> Vec<String> {
-        self.entries
-            .iter()
-            .filter(|(_, e)| {
-                which(e)
-                    && e.claim.is_none()
-                    && e.proposed.is_none()
-                    && e.command.is_some()
-                    && e.deadline > now
-            })
-            .map(|(id, _)| id.clone())
-            .collect()
-    }
-
-    fn propose_deliveries(&mut self, ids: Vec<String>, now: SystemTime) -> Vec<Action> {
-        let mut out = Vec::new();
-        for id in ids {
-            out.extend(self.propose(&id, ClaimPurpose::Deliver, "", now));
+        if mine {
+            let state = match &next {
+                State::Open => Retained::Open,
+                State::Done => Retained::Finished,
+                _ => Retained::InForce(Box::new(claim.clone())),
+            };
+            out.push(Action::Retain {
+                imei: imei.clone(),
+                command_id: id.clone(),
+                state,
+            });
+        }
+        match next {
+            State::Decided { publisher, result } if self.is_me(&publisher) => {
+                out.push(Action::Publish(result));
+            }
+            State::Open => {
+                // Reopened: the device's newest session (here or elsewhere) claims it again.
+                if let Some(e) = self.entries.get_mut(&id) {
+                    e.proposal = None;
+                }
+                out.extend(self.propose_delivery(&id, now));
+            }
+            _ => {}
         }
         out
     }
 
-    pub fn session_down(&mut self, imei: &str) {
-        self.local.remove(imei);
+    fn on_beat(&mut self, claim: &CommandClaim, now: SystemTime) {
+        let who = Who::of(claim);
+        if self.is_me(&who) {
+            let gap = self.cfg.beat_every() * 2;
+            let fresh = self
+                .liveness
+                .own_seen
+                .is_some_and(|t| now.duration_since(t).unwrap_or_default() <= gap);
+            if !fresh {
+                // The log carries this pod's beats again (or for the first time): judge
+                // nobody before a full silence has passed from now.
+                self.liveness.flowing_since = Some(now);
+            }
+            self.liveness.own_seen = Some(now);
+        }
+        self.liveness.seen.insert(who.instance, now);
     }
 
-    /// Proposes expiry for commands past their deadline and forgets settled ones. `jitter`
-    /// spreads the pods' expiry proposals so usually only one is written.
-    pub fn tick(&mut self, now: SystemTime, jitter: impl Fn(&str) -> Duration) -> Vec<Action> {
-        self.entries
-            .retain(|_, e| e.forget_at.is_none_or(|t| t > now) || e.claim.is_none());
-        // A proposal that never came back through the log was lost: propose again.
-        let stale = self.cfg.proposal_timeout;
-        for e in self.entries.values_mut() {
-            if e.proposed.is_some() && e.claim.is_none() && e.proposed_at + stale <= now {
-                e.proposed = None;
-            }
+    fn on_login(&mut self, claim: &CommandClaim, now: SystemTime) -> Vec<Action> {
+        let Some(started) = claim.session_started.as_ref().map(millis) else {
+            return Vec::new();
+        };
+        let who = Who::of(claim);
+        let v = self.sessions.entry(claim.imei.clone()).or_default();
+        if v.iter().any(|a| a.who == who && a.started_ms == started) {
+            return Vec::new();
         }
-        let ids = self.deliverable(now, |e| self.local.contains(&e.imei));
-        let mut out = self.propose_deliveries(ids, now);
-        let due: Vec<String> = self
+        v.push(Announced {
+            who: who.clone(),
+            started_ms: started,
+            read_at: now,
+        });
+        if v.len() > MAX_ANNOUNCED_PER_DEVICE {
+            v.sort_by_key(|a| a.started_ms);
+            v.remove(0);
+        }
+        if self.is_me(&who) {
+            return Vec::new();
+        }
+        // A newer session elsewhere: give back what this pod holds for the device and has not
+        // written (its WRITING would not be in force any more).
+        let older_here = self
+            .local
+            .get(&claim.imei)
+            .is_some_and(|t| millis_of(*t) < started);
+        if !older_here {
+            return Vec::new();
+        }
+        let ids: Vec<String> = self
             .entries
             .iter()
-            .filter(|(id, e)| {
-                e.claim.is_none()
-                    && e.proposed.is_none()
-                    && e.command.is_some()
-                    && e.deadline + jitter(id) <= now
+            .filter(|(_, e)| {
+                e.imei == claim.imei
+                    && matches!(&e.state, State::Held { holder, written: None, .. } if self.is_me(holder))
             })
             .map(|(id, _)| id.clone())
             .collect();
-        for id in due {
-            out.extend(self.propose(&id, ClaimPurpose::Expire, "", now));
+        let mut out = Vec::new();
+        for id in ids {
+            out.push(Action::Withdraw(id.clone()));
+            out.extend(self.release(&id, now));
         }
         out
     }
 
-    /// The DELIVER claim this instance holds on `command_id` is given back (the session ended
-    /// before the command was written).
-    pub fn release(&self, c: &Command, now: SystemTime) -> CommandClaim {
-        self.claim(
-            c,
-            ClaimPurpose::Release,
-            "session ended before the write",
-            now,
-        )
+    fn on_logout(&mut self, claim: &CommandClaim, now: SystemTime) {
+        let Some(started) = claim.session_started.as_ref().map(millis) else {
+            return;
+        };
+        let subject = Who::subject(claim);
+        if let Some(v) = self.sessions.get_mut(&claim.imei) {
+            v.retain(|a| !(a.who.instance == subject.instance && a.started_ms == started));
+            if v.is_empty() {
+                self.sessions.remove(&claim.imei);
+            }
+        }
+        self.logouts
+            .remove(&(claim.imei.clone(), subject.instance, started));
+        // Someone's session ended: this pod's may now be the newest.
+        let _ = now;
     }
+
+    /// A device logged in on this pod at `started`: the session is announced, and its pending
+    /// commands are proposed for delivery.
+    pub fn session_up(&mut self, imei: &str, started: SystemTime, now: SystemTime) -> Vec<Action> {
+        let newest = self.local.get(imei).is_none_or(|t| *t <= started);
+        if newest {
+            self.local.insert(imei.to_string(), started);
+        }
+        let mut login = self.claim("", imei, ClaimPurpose::Login, now);
+        login.session_started = Some(timestamp(started));
+        let mut out = vec![Action::Propose(login)];
+        out.extend(self.propose_deliveries_for(imei, now));
+        out
+    }
+
+    /// The device's session that started at `started` ended on this pod; `still_local` is the
+    /// start of another live session of it here, if any.
+    pub fn session_down(
+        &mut self,
+        imei: &str,
+        started: SystemTime,
+        still_local: Option<SystemTime>,
+        now: SystemTime,
+    ) -> Vec<Action> {
+        match still_local {
+            Some(t) => {
+                self.local.insert(imei.to_string(), t);
+            }
+            None => {
+                self.local.remove(imei);
+            }
+        }
+        let mut logout = self.claim("", imei, ClaimPurpose::Logout, now);
+        logout.session_started = Some(timestamp(started));
+        vec![Action::Propose(logout)]
+    }
+
+    /// Whether `instance` is lost at `now`, with `extra` silence on top of the usual (the
+    /// jitter that spreads the pods' proposals).
+    fn lost(&self, instance: &str, now: SystemTime, extra: Duration) -> bool {
+        if instance == self.cfg.instance {
+            return false;
+        }
+        let (Some(own), Some(since)) = (self.liveness.own_seen, self.liveness.flowing_since) else {
+            return false;
+        };
+        // Own beats read back within two intervals: the log flows for this pod now. (Less
+        // than the silence that makes a pod lost, so a stall is noticed before anyone is
+        // judged.)
+        let gap = self.cfg.beat_every() * 2;
+        if now.duration_since(own).unwrap_or_default() > gap {
+            return false;
+        }
+        let last = self
+            .liveness
+            .seen
+            .get(instance)
+            .copied()
+            .unwrap_or(since)
+            .max(since);
+        now.duration_since(last).unwrap_or_default() >= self.cfg.silence() + extra
+    }
+
+    /// The instance responsible for an entry now: its holder or its publisher.
+    fn responsible(state: &State) -> Option<&Who> {
+        match state {
+            State::Held { holder, .. } => Some(holder),
+            State::Decided { publisher, .. } => Some(publisher),
+            State::Open | State::Done => None,
+        }
+    }
+
+    /// Whether this instance's claim on `e` is still worth making.
+    fn still_relevant(&self, e: &Entry, claim: &CommandClaim, now: SystemTime) -> bool {
+        let purpose = ClaimPurpose::try_from(claim.purpose).unwrap_or(ClaimPurpose::Unspecified);
+        let mine = |w: &Who| self.is_me(w);
+        match (purpose, &e.state) {
+            (ClaimPurpose::Deliver, State::Open) => e.deadline > now && self.may_deliver(&e.imei),
+            (ClaimPurpose::Expire, State::Open) => !self.draining,
+            (ClaimPurpose::Reject, State::Open) => true,
+            (ClaimPurpose::Release | ClaimPurpose::Complete, State::Held { holder, .. }) => {
+                mine(holder)
+            }
+            (
+                ClaimPurpose::Writing,
+                State::Held {
+                    holder,
+                    written: None,
+                    ..
+                },
+            ) => mine(holder),
+            (ClaimPurpose::Published, State::Decided { publisher, .. }) => mine(publisher),
+            (ClaimPurpose::Settle, s) => {
+                !self.draining
+                    && Self::responsible(s).is_some_and(|w| w.instance == claim.lost_instance)
+            }
+            _ => false,
+        }
+    }
+
+    /// The passing of time: this pod's beat, lost proposals made again, deliveries, expiries,
+    /// settlements of lost pods' commands, and forgetting what is done. `jitter` spreads the
+    /// pods' expiry and settlement proposals so usually only one is written.
+    pub fn tick(&mut self, now: SystemTime, jitter: impl Fn(&str) -> Duration) -> Vec<Action> {
+        let mut out = Vec::new();
+        if self.liveness.next_beat.is_none_or(|t| t <= now) {
+            self.liveness.next_beat = Some(now + self.cfg.beat_every());
+            out.push(Action::Propose(self.claim("", "", ClaimPurpose::Beat, now)));
+        }
+        self.entries.retain(|_, e| match e.state {
+            State::Done => e.forget_at.is_none_or(|t| t > now),
+            // A claim whose command never came (or is long gone) and that nobody acts on.
+            State::Open if e.command.is_none() => now < e.deadline + self.cfg.remember,
+            _ => true,
+        });
+        self.prune(now);
+        // A proposal that never came back through the log was lost: make it again, if it
+        // still makes sense.
+        let stale = self.cfg.proposal_timeout;
+        let mut again = Vec::new();
+        for (id, e) in &self.entries {
+            if let Some((claim, at)) = &e.proposal {
+                if *at + stale <= now {
+                    again.push((
+                        id.clone(),
+                        self.still_relevant(e, claim, now).then(|| claim.clone()),
+                    ));
+                }
+            }
+        }
+        for (id, claim) in again {
+            match claim {
+                Some(c) => out.extend(self.propose(&id, c, now)),
+                None => self.proposal_failed(&id),
+            }
+        }
+        let locals: Vec<String> = self.local.keys().cloned().collect();
+        for imei in locals {
+            out.extend(self.propose_deliveries_for(&imei, now));
+        }
+        if self.draining {
+            return out;
+        }
+        let mut due = Vec::new();
+        for (id, e) in &self.entries {
+            if e.proposal.is_some() {
+                continue;
+            }
+            match &e.state {
+                State::Open if e.command.is_some() && e.deadline + jitter(id) <= now => {
+                    due.push(self.claim(id, &e.imei, ClaimPurpose::Expire, now));
+                }
+                State::Held { .. } | State::Decided { .. } => {
+                    let Some(w) = Self::responsible(&e.state) else {
+                        continue;
+                    };
+                    if !self.lost(&w.instance, now, jitter(id)) {
+                        continue;
+                    }
+                    let mut c = self.claim(id, &e.imei, ClaimPurpose::Settle, now);
+                    c.lost_gateway = w.gateway.clone();
+                    c.lost_instance = w.instance.clone();
+                    c.result = match &e.state {
+                        State::Held {
+                            written: Some(at), ..
+                        } => {
+                            let mut r = self.entry_result(
+                                id,
+                                e,
+                                CommandStatus::Expired,
+                                &holder_lost_reason(&w.gateway),
+                                now,
+                            );
+                            r.sent_at = Some(*at);
+                            Some(r)
+                        }
+                        State::Decided { result, .. } => Some(result.clone()),
+                        _ => None,
+                    };
+                    due.push(c);
+                }
+                _ => {}
+            }
+        }
+        for c in due {
+            let id = c.command_id.clone();
+            out.extend(self.propose(&id, c, now));
+        }
+        out.extend(self.logouts_for_lost(now, &jitter));
+        out
+    }
+
+    /// LOGOUTs for the announced sessions of lost pods, so their devices' other sessions may
+    /// take commands.
+    fn logouts_for_lost(
+        &mut self,
+        now: SystemTime,
+        jitter: &impl Fn(&str) -> Duration,
+    ) -> Vec<Action> {
+        let mut out = Vec::new();
+        let mut due = Vec::new();
+        for (imei, v) in &self.sessions {
+            for a in v {
+                let key = (imei.clone(), a.who.instance.clone(), a.started_ms);
+                let recent = self
+                    .logouts
+                    .get(&key)
+                    .is_some_and(|t| *t + self.cfg.proposal_timeout > now);
+                if !recent && self.lost(&a.who.instance, now, jitter(imei)) {
+                    due.push((key, a.who.clone()));
+                }
+            }
+        }
+        for ((imei, instance, started), lost) in due {
+            let mut c = self.claim("", &imei, ClaimPurpose::Logout, now);
+            c.lost_gateway = lost.gateway;
+            c.lost_instance = instance.clone();
+            c.session_started = Some(crate::event::timestamp::Timestamp {
+                seconds: started.div_euclid(1000),
+                nanos: (started.rem_euclid(1000) * 1_000_000) as i32,
+            });
+            self.logouts.insert((imei, instance, started), now);
+            out.push(Action::Propose(c));
+        }
+        out
+    }
+
+    /// Forgets session announcements and beats older than anything a starting pod would read.
+    fn prune(&mut self, now: SystemTime) {
+        let horizon = now
+            .checked_sub(self.cfg.max_ttl)
+            .unwrap_or(SystemTime::UNIX_EPOCH);
+        self.sessions.retain(|_, v| {
+            v.retain(|a| a.read_at > horizon);
+            !v.is_empty()
+        });
+        let busy: BTreeSet<String> = self
+            .entries
+            .values()
+            .filter_map(|e| Self::responsible(&e.state).map(|w| w.instance.clone()))
+            .collect();
+        self.liveness
+            .seen
+            .retain(|i, t| *t > horizon || busy.contains(i));
+        self.logouts.retain(|_, t| *t > horizon);
+    }
+}
+
+/// The reason of the EXPIRED result a lost holder's written command gets.
+fn holder_lost_reason(gateway: &str) -> String {
+    format!(
+        "holder lost: the gateway holding the command ({gateway}) stopped before the device's answer was reported; the command may have been written"
+    )
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn cfg(name: &str) -> LedgerConfig {
-        LedgerConfig {
-            gateway: name.into(),
-            instance: format!("{name}-1"),
-            default_ttl: Duration::from_secs(60),
-            max_ttl: Duration::from_secs(3600),
-            max_entries: 100,
-            remember: Duration::from_secs(600),
-            proposal_timeout: Duration::from_secs(10),
-        }
-    }
-
-    fn cmd(id: &str, imei: &str) -> Command {
-        Command {
-            command_id: id.into(),
-            imei: imei.into(),
-            body: Some(command::Body::Text("getinfo".into())),
-            ..Default::default()
-        }
-    }
-
-    fn t(s: u64) -> SystemTime {
-        SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + s)
-    }
-
-    fn proposals(a: &[Action]) -> Vec<CommandClaim> {
-        a.iter()
-            .filter_map(|a| match a {
-                Action::Propose(c) => Some(c.clone()),
-                _ => None,
-            })
-            .collect()
-    }
-
-    /// Feeds the same log to several pods, as the broker would.
-    fn apply(pods: &mut [&mut Ledger], claim: &CommandClaim, now: SystemTime) -> Vec<Vec<Action>> {
-        pods.iter_mut()
-            .map(|p| p.on_claim(claim.clone(), now))
-            .collect()
-    }
-
-    #[test]
-    fn the_pod_with_the_session_claims_and_only_it_delivers() {
-        let mut a = Ledger::new(cfg("a"));
-        let mut b = Ledger::new(cfg("b"));
-        assert!(b.session_up("1", t(0)).is_empty());
-        assert!(a.on_command(cmd("c1", "1"), t(1)).is_empty());
-        let pb = proposals(&b.on_command(cmd("c1", "1"), t(1)));
-        assert_eq!(pb.len(), 1);
-        assert_eq!(pb[0].purpose, ClaimPurpose::Deliver as i32);
-        let out = apply(&mut [&mut a, &mut b], &pb[0], t(1));
-        assert!(out[0].is_empty());
-        assert_eq!(out[1], vec![Action::Deliver(cmd("c1", "1"))]);
-        // Nobody expires a claimed command.
-        assert!(a.tick(t(1000), |_| Duration::ZERO).is_empty());
-        assert!(b.tick(t(1000), |_| Duration::ZERO).is_empty());
-    }
-
-    #[test]
-    fn racing_claims_first_wins_everywhere() {
-        let mut a = Ledger::new(cfg("a"));
-        let mut b = Ledger::new(cfg("b"));
-        a.session_up("1", t(0));
-        b.session_up("1", t(0));
-        let pa = proposals(&a.on_command(cmd("c1", "1"), t(1)));
-        let pb = proposals(&b.on_command(cmd("c1", "1"), t(1)));
-        // The log orders b's claim first.
-        let first = apply(&mut [&mut a, &mut b], &pb[0], t(1));
-        let second = apply(&mut [&mut a, &mut b], &pa[0], t(1));
-        assert!(first[0].is_empty());
-        assert_eq!(first[1].len(), 1);
-        assert!(second.iter().all(Vec::is_empty), "later claims are ignored");
-    }
-
-    #[test]
-    fn a_device_connecting_later_gets_its_pending_command() {
-        let mut a = Ledger::new(cfg("a"));
-        assert!(a.on_command(cmd("c1", "1"), t(0)).is_empty());
-        let p = proposals(&a.session_up("1", t(10)));
-        assert_eq!(p.len(), 1);
-        assert_eq!(
-            a.on_claim(p[0].clone(), t(10)),
-            vec![Action::Deliver(cmd("c1", "1"))]
-        );
-    }
-
-    #[test]
-    fn past_its_ttl_a_command_expires_once() {
-        let mut a = Ledger::new(cfg("a"));
-        let mut b = Ledger::new(cfg("b"));
-        let mut c = cmd("c1", "1");
-        c.ttl_secs = 5;
-        a.on_command(c.clone(), t(0));
-        b.on_command(c.clone(), t(0));
-        assert!(a.tick(t(4), |_| Duration::ZERO).is_empty());
-        let pa = proposals(&a.tick(t(6), |_| Duration::ZERO));
-        let pb = proposals(&b.tick(t(6), |_| Duration::ZERO));
-        assert_eq!(pa[0].purpose, ClaimPurpose::Expire as i32);
-        let first = apply(&mut [&mut a, &mut b], &pa[0], t(6));
-        let second = apply(&mut [&mut a, &mut b], &pb[0], t(6));
-        let published: Vec<_> = first
-            .iter()
-            .chain(second.iter())
-            .flatten()
-            .filter_map(|x| match x {
-                Action::Publish(r) => Some(r.clone()),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(published.len(), 1, "exactly one EXPIRED result");
-        assert_eq!(published[0].status, CommandStatus::Expired as i32);
-        assert!(published[0].terminal);
-        assert_eq!(published[0].gateway, "a");
-        // A session showing up after expiry gets nothing.
-        assert!(b.session_up("1", t(7)).is_empty());
-    }
-
-    #[test]
-    fn invalid_commands_are_rejected_once_with_a_reason() {
-        let mut a = Ledger::new(cfg("a"));
-        let mut bad = cmd("c1", "12/ab");
-        bad.body = None;
-        let p = proposals(&a.on_command(bad.clone(), t(0)));
-        assert_eq!(p[0].purpose, ClaimPurpose::Reject as i32);
-        // The claim (which an MQTT pod publishes on `command-claims/<imei>`) carries the
-        // safe key, not the topic-unsafe IMEI.
-        assert_eq!(p[0].imei, crate::device_id::INVALID_KEY);
-        let out = a.on_claim(p[0].clone(), t(0));
-        let Action::Publish(r) = &out[0] else {
-            panic!("{out:?}")
-        };
-        assert_eq!(r.status, CommandStatus::Rejected as i32);
-        assert_eq!(r.imei, crate::device_id::INVALID_KEY);
-        assert!(r.reason.contains("imei \"12/ab\""), "{}", r.reason);
-        // Read again (a resend, or the log replayed): no second rejection.
-        assert!(a.on_command(bad, t(1)).is_empty());
-    }
-
-    #[test]
-    fn a_release_reopens_the_command_for_the_next_session() {
-        let mut a = Ledger::new(cfg("a"));
-        let mut b = Ledger::new(cfg("b"));
-        a.session_up("1", t(0));
-        let pa = proposals(&a.on_command(cmd("c1", "1"), t(1)));
-        b.on_command(cmd("c1", "1"), t(1));
-        apply(&mut [&mut a, &mut b], &pa[0], t(1));
-        // The session on a ended before the write; the device is now on b.
-        a.session_down("1");
-        b.session_up("1", t(2));
-        let rel = a.release(&cmd("c1", "1"), t(2));
-        // A release from someone else is ignored.
-        let mut forged = rel.clone();
-        forged.instance = "b-1".into();
-        forged.gateway = "b".into();
-        assert!(apply(&mut [&mut a, &mut b], &forged, t(2))
-            .iter()
-            .all(Vec::is_empty));
-        let out = apply(&mut [&mut a, &mut b], &rel, t(2));
-        assert!(out[0].is_empty());
-        let pb = proposals(&out[1]);
-        assert_eq!(pb.len(), 1, "b proposes delivery on its session");
-        let out = apply(&mut [&mut a, &mut b], &pb[0], t(2));
-        assert_eq!(out[1], vec![Action::Deliver(cmd("c1", "1"))]);
-    }
-
-    #[test]
-    fn a_restarted_pod_does_not_act_on_its_previous_instance_claims() {
-        let mut old = Ledger::new(cfg("a"));
-        old.session_up("1", t(0));
-        let p = proposals(&old.on_command(cmd("c1", "1"), t(0)));
-        let mut fresh_cfg = cfg("a");
-        fresh_cfg.instance = "a-2".into();
-        let mut fresh = Ledger::new(fresh_cfg);
-        fresh.session_up("1", t(5));
-        assert!(fresh.on_command(cmd("c1", "1"), t(5)).len() == 1);
-        // Replaying the log: the old instance's claim came first and may have been written.
-        assert!(fresh.on_claim(p[0].clone(), t(5)).is_empty());
-        assert!(fresh.tick(t(10_000), |_| Duration::ZERO).is_empty());
-    }
-
-    #[test]
-    fn a_claim_read_before_its_command_still_delivers_and_lost_proposals_are_redone() {
-        let mut a = Ledger::new(cfg("a"));
-        a.session_up("1", t(0));
-        let p = proposals(&a.on_command(cmd("c1", "1"), t(0)));
-        // Lost in transit: after the proposal timeout it is made again.
-        assert!(a.tick(t(5), |_| Duration::ZERO).is_empty());
-        let again = proposals(&a.tick(t(11), |_| Duration::ZERO));
-        assert_eq!(again.len(), 1);
-        let mut b = Ledger::new(cfg("b"));
-        let mut mine = cfg("a");
-        mine.instance = "a-1".into();
-        assert!(b.on_claim(p[0].clone(), t(0)).is_empty());
-        // On a itself: claim first, then the command (different topics on MQTT).
-        let mut a2 = Ledger::new(mine);
-        a2.session_up("1", t(0));
-        assert!(a2.on_claim(p[0].clone(), t(0)).is_empty());
-        assert_eq!(
-            a2.on_command(cmd("c1", "1"), t(0)),
-            vec![Action::Deliver(cmd("c1", "1"))]
-        );
-    }
-
-    #[test]
-    fn a_resent_command_id_is_not_processed_twice() {
-        let mut a = Ledger::new(cfg("a"));
-        a.session_up("1", t(0));
-        assert_eq!(proposals(&a.on_command(cmd("c1", "1"), t(0))).len(), 1);
-        assert!(a.on_command(cmd("c1", "1"), t(1)).is_empty());
-    }
-}
+mod tests;

@@ -1,13 +1,27 @@
 //! Commands to live devices, across a fleet of stateless pods.
 //!
 //! Backends produce `Command`s (protobuf, or canonical JSON when the payload starts with `{`)
-//! keyed by IMEI. Every pod reads every command and every claim ([`ledger`]); the pod holding
-//! the device's session claims the command, writes it once, and reports `CommandResult`s.
+//! keyed by IMEI, typed (`CommandType`) or custom text/bytes. Every pod reads every command
+//! and every claim ([`ledger`]); the pod holding the device's newest session claims the
+//! command, writes it once, and reports `CommandResult`s through the [`outbox`].
+//!
+//! - [`bus`]: where commands and claims travel (Kafka or MQTT);
+//! - [`ledger`]: the rules every pod applies to the log, sans IO;
+//! - [`dispatcher`]: runs the ledger against the bus, the sessions and the clock;
+//! - [`messages`]: what the dispatcher and the sessions say to each other;
+//! - [`session`]: a session's side, sans IO (queue, write handshake, answers, timeouts);
+//! - [`outbox`]: results on their way to the broker, bounded and retried until delivered;
+//! - [`template`]: per-model command texts from the device profiles.
 
 pub mod bus;
 pub mod dispatcher;
 pub mod ledger;
+pub mod messages;
+pub mod outbox;
 pub mod session;
+pub mod template;
+
+pub use messages::Commands;
 
 use crate::proto::Command;
 
@@ -101,16 +115,52 @@ pub fn sanitized(c: &Command) -> Command {
     }
 }
 
-/// Starts the command flow for the configured broker: the bus, the ledger and the dispatcher.
-/// `None` when commands are off or the sink has no broker (stdout). Readiness requires the
-/// bus's Kafka clients to be alive; one that cannot be rebuilt requests `abort`.
+/// The running command flow: the sessions' handle, and what the gateway's drain needs.
+pub struct CommandFlow {
+    pub commands: Commands,
+    outbox: std::sync::Arc<outbox::Outbox>,
+    finish: tokio::sync::mpsc::Sender<tokio::sync::oneshot::Sender<()>>,
+    dispatcher: tokio::task::JoinHandle<()>,
+    stop: tokio_util::sync::CancellationToken,
+}
+
+impl CommandFlow {
+    /// The end of the drain, once the sessions are gone: waits until this pod holds and owes
+    /// nothing (commands released or settled, results published and marked), at most until
+    /// `deadline`, then stops the bus, the dispatcher and the outbox. What is left then (a
+    /// broker that would not take it) is counted and settled by the other pods or this pod's
+    /// next instance.
+    pub async fn finish(self, deadline: std::time::Duration) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let settled = self.finish.send(tx).await.is_ok()
+            && tokio::time::timeout(deadline, rx)
+                .await
+                .is_ok_and(|r| r.is_ok());
+        if !settled {
+            let left = self.outbox.len();
+            if left > 0 {
+                metrics::counter!(crate::metrics::COMMAND_DROPS, "what" => "result")
+                    .increment(left as u64);
+            }
+            tracing::warn!(results_unpublished = left, "command flow not settled within the drain deadline; other pods settle what this one held");
+        }
+        self.stop.cancel();
+        let _ = self.dispatcher.await;
+    }
+}
+
+/// Starts the command flow for the configured broker: the bus, the ledger, the dispatcher and
+/// the results outbox. `None` when commands are off or the sink has no broker (stdout).
+/// Readiness requires the bus's Kafka clients to be alive; one that cannot be rebuilt requests
+/// `abort`. `draining` is the gateway's shutdown: from then on the pod takes no new work; the
+/// flow itself runs until [`CommandFlow::finish`].
 pub fn start(
     config: &crate::config::Config,
     publisher: std::sync::Arc<crate::sink::Publisher>,
-    shutdown: tokio_util::sync::CancellationToken,
+    draining: tokio_util::sync::CancellationToken,
     readiness: &crate::ops::Readiness,
     abort: &crate::abort::Abort,
-) -> anyhow::Result<Option<dispatcher::Commands>> {
+) -> anyhow::Result<Option<CommandFlow>> {
     use crate::config::SinkKind;
     use std::sync::Arc;
     if !config.commands.enabled {
@@ -125,34 +175,25 @@ pub fn start(
         max_entries: 1_000_000,
         remember: std::time::Duration::from_secs(600),
         proposal_timeout: std::time::Duration::from_secs(10),
+        lease: config.commands.lease,
     };
+    let stop = tokio_util::sync::CancellationToken::new();
     let (writer, entries): (Arc<dyn bus::ClaimWriter>, _) = match config.sink {
         SinkKind::Stdout => return Ok(None),
         SinkKind::Kafka => {
-            let o = crate::sink::kafka::KafkaOptions {
-                brokers: config.kafka.brokers.clone(),
-                options: config.kafka.options.clone(),
-                events_topic: config.kafka.events_topic.clone(),
-                command_results_topic: config.kafka.command_results_topic.clone(),
-                client_id: format!("avlgate-{}-commands", config.gateway_name),
-                message_timeout: config.in_flight.delivery_timeout,
-                format: config.format,
-            };
-            let mut consumer = rdkafka::ClientConfig::new();
-            consumer
-                .set("bootstrap.servers", &o.brokers)
-                .set("group.id", format!("avlgate-commands-{instance}"))
-                .set("enable.auto.commit", "false")
-                .set("client.id", &o.client_id);
-            for (k, v) in &o.options {
-                consumer.set(k, v);
-            }
+            let client_id = format!("avlgate-{}-commands", config.gateway_name);
+            let o = crate::broker::kafka_options(config, client_id.clone());
+            let reader = crate::broker::kafka_reader_config(
+                config,
+                &format!("avlgate-commands-{instance}"),
+                &client_id,
+            );
             let (b, rx) = bus::KafkaBus::start(
                 o.producer_config(),
-                consumer,
+                reader,
                 config.kafka.commands_topic.clone(),
                 config.commands.max_ttl,
-                shutdown.clone(),
+                stop.clone(),
                 abort,
             )?;
             for h in b.health() {
@@ -162,17 +203,32 @@ pub fn start(
         }
         SinkKind::Mqtt | SinkKind::Embedded => {
             let client_id = format!("avlgate-cmd-{}-{instance}", config.gateway_name);
-            let o = config.mqtt_client_options(&client_id)?;
-            let mut ro = rumqttc::MqttOptions::new(client_id, o.host.clone(), o.port);
-            if let (Some(u), Some(p)) = (o.username.clone(), o.password.clone()) {
-                ro.set_credentials(u, p);
-            }
-            let (b, rx) = bus::MqttBus::start(ro, config.topic_prefix.clone(), shutdown.clone());
+            let o = crate::broker::mqtt_options(config, &client_id)?;
+            let (b, rx) = bus::MqttBus::start(
+                crate::broker::rumqttc_options(&o),
+                config.topic_prefix.clone(),
+                stop.clone(),
+            );
+            readiness.require(b.subscribed());
             (Arc::new(b), rx)
         }
     };
-    let (commands, _task) = dispatcher::start(cfg, writer, entries, publisher, shutdown);
-    Ok(Some(commands))
+    let running = dispatcher::start(
+        cfg,
+        writer,
+        entries,
+        publisher,
+        config.commands.outbox_capacity,
+        draining,
+        stop.clone(),
+    );
+    Ok(Some(CommandFlow {
+        commands: running.commands,
+        outbox: running.outbox,
+        finish: running.finish,
+        dispatcher: running.task,
+        stop,
+    }))
 }
 
 /// A random id for this process: a restarted pod keeps its name but is a new instance.
@@ -216,6 +272,40 @@ mod tests {
         match c {
             Checked::Rejected(c, why) => (c, why),
             other => panic!("not rejected: {other:?}"),
+        }
+    }
+
+    /// Typed commands carry no text: they are valid without one (a CUSTOM one still needs it,
+    /// and a typed one its parameters).
+    #[test]
+    fn typed_commands_need_no_text() {
+        for j in [
+            r#"{"commandId":"t-1","imei":"356307042441013","type":"COMMAND_TYPE_ENGINE_STOP"}"#,
+            r#"{"commandId":"t-2","imei":"356307042441013","type":"COMMAND_TYPE_REBOOT"}"#,
+            r#"{"commandId":"t-3","imei":"356307042441013","type":"COMMAND_TYPE_SET_REPORT_INTERVAL","reportIntervalSecs":30}"#,
+            r#"{"commandId":"t-4","imei":"356307042441013","type":"COMMAND_TYPE_OUTPUT_SET","outputIndex":2,"outputOn":true}"#,
+        ] {
+            let c = parse(j.as_bytes()).unwrap();
+            assert_eq!(c.body, None);
+            assert!(matches!(check(c, None), Checked::Valid(_)), "{j}");
+        }
+        for (j, why) in [
+            (
+                r#"{"commandId":"t-5","imei":"356307042441013","type":"COMMAND_TYPE_CUSTOM"}"#,
+                "text",
+            ),
+            (r#"{"commandId":"t-6","imei":"356307042441013"}"#, "text"),
+            (
+                r#"{"commandId":"t-7","imei":"356307042441013","type":"COMMAND_TYPE_SET_REPORT_INTERVAL"}"#,
+                "report_interval_secs",
+            ),
+            (
+                r#"{"commandId":"t-8","imei":"356307042441013","type":"COMMAND_TYPE_OUTPUT_SET","outputOn":true}"#,
+                "output_index",
+            ),
+        ] {
+            let (_, reason) = rejected(check(parse(j.as_bytes()).unwrap(), None));
+            assert!(reason.contains(why), "{j}: {reason}");
         }
     }
 

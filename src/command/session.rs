@@ -1,145 +1,182 @@
-//! The session's side of commands, sans IO: a small queue, the commands written and awaiting
-//! an answer, matching answers (in order for Teltonika Codec 12, by server flag for GT06), and
-//! the reply timeout. The TCP session loop feeds it and writes what it returns.
+//! The session's side of commands, sans IO: the commands this pod handed the session, the
+//! ones written and awaiting an answer, matching answers (in order for Teltonika Codec 12, by
+//! tag for GT06's server flag), and the reply timeout. Every method returns the [`Update`]s it
+//! decided on; the session loop sends them to the dispatcher and writes the bytes
+//! [`Tracker::next_write`] returns. Nothing here touches a socket, a channel or a clock.
+//!
+//! A command is written only after the dispatcher said [`super::messages::SessionMsg::Go`]: the
+//! tracker encodes the next command, announces it ([`Update::Ready`]), and the dispatcher puts
+//! a WRITING claim in the log first, so the log tells whether a command can have been written.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::dispatcher::Commands;
-use crate::proto::command_result;
+use super::messages::Update;
+use super::template::Templates;
+use crate::proto::{command_result, Command};
 use crate::protocol::{AnswerOutcome, CommandAnswer, CommandRequest, ProtocolSession};
 
-/// The dispatcher's channel to a session. Commands travel boxed: a channel allocates its first
-/// block of slots up front, and every logged-in session has one, so its slots stay pointer-sized.
-pub type CommandSender = tokio::sync::mpsc::Sender<Box<SessionCommand>>;
-pub type CommandReceiver = tokio::sync::mpsc::Receiver<Box<SessionCommand>>;
+/// Commands queued on a session at most (the dispatcher holds the rest as pending claims).
+pub const MAX_QUEUED: usize = super::ledger::MAX_HELD_PER_DEVICE;
+/// Commands awaiting a tagged answer at once (untagged protocols: one).
+const MAX_TAGGED_IN_FLIGHT: usize = 4;
 
-/// A command won by this pod, for this session.
-#[derive(Debug)]
-pub struct SessionCommand {
-    pub command: crate::proto::Command,
-    pub updates: Commands,
+/// A command handed to the session and not yet written.
+struct Queued {
+    command: Command,
+    encoded: Option<Encoded>,
+    /// [`Update::Ready`] was sent.
+    announced: bool,
+    /// The dispatcher said go.
+    armed: bool,
 }
 
-/// What happened to a command in a session.
-#[derive(Debug)]
-pub enum Update {
-    /// Written to the socket; `awaiting_reply` when the protocol's devices answer.
-    Written {
-        command_id: String,
-        awaiting_reply: bool,
-    },
-    Replied {
-        command_id: String,
-        response: command_result::Response,
-    },
-    /// Written, and the device refused it.
-    Refused { command_id: String, reason: String },
-    /// Written, but no answer came within `after`.
-    NoReply { command_id: String, after: Duration },
-    /// The protocol cannot carry it.
-    Rejected { command_id: String, reason: String },
-    /// The session ended before the write.
-    NotWritten { command_id: String },
+/// A command as the protocol encoded it.
+struct Encoded {
+    bytes: Bytes,
+    /// How its answer is recognised (see [`ProtocolSession::last_command_tag`]).
+    tag: Option<u32>,
+    /// Whether the device answers it at all.
+    answered: bool,
 }
 
 struct Waiting {
-    cmd: Box<SessionCommand>,
+    command_id: String,
     tag: Option<u32>,
     since: Instant,
 }
 
 /// Commands queued on a session and awaiting answers.
-pub struct Outstanding {
-    queue: VecDeque<Box<SessionCommand>>,
+pub struct Tracker {
+    queue: VecDeque<Queued>,
     waiting: Vec<Waiting>,
     reply_timeout: Duration,
 }
 
-/// Queued commands per session, at most (the dispatcher holds the rest as pending claims).
-const MAX_QUEUED: usize = 16;
-/// Commands awaiting a tagged answer at once (untagged protocols: one).
-const MAX_TAGGED_IN_FLIGHT: usize = 4;
-
-fn id(sc: &SessionCommand) -> String {
-    sc.command.command_id.clone()
-}
-
-impl Outstanding {
+impl Tracker {
     pub fn new(reply_timeout: Duration) -> Self {
-        Outstanding {
+        Tracker {
             queue: VecDeque::new(),
             waiting: Vec::new(),
             reply_timeout,
         }
     }
 
-    /// Queues a command; a full queue gives it back unwritten.
-    pub fn push(&mut self, sc: Box<SessionCommand>) {
+    /// Queues a command this pod won; a full queue gives it back unwritten.
+    pub fn push(&mut self, command: Command) -> Vec<Update> {
         if self.queue.len() >= MAX_QUEUED {
-            let u = Update::NotWritten {
-                command_id: id(&sc),
-            };
-            sc.updates.update(u);
-        } else {
-            self.queue.push_back(sc);
+            return vec![Update::NotWritten {
+                command_id: command.command_id,
+            }];
+        }
+        self.queue.push_back(Queued {
+            command,
+            encoded: None,
+            announced: false,
+            armed: false,
+        });
+        Vec::new()
+    }
+
+    /// The WRITING claim on `command_id` is in force: it may be written.
+    pub fn go(&mut self, command_id: &str) {
+        if let Some(q) = self
+            .queue
+            .iter_mut()
+            .find(|q| q.command.command_id == command_id)
+        {
+            q.armed = true;
         }
     }
 
-    /// The next command to write now, encoded, if the protocol allows another in flight.
-    /// Commands the protocol cannot carry are rejected on the way. Call [`Self::written`]
-    /// once the bytes are on the socket.
-    pub fn next_write(&mut self, session: &mut dyn ProtocolSession) -> Option<Bytes> {
+    /// Forgets a command without an update: another pod or a newer session settles it.
+    pub fn withdraw(&mut self, command_id: &str) {
+        self.queue.retain(|q| q.command.command_id != command_id);
+        self.waiting.retain(|w| w.command_id != command_id);
+    }
+
+    /// A newer session of the device took over: every command not yet written goes back.
+    pub fn give_back(&mut self) -> Vec<Update> {
+        self.queue
+            .drain(..)
+            .map(|q| Update::NotWritten {
+                command_id: q.command.command_id,
+            })
+            .collect()
+    }
+
+    /// The next command to write now, encoded, if the protocol allows another in flight and
+    /// the dispatcher said go; and the updates decided on the way (the next command announced
+    /// [`Update::Ready`], commands the protocol cannot carry [`Update::Rejected`]). Call
+    /// [`Self::written`] once the bytes are on the wire.
+    pub fn next_write(
+        &mut self,
+        session: &mut dyn ProtocolSession,
+        templates: Option<&Templates>,
+    ) -> (Option<Bytes>, Vec<Update>) {
+        let mut updates = Vec::new();
         loop {
             let untagged_busy = self.waiting.iter().any(|w| w.tag.is_none());
             if untagged_busy || self.waiting.len() >= MAX_TAGGED_IN_FLIGHT {
-                return None;
+                return (None, updates);
             }
-            let sc = self.queue.front()?;
-            let encoded = CommandRequest::from_command(&sc.command)
-                .map_err(crate::protocol::CommandError::Invalid)
-                .and_then(|request| session.encode_command(&request));
-            match encoded {
-                Ok(bytes) => return Some(bytes),
-                Err(e) => {
-                    let sc = self.queue.pop_front()?;
-                    let u = Update::Rejected {
-                        command_id: id(&sc),
-                        reason: e.to_string(),
-                    };
-                    sc.updates.update(u);
+            let Some(head) = self.queue.front_mut() else {
+                return (None, updates);
+            };
+            if head.encoded.is_none() {
+                match encode(&head.command, session, templates) {
+                    Ok(e) => head.encoded = Some(e),
+                    Err(reason) => {
+                        let command_id = head.command.command_id.clone();
+                        self.queue.pop_front();
+                        updates.push(Update::Rejected { command_id, reason });
+                        continue;
+                    }
                 }
             }
+            if head.armed {
+                let bytes = head.encoded.as_ref().map(|e| e.bytes.clone());
+                return (bytes, updates);
+            }
+            if !head.announced {
+                head.announced = true;
+                updates.push(Update::Ready {
+                    command_id: head.command.command_id.clone(),
+                });
+            }
+            return (None, updates);
         }
     }
 
-    /// The bytes from [`Self::next_write`] are on the socket.
-    pub fn written(&mut self, session: &dyn ProtocolSession, now: Instant) {
-        let Some(sc) = self.queue.pop_front() else {
-            return;
+    /// The bytes from [`Self::next_write`] are on the wire.
+    pub fn written(&mut self, now: Instant) -> Vec<Update> {
+        let Some(q) = self.queue.pop_front() else {
+            return Vec::new();
         };
-        let awaiting_reply = session.command_answered();
-        sc.updates.update(Update::Written {
-            command_id: id(&sc),
-            awaiting_reply,
-        });
-        if awaiting_reply {
+        let (tag, answered) = q
+            .encoded
+            .as_ref()
+            .map_or((None, false), |e| (e.tag, e.answered));
+        if answered {
             self.waiting.push(Waiting {
-                tag: session.last_command_tag(),
-                cmd: sc,
+                command_id: q.command.command_id.clone(),
+                tag,
                 since: now,
             });
         }
+        vec![Update::Written {
+            command_id: q.command.command_id,
+            awaiting_reply: answered,
+        }]
     }
 
-    /// Matches the device's answers carried by a delivered frame.
-    pub fn on_answers(&mut self, answers: &[CommandAnswer]) {
+    /// Matches the device's answers carried by a frame (as soon as it is decoded: a device
+    /// does not send an answer twice, whatever becomes of the frame's events).
+    pub fn on_answers(&mut self, answers: &[CommandAnswer]) -> Vec<Update> {
+        let mut updates = Vec::new();
         for a in answers {
-            if self.waiting.is_empty() {
-                return;
-            }
             let pos = match a.tag {
                 Some(t) => self.waiting.iter().position(|w| w.tag == Some(t)),
                 None => self.waiting.iter().position(|w| w.tag.is_none()),
@@ -147,23 +184,23 @@ impl Outstanding {
             let Some(pos) = pos else {
                 continue;
             };
-            let w = self.waiting.remove(pos);
-            let response = match &a.outcome {
-                AnswerOutcome::Refused(reason) => {
-                    w.cmd.updates.update(Update::Refused {
-                        command_id: id(&w.cmd),
-                        reason: reason.clone(),
-                    });
-                    continue;
-                }
-                AnswerOutcome::Text(t) => command_result::Response::ResponseText(t.clone()),
-                AnswerOutcome::Bytes(b) => command_result::Response::ResponseBytes(b.clone()),
-            };
-            w.cmd.updates.update(Update::Replied {
-                command_id: id(&w.cmd),
-                response,
+            let command_id = self.waiting.remove(pos).command_id;
+            updates.push(match &a.outcome {
+                AnswerOutcome::Refused(reason) => Update::Refused {
+                    command_id,
+                    reason: reason.clone(),
+                },
+                AnswerOutcome::Text(t) => Update::Replied {
+                    command_id,
+                    response: command_result::Response::ResponseText(t.clone()),
+                },
+                AnswerOutcome::Bytes(b) => Update::Replied {
+                    command_id,
+                    response: command_result::Response::ResponseBytes(b.clone()),
+                },
             });
         }
+        updates
     }
 
     /// When the oldest answer is due.
@@ -175,34 +212,31 @@ impl Outstanding {
     }
 
     /// Gives up on answers past the reply timeout.
-    pub fn expire(&mut self, now: Instant) {
+    pub fn expire(&mut self, now: Instant) -> Vec<Update> {
         let timeout = self.reply_timeout;
         let (late, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.waiting)
             .into_iter()
             .partition(|w| w.since + timeout <= now);
         self.waiting = keep;
-        for w in late {
-            w.cmd.updates.update(Update::NoReply {
-                command_id: id(&w.cmd),
-                after: timeout,
-            });
-        }
+        late.into_iter()
+            .map(|w| Update::timed_out(w.command_id, timeout))
+            .collect()
     }
 
-    /// The session ended: queued commands go back unwritten; written ones will get no answer.
-    pub fn close(&mut self) {
-        for sc in self.queue.drain(..) {
-            let u = Update::NotWritten {
-                command_id: id(&sc),
-            };
-            sc.updates.update(u);
-        }
-        for w in self.waiting.drain(..) {
-            w.cmd.updates.update(Update::NoReply {
-                command_id: id(&w.cmd),
-                after: Duration::ZERO,
-            });
-        }
+    /// The session ends: queued commands go back unwritten; written ones will get no answer
+    /// (`why` says why, in the terminal result's reason).
+    pub fn close(&mut self, why: &str) -> Vec<Update> {
+        let mut updates = self.give_back();
+        updates.extend(self.waiting.drain(..).map(|w| Update::NoReply {
+            command_id: w.command_id,
+            reason: format!("written, but {why} before the device answered"),
+        }));
+        updates
+    }
+
+    /// Whether written commands await the device's answer.
+    pub fn awaiting_answers(&self) -> bool {
+        !self.waiting.is_empty()
     }
 
     pub fn is_idle(&self) -> bool {
@@ -210,40 +244,55 @@ impl Outstanding {
     }
 }
 
+/// The command as the device's protocol writes it: its typed request, through the device
+/// profile's template when it has one for the type, then the protocol's encoder. `Err` is the
+/// REJECTED reason.
+fn encode(
+    command: &Command,
+    session: &mut dyn ProtocolSession,
+    templates: Option<&Templates>,
+) -> Result<Encoded, String> {
+    let mut request = CommandRequest::from_command(command)?;
+    if let Some(text) = templates.and_then(|t| t.render(&request)) {
+        request = CommandRequest::Text(text);
+    }
+    let bytes = session
+        .encode_command(&request)
+        .map_err(|e| e.to_string())?;
+    Ok(Encoded {
+        bytes,
+        tag: session.last_command_tag(),
+        answered: session.command_answered(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::dispatcher::ToDispatcher;
-    use crate::proto::{command, Protocol, Transport};
+    use crate::proto::{command, CommandType, Protocol, Transport};
     use crate::protocol::teltonika::{command as tcmd, frame as tframe};
     use crate::protocol::{module, ProtocolConfig};
     use bytes::BytesMut;
-    use tokio::sync::mpsc::Receiver;
 
-    fn sc(id: &str, text: &str, updates: &Commands) -> Box<SessionCommand> {
-        Box::new(SessionCommand {
-            command: crate::proto::Command {
-                command_id: id.into(),
-                imei: "356307042441013".into(),
-                body: Some(command::Body::Text(text.into())),
-                ..Default::default()
-            },
-            updates: updates.clone(),
-        })
-    }
-
-    fn next(rx: &mut Receiver<ToDispatcher>) -> Update {
-        match rx.try_recv() {
-            Ok(ToDispatcher::Update(u)) => u,
-            other => panic!("expected an update, got {other:?}"),
+    fn cmd(id: &str, text: &str) -> Command {
+        Command {
+            command_id: id.into(),
+            imei: "356307042441013".into(),
+            body: Some(command::Body::Text(text.into())),
+            ..Default::default()
         }
     }
 
-    fn logged_in(limits: &ProtocolConfig) -> Box<dyn ProtocolSession> {
-        let mut s = module(Protocol::Teltonika)
+    fn logged_in(protocol: Protocol, limits: &ProtocolConfig) -> Box<dyn ProtocolSession> {
+        let mut s = module(protocol)
             .unwrap()
             .new_session(Transport::Tcp, limits);
-        let mut b = BytesMut::from(&tframe::encode_login("356307042441013")[..]);
+        let login = match protocol {
+            Protocol::Teltonika => tframe::encode_login("356307042441013"),
+            Protocol::WialonIps => b"#L#356307042441013;NA\r\n".to_vec(),
+            _ => unreachable!(),
+        };
+        let mut b = BytesMut::from(&login[..]);
         s.decode(&mut b, std::time::SystemTime::now()).unwrap();
         s
     }
@@ -258,62 +307,67 @@ mod tests {
             .answers
     }
 
+    /// Runs the announce-then-go handshake: the next command is announced, armed, returned.
+    fn write_next(t: &mut Tracker, s: &mut dyn ProtocolSession) -> Bytes {
+        let (bytes, updates) = t.next_write(s, None);
+        assert!(bytes.is_none(), "nothing is written before the go");
+        let [Update::Ready { command_id }] = &updates[..] else {
+            panic!("{updates:?}")
+        };
+        t.go(command_id);
+        let (bytes, again) = t.next_write(s, None);
+        assert!(again.is_empty(), "announced once: {again:?}");
+        bytes.expect("written after the go")
+    }
+
     #[test]
     fn teltonika_one_command_in_flight_answers_in_order_then_timeout() {
-        let (cmds, mut rx) = Commands::channel(16);
-        let mut s = logged_in(&ProtocolConfig::default());
-        let mut o = Outstanding::new(Duration::from_secs(5));
+        let mut s = logged_in(Protocol::Teltonika, &ProtocolConfig::default());
+        let mut t = Tracker::new(Duration::from_secs(5));
         let t0 = Instant::now();
-        o.push(sc("a", "getinfo", &cmds));
-        o.push(sc("b", "getver", &cmds));
-        let bytes = o.next_write(s.as_mut()).unwrap();
+        assert!(t.push(cmd("a", "getinfo")).is_empty());
+        assert!(t.push(cmd("b", "getver")).is_empty());
+        let bytes = write_next(&mut t, s.as_mut());
         assert_eq!(bytes[8], 0x0C, "Codec 12");
-        o.written(s.as_ref(), t0);
-        assert!(
-            matches!(next(&mut rx), Update::Written { ref command_id, awaiting_reply: true } if command_id == "a")
+        assert_eq!(
+            t.written(t0),
+            vec![Update::Written {
+                command_id: "a".into(),
+                awaiting_reply: true
+            }]
         );
+        let (none, updates) = t.next_write(s.as_mut(), None);
         assert!(
-            o.next_write(s.as_mut()).is_none(),
-            "one Codec 12 command at a time"
+            none.is_none() && updates.is_empty(),
+            "one Codec 12 command at a time, not even announced"
         );
-        o.on_answers(&answer("INFO", s.as_mut()));
-        match next(&mut rx) {
-            Update::Replied {
-                command_id,
-                response,
-            } => {
-                assert_eq!(command_id, "a");
-                assert_eq!(
-                    response,
-                    command_result::Response::ResponseText("INFO".into())
-                );
-            }
-            u => panic!("{u:?}"),
-        }
-        assert!(o.next_write(s.as_mut()).is_some());
-        o.written(s.as_ref(), t0);
-        next(&mut rx);
-        assert_eq!(o.next_deadline(), Some(t0 + Duration::from_secs(5)));
-        o.expire(t0 + Duration::from_secs(4));
-        assert!(rx.try_recv().is_err());
-        o.expire(t0 + Duration::from_secs(5));
-        assert!(
-            matches!(next(&mut rx), Update::NoReply { ref command_id, .. } if command_id == "b")
+        assert_eq!(
+            t.on_answers(&answer("INFO", s.as_mut())),
+            vec![Update::Replied {
+                command_id: "a".into(),
+                response: command_result::Response::ResponseText("INFO".into())
+            }]
         );
-        assert!(o.is_idle());
+        write_next(&mut t, s.as_mut());
+        t.written(t0);
+        assert_eq!(t.next_deadline(), Some(t0 + Duration::from_secs(5)));
+        assert!(t.expire(t0 + Duration::from_secs(4)).is_empty());
+        assert_eq!(
+            t.expire(t0 + Duration::from_secs(5)),
+            vec![Update::timed_out("b".into(), Duration::from_secs(5))]
+        );
+        assert!(t.is_idle());
     }
 
     #[test]
     fn codec14_commands_are_addressed_and_a_nack_refuses_them() {
-        let (cmds, mut rx) = Commands::channel(16);
         let limits = ProtocolConfig::default().with("teltonika", "command_codec", "14");
-        let mut s = logged_in(&limits);
-        let mut o = Outstanding::new(Duration::from_secs(5));
-        o.push(sc("a", "getinfo", &cmds));
-        let bytes = o.next_write(s.as_mut()).unwrap();
+        let mut s = logged_in(Protocol::Teltonika, &limits);
+        let mut t = Tracker::new(Duration::from_secs(5));
+        t.push(cmd("a", "getinfo"));
+        let bytes = write_next(&mut t, s.as_mut());
         assert_eq!(bytes[8], 0x0E, "Codec 14");
-        o.written(s.as_ref(), Instant::now());
-        next(&mut rx);
+        t.written(Instant::now());
         // The device's nACK (type 0x11) for the IMEI.
         let mut nack = vec![0x0E, 0x01, 0x11, 0x00, 0x00, 0x00, 0x08];
         nack.extend_from_slice(&[0x03, 0x56, 0x30, 0x70, 0x42, 0x44, 0x10, 0x13]);
@@ -324,35 +378,117 @@ mod tests {
             .unwrap()
             .unwrap()
             .answers;
-        o.on_answers(&answers);
-        assert!(
-            matches!(next(&mut rx), Update::Refused { ref command_id, .. } if command_id == "a")
-        );
+        assert!(matches!(
+            &t.on_answers(&answers)[..],
+            [Update::Refused { command_id, .. }] if command_id == "a"
+        ));
     }
 
     #[test]
     fn a_closed_session_gives_queued_commands_back_and_reports_written_ones() {
-        let (cmds, mut rx) = Commands::channel(64);
-        let mut s = logged_in(&ProtocolConfig::default());
-        let mut o = Outstanding::new(Duration::from_secs(5));
-        o.push(sc("a", "x", &cmds));
-        o.push(sc("b", "y", &cmds));
-        o.next_write(s.as_mut()).unwrap();
-        o.written(s.as_ref(), Instant::now());
-        next(&mut rx);
-        o.close();
-        assert!(
-            matches!(next(&mut rx), Update::NotWritten { ref command_id } if command_id == "b")
-        );
-        assert!(
-            matches!(next(&mut rx), Update::NoReply { ref command_id, .. } if command_id == "a")
+        let mut s = logged_in(Protocol::Teltonika, &ProtocolConfig::default());
+        let mut t = Tracker::new(Duration::from_secs(5));
+        t.push(cmd("a", "x"));
+        t.push(cmd("b", "y"));
+        write_next(&mut t, s.as_mut());
+        t.written(Instant::now());
+        let closed = t.close("the gateway drained");
+        assert_eq!(
+            closed,
+            vec![
+                Update::NotWritten {
+                    command_id: "b".into()
+                },
+                Update::NoReply {
+                    command_id: "a".into(),
+                    reason: "written, but the gateway drained before the device answered".into()
+                }
+            ]
         );
         // A full queue hands commands straight back.
-        for i in 0..(MAX_QUEUED + 1) {
-            o.push(sc(&format!("q{i}"), "z", &cmds));
+        for i in 0..MAX_QUEUED {
+            assert!(t.push(cmd(&format!("q{i}"), "z")).is_empty());
         }
-        assert!(
-            matches!(next(&mut rx), Update::NotWritten { ref command_id } if command_id == "q16")
+        assert_eq!(
+            t.push(cmd("over", "z")),
+            vec![Update::NotWritten {
+                command_id: "over".into()
+            }]
         );
+    }
+
+    #[test]
+    fn withdrawn_commands_are_never_written_and_uncarried_ones_are_rejected() {
+        let mut s = logged_in(Protocol::WialonIps, &ProtocolConfig::default());
+        let mut t = Tracker::new(Duration::from_secs(5));
+        let mut typed = cmd("typed", "");
+        typed.body = None;
+        typed.r#type = CommandType::EngineStop as i32;
+        t.push(typed);
+        t.push(cmd("a", "hello"));
+        t.push(cmd("b", "again"));
+        // The typed one is rejected on the way, "a" announced.
+        let (bytes, updates) = t.next_write(s.as_mut(), None);
+        assert!(bytes.is_none());
+        assert!(
+            matches!(&updates[0], Update::Rejected { command_id, reason }
+                if command_id == "typed" && reason.contains("ENGINE_STOP")),
+            "{updates:?}"
+        );
+        assert_eq!(
+            updates[1],
+            Update::Ready {
+                command_id: "a".into()
+            }
+        );
+        // Another pod settled "a": it is dropped; "b" comes next.
+        t.withdraw("a");
+        t.go("a");
+        let (bytes, updates) = t.next_write(s.as_mut(), None);
+        assert!(bytes.is_none());
+        assert_eq!(
+            updates,
+            vec![Update::Ready {
+                command_id: "b".into()
+            }]
+        );
+        t.go("b");
+        let (bytes, _) = t.next_write(s.as_mut(), None);
+        assert_eq!(&bytes.unwrap()[..], b"#M#again\r\n");
+        // Wialon's devices do not answer: written and done.
+        assert_eq!(
+            t.written(Instant::now()),
+            vec![Update::Written {
+                command_id: "b".into(),
+                awaiting_reply: false
+            }]
+        );
+        assert!(t.is_idle());
+    }
+
+    #[test]
+    fn a_profile_template_replaces_the_built_in_text() {
+        let mut s = logged_in(Protocol::WialonIps, &ProtocolConfig::default());
+        let mut t = Tracker::new(Duration::from_secs(5));
+        let templates = Templates::parse(
+            &[("reboot".to_string(), "reboot now".to_string())]
+                .into_iter()
+                .collect(),
+        )
+        .unwrap();
+        let mut typed = cmd("r", "");
+        typed.body = None;
+        typed.r#type = CommandType::Reboot as i32;
+        t.push(typed);
+        let (_, updates) = t.next_write(s.as_mut(), Some(&templates));
+        assert_eq!(
+            updates,
+            vec![Update::Ready {
+                command_id: "r".into()
+            }]
+        );
+        t.go("r");
+        let (bytes, _) = t.next_write(s.as_mut(), Some(&templates));
+        assert_eq!(&bytes.unwrap()[..], b"#M#reboot now\r\n");
     }
 }

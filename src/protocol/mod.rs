@@ -15,8 +15,15 @@
 //! - its settings ([`settings`]: frame cap, idle timeout and its own knobs), which
 //!   configuration, `avlgate protocols` (the README's settings table) and the Helm chart's
 //!   `protocols` values take from here;
-//! - its sans-IO session ([`ProtocolSession`]: framing, parsing, exact replies, command
-//!   encoding, typed command answers on the [`Frame`]);
+//! - its sans-IO session ([`ProtocolSession`]: framing, parsing, exact replies, typed command
+//!   answers on the [`Frame`]);
+//! - its commands: the one entry point [`ProtocolSession::encode_command`] takes the one
+//!   request type [`CommandRequest`] (every `CommandType`, CUSTOM text or bytes) and writes it
+//!   or refuses it with [`CommandError::UnsupportedType`] (REJECTED, never written), and
+//!   [`ProtocolModule::command_transports`] says on which transports its devices take them.
+//!   It lives on the session, reached through [`ProtocolModule::new_session`], because
+//!   encoding needs the session's state (the device's id, a tag or serial counter, the
+//!   transport's form); `command_tests.rs` checks every registered protocol against it;
 //! - its built-in device profiles (`mapping.rs`: its values onto the vocabulary);
 //! - its simulator devices ([`sim`]: `avlgate simulate`, the benchmarks, end-to-end tests).
 //!
@@ -39,6 +46,9 @@ pub mod sim;
 pub mod teltonika;
 pub mod wialon;
 pub mod wialon_retranslator;
+
+#[cfg(test)]
+mod command_tests;
 
 use std::time::SystemTime;
 
@@ -116,6 +126,12 @@ pub struct ProtocolModule {
     /// What the device gets when the gateway refuses its login (the IMEI allow-list) before
     /// the connection is closed. `None`: close without a reply ([`no_reply`]).
     pub(crate) login_rejected_reply: fn(Transport) -> Option<Bytes>,
+    /// The transports on which the protocol's devices take commands: a UDP device takes
+    /// commands only where its protocol defines server-to-device messages over UDP, which a
+    /// protocol declares by listing UDP here (its sessions'
+    /// [`ProtocolSession::encode_command`] then produces the UDP form, written to the address
+    /// of the peer's latest datagram). Empty: the protocol takes no commands.
+    pub(crate) command_transports: &'static [Transport],
 }
 
 /// The [`ProtocolModule::login_rejected_reply`] of protocols that close without a word.
@@ -158,6 +174,9 @@ impl ProtocolModule {
     pub fn login_rejected_reply(&self, transport: Transport) -> Option<Bytes> {
         (self.login_rejected_reply)(transport)
     }
+    pub fn command_transports(&self) -> &'static [Transport] {
+        self.command_transports
+    }
 }
 
 /// What a protocol makes of the first bytes it is shown.
@@ -188,9 +207,16 @@ pub trait ProtocolSession: Send + Sync + 'static {
     /// The device's IMEI once it has identified itself.
     fn imei(&self) -> Option<&str>;
 
-    /// Encodes a command for the device (issue: commands). The default says "not supported".
-    fn encode_command(&mut self, _command: &CommandRequest) -> Result<Bytes, CommandError> {
-        Err(CommandError::Unsupported)
+    /// Encodes a command for the device: the one entry point through which every protocol
+    /// writes commands (typed or custom), with the session's state at hand (the device's id,
+    /// a tag counter, the transport's form). A type the protocol cannot carry is
+    /// [`CommandError::UnsupportedType`] with a reason that says so, and the command is
+    /// REJECTED, never written. The default carries nothing.
+    fn encode_command(&mut self, command: &CommandRequest) -> Result<Bytes, CommandError> {
+        Err(CommandError::UnsupportedType(format!(
+            "the device's protocol takes no commands, so not {}",
+            command.type_name()
+        )))
     }
 
     /// How the device's answer to the command last encoded is recognised: `Some(tag)` when the
@@ -208,8 +234,8 @@ pub trait ProtocolSession: Send + Sync + 'static {
 
 /// A command to write to a device, as the session layer hands it to a protocol: the schema's
 /// `CommandType` with its parameters checked. Each protocol encodes the types it can carry
-/// and answers [`CommandError::Unsupported`] for the others (the command is then REJECTED,
-/// never written).
+/// and answers [`CommandError::UnsupportedType`] for the others (the command is then
+/// REJECTED, never written).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommandRequest {
     /// CUSTOM, as text.
@@ -278,9 +304,7 @@ impl CommandRequest {
 /// Why a command could not be encoded.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CommandError {
-    #[error("the protocol cannot carry this command")]
-    Unsupported,
-    /// The protocol cannot carry this type; says what it can.
+    /// The protocol cannot carry this type (or this form: bytes, say); says what it can.
     #[error("{0}")]
     UnsupportedType(String),
     #[error("invalid command: {0}")]

@@ -12,12 +12,12 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::BytesMut;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn, Span};
 
-use crate::command::dispatcher::Commands;
-use crate::command::session::{CommandReceiver, Outstanding};
+use crate::command::messages::{SessionMsg, SessionReceiver, Update};
+use crate::command::session::Tracker;
+use crate::command::Commands;
 use crate::event::{attr, event_id, timestamp, Stamp};
 use crate::metrics as m;
 use crate::net::limits::{ConnLimiter, ConnLimits};
@@ -85,6 +85,9 @@ pub struct Shared {
     pub commands: Option<Commands>,
     /// How long a written command waits for the device's answer.
     pub command_reply_timeout: Duration,
+    /// During a drain, how long a session whose written command awaits the device's answer
+    /// keeps serving the device for that answer.
+    pub drain_grace: Duration,
     /// When a new login of an IMEI may replace its live TCP session.
     pub takeover: Takeover,
 }
@@ -113,6 +116,7 @@ impl Shared {
             tls: None,
             commands: None,
             command_reply_timeout: Duration::from_secs(60),
+            drain_grace: Duration::from_secs(12),
             takeover: Takeover::default(),
         }
     }
@@ -228,13 +232,20 @@ pub struct Core {
     /// or not its device was admitted).
     relaying: bool,
     label: &'static str,
-    /// Commands for this device (TCP, once logged in, when commands are enabled).
-    pub commands: Outstanding,
+    /// Commands for this device (once identified, when commands are enabled and the
+    /// protocol takes them on this transport).
+    pub commands: Tracker,
     /// The dispatcher's channel to this session, taken by the session loop.
-    command_rx: Option<CommandReceiver>,
+    command_rx: Option<SessionReceiver>,
     /// Registered with the dispatcher under this IMEI.
     command_imei: Option<String>,
+    /// The gateway drains: commands handed over from now on go straight back.
+    draining: bool,
 }
+
+/// A UDP device is written to only while its latest datagram is this recent: the address it
+/// came from (often a carrier NAT's mapping) is taken to reach the device only that long.
+pub const UDP_REACHABLE: Duration = Duration::from_secs(30);
 
 impl Core {
     pub fn new(
@@ -267,9 +278,10 @@ impl Core {
             denied: false,
             relaying: false,
             label: module.name(),
-            commands: Outstanding::new(shared_reply_timeout),
+            commands: Tracker::new(shared_reply_timeout),
             command_rx: None,
             command_imei: None,
+            draining: false,
         }
     }
 
@@ -339,7 +351,9 @@ impl Core {
                     return Err(End::TakeoverRefused);
                 }
             }
-            self.commands_up(&imei);
+        }
+        if self.module.command_transports().contains(&self.transport) {
+            self.commands_up(&imei).await;
         }
         Ok(true)
     }
@@ -353,38 +367,121 @@ impl Core {
     }
 
     /// Tells the dispatcher this session takes commands for `imei`.
-    fn commands_up(&mut self, imei: &str) {
-        let Some(cmds) = self.shared.commands.as_ref() else {
+    async fn commands_up(&mut self, imei: &str) {
+        let Some(cmds) = self.shared.commands.clone() else {
             return;
         };
         if self.command_imei.as_deref() == Some(imei) {
             return;
         }
         if let Some(previous) = self.command_imei.take() {
-            cmds.session_down(&previous, self.handle.id);
+            // A UDP peer whose datagrams now name another device: the first one's commands go
+            // back.
+            let updates = self
+                .commands
+                .close("the device's address was taken by another device");
+            cmds.updates(self.handle.id, updates).await;
+            cmds.session_down(&previous, self.handle.id).await;
         }
-        let (tx, rx) = mpsc::channel(8);
-        cmds.session_up(imei, self.handle.id, tx);
-        self.command_rx = Some(rx);
+        self.command_rx = cmds
+            .session_up(imei, self.handle.id, SystemTime::now())
+            .await;
         self.command_imei = Some(imei.to_string());
     }
 
     /// The channel commands for this session arrive on (once, after the login).
-    pub fn take_command_rx(&mut self) -> Option<CommandReceiver> {
+    pub fn take_command_rx(&mut self) -> Option<SessionReceiver> {
         self.command_rx.take()
     }
 
-    /// Writes the commands the protocol allows now.
-    pub async fn write_commands<R: Replier>(&mut self, out: &mut R) -> Result<(), End> {
-        while let Some(bytes) = self.commands.next_write(self.proto.as_mut()) {
-            out.reply(&bytes).await.map_err(|e| {
-                debug!(error = %e, "cannot write command");
-                End::Io
-            })?;
-            self.commands
-                .written(self.proto.as_ref(), std::time::Instant::now());
+    /// Reports the command tracker's updates to the dispatcher (waiting while its queue is
+    /// full: an update is never dropped).
+    async fn report(&self, updates: Vec<Update>) {
+        if updates.is_empty() {
+            return;
         }
-        Ok(())
+        if let Some(cmds) = &self.shared.commands {
+            cmds.updates(self.handle.id, updates).await;
+        }
+    }
+
+    /// A message from the dispatcher, then the writes it allows.
+    pub async fn on_command_msg<R: Replier>(
+        &mut self,
+        msg: SessionMsg,
+        out: &mut R,
+    ) -> Result<(), End> {
+        match msg {
+            SessionMsg::Deliver(c) if self.draining => {
+                self.report(vec![Update::NotWritten {
+                    command_id: c.command_id,
+                }])
+                .await;
+            }
+            SessionMsg::Deliver(c) => {
+                let updates = self.commands.push(c);
+                self.report(updates).await;
+            }
+            SessionMsg::Go(id) => self.commands.go(&id),
+            SessionMsg::Withdraw(id) => self.commands.withdraw(&id),
+            SessionMsg::Superseded => {
+                let updates = self.commands.give_back();
+                self.report(updates).await;
+            }
+        }
+        self.write_commands(out).await
+    }
+
+    /// Gives up on answers past the reply timeout, then writes what that allows.
+    pub async fn expire_commands<R: Replier>(&mut self, out: &mut R) -> Result<(), End> {
+        let updates = self.commands.expire(std::time::Instant::now());
+        self.report(updates).await;
+        self.write_commands(out).await
+    }
+
+    /// The gateway drains: commands not yet written go back at once (another pod or this
+    /// pod's next instance delivers them); written ones may still get their answer.
+    pub async fn start_draining(&mut self) {
+        if self.draining {
+            return;
+        }
+        self.draining = true;
+        let updates = self.commands.give_back();
+        self.report(updates).await;
+    }
+
+    /// Writes the commands the protocol allows now (a UDP device only while it is reachable
+    /// at its address, see [`UDP_REACHABLE`]).
+    pub async fn write_commands<R: Replier>(&mut self, out: &mut R) -> Result<(), End> {
+        if self.commands.is_idle() {
+            return Ok(());
+        }
+        if self.transport == Transport::Udp
+            && self.handle.idle_for(std::time::Instant::now()) > UDP_REACHABLE
+        {
+            return Ok(());
+        }
+        let profile = self
+            .shared
+            .protocols
+            .profiles
+            .resolve(self.protocol, self.imei.as_deref());
+        loop {
+            let (bytes, updates) = self
+                .commands
+                .next_write(self.proto.as_mut(), Some(&profile.commands));
+            self.report(updates).await;
+            let Some(bytes) = bytes else {
+                return Ok(());
+            };
+            if let Err(e) = out.reply(&bytes).await {
+                debug!(error = %e, "cannot write command");
+                // Not written: it goes back with the others when the session closes.
+                return Err(End::Io);
+            }
+            let updates = self.commands.written(std::time::Instant::now());
+            self.report(updates).await;
+        }
     }
 
     /// Decodes and handles every complete frame in `buf`. Returns `Err` when the session must
@@ -518,6 +615,12 @@ impl Core {
                 return Ok(());
             }
         }
+        // Answers to commands count as soon as they arrive: a device never sends an answer
+        // twice, so one must not wait on the broker (nor be lost if the frame is not delivered).
+        if !frame.answers.is_empty() {
+            let updates = self.commands.on_answers(&frame.answers);
+            self.report(updates).await;
+        }
         if !frame.events.is_empty() {
             let Some(imei) = relayed.or_else(|| self.imei.clone()) else {
                 warn!("the protocol produced events before the device identified itself; dropped");
@@ -543,11 +646,7 @@ impl Core {
             self.reply(out, reply).await?;
             metrics::counter!(m::ACKS_SENT, "protocol" => self.label).increment(1);
         }
-        // Answers to commands are matched once delivered (they were published as events).
-        self.commands.on_answers(&frame.answers);
-        if !self.commands.is_idle() {
-            self.write_commands(out).await?;
-        }
+        self.write_commands(out).await?;
         Ok(())
     }
 
@@ -587,10 +686,13 @@ impl Core {
     pub async fn close(&mut self, why: End) {
         metrics::counter!(m::SESSIONS_CLOSED, "protocol" => self.label, "transport" => transport_label(self.transport), "reason" => why.label()).increment(1);
         debug!(reason = why.label(), "session closed");
-        self.commands.close();
-        if let (Some(cmds), Some(imei)) = (self.shared.commands.as_ref(), self.command_imei.take())
-        {
-            cmds.session_down(&imei, self.handle.id);
+        let updates = self.commands.close(&match why {
+            End::Shutdown => "the gateway drained".to_string(),
+            other => format!("the session ended ({})", other.label()),
+        });
+        self.report(updates).await;
+        if let (Some(cmds), Some(imei)) = (self.shared.commands.clone(), self.command_imei.take()) {
+            cmds.session_down(&imei, self.handle.id).await;
         }
         let Some(imei) = self.imei.clone() else {
             return;

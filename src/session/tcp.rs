@@ -262,6 +262,9 @@ async fn session(
     open.increment(1.0);
 
     let mut command_rx = None;
+    // Set when the gateway starts draining while a written command awaits the device's answer:
+    // the session serves the device until the answer came or this passed.
+    let mut drain_until: Option<Instant> = None;
     // The bytes read while detecting are the start of the stream: decode them first.
     let end = loop {
         if let Err(end) = core.process(&mut buf, &mut wr).await {
@@ -270,7 +273,11 @@ async fn session(
         // Between frames is the one place a drain or an eviction may stop a session: the
         // frame in hand has been delivered and acknowledged.
         if shared.shutdown.is_cancelled() {
-            break End::Shutdown;
+            core.start_draining().await;
+            let until = *drain_until.get_or_insert_with(|| Instant::now() + shared.drain_grace);
+            if !core.commands.awaiting_answers() || Instant::now() >= until {
+                break End::Shutdown;
+            }
         }
         if core.handle.cancel.is_cancelled() {
             break core.evicted().await;
@@ -288,18 +295,18 @@ async fn session(
         }
         let answer_due = core.commands.next_deadline().map(Instant::from_std);
         let read = tokio::select! {
-            _ = shared.shutdown.cancelled() => break End::Shutdown,
+            // Back to the top, which decides whether the session ends now.
+            _ = shared.shutdown.cancelled(), if drain_until.is_none() => continue,
+            _ = sleep_until_opt(drain_until) => break End::Shutdown,
             why = core.evicted() => break why,
-            Some(sc) = next_command(&mut command_rx) => {
-                core.commands.push(sc);
-                if let Err(end) = core.write_commands(&mut wr).await {
+            Some(msg) = next_command(&mut command_rx) => {
+                if let Err(end) = core.on_command_msg(*msg, &mut wr).await {
                     break end;
                 }
                 continue;
             }
             _ = sleep_until_opt(answer_due) => {
-                core.commands.expire(std::time::Instant::now());
-                if let Err(end) = core.write_commands(&mut wr).await {
+                if let Err(end) = core.expire_commands(&mut wr).await {
                     break end;
                 }
                 continue;
@@ -326,10 +333,10 @@ async fn session(
     core.close(end).await;
 }
 
-/// The next command for this session; pending forever while there is no channel.
-async fn next_command(
-    rx: &mut Option<crate::command::session::CommandReceiver>,
-) -> Option<Box<crate::command::session::SessionCommand>> {
+/// The dispatcher's next message for this session; pending forever while there is no channel.
+pub(super) async fn next_command(
+    rx: &mut Option<crate::command::messages::SessionReceiver>,
+) -> Option<Box<crate::command::messages::SessionMsg>> {
     match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
@@ -337,7 +344,7 @@ async fn next_command(
 }
 
 /// Sleeps until `at`, or forever when there is nothing to wait for.
-async fn sleep_until_opt(at: Option<Instant>) {
+pub(super) async fn sleep_until_opt(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,

@@ -1,6 +1,9 @@
 //! UDP: one receive loop per socket, and one task per peer address so that a peer's datagrams
 //! are handled in order and a slow broker delays only that peer. Every datagram is detected
-//! and decoded on its own; replies go back to the datagram's sender.
+//! and decoded on its own; replies go back to the datagram's sender. Where the device's
+//! protocol takes commands over UDP, the peer's task takes them for its device and writes them
+//! to the peer's address while its latest datagram is recent ([`super::UDP_REACHABLE`]); a
+//! device that moved to a new address is a new peer, whose commands the old one gives back.
 //!
 //! Built for a flood of spoofable, connectionless traffic:
 //!
@@ -193,10 +196,30 @@ async fn peer_task(
     open.increment(1.0);
     let end = async {
         let mut retiring = false;
+        let mut command_rx = None;
         loop {
             let next = if core.identified() && !retiring {
+                if command_rx.is_none() {
+                    command_rx = core.take_command_rx();
+                }
+                let answer_due = core
+                    .commands
+                    .next_deadline()
+                    .map(tokio::time::Instant::from_std);
                 tokio::select! {
                     _ = shared.shutdown.cancelled() => return End::Shutdown,
+                    Some(msg) = super::tcp::next_command(&mut command_rx) => {
+                        if let Err(end) = core.on_command_msg(*msg, &mut out).await {
+                            debug!(reason = end.label(), "command not written to the UDP peer");
+                        }
+                        continue;
+                    }
+                    _ = super::tcp::sleep_until_opt(answer_due) => {
+                        if let Err(end) = core.expire_commands(&mut out).await {
+                            debug!(reason = end.label(), "command not written to the UDP peer");
+                        }
+                        continue;
+                    }
                     r = tokio::time::timeout(shared.timeouts.udp_idle, rx.recv()) => match r {
                         Err(_) => return End::Idle,
                         Ok(None) => return End::Shutdown,

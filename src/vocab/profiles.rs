@@ -32,6 +32,10 @@
 //! (`[profiles.gt06.names."terminal_info.acc"]`). Field names are the schema's (`docs/schema.md`); alarm names are the enum's
 //! without prefix, any case (`tow`, `ALARM_TOW`).
 //!
+//! A `[profiles.<name>.commands]` table maps typed commands to the text that device model
+//! takes, applied before the protocol's built-in encoding (`engine_stop = "DYD,000000#"`; see
+//! [`crate::command::template`]); a profile that extends another inherits its templates.
+//!
 //! The file is re-read when it changes; a file that does not load keeps the previous one in
 //! force. Sessions notice a reload through [`Profiles::generation`] and re-resolve.
 
@@ -216,6 +220,8 @@ impl ProfileSet {
                 ));
             }
             profile.extend(rules);
+            let templates = crate::command::template::Templates::parse(&p.commands).map_err(err)?;
+            profile.commands.extend(&templates);
             let profile = Arc::new(profile);
             if builtin.contains(&name) {
                 // A changed built-in: the protocol's default follows it.
@@ -423,6 +429,9 @@ struct ProfileDoc {
     ids: BTreeMap<String, RuleDoc>,
     #[serde(default)]
     names: BTreeMap<String, RuleDoc>,
+    /// Command type → the text this model takes (`engine_stop = "DYD,000000#"`).
+    #[serde(default)]
+    commands: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -735,6 +744,44 @@ mod tests {
             s.get("fmb").unwrap().by_id(247).unwrap().target,
             Target::Ignore
         );
+    }
+
+    #[test]
+    fn command_templates_come_from_the_profile_and_are_inherited() {
+        let s = set(r#"
+            [profiles.gt06-dyd]
+            extends = "gt06"
+            [profiles.gt06-dyd.commands]
+            engine_stop = "DYD,000000#"
+            engine_resume = "HFYD,000000#"
+            [profiles.gt06-dyd-timer]
+            extends = "gt06-dyd"
+            [profiles.gt06-dyd-timer.commands]
+            set_report_interval = "TIMER,{seconds},180#"
+            [[devices]]
+            profile = "gt06-dyd-timer"
+            imeis = ["864717003283581"]
+        "#)
+        .unwrap();
+        let p = s.resolve(Protocol::Gt06, Some("864717003283581")).unwrap();
+        use crate::protocol::CommandRequest as R;
+        assert_eq!(
+            p.commands.render(&R::EngineStop).as_deref(),
+            Some("DYD,000000#")
+        );
+        assert_eq!(
+            p.commands
+                .render(&R::SetReportInterval { seconds: 60 })
+                .as_deref(),
+            Some("TIMER,60,180#")
+        );
+        // The built-in keeps the protocol's own encoding.
+        assert!(s.get("gt06").unwrap().commands.is_empty());
+        let e =
+            set("[profiles.x]\nextends = \"gt06\"\n[profiles.x.commands]\nengine_start = \"x\"")
+                .err()
+                .unwrap();
+        assert!(e.to_string().contains("engine_start"), "{e}");
     }
 
     #[test]

@@ -288,6 +288,9 @@ pub struct Profile {
     /// The alarm a Teltonika record of panic priority raises when none of its values raised
     /// a more specific one. `None`: priority raises nothing.
     pub panic_alarm: Option<Alarm>,
+    /// The texts this device model takes for typed commands, applied before the protocol's
+    /// built-in encoding (`[profiles.<name>.commands]`, see [`crate::command::template`]).
+    pub commands: crate::command::template::Templates,
 }
 
 impl Profile {
@@ -303,6 +306,7 @@ impl Profile {
             rules: Vec::new(),
             dense: Vec::new(),
             panic_alarm: None,
+            commands: Default::default(),
         };
         p.extend(rules);
         p

@@ -140,6 +140,16 @@ impl TestGateway {
         }
     }
 
+    /// Waits until `/readyz` would say ready (at most 15 s).
+    pub async fn ready(&self) -> bool {
+        let r = self.readiness.clone();
+        eventually(15, move || {
+            let r = r.clone();
+            async move { r.check().is_ok() }
+        })
+        .await
+    }
+
     /// Serves `/metrics`, `/healthz`, `/readyz` for this gateway on a loopback port.
     pub async fn ops(&self) -> SocketAddr {
         let prometheus = avlgate::ops::install_prometheus().unwrap();

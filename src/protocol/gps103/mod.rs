@@ -149,6 +149,8 @@ pub static MODULE: ProtocolModule = ProtocolModule {
     simulators: SIMULATORS,
     profiles: mapping::profiles,
     login_rejected_reply: no_reply,
+    // Coban devices take `**,imei:` commands in a datagram to the address they report from (Traccar's GPS103 encoder serves its UDP server too).
+    command_transports: &[Transport::Tcp, Transport::Udp],
 };
 
 /// Whether `prefix` starts like `literal`: `Yes` once it holds it whole.

@@ -4,6 +4,8 @@
 //! typed [`CommandAnswer`] tagged with the flag, which the session's command tracker matches
 //! to its command.
 
+use std::borrow::Cow;
+
 use bytes::Bytes;
 
 use super::block;
@@ -12,7 +14,7 @@ use super::mapping::name;
 use crate::event::raw;
 use crate::proto::{EventKind, Position, TelemetryEvent};
 use crate::protocol::cursor::Cursor;
-use crate::protocol::{AnswerOutcome, CommandAnswer, CommandError};
+use crate::protocol::{AnswerOutcome, CommandAnswer, CommandError, CommandRequest};
 
 /// Online command protocol number.
 pub const ONLINE_COMMAND: u8 = 0x80;
@@ -22,6 +24,45 @@ pub const LANGUAGE_ENGLISH: u16 = 0x0002;
 /// whole content (length, flag, text, language) must fit the u8 frame length with the
 /// protocol number, serial and CRC (5 bytes).
 pub const MAX_COMMAND_LEN: usize = 255 - 5 - 1 - 4 - 2;
+
+/// Longest `TIMER` interval the family takes, seconds.
+pub const MAX_TIMER_SECS: u32 = 18_000;
+
+/// The online-command text a request stands for, as Concox documents it and Traccar sends it:
+/// ENGINE_STOP `Relay,1#`, ENGINE_RESUME `Relay,0#` (models that take `DYD,<password>#` /
+/// `HFYD,<password>#` instead get them from their device profile's command templates),
+/// POSITION_REQUEST `WHERE#`, REBOOT `RESET#`, SET_REPORT_INTERVAL `TIMER,<seconds>#` (the
+/// interval while the ignition is on). CUSTOM text as given; OUTPUT_SET and raw bytes are not
+/// carried (one relay, switched by the engine commands; no binary command channel).
+pub fn text(request: &CommandRequest) -> Result<Cow<'_, str>, CommandError> {
+    Ok(match request {
+        CommandRequest::Text(t) => Cow::Borrowed(t.as_str()),
+        CommandRequest::Payload(_) => {
+            return Err(CommandError::UnsupportedType(
+                "GT06 online commands are text: send a CUSTOM command's `text`, not `payload`"
+                    .into(),
+            ))
+        }
+        CommandRequest::EngineStop => Cow::Borrowed("Relay,1#"),
+        CommandRequest::EngineResume => Cow::Borrowed("Relay,0#"),
+        CommandRequest::PositionRequest => Cow::Borrowed("WHERE#"),
+        CommandRequest::Reboot => Cow::Borrowed("RESET#"),
+        CommandRequest::SetReportInterval { seconds } => {
+            if *seconds > MAX_TIMER_SECS {
+                return Err(CommandError::Invalid(format!(
+                    "SET_REPORT_INTERVAL {seconds}: GT06 TIMER takes at most {MAX_TIMER_SECS} s"
+                )));
+            }
+            Cow::Owned(format!("TIMER,{seconds}#"))
+        }
+        CommandRequest::OutputSet { .. } => {
+            return Err(CommandError::UnsupportedType(
+                "OUTPUT_SET is not carried by GT06: its one relay is switched by ENGINE_STOP / ENGINE_RESUME"
+                    .into(),
+            ))
+        }
+    })
+}
 
 /// Builds an online command frame: content = length of (flag + text) u8, server flag u32,
 /// ASCII text, language u16 (English).

@@ -76,6 +76,7 @@ pub static MODULE: ProtocolModule = ProtocolModule {
     simulators: SIMULATORS,
     profiles: mapping::profiles,
     login_rejected_reply: no_reply,
+    command_transports: &[Transport::Tcp],
 };
 
 /// Detection: `78 78` or `79 79`; the first byte alone could still be either. The same holds
@@ -256,25 +257,17 @@ impl ProtocolSession for Session {
         self.imei.as_deref()
     }
 
-    /// `Text` becomes an online command (`0x80`) with a fresh server flag; raw payloads are
-    /// not supported (the family has no binary command channel).
+    /// The server flag of the last online command: the device echoes it in its answer.
     fn last_command_tag(&self) -> Option<u32> {
         self.last_server_flag()
     }
 
-    fn encode_command(&mut self, command: &CommandRequest) -> Result<Bytes, CommandError> {
-        let text = match command {
-            CommandRequest::Text(t) => t,
-            CommandRequest::Payload(_) => return Err(CommandError::Unsupported),
-            other => {
-                return Err(CommandError::UnsupportedType(format!(
-                    "{} is not encoded for GT06 yet (send its text as a CUSTOM command)",
-                    other.type_name()
-                )))
-            }
-        };
+    /// An online command (`0x80`) with a fresh server flag, its text from
+    /// [`command::text`] (typed commands) or the CUSTOM text.
+    fn encode_command(&mut self, request: &CommandRequest) -> Result<Bytes, CommandError> {
+        let text = command::text(request)?;
         let flag = self.next_flag;
-        let out = command::encode_online(text, flag, self.next_serial)?;
+        let out = command::encode_online(&text, flag, self.next_serial)?;
         self.next_flag = self.next_flag.wrapping_add(1);
         self.next_serial = self.next_serial.wrapping_add(1);
         self.last_flag = Some(flag);

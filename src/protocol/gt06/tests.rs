@@ -690,10 +690,59 @@ fn online_command_0x80() {
     assert!(s
         .encode_command(&CommandRequest::Text("x".repeat(243)))
         .is_ok());
-    assert_eq!(
+    assert!(matches!(
         s.encode_command(&CommandRequest::Payload(bytes::Bytes::from_static(b"x"))),
-        Err(CommandError::Unsupported)
-    );
+        Err(CommandError::UnsupportedType(r)) if r.contains("text")
+    ));
+}
+
+/// The bytes of a `0x80` online command with `text`, server flag and serial, CRC-ITU over the
+/// whole frame (the spec's layout, spelled out here rather than through the encoder).
+fn online(text: &str, flag: u32, serial: u16) -> Vec<u8> {
+    let mut f = vec![0x78, 0x78, (1 + 1 + 4 + text.len() + 2 + 2 + 2) as u8, 0x80];
+    f.push((4 + text.len()) as u8);
+    f.extend_from_slice(&flag.to_be_bytes());
+    f.extend_from_slice(text.as_bytes());
+    f.extend_from_slice(&[0x00, 0x02]);
+    f.extend_from_slice(&serial.to_be_bytes());
+    let crc = crc::x25(&f[2..]);
+    f.extend_from_slice(&crc.to_be_bytes());
+    f.extend_from_slice(&[0x0D, 0x0A]);
+    f
+}
+
+#[test]
+fn typed_commands_are_concox_online_commands() {
+    let mut s = logged_in();
+    let cases = [
+        (CommandRequest::EngineStop, "Relay,1#"),
+        (CommandRequest::EngineResume, "Relay,0#"),
+        (CommandRequest::PositionRequest, "WHERE#"),
+        (CommandRequest::Reboot, "RESET#"),
+        (
+            CommandRequest::SetReportInterval { seconds: 60 },
+            "TIMER,60#",
+        ),
+    ];
+    for (i, (request, text)) in cases.into_iter().enumerate() {
+        let n = i as u16 + 1;
+        let out = s.encode_command(&request).unwrap();
+        assert_eq!(&out[..], &online(text, u32::from(n), n)[..], "{request:?}");
+        assert_eq!(s.last_command_tag(), Some(u32::from(n)));
+    }
+    for refused in [
+        CommandRequest::OutputSet { index: 1, on: true },
+        CommandRequest::SetReportInterval { seconds: 18_001 },
+    ] {
+        let e = s.encode_command(&refused).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                CommandError::UnsupportedType(_) | CommandError::Invalid(_)
+            ),
+            "{refused:?}: {e}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -123,6 +123,8 @@ pub static MODULE: ProtocolModule = ProtocolModule {
     simulators: SIMULATORS,
     profiles: mapping::profiles,
     login_rejected_reply: no_reply,
+    // H02 devices take `*HQ,...#` commands in a datagram to the address they report from (Traccar's H02 encoder serves its UDP server too).
+    command_transports: &[Transport::Tcp, Transport::Udp],
 };
 
 /// Detection:

@@ -188,6 +188,8 @@ pub static MODULE: ProtocolModule = ProtocolModule {
     simulators: SIMULATORS,
     profiles: mapping::profiles,
     login_rejected_reply: no_reply,
+    // JT/T 808 terminals take platform messages (0x8105, 0x8300, ...) in a datagram to the address they report from, as on TCP (Traccar's Huabao encoder serves its UDP server too).
+    command_transports: &[Transport::Tcp, Transport::Udp],
 };
 
 /// Minutes east of UTC of a `±hh:mm` setting.

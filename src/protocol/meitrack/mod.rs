@@ -119,6 +119,8 @@ pub static MODULE: ProtocolModule = ProtocolModule {
     simulators: SIMULATORS,
     profiles: mapping::profiles,
     login_rejected_reply: no_reply,
+    // Meitrack devices take `@@` commands in a datagram to the address they report from (Traccar's Meitrack encoder serves its UDP server too).
+    command_transports: &[Transport::Tcp, Transport::Udp],
 };
 
 /// Where the comma after the length may be, at the latest: `$$`, the flag and four digits.

@@ -151,6 +151,8 @@ pub static MODULE: ProtocolModule = ProtocolModule {
     simulators: SIMULATORS,
     profiles: mapping::profiles,
     login_rejected_reply: no_reply,
+    // Queclink devices take `AT+GT` commands in a datagram to the address they report from (Traccar's GL200 encoder serves its UDP server too).
+    command_transports: &[Transport::Tcp, Transport::Udp],
 };
 
 /// What a prefix says against one fixed start: `Yes` once all of `start` is there, `NeedMore`

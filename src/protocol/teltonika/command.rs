@@ -1,4 +1,5 @@
-//! Codec 12, 13 and 14: text commands to the device and its answers.
+//! Codec 12, 13 and 14: text commands to the device and its answers, and the command texts
+//! typed commands become.
 //!
 //! Layout inside the TCP envelope (`data`):
 //! - Codec 12: `0C 01 <type> <size u32> <text> 01`, type `05` command, `06` response.
@@ -6,7 +7,69 @@
 //! - Codec 14: `0E 01 <type> <size u32> <imei 8 bytes BCD> <text> 01` (size counts the IMEI);
 //!   type `05` command, `06` ACK with the answer, `11` nACK (IMEI mismatch).
 
+use std::borrow::Cow;
+
 use crate::protocol::cursor::Cursor;
+use crate::protocol::{CommandError, CommandRequest};
+
+/// Digital outputs `setdigout` addresses at most (FMB640-class devices have four).
+pub const MAX_OUTPUTS: u8 = 4;
+/// Longest report interval taken, seconds (the FMB "Min Period" parameters' range).
+pub const MAX_INTERVAL_SECS: u32 = 2_592_000;
+
+/// FMB configuration parameters a report interval sets, in every operator mode (home network,
+/// roaming, unknown operator), for the *moving* state: `Min Period` (10050, 10150, 10250: a
+/// record every N s), `Min Saved Records` (10054, 10154, 10254: set to 1, so each record is
+/// sent) and `Send Period` (10055, 10155, 10255: sent every N s). Ids from Teltonika's FMB
+/// parameter list (Data Acquisition); the on-stop ones (100x0/100x5) are left alone.
+pub const INTERVAL_PARAMETERS: [(u32, u32, u32); 3] = [
+    (10050, 10054, 10055),
+    (10150, 10154, 10155),
+    (10250, 10254, 10255),
+];
+
+/// The command text a request stands for, as Teltonika's SMS/GPRS command set writes it
+/// (GPRS commands take no password): ENGINE_STOP `setdigout 1`, ENGINE_RESUME `setdigout 0`
+/// (the first output, as Traccar sends them); OUTPUT_SET `setdigout` with `?` for the outputs
+/// it leaves alone (`setdigout ??1` switches the third on); POSITION_REQUEST `getgps`; REBOOT
+/// `cpureset`; SET_REPORT_INTERVAL `setparam` of [`INTERVAL_PARAMETERS`]. CUSTOM as given.
+pub fn text(request: &CommandRequest) -> Result<Cow<'_, [u8]>, CommandError> {
+    Ok(match request {
+        CommandRequest::Text(t) => Cow::Borrowed(t.as_bytes()),
+        CommandRequest::Payload(p) => Cow::Borrowed(&p[..]),
+        CommandRequest::EngineStop => Cow::Borrowed(b"setdigout 1"),
+        CommandRequest::EngineResume => Cow::Borrowed(b"setdigout 0"),
+        CommandRequest::PositionRequest => Cow::Borrowed(b"getgps"),
+        CommandRequest::Reboot => Cow::Borrowed(b"cpureset"),
+        CommandRequest::OutputSet { index, on } => {
+            if *index > MAX_OUTPUTS {
+                return Err(CommandError::UnsupportedType(format!(
+                    "OUTPUT_SET {index}: Teltonika's setdigout addresses outputs 1 to {MAX_OUTPUTS}"
+                )));
+            }
+            let mut t = String::from("setdigout ");
+            for _ in 1..*index {
+                t.push('?');
+            }
+            t.push(if *on { '1' } else { '0' });
+            Cow::Owned(t.into_bytes())
+        }
+        CommandRequest::SetReportInterval { seconds } => {
+            if *seconds > MAX_INTERVAL_SECS {
+                return Err(CommandError::Invalid(format!(
+                    "SET_REPORT_INTERVAL {seconds}: at most {MAX_INTERVAL_SECS} s on Teltonika"
+                )));
+            }
+            let pairs: Vec<String> = INTERVAL_PARAMETERS
+                .iter()
+                .map(|(period, records, send)| {
+                    format!("{period}:{seconds};{records}:1;{send}:{seconds}")
+                })
+                .collect();
+            Cow::Owned(format!("setparam {}", pairs.join(";")).into_bytes())
+        }
+    })
+}
 
 /// A command-codec message from the device.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -184,6 +247,50 @@ mod tests {
         );
         d[6] = 200;
         assert!(parse(&d).is_err());
+    }
+
+    #[test]
+    fn typed_commands_become_fmb_command_texts() {
+        let t = |r: CommandRequest| String::from_utf8(text(&r).unwrap().into_owned()).unwrap();
+        assert_eq!(t(CommandRequest::EngineStop), "setdigout 1");
+        assert_eq!(t(CommandRequest::EngineResume), "setdigout 0");
+        assert_eq!(t(CommandRequest::PositionRequest), "getgps");
+        assert_eq!(t(CommandRequest::Reboot), "cpureset");
+        assert_eq!(
+            t(CommandRequest::OutputSet { index: 1, on: true }),
+            "setdigout 1"
+        );
+        assert_eq!(
+            t(CommandRequest::OutputSet {
+                index: 3,
+                on: false
+            }),
+            "setdigout ??0"
+        );
+        assert_eq!(
+            t(CommandRequest::SetReportInterval { seconds: 30 }),
+            "setparam 10050:30;10054:1;10055:30;10150:30;10154:1;10155:30;10250:30;10254:1;10255:30"
+        );
+        assert!(
+            t(CommandRequest::SetReportInterval { seconds: 86_400 }).len() <= 160,
+            "SMS/GPRS command limit"
+        );
+        assert_eq!(t(CommandRequest::Text("getinfo".into())), "getinfo");
+        assert!(matches!(
+            text(&CommandRequest::OutputSet { index: 5, on: true }),
+            Err(CommandError::UnsupportedType(r)) if r.contains("1 to 4")
+        ));
+        assert!(text(&CommandRequest::SetReportInterval { seconds: 3_000_000 }).is_err());
+        // The framed bytes of one: Codec 12 type 0x05 in the TCP envelope, CRC-16/IBM
+        // computed independently of this crate's CRC.
+        let f = encode_tcp(&encode_codec12(
+            0x05,
+            &text(&CommandRequest::EngineStop).unwrap(),
+        ));
+        assert_eq!(
+            hex::encode(f),
+            "00000000000000130c01050000000b7365746469676f7574203101000087a2"
+        );
     }
 
     #[test]

@@ -82,6 +82,9 @@ pub static MODULE: ProtocolModule = ProtocolModule {
     simulators: SIMULATORS,
     profiles: mapping::profiles,
     login_rejected_reply,
+    // Codec 12 over UDP: Teltonika lists "SMS over GPRS via UDP" in the base firmware of its
+    // FMB devices.
+    command_transports: &[Transport::Tcp, Transport::Udp],
 };
 
 /// Detection: a TCP login, or a whole UDP datagram.
@@ -109,6 +112,7 @@ fn new_session(transport: Transport, config: &ProtocolConfig) -> Box<dyn Protoco
         max_frame_bytes: s.max_frame_bytes(),
         imei: None,
         codec14_commands: s.choice(COMMAND_CODEC) == "14",
+        next_packet_id: 1,
         profile: ProfileCache::new(config.profiles.clone(), Protocol::Teltonika),
     })
 }
@@ -124,6 +128,8 @@ pub struct Session {
     max_frame_bytes: usize,
     imei: Option<String>,
     codec14_commands: bool,
+    /// Packet id of the next command datagram (UDP).
+    next_packet_id: u16,
     /// The device's profile (by IMEI), re-resolved when the profile file is reloaded.
     profile: ProfileCache,
 }
@@ -251,7 +257,9 @@ fn decode_data(
             ..Default::default()
         });
     }
-    if udp.is_none() && matches!(codec_id, 0x0C..=0x0E) {
+    // Command traffic: over TCP in the TCP envelope, over UDP in the UDP channel header like
+    // AVL data (the device's answers to commands sent over UDP). Neither is acknowledged.
+    if matches!(codec_id, 0x0C..=0x0E) {
         let msg = command::parse(data).map_err(|e| {
             let kind = match e {
                 command::ParseError::UnknownType { .. } => ErrorKind::Unsupported,
@@ -350,21 +358,12 @@ impl ProtocolSession for Session {
         self.imei.as_deref()
     }
 
-    fn encode_command(&mut self, command: &CommandRequest) -> Result<Bytes, CommandError> {
-        if self.udp {
-            return Err(CommandError::Unsupported);
-        }
-        let text: &[u8] = match command {
-            CommandRequest::Text(t) => t.as_bytes(),
-            CommandRequest::Payload(p) => p,
-            other => {
-                return Err(CommandError::UnsupportedType(format!(
-                    "{} is not encoded for Teltonika yet (send its text as a CUSTOM command)",
-                    other.type_name()
-                )))
-            }
-        };
-        if text.is_empty() || text.len() > self.max_frame_bytes.saturating_sub(20) {
+    /// Typed commands become the SMS/GPRS command texts of FMB devices (see [`command::text`]);
+    /// the text goes as Codec 12 (or Codec 14, addressed to the IMEI) in the TCP envelope,
+    /// or over UDP in the UDP channel header, as the device's own datagrams come.
+    fn encode_command(&mut self, request: &CommandRequest) -> Result<Bytes, CommandError> {
+        let text = command::text(request)?;
+        if text.is_empty() || text.len() > self.max_frame_bytes.saturating_sub(40) {
             return Err(CommandError::Invalid(
                 "command text is empty or longer than the frame cap".into(),
             ));
@@ -373,12 +372,20 @@ impl ProtocolSession for Session {
             let imei = self.imei.as_deref().ok_or(CommandError::Invalid(
                 "Codec 14 needs the device's IMEI".into(),
             ))?;
-            command::encode_codec14(0x05, imei, text)
+            command::encode_codec14(0x05, imei, &text)
                 .ok_or_else(|| CommandError::Invalid("IMEI not encodable for Codec 14".into()))?
         } else {
-            command::encode_codec12(0x05, text)
+            command::encode_codec12(0x05, &text)
         };
-        Ok(frame::encode_tcp(&data).into())
+        if !self.udp {
+            return Ok(frame::encode_tcp(&data).into());
+        }
+        let imei = self.imei.as_deref().ok_or(CommandError::Invalid(
+            "a UDP command needs the device's IMEI".into(),
+        ))?;
+        let packet_id = self.next_packet_id;
+        self.next_packet_id = self.next_packet_id.wrapping_add(1);
+        Ok(frame::encode_udp(packet_id, packet_id as u8, imei, &data).into())
     }
 }
 

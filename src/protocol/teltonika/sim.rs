@@ -233,13 +233,37 @@ impl DeviceCodec for Teltonika {
             return Ok(None);
         };
         let total = 2 + usize::from(u16::from_be_bytes([l[0], l[1]]));
-        if total > 64 {
-            return Err(DeviceError(format!("UDP reply announces {total} bytes")));
+        if total > MAX_COMMAND_FRAME {
+            return Err(DeviceError(format!("UDP message announces {total} bytes")));
         }
         if buf.len() < total {
             return Ok(None);
         }
-        Ok(Some(Incoming::Reply(buf.split_to(total).to_vec())))
+        let d = buf.split_to(total);
+        if total == 7 {
+            return Ok(Some(Incoming::Reply(d.to_vec())));
+        }
+        // A command in the UDP channel header (the server's side of the channel): the device
+        // answers with a datagram of the same form, echoing the packet ids.
+        let Ok(u) = frame::parse_udp(&d) else {
+            return Err(DeviceError(format!("not a UDP ACK or command: {d:02x?}")));
+        };
+        Ok(Some(match self.command(u.data) {
+            Incoming::Command { text, answer } => {
+                let data = frame::split_tcp(&answer, MAX_COMMAND_FRAME)
+                    .ok()
+                    .and_then(|s| match s {
+                        frame::Split::Complete(f, _) => Some(f.data.to_vec()),
+                        frame::Split::Incomplete => None,
+                    })
+                    .unwrap_or_default();
+                Incoming::Command {
+                    text,
+                    answer: frame::encode_udp(u.packet_id, u.avl_packet_id, &self.imei, &data),
+                }
+            }
+            other => other,
+        }))
     }
 }
 

@@ -210,6 +210,77 @@ fn encode_command_is_codec12() {
 }
 
 #[test]
+fn typed_commands_over_tcp_codec14_and_udp() {
+    // TCP, Codec 12: ENGINE_STOP is `setdigout 1` in the TCP envelope.
+    let mut s = tcp();
+    let b = s.encode_command(&CommandRequest::EngineStop).unwrap();
+    assert_eq!(
+        hex::encode(b),
+        "00000000000000130c01050000000b7365746469676f7574203101000087a2"
+    );
+    // Codec 14: the same text, addressed to the IMEI (8 bytes BCD, leading zero nibble).
+    let limits = ProtocolConfig::default().with("teltonika", "command_codec", "14");
+    let mut s14 = MODULE.new_session(Transport::Tcp, &limits);
+    let mut login = BytesMut::from(&h(LOGIN)[..]);
+    s14.decode(&mut login, SystemTime::now()).unwrap();
+    let b = s14.encode_command(&CommandRequest::Reboot).unwrap();
+    let data = &b[8..b.len() - 4];
+    assert_eq!(
+        hex::encode(data),
+        format!(
+            "0e0105{:08x}0356307042441013{}01",
+            8 + 8,
+            hex::encode("cpureset")
+        )
+    );
+    // UDP: the UDP channel header (length, packet id, 0x01, packet id, IMEI), then the Codec 12
+    // data without the TCP envelope's preamble and CRC.
+    let dg = frame::encode_udp(0x0001, 0x01, IMEI, &h(CODEC8)[8..h(CODEC8).len() - 4]);
+    let mut u = MODULE.new_session(Transport::Udp, &ProtocolConfig::default());
+    u.decode(&mut BytesMut::from(&dg[..]), SystemTime::now())
+        .unwrap()
+        .unwrap();
+    let b = u.encode_command(&CommandRequest::PositionRequest).unwrap();
+    let mut want = vec![
+        0x00,
+        (2 + 1 + 1 + 2 + 15 + 14) as u8,
+        0x00,
+        0x01,
+        0x01,
+        0x01,
+        0x00,
+        0x0F,
+    ];
+    want.extend_from_slice(IMEI.as_bytes());
+    want.extend_from_slice(&[0x0C, 0x01, 0x05, 0, 0, 0, 6]);
+    want.extend_from_slice(b"getgps");
+    want.push(0x01);
+    assert_eq!(hex::encode(&b), hex::encode(&want));
+    // The next datagram gets the next packet id.
+    let b2 = u.encode_command(&CommandRequest::Reboot).unwrap();
+    assert_eq!(&b2[2..4], &[0x00, 0x02]);
+    // The device's Codec 12 answer over UDP is decoded, unacknowledged, as an answer.
+    let answer = frame::encode_udp(
+        0x0007,
+        0x07,
+        IMEI,
+        &command::encode_codec12(0x06, b"GPS:1 Sat:7"),
+    );
+    let f = u
+        .decode(&mut BytesMut::from(&answer[..]), SystemTime::now())
+        .unwrap()
+        .unwrap();
+    assert_eq!(f.reply, None, "command answers are not acknowledged");
+    assert_eq!(
+        f.answers,
+        vec![CommandAnswer {
+            tag: None,
+            outcome: crate::protocol::AnswerOutcome::Text("GPS:1 Sat:7".into())
+        }]
+    );
+}
+
+#[test]
 fn udp_datagram_is_acked_with_its_packet_ids() {
     let data = &h(CODEC8)[8..h(CODEC8).len() - 4];
     let d = frame::encode_udp(0xCAFE, 0x05, IMEI, data);

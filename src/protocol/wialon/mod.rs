@@ -106,6 +106,7 @@ pub static MODULE: ProtocolModule = ProtocolModule {
     simulators: SIMULATORS,
     profiles: mapping::profiles,
     login_rejected_reply,
+    command_transports: &[Transport::Tcp],
 };
 
 /// `#AL#0`, "connection rejected by server" (the spec's login answer codes: 1 accepted,
@@ -846,7 +847,7 @@ impl ProtocolSession for Session {
                 .map_err(|_| CommandError::Invalid("a Wialon message is text".into()))?,
             other => {
                 return Err(CommandError::UnsupportedType(format!(
-                    "Wialon IPS carries driver messages only (#M#), not {}",
+                    "Wialon IPS carries only messages to the driver (#M#, a CUSTOM command's text), not {} (a device profile's command template can map it to a text)",
                     other.type_name()
                 )))
             }

@@ -1003,6 +1003,22 @@ fn driver_message_commands() {
             Err(CommandError::Invalid(_))
         ));
     }
+    // Typed commands: Wialon IPS has no command for them; refused with a reason, nothing sent.
+    for typed in [
+        CommandRequest::EngineStop,
+        CommandRequest::EngineResume,
+        CommandRequest::PositionRequest,
+        CommandRequest::Reboot,
+        CommandRequest::SetReportInterval { seconds: 30 },
+        CommandRequest::OutputSet { index: 1, on: true },
+    ] {
+        match s.encode_command(&typed) {
+            Err(CommandError::UnsupportedType(r)) => {
+                assert!(r.contains(typed.type_name()) && r.contains("#M#"), "{r}")
+            }
+            other => panic!("{typed:?}: {other:?}"),
+        }
+    }
 }
 
 // ---------------------------------------------------------------- properties

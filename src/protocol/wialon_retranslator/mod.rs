@@ -91,6 +91,8 @@ pub static MODULE: ProtocolModule = ProtocolModule {
     simulators: SIMULATORS,
     profiles: mapping::profiles,
     login_rejected_reply: no_reply,
+    // A relay connection carries many units one way: none takes commands through it.
+    command_transports: &[],
 };
 
 /// Detection: a plausible size, then a printable unit id and its NUL, then time and flags,

@@ -1,0 +1,176 @@
+//! What the dispatcher and the sessions say to each other: one module both import, so neither
+//! imports the other.
+//!
+//! Sessions reach the dispatcher through [`Commands`] (bounded; a full queue makes the session
+//! wait, nothing is dropped). The dispatcher reaches a session through its [`SessionSender`]
+//! (bounded; it never waits on a session: it sends at most a known number of messages per
+//! command it handed over, under the channel's capacity).
+
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::mpsc;
+use tracing::debug;
+
+use crate::metrics as m;
+use crate::proto::{command_result, Command};
+
+/// Messages to the dispatcher.
+#[derive(Debug)]
+pub enum ToDispatcher {
+    /// A device identified itself on this pod at `started`; commands for it go to `tx`.
+    Up {
+        imei: String,
+        session: u64,
+        started: SystemTime,
+        tx: SessionSender,
+    },
+    /// That session ended.
+    Down { imei: String, session: u64 },
+    /// What a session did with a command it was handed.
+    Update { session: u64, update: Update },
+}
+
+/// What happened to a command in a session.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Update {
+    /// Encoded and next in line: the session writes it once told [`SessionMsg::Go`].
+    Ready { command_id: String },
+    /// Written to the device; `awaiting_reply` when the protocol's devices answer.
+    Written {
+        command_id: String,
+        awaiting_reply: bool,
+    },
+    /// The device answered.
+    Replied {
+        command_id: String,
+        response: command_result::Response,
+    },
+    /// Written, and the device refused it.
+    Refused { command_id: String, reason: String },
+    /// Written, but no answer will be matched: the reason says why (the reply timeout, the
+    /// session ended, the gateway drained).
+    NoReply { command_id: String, reason: String },
+    /// The protocol cannot carry it (never written).
+    Rejected { command_id: String, reason: String },
+    /// Given back unwritten (the session ended, its queue was full, a newer session took over).
+    NotWritten { command_id: String },
+}
+
+impl Update {
+    pub fn command_id(&self) -> &str {
+        match self {
+            Update::Ready { command_id }
+            | Update::Written { command_id, .. }
+            | Update::Replied { command_id, .. }
+            | Update::Refused { command_id, .. }
+            | Update::NoReply { command_id, .. }
+            | Update::Rejected { command_id, .. }
+            | Update::NotWritten { command_id } => command_id,
+        }
+    }
+
+    /// A written command got no answer within `after` (the reply timeout).
+    pub fn timed_out(command_id: String, after: Duration) -> Update {
+        Update::NoReply {
+            command_id,
+            reason: format!(
+                "written, but the device did not answer within {}s",
+                after.as_secs()
+            ),
+        }
+    }
+}
+
+/// Messages to a session. Travel boxed: a channel allocates its first block of slots up front
+/// and every command-taking session has one, so its slots stay pointer-sized.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SessionMsg {
+    /// A command this pod won (its DELIVER claim is in force): queue it.
+    Deliver(Command),
+    /// The WRITING claim on this command is in force: write it.
+    Go(String),
+    /// Do not write this command (another pod or a newer session settles it); forget it
+    /// without an update.
+    Withdraw(String),
+    /// A newer session of the same device took over on this pod: give back every command not
+    /// yet written.
+    Superseded,
+}
+
+/// The dispatcher's channel to a session.
+pub type SessionSender = mpsc::Sender<Box<SessionMsg>>;
+pub type SessionReceiver = mpsc::Receiver<Box<SessionMsg>>;
+
+/// Messages a session's channel holds at most. The dispatcher hands a session at most
+/// [`super::ledger::MAX_HELD_PER_DEVICE`] commands and sends at most two messages per command
+/// (deliver, then go or withdraw) plus one `Superseded`, so its sends never find it full.
+pub const SESSION_CHANNEL: usize = 2 * super::ledger::MAX_HELD_PER_DEVICE + 4;
+
+/// A channel for a session.
+pub fn session_channel() -> (SessionSender, SessionReceiver) {
+    mpsc::channel(SESSION_CHANNEL)
+}
+
+/// The sessions' handle on the dispatcher. Cheap to clone. Sends wait while the dispatcher's
+/// queue is full (the dispatcher never waits on the broker, so the wait is short): an update is
+/// never dropped for lack of room.
+#[derive(Clone, Debug)]
+pub struct Commands {
+    tx: mpsc::Sender<ToDispatcher>,
+}
+
+impl Commands {
+    /// A handle whose messages go to `rx` (the dispatcher, or a test of the session side).
+    pub fn channel(capacity: usize) -> (Commands, mpsc::Receiver<ToDispatcher>) {
+        let (tx, rx) = mpsc::channel(capacity);
+        (Commands { tx }, rx)
+    }
+
+    pub async fn session_up(
+        &self,
+        imei: &str,
+        session: u64,
+        started: SystemTime,
+    ) -> Option<SessionReceiver> {
+        let (tx, rx) = session_channel();
+        let up = ToDispatcher::Up {
+            imei: imei.into(),
+            session,
+            started,
+            tx,
+        };
+        self.send(up).await.then_some(rx)
+    }
+
+    pub async fn session_down(&self, imei: &str, session: u64) {
+        self.send(ToDispatcher::Down {
+            imei: imei.into(),
+            session,
+        })
+        .await;
+    }
+
+    pub async fn update(&self, session: u64, update: Update) {
+        self.send(ToDispatcher::Update { session, update }).await;
+    }
+
+    /// Sends every update in order.
+    pub async fn updates(&self, session: u64, updates: Vec<Update>) {
+        for u in updates {
+            self.update(session, u).await;
+        }
+    }
+
+    /// False when the dispatcher is gone (the process is past its drain): the message is lost
+    /// and counted, which the tests assert never happens.
+    async fn send(&self, m: ToDispatcher) -> bool {
+        match self.tx.send(m).await {
+            Ok(()) => true,
+            Err(e) => {
+                metrics::counter!(m::COMMAND_DROPS, "what" => "update").increment(1);
+                debug!(message = ?e.0, "command dispatcher gone; message dropped");
+                false
+            }
+        }
+    }
+}
