@@ -15,6 +15,18 @@ use crate::vocab::{self, Mapper, Profile};
 pub mod raw {
     use super::*;
 
+    /// A position event carrying `values` as its raw values: what the mapping tests feed a
+    /// profile.
+    #[cfg(test)]
+    pub fn position_event(values: Vec<RawValue>) -> TelemetryEvent {
+        TelemetryEvent {
+            kind: crate::proto::EventKind::Position as i32,
+            position: Some(crate::proto::Position::default()),
+            raw: values,
+            ..Default::default()
+        }
+    }
+
     fn named(name: impl Into<String>, value: raw_value::Value) -> RawValue {
         RawValue {
             id: None,

@@ -452,16 +452,9 @@ pub fn apply(e: &mut TelemetryEvent, profile: &Profile) {
 mod tests {
     use super::*;
     use crate::event::raw;
-    use crate::proto::{EventKind, Position, RawValue};
+    use crate::proto::{EventKind, RawValue};
 
-    fn event(values: Vec<RawValue>) -> TelemetryEvent {
-        TelemetryEvent {
-            kind: EventKind::Position as i32,
-            position: Some(Position::default()),
-            raw: values,
-            ..Default::default()
-        }
-    }
+    use crate::event::raw::position_event as event;
 
     fn gt06() -> Profile {
         profiles().remove(0)

@@ -612,16 +612,9 @@ pub fn standard_width(id: u8, len: usize) -> Option<usize> {
 mod tests {
     use super::*;
     use crate::event::raw;
-    use crate::proto::{EventKind, Position, RawValue};
+    use crate::proto::RawValue;
 
-    fn event(values: Vec<RawValue>) -> TelemetryEvent {
-        TelemetryEvent {
-            kind: EventKind::Position as i32,
-            position: Some(Position::default()),
-            raw: values,
-            ..Default::default()
-        }
-    }
+    use crate::event::raw::position_event as event;
 
     fn by_name(n: &str) -> Profile {
         profiles().into_iter().find(|p| p.name == n).unwrap()
