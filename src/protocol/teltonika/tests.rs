@@ -328,3 +328,19 @@ proptest::proptest! {
         proptest::prop_assert!(buf.len() <= ProtocolConfig::default().settings("teltonika").max_frame_bytes());
     }
 }
+
+#[test]
+fn a_frame_with_zero_records_is_acknowledged_with_zero() {
+    // Codec 8, no records: devices send it and wait for the ACK `00000000`.
+    let data = avl::encode(avl::Codec::C8, &[]);
+    assert_eq!(data, [0x08, 0x00, 0x00]);
+    let out = feed(
+        tcp().as_mut(),
+        &[h(LOGIN), frame::encode_tcp(&data)].concat(),
+        4096,
+    );
+    assert_eq!(out.len(), 2, "{out:?}");
+    let f = ok(&out[1]);
+    assert!(f.events.is_empty());
+    assert_eq!(f.reply.as_deref(), Some(&[0u8, 0, 0, 0][..]));
+}
