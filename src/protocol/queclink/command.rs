@@ -182,7 +182,7 @@ pub fn encode(req: &CommandRequest, t: &Target<'_>, serial: u16) -> Result<Encod
             }
             let Some(n) = t.model.and_then(fri_fields) else {
                 return Err(CommandError::UnsupportedType(format!(
-                    "AT+GTFRI's layout is model-specific and {} has none known here: send it as CUSTOM text",
+                    "SET_REPORT_INTERVAL (AT+GTFRI) has a model-specific layout and {} has none known here: send it as CUSTOM text",
                     t.model.map_or("this device's model", |m| m.name)
                 )));
             };
