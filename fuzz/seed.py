@@ -24,7 +24,7 @@ def wire(f):
     return (f["frame"] + "\r\n").encode()
 
 
-seeds = {t: [] for t in ["teltonika_tcp", "teltonika_udp", "wialon", "gt06", "detect"]}
+seeds = {t: [] for t in ["teltonika_tcp", "teltonika_udp", "wialon", "gt06", "detect", "session"]}
 wialon_login = b"#L#2.0;356307042441013;NA;"
 for f in frames:
     b = wire(f)
@@ -43,6 +43,26 @@ for f in frames:
         seeds["gt06"].append(b"\x00" + b)
         if f["wire"].get("protocol_number") != "0x01":
             seeds["gt06"].append(b"\x00" + gt06_login + b)
+
+# `session` picks (protocol, transport) by its first byte, in registry order: the README's
+# protocol table is generated from the registry (`avlgate protocols`, checked by tests/cli.rs).
+pairs = []
+for line in (root.parent / "README.md").read_text().split("<!-- protocols:begin")[1].splitlines():
+    cells = [c.strip() for c in line.split("|")]
+    if len(cells) > 3 and cells[1].startswith("`") and ("TCP" in cells[2] or "UDP" in cells[2]):
+        for t in cells[2].split(", "):
+            pairs.append((cells[1].strip("`"), t.lower()))
+    elif pairs and not line.startswith("|"):
+        break
+more = json.loads((root.parent / "tests/data/traccar-frames-more.json").read_text())
+for f in frames + more:
+    b = wire(f)
+    if b is None or f.get("direction", "device_to_server") != "device_to_server":
+        continue
+    for i, (p, t) in enumerate(pairs):
+        if p == f["protocol"] or (p == "wialon" and f["protocol"] == "wialon_ips"):
+            if t == f.get("transport", "tcp") or (t == "udp" and f["encoding"] == "text"):
+                seeds["session"].append(bytes([i, 0]) + b)
 
 for target, items in seeds.items():
     d = root / "seeds" / target
