@@ -315,12 +315,12 @@ impl Dispatcher {
         let payload = self.publisher.format().encode_result(&r);
         let msg = OutMessage {
             stream: Stream::CommandResults,
-            key: r.imei.clone(),
+            key: r.imei.as_str().into(),
             payload,
             protocol: Protocol::Unspecified,
         };
         for attempt in 0..5 {
-            match self.publisher.send(vec![msg.clone()]).await {
+            match self.publisher.send(Arc::from([msg.clone()])).await {
                 Ok(()) => return,
                 Err(e) => {
                     warn!(command_id = %r.command_id, attempt, error = %e, "command result not delivered; retrying");

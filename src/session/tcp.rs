@@ -43,6 +43,14 @@ impl<T: AsyncWrite + Send> Replier for tokio::io::WriteHalf<T> {
 /// How long closing may wait to flush (a TLS close_notify to a device that stopped reading).
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
+/// What a session reserves in its read buffer before a read when less than a quarter of it
+/// is free.
+const READ_CHUNK: usize = 2048;
+
+/// A session whose read buffer is empty frees it after this long without data: a device
+/// reporting every 10 s or more then holds no buffer between its reports, a busy one keeps it.
+const RELEASE_BUFFER_AFTER: Duration = Duration::from_secs(2);
+
 /// Why a connection ended before a protocol was running.
 enum Early {
     Timeout,
@@ -223,7 +231,7 @@ async fn session(
     shared: Arc<Shared>,
 ) {
     let (mut rd, mut wr) = tokio::io::split(io);
-    buf.reserve(2048);
+    buf.reserve(READ_CHUNK);
 
     // Detection: read until a protocol claims the prefix.
     let module = loop {
@@ -264,8 +272,13 @@ async fn session(
     let mut command_rx = None;
     // The bytes read while detecting are the start of the stream: decode them first.
     let end = loop {
-        if let Err(end) = core.process(&mut buf, &mut wr).await {
-            break end;
+        // Boxed: decoding, publishing and waiting for delivery is by far the largest state of
+        // the session's future; inline, every idle session would carry it (see
+        // docs/load-runs.md, memory per session).
+        if !buf.is_empty() {
+            if let Err(end) = Box::pin(core.process(&mut buf, &mut wr)).await {
+                break end;
+            }
         }
         // Between frames is the one place a drain or an eviction may stop a session: the
         // frame in hand has been delivered and acknowledged.
@@ -287,6 +300,14 @@ async fn session(
             command_rx = core.take_command_rx();
         }
         let answer_due = core.commands.next_deadline().map(Instant::from_std);
+        // An idle session holds no read buffer: once it is empty and nothing arrived for
+        // RELEASE_BUFFER_AFTER, it is freed (the next read starts small, then grows).
+        let release_at = (buf.is_empty() && buf.capacity() > 0)
+            .then(|| Instant::now() + RELEASE_BUFFER_AFTER)
+            .filter(|at| *at < until);
+        if buf.capacity() > 0 && buf.capacity() - buf.len() < READ_CHUNK / 4 {
+            buf.reserve(READ_CHUNK);
+        }
         let read = tokio::select! {
             _ = shared.shutdown.cancelled() => break End::Shutdown,
             why = core.evicted() => break why,
@@ -302,6 +323,10 @@ async fn session(
                 if let Err(end) = core.write_commands(&mut wr).await {
                     break end;
                 }
+                continue;
+            }
+            _ = sleep_until_opt(release_at) => {
+                buf = BytesMut::new();
                 continue;
             }
             r = tokio::time::timeout_at(until, rd.read_buf(&mut buf)) => r,
@@ -321,9 +346,10 @@ async fn session(
     // Let go of the socket first (a replaced session's device is already elsewhere), then
     // publish the session-closed event.
     drop(rd);
+    drop(buf);
     let _ = tokio::time::timeout(CLOSE_GRACE, wr.shutdown()).await;
     drop(wr);
-    core.close(end).await;
+    Box::pin(core.close(end)).await;
 }
 
 /// The next command for this session; pending forever while there is no channel.
@@ -341,5 +367,65 @@ async fn sleep_until_opt(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+    use crate::sink::memory::MemorySink;
+    use crate::sink::{Format, Publisher};
+    use tokio_util::sync::CancellationToken;
+
+    /// Every connection's task holds this future for as long as the device is connected: an
+    /// idle session costs at least its size (docs/load-runs.md, memory per session). The
+    /// per-frame work (decode, publish, wait for delivery) is boxed while it runs and must
+    /// not come back inline.
+    #[tokio::test]
+    async fn a_connection_task_stays_small() {
+        let config = Settings::default().resolve().unwrap();
+        let publisher = Arc::new(Publisher::new(
+            Arc::new(MemorySink::new()),
+            Format::Protobuf,
+            config.in_flight.clone(),
+        ));
+        let shared = Arc::new(Shared::new(
+            publisher,
+            "test".into(),
+            config.protocols.clone(),
+            config.timeouts.clone(),
+            CancellationToken::new(),
+        ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = TcpStream::connect(addr).await.unwrap();
+        let (stream, peer) = listener.accept().await.unwrap();
+        let permit = shared
+            .conn_limiter
+            .admit(Some(peer.ip()), std::time::Instant::now())
+            .unwrap();
+        let task = run(stream, peer, permit, shared.clone());
+        let size = std::mem::size_of_val(&task);
+        eprintln!("tcp::run future: {size} bytes");
+        {
+            let io: Box<dyn Io> = Box::new(TcpStream::connect(addr).await.unwrap());
+            let f = session(io, BytesMut::new(), peer, Instant::now(), shared.clone());
+            eprintln!("session future: {} bytes", std::mem::size_of_val(&f));
+            eprintln!("Core: {} bytes", std::mem::size_of::<Core>());
+            let io: Box<dyn Io> = Box::new(TcpStream::connect(addr).await.unwrap());
+            let (mut rd, mut wr) = tokio::io::split(io);
+            let mut buf = BytesMut::new();
+            let f = read_more(&mut rd, &mut buf, 10, Instant::now(), &shared);
+            eprintln!("read_more future: {} bytes", std::mem::size_of_val(&f));
+            drop(f);
+            let mut core = Core::new(shared.clone(), crate::protocol::REGISTRY[0], Transport::Tcp, peer, tracing::Span::none());
+            eprintln!("evicted: {}", std::mem::size_of_val(&core.evicted()));
+            eprintln!("cancelled: {}", std::mem::size_of_val(&shared.shutdown.cancelled()));
+            eprintln!("read_buf timeout: {}", std::mem::size_of_val(&tokio::time::timeout_at(Instant::now(), rd.read_buf(&mut buf))));
+            eprintln!("close: {}", std::mem::size_of_val(&core.close(End::Idle)));
+            eprintln!("process: {}", std::mem::size_of_val(&core.process(&mut buf, &mut wr)));
+        }
+        assert!(size <= 2048, "tcp::run future is {size} bytes");
     }
 }
