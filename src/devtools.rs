@@ -431,7 +431,9 @@ fn read_sample(brokers: &str, topic: &str, max: usize) -> anyhow::Result<Vec<Sam
     while out.len() < max && last.elapsed() < Duration::from_secs(3) {
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
-                let p = usize::try_from(m.partition()).unwrap_or(0).min(partitions.saturating_sub(1));
+                let p = usize::try_from(m.partition())
+                    .unwrap_or(0)
+                    .min(partitions.saturating_sub(1));
                 last = Instant::now();
                 if taken.get(p).copied().unwrap_or(0) >= per_partition {
                     continue;

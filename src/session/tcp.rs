@@ -103,12 +103,13 @@ pub async fn run(
     if !shared.proxy_protocol {
         span.record("peer", field::display(socket_peer));
     }
-    async move {
-        let mut permit = permit;
-        let deadline = Instant::now() + shared.timeouts.login;
+    let mut permit = permit;
+    let deadline = Instant::now() + shared.timeouts.login;
+    let early = async {
         let mut stream = stream;
         let mut buf = BytesMut::new();
-        let Some(peer) = proxy_header(
+        let mut tls_on = false;
+        let peer = proxy_header(
             &mut stream,
             socket_peer,
             &mut buf,
@@ -116,10 +117,7 @@ pub async fn run(
             &shared,
             &mut permit,
         )
-        .await
-        else {
-            return;
-        };
+        .await?;
         let _ = stream.set_nodelay(true);
         let io: Box<dyn Io> = match &shared.tls {
             None => Box::new(stream),
@@ -129,21 +127,24 @@ pub async fn run(
                         .await
                         .is_err()
                     {
-                        return;
+                        return None;
                     }
                 }
                 if buf.first() != Some(&HANDSHAKE_RECORD) {
                     Box::new(stream)
                 } else {
                     let replay = Prefixed::new(buf.split().freeze(), stream);
+                    // Boxed: the handshake's state would otherwise be part of every
+                    // connection's task for its whole life.
                     let handshake = tokio::select! {
-                        _ = shared.shutdown.cancelled() => return,
-                        r = tokio::time::timeout_at(deadline, acceptor.accept(replay)) => r,
+                        _ = shared.shutdown.cancelled() => return None,
+                        r = tokio::time::timeout_at(deadline, Box::pin(acceptor.accept(replay))) => r,
                     };
                     match handshake {
                         Ok(Ok(tls)) => {
                             metrics::counter!(m::TLS_HANDSHAKES, "outcome" => "ok").increment(1);
                             tracing::Span::current().record("tls", true);
+                            tls_on = true;
                             Box::new(tls)
                         }
                         Ok(Err(e)) => {
@@ -151,23 +152,69 @@ pub async fn run(
                                 .increment(1);
                             rejected("tls_handshake");
                             debug!(error = %e, "TLS handshake failed; closing");
-                            return;
+                            return None;
                         }
                         Err(_) => {
                             metrics::counter!(m::TLS_HANDSHAKES, "outcome" => "timeout")
                                 .increment(1);
                             debug!("TLS handshake not done within the login timeout; closing");
-                            return;
+                            return None;
                         }
                     }
                 }
             }
         };
-        session(io, buf, peer, deadline, shared).await;
-        drop(permit);
+        Some((io, buf, peer, tls_on))
     }
-    .instrument(span)
-    .await
+    .instrument(span.clone())
+    .await;
+    if let Some((io, buf, peer, tls)) = early {
+        let lb = (peer != socket_peer).then_some(socket_peer);
+        session(
+            io,
+            buf,
+            peer,
+            deadline,
+            shared,
+            span,
+            SpanFields { lb, tls },
+        )
+        .await;
+    }
+    drop(permit);
+}
+
+/// What the connection's span says besides the session's own fields: the load balancer's
+/// address (PROXY protocol) and TLS.
+#[derive(Clone, Copy)]
+struct SpanFields {
+    lb: Option<SocketAddr>,
+    tls: bool,
+}
+
+/// The `conn` span of a session at work. A logged-in session holds no span while it waits
+/// (a span of the default `info` level costs about 1.3 KB per connection in the registry):
+/// each round of work (frames, commands, closing) gets a fresh one with the same fields.
+fn conn_span(core: &Core, f: SpanFields) -> tracing::Span {
+    let span = info_span!(
+        "conn",
+        peer = %core.peer,
+        lb = field::Empty,
+        transport = "tcp",
+        tls = field::Empty,
+        protocol = core.label(),
+        imei = field::Empty
+    );
+    if let Some(lb) = f.lb {
+        span.record("lb", field::display(lb));
+    }
+    if f.tls {
+        span.record("tls", true);
+    }
+    if let Some(imei) = core.imei.as_deref() {
+        span.record("imei", imei);
+    }
+    span
 }
 
 /// With `--proxy-protocol`, reads the header, returns the device's address and charges the
@@ -229,40 +276,46 @@ async fn session(
     peer: SocketAddr,
     deadline: Instant,
     shared: Arc<Shared>,
+    span: tracing::Span,
+    fields: SpanFields,
 ) {
     let (mut rd, mut wr) = tokio::io::split(io);
     buf.reserve(READ_CHUNK);
 
     // Detection: read until a protocol claims the prefix.
-    let module = loop {
-        match detect(&buf, Transport::Tcp) {
-            Detection::Found(module) => break module,
-            Detection::Unknown => {
-                metrics::counter!(m::DETECTIONS, "transport" => "tcp", "outcome" => "unknown")
-                    .increment(1);
-                debug!(prefix = %hex::encode(&buf[..buf.len().min(16)]), "unknown protocol; closing");
-                return;
+    let detected = async {
+        loop {
+            match detect(&buf, Transport::Tcp) {
+                Detection::Found(module) => break Some(module),
+                Detection::Unknown => {
+                    metrics::counter!(m::DETECTIONS, "transport" => "tcp", "outcome" => "unknown")
+                        .increment(1);
+                    debug!(prefix = %hex::encode(&buf[..buf.len().min(16)]), "unknown protocol; closing");
+                    return None;
+                }
+                Detection::NeedMore => {}
             }
-            Detection::NeedMore => {}
-        }
-        match read_more(&mut rd, &mut buf, 4096, deadline, &shared).await {
-            Ok(()) => {}
-            Err(Early::Timeout) => {
-                metrics::counter!(m::DETECTIONS, "transport" => "tcp", "outcome" => "timeout")
-                    .increment(1);
-                debug!("no protocol recognised within the login timeout; closing");
-                return;
+            match read_more(&mut rd, &mut buf, 4096, deadline, &shared).await {
+                Ok(()) => {}
+                Err(Early::Timeout) => {
+                    metrics::counter!(m::DETECTIONS, "transport" => "tcp", "outcome" => "timeout")
+                        .increment(1);
+                    debug!("no protocol recognised within the login timeout; closing");
+                    return None;
+                }
+                Err(Early::Closed) => {
+                    metrics::counter!(m::DETECTIONS, "transport" => "tcp", "outcome" => "closed")
+                        .increment(1);
+                    return None;
+                }
+                Err(Early::Shutdown) => return None,
             }
-            Err(Early::Closed) => {
-                metrics::counter!(m::DETECTIONS, "transport" => "tcp", "outcome" => "closed")
-                    .increment(1);
-                return;
-            }
-            Err(Early::Shutdown) => return,
         }
     };
+    let Some(module) = detected.instrument(span.clone()).await else {
+        return;
+    };
     metrics::counter!(m::DETECTIONS, "transport" => "tcp", "outcome" => module.name()).increment(1);
-    let span = tracing::Span::current();
     span.record("protocol", module.name());
     let mut core = Core::new(shared.clone(), module, Transport::Tcp, peer, span);
     let idle = shared.idle_timeout(module);
@@ -270,13 +323,19 @@ async fn session(
     open.increment(1.0);
 
     let mut command_rx = None;
+    // The idle deadline to keep across a buffer release (which is no activity).
+    let mut held_until: Option<Instant> = None;
     // The bytes read while detecting are the start of the stream: decode them first.
     let end = loop {
         // Boxed: decoding, publishing and waiting for delivery is by far the largest state of
         // the session's future; inline, every idle session would carry it (see
         // docs/load-runs.md, memory per session).
         if !buf.is_empty() {
-            if let Err(end) = Box::pin(core.process(&mut buf, &mut wr)).await {
+            let span = live_span(&mut core, fields);
+            if let Err(end) = Box::pin(core.process(&mut buf, &mut wr))
+                .instrument(span)
+                .await
+            {
                 break end;
             }
         }
@@ -292,7 +351,7 @@ async fn session(
         // then the protocol's idle timeout.
         let logged_in = core.logged_in();
         let until = if logged_in {
-            Instant::now() + idle
+            held_until.take().unwrap_or_else(|| Instant::now() + idle)
         } else {
             deadline
         };
@@ -308,35 +367,44 @@ async fn session(
         if buf.capacity() > 0 && buf.capacity() - buf.len() < READ_CHUNK / 4 {
             buf.reserve(READ_CHUNK);
         }
+        if logged_in {
+            // Waiting: no span held (see `conn_span`).
+            core.span = tracing::Span::none();
+        }
         let read = tokio::select! {
             _ = shared.shutdown.cancelled() => break End::Shutdown,
             why = core.evicted() => break why,
             Some(sc) = next_command(&mut command_rx) => {
                 core.commands.push(sc);
-                if let Err(end) = core.write_commands(&mut wr).await {
+                let span = live_span(&mut core, fields);
+                if let Err(end) = core.write_commands(&mut wr).instrument(span).await {
                     break end;
                 }
                 continue;
             }
             _ = sleep_until_opt(answer_due) => {
                 core.commands.expire(std::time::Instant::now());
-                if let Err(end) = core.write_commands(&mut wr).await {
+                let span = live_span(&mut core, fields);
+                if let Err(end) = core.write_commands(&mut wr).instrument(span).await {
                     break end;
                 }
                 continue;
             }
-            _ = sleep_until_opt(release_at) => {
-                buf = BytesMut::new();
-                continue;
-            }
-            r = tokio::time::timeout_at(until, rd.read_buf(&mut buf)) => r,
+            // One timer for both: the buffer's release comes first when due.
+            r = tokio::time::timeout_at(release_at.unwrap_or(until), rd.read_buf(&mut buf)) => r,
         };
         match read {
+            Err(_) if release_at.is_some() => {
+                buf = BytesMut::new();
+                held_until = logged_in.then_some(until);
+                continue;
+            }
             Err(_) if logged_in => break End::Idle,
             Err(_) => break End::LoginTimeout,
             Ok(Ok(0)) => break End::PeerClosed,
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
+                let _in = live_span(&mut core, fields).entered();
                 debug!(error = %e, "read failed");
                 break End::Io;
             }
@@ -349,7 +417,16 @@ async fn session(
     drop(buf);
     let _ = tokio::time::timeout(CLOSE_GRACE, wr.shutdown()).await;
     drop(wr);
-    Box::pin(core.close(end)).await;
+    let span = live_span(&mut core, fields);
+    Box::pin(core.close(end)).instrument(span).await;
+}
+
+/// The session's span, made anew if it was let go while waiting.
+fn live_span(core: &mut Core, f: SpanFields) -> tracing::Span {
+    if core.span.is_none() {
+        core.span = conn_span(core, f);
+    }
+    core.span.clone()
 }
 
 /// The next command for this session; pending forever while there is no channel.
@@ -408,24 +485,6 @@ mod tests {
         let task = run(stream, peer, permit, shared.clone());
         let size = std::mem::size_of_val(&task);
         eprintln!("tcp::run future: {size} bytes");
-        {
-            let io: Box<dyn Io> = Box::new(TcpStream::connect(addr).await.unwrap());
-            let f = session(io, BytesMut::new(), peer, Instant::now(), shared.clone());
-            eprintln!("session future: {} bytes", std::mem::size_of_val(&f));
-            eprintln!("Core: {} bytes", std::mem::size_of::<Core>());
-            let io: Box<dyn Io> = Box::new(TcpStream::connect(addr).await.unwrap());
-            let (mut rd, mut wr) = tokio::io::split(io);
-            let mut buf = BytesMut::new();
-            let f = read_more(&mut rd, &mut buf, 10, Instant::now(), &shared);
-            eprintln!("read_more future: {} bytes", std::mem::size_of_val(&f));
-            drop(f);
-            let mut core = Core::new(shared.clone(), crate::protocol::REGISTRY[0], Transport::Tcp, peer, tracing::Span::none());
-            eprintln!("evicted: {}", std::mem::size_of_val(&core.evicted()));
-            eprintln!("cancelled: {}", std::mem::size_of_val(&shared.shutdown.cancelled()));
-            eprintln!("read_buf timeout: {}", std::mem::size_of_val(&tokio::time::timeout_at(Instant::now(), rd.read_buf(&mut buf))));
-            eprintln!("close: {}", std::mem::size_of_val(&core.close(End::Idle)));
-            eprintln!("process: {}", std::mem::size_of_val(&core.process(&mut buf, &mut wr)));
-        }
         assert!(size <= 2048, "tcp::run future is {size} bytes");
     }
 }
