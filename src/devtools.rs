@@ -341,9 +341,9 @@ fn count_records(brokers: &str, topic: &str) -> anyhow::Result<(u64, i64)> {
     let mut tpl = TopicPartitionList::new();
     let mut high = vec![0i64; partitions];
     let mut spans = 0i64;
-    for p in 0..partitions {
+    for (p, high) in high.iter_mut().enumerate() {
         let (lo, hi) = consumer.fetch_watermarks(topic, p as i32, Duration::from_secs(10))?;
-        high[p] = hi;
+        *high = hi;
         spans += hi - lo;
         if hi > lo {
             tpl.add_partition_offset(topic, p as i32, Offset::Beginning)?;

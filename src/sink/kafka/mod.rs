@@ -18,10 +18,11 @@
 //!   device is on every in-sync replica, and the producer's own retries add no duplicates.
 //! - `acks=all`: stated explicitly; durability over latency, the device waits anyway.
 //! - `compression.type=lz4`: protobuf events compress about 2:1 for very little CPU.
-//! - `linger.ms=1` (librdkafka: 5): every device waits for its ACK, so the linger is paid on
-//!   every frame; on a real broker (tansu, docs/load-runs.md) 5 ms made the ACK round trip
-//!   ~12 ms and capped 200 ACK-paced devices at ~155 k records/s, 1 ms gave ~230 k/s (p50
-//!   8 ms); 0 sent too many small requests (~185 k/s). Batch sizes: librdkafka's defaults.
+//! - `linger.ms` / batch sizes: librdkafka's defaults (5 ms linger). Every device waits for its
+//!   ACK, so the linger is paid on every frame; on a real broker (tansu, docs/load-runs.md)
+//!   1 ms looked better in single runs (230 k vs 161 k records/s) but not side by side with
+//!   the 5 ms build (173 k vs 223 k): within the shared machine's noise, so not changed.
+//!   `--kafka-option linger.ms=N` tries it.
 //! - `statistics.interval.ms=1000`: broker states for readiness (read, never logged).
 //! - `reconnect.backoff.max.ms=1000` (librdkafka: 10 s): after an outage the producer is back
 //!   within a second of the brokers; measured resume time fell from 0.9 s to 0.3 s.
@@ -68,7 +69,6 @@ impl KafkaOptions {
             .set("enable.idempotence", "true")
             .set("acks", "all")
             .set("compression.type", "lz4")
-            .set("linger.ms", "1")
             .set(
                 "message.timeout.ms",
                 self.message_timeout.as_millis().max(1000).to_string(),
