@@ -275,6 +275,106 @@ pub struct ProduceBenchArgs {
     pub json: bool,
 }
 
+/// `avlgate kafka-topics` flags.
+#[derive(Debug, Clone, clap::Args)]
+pub struct KafkaTopicsArgs {
+    /// Bootstrap servers, host:port[,host:port].
+    #[arg(long)]
+    pub brokers: String,
+    /// Creates a topic, NAME[:PARTITIONS] (12 by default), replication 1 (repeatable). An
+    /// existing topic is left as it is.
+    #[arg(long, value_parser = parse_topic)]
+    pub create: Vec<(String, i32)>,
+    /// Counts the records of a topic by reading every partition from its start to its high
+    /// watermark (repeatable). Prints `NAME records=N offsets=M`: records read, and the sum of
+    /// the partitions' offset spans (equal on a broker that numbers offsets per record).
+    #[arg(long)]
+    pub count: Vec<String>,
+}
+
+/// Runs `avlgate kafka-topics`: creates topics, then counts records, on a real broker.
+pub fn kafka_topics(args: &KafkaTopicsArgs) -> anyhow::Result<()> {
+    if !args.create.is_empty() {
+        use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+        use rdkafka::client::DefaultClientContext;
+        let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+            .set("bootstrap.servers", &args.brokers)
+            .create()?;
+        let new: Vec<NewTopic> = args
+            .create
+            .iter()
+            .map(|(t, p)| NewTopic::new(t, *p, TopicReplication::Fixed(1)))
+            .collect();
+        let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(10)));
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        for r in rt.block_on(admin.create_topics(&new, &opts))? {
+            match r {
+                Ok(_) => {}
+                Err((_, rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists)) => {}
+                Err((t, e)) => bail!("creating topic {t}: {e}"),
+            }
+        }
+    }
+    for topic in &args.count {
+        let (records, offsets) = count_records(&args.brokers, topic)?;
+        println!("{topic} records={records} offsets={offsets}");
+    }
+    Ok(())
+}
+
+/// Records of `topic` read from every partition's start to its high watermark, and the sum
+/// of the partitions' offset spans.
+fn count_records(brokers: &str, topic: &str) -> anyhow::Result<(u64, i64)> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", "avlgate-kafka-topics")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
+    let partitions = metadata
+        .topics()
+        .first()
+        .map(|t| t.partitions().len())
+        .unwrap_or(0);
+    let mut tpl = TopicPartitionList::new();
+    let mut high = vec![0i64; partitions];
+    let mut spans = 0i64;
+    for (p, high) in high.iter_mut().enumerate() {
+        let (lo, hi) = consumer.fetch_watermarks(topic, p as i32, Duration::from_secs(10))?;
+        *high = hi;
+        spans += hi - lo;
+        if hi > lo {
+            tpl.add_partition_offset(topic, p as i32, Offset::Beginning)?;
+        }
+    }
+    let mut open = tpl.count();
+    consumer.assign(&tpl)?;
+    let mut records = 0u64;
+    let mut last = Instant::now();
+    while open > 0 {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                last = Instant::now();
+                let p = m.partition() as usize;
+                if m.offset() < high[p] {
+                    records += 1;
+                    if m.offset() + 1 == high[p] {
+                        open -= 1;
+                    }
+                }
+            }
+            Some(Err(e)) => bail!("reading {topic}: {e}"),
+            None if last.elapsed() > Duration::from_secs(10) => {
+                bail!("reading {topic}: nothing for 10 s with {open} partitions unread")
+            }
+            None => {}
+        }
+    }
+    Ok((records, spans))
+}
+
 /// One message to produce.
 struct Sample {
     key: Vec<u8>,
@@ -322,11 +422,25 @@ fn read_sample(brokers: &str, topic: &str, max: usize) -> anyhow::Result<Vec<Sam
         tpl.add_partition_offset(topic, p as i32, Offset::Beginning)?;
     }
     consumer.assign(&tpl)?;
+    // As many from each partition, so that the sample has the topic's spread of keys (and
+    // the baseline its spread over partitions), not the first partition's few devices.
+    let per_partition = max.div_ceil(partitions.max(1));
+    let mut taken = vec![0usize; partitions];
     let mut out = Vec::new();
     let mut last = Instant::now();
     while out.len() < max && last.elapsed() < Duration::from_secs(3) {
         match consumer.poll(Duration::from_millis(100)) {
             Some(Ok(m)) => {
+                let p = usize::try_from(m.partition())
+                    .unwrap_or(0)
+                    .min(partitions.saturating_sub(1));
+                last = Instant::now();
+                if taken.get(p).copied().unwrap_or(0) >= per_partition {
+                    continue;
+                }
+                if let Some(t) = taken.get_mut(p) {
+                    *t += 1;
+                }
                 let headers = m
                     .headers()
                     .map(|h| {

@@ -62,6 +62,9 @@ enum Command {
     /// Development/benchmark tool: produce messages straight to Kafka with the gateway's
     /// producer settings and print records/s (the baseline of the end-to-end load run).
     KafkaProduceBench(Box<devtools::ProduceBenchArgs>),
+    /// Development/benchmark tool: create topics on a real broker and count their records by
+    /// reading them (the load runs count what reached the broker this way).
+    KafkaTopics(devtools::KafkaTopicsArgs),
     /// Load-test tool: one UDP datagram from each of many source ports of one loopback
     /// address (what a spoofed flood costs the gateway; bench/udp-flood.sh).
     UdpFlood(flood::UdpFloodArgs),
@@ -162,6 +165,10 @@ fn main() -> anyhow::Result<()> {
         Command::KafkaMock(args) => {
             init_tracing(LogFormat::Text);
             devtools::kafka_mock(&args)
+        }
+        Command::KafkaTopics(args) => {
+            init_tracing(LogFormat::Text);
+            devtools::kafka_topics(&args)
         }
         Command::KafkaProduceBench(args) => {
             init_tracing(LogFormat::Text);

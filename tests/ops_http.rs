@@ -116,7 +116,7 @@ impl Sink for Gate {
     fn name(&self) -> &'static str {
         "gate"
     }
-    fn send(&self, _messages: Vec<OutMessage>) -> Delivery {
+    fn send(&self, _messages: Arc<[OutMessage]>) -> Delivery {
         let hold = self.held.load(Ordering::SeqCst);
         let release = self.release.clone();
         Box::pin(async move {

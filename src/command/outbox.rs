@@ -160,11 +160,11 @@ pub async fn run(
                 _ = notified => continue,
             }
         }
-        let messages: Vec<OutMessage> = batch
+        let messages: std::sync::Arc<[OutMessage]> = batch
             .iter()
             .map(|r| OutMessage {
                 stream: Stream::CommandResults,
-                key: r.imei.clone(),
+                key: r.imei.as_str().into(),
                 payload: publisher.format().encode_result(r),
                 protocol: Protocol::Unspecified,
             })
@@ -240,10 +240,10 @@ mod tests {
         fn name(&self) -> &'static str {
             "flaky"
         }
-        fn send(&self, messages: Vec<OutMessage>) -> Delivery {
+        fn send(&self, messages: std::sync::Arc<[OutMessage]>) -> Delivery {
             let ok = !self.down.load(Ordering::SeqCst);
             if ok {
-                self.took.lock().unwrap().extend(messages);
+                self.took.lock().unwrap().extend(messages.iter().cloned());
             }
             Box::pin(async move {
                 if ok {

@@ -43,6 +43,14 @@ impl<T: AsyncWrite + Send> Replier for tokio::io::WriteHalf<T> {
 /// How long closing may wait to flush (a TLS close_notify to a device that stopped reading).
 const CLOSE_GRACE: Duration = Duration::from_secs(1);
 
+/// What a session reserves in its read buffer before a read when less than a quarter of it
+/// is free.
+const READ_CHUNK: usize = 2048;
+
+/// A session whose read buffer is empty frees it after this long without data: a device
+/// reporting every 10 s or more then holds no buffer between its reports, a busy one keeps it.
+const RELEASE_BUFFER_AFTER: Duration = Duration::from_secs(2);
+
 /// Why a connection ended before a protocol was running.
 enum Early {
     Timeout,
@@ -95,12 +103,13 @@ pub async fn run(
     if !shared.proxy_protocol {
         span.record("peer", field::display(socket_peer));
     }
-    async move {
-        let mut permit = permit;
-        let deadline = Instant::now() + shared.timeouts.login;
+    let mut permit = permit;
+    let deadline = Instant::now() + shared.timeouts.login;
+    let early = async {
         let mut stream = stream;
         let mut buf = BytesMut::new();
-        let Some(peer) = proxy_header(
+        let mut tls_on = false;
+        let peer = proxy_header(
             &mut stream,
             socket_peer,
             &mut buf,
@@ -108,10 +117,7 @@ pub async fn run(
             &shared,
             &mut permit,
         )
-        .await
-        else {
-            return;
-        };
+        .await?;
         let _ = stream.set_nodelay(true);
         let io: Box<dyn Io> = match &shared.tls {
             None => Box::new(stream),
@@ -121,21 +127,24 @@ pub async fn run(
                         .await
                         .is_err()
                     {
-                        return;
+                        return None;
                     }
                 }
                 if buf.first() != Some(&HANDSHAKE_RECORD) {
                     Box::new(stream)
                 } else {
                     let replay = Prefixed::new(buf.split().freeze(), stream);
+                    // Boxed: the handshake's state would otherwise be part of every
+                    // connection's task for its whole life.
                     let handshake = tokio::select! {
-                        _ = shared.shutdown.cancelled() => return,
-                        r = tokio::time::timeout_at(deadline, acceptor.accept(replay)) => r,
+                        _ = shared.shutdown.cancelled() => return None,
+                        r = tokio::time::timeout_at(deadline, Box::pin(acceptor.accept(replay))) => r,
                     };
                     match handshake {
                         Ok(Ok(tls)) => {
                             metrics::counter!(m::TLS_HANDSHAKES, "outcome" => "ok").increment(1);
                             tracing::Span::current().record("tls", true);
+                            tls_on = true;
                             Box::new(tls)
                         }
                         Ok(Err(e)) => {
@@ -143,23 +152,69 @@ pub async fn run(
                                 .increment(1);
                             rejected("tls_handshake");
                             debug!(error = %e, "TLS handshake failed; closing");
-                            return;
+                            return None;
                         }
                         Err(_) => {
                             metrics::counter!(m::TLS_HANDSHAKES, "outcome" => "timeout")
                                 .increment(1);
                             debug!("TLS handshake not done within the login timeout; closing");
-                            return;
+                            return None;
                         }
                     }
                 }
             }
         };
-        session(io, buf, peer, deadline, shared).await;
-        drop(permit);
+        Some((io, buf, peer, tls_on))
     }
-    .instrument(span)
-    .await
+    .instrument(span.clone())
+    .await;
+    if let Some((io, buf, peer, tls)) = early {
+        let lb = (peer != socket_peer).then_some(socket_peer);
+        session(
+            io,
+            buf,
+            peer,
+            deadline,
+            shared,
+            span,
+            SpanFields { lb, tls },
+        )
+        .await;
+    }
+    drop(permit);
+}
+
+/// What the connection's span says besides the session's own fields: the load balancer's
+/// address (PROXY protocol) and TLS.
+#[derive(Clone, Copy)]
+struct SpanFields {
+    lb: Option<SocketAddr>,
+    tls: bool,
+}
+
+/// The `conn` span of a session at work. A logged-in session holds no span while it waits
+/// (a span of the default `info` level costs about 1.3 KB per connection in the registry):
+/// each round of work (frames, commands, closing) gets a fresh one with the same fields.
+fn conn_span(core: &Core, f: SpanFields) -> tracing::Span {
+    let span = info_span!(
+        "conn",
+        peer = %core.peer,
+        lb = field::Empty,
+        transport = "tcp",
+        tls = field::Empty,
+        protocol = core.label(),
+        imei = field::Empty
+    );
+    if let Some(lb) = f.lb {
+        span.record("lb", field::display(lb));
+    }
+    if f.tls {
+        span.record("tls", true);
+    }
+    if let Some(imei) = core.imei.as_deref() {
+        span.record("imei", imei);
+    }
+    span
 }
 
 /// With `--proxy-protocol`, reads the header, returns the device's address and charges the
@@ -221,40 +276,46 @@ async fn session(
     peer: SocketAddr,
     deadline: Instant,
     shared: Arc<Shared>,
+    span: tracing::Span,
+    fields: SpanFields,
 ) {
     let (mut rd, mut wr) = tokio::io::split(io);
-    buf.reserve(2048);
+    buf.reserve(READ_CHUNK);
 
     // Detection: read until a protocol claims the prefix.
-    let module = loop {
-        match detect(&buf, Transport::Tcp) {
-            Detection::Found(module) => break module,
-            Detection::Unknown => {
-                metrics::counter!(m::DETECTIONS, "transport" => "tcp", "outcome" => "unknown")
-                    .increment(1);
-                debug!(prefix = %hex::encode(&buf[..buf.len().min(16)]), "unknown protocol; closing");
-                return;
+    let detected = async {
+        loop {
+            match detect(&buf, Transport::Tcp) {
+                Detection::Found(module) => break Some(module),
+                Detection::Unknown => {
+                    metrics::counter!(m::DETECTIONS, "transport" => "tcp", "outcome" => "unknown")
+                        .increment(1);
+                    debug!(prefix = %hex::encode(&buf[..buf.len().min(16)]), "unknown protocol; closing");
+                    return None;
+                }
+                Detection::NeedMore => {}
             }
-            Detection::NeedMore => {}
-        }
-        match read_more(&mut rd, &mut buf, 4096, deadline, &shared).await {
-            Ok(()) => {}
-            Err(Early::Timeout) => {
-                metrics::counter!(m::DETECTIONS, "transport" => "tcp", "outcome" => "timeout")
-                    .increment(1);
-                debug!("no protocol recognised within the login timeout; closing");
-                return;
+            match read_more(&mut rd, &mut buf, 4096, deadline, &shared).await {
+                Ok(()) => {}
+                Err(Early::Timeout) => {
+                    metrics::counter!(m::DETECTIONS, "transport" => "tcp", "outcome" => "timeout")
+                        .increment(1);
+                    debug!("no protocol recognised within the login timeout; closing");
+                    return None;
+                }
+                Err(Early::Closed) => {
+                    metrics::counter!(m::DETECTIONS, "transport" => "tcp", "outcome" => "closed")
+                        .increment(1);
+                    return None;
+                }
+                Err(Early::Shutdown) => return None,
             }
-            Err(Early::Closed) => {
-                metrics::counter!(m::DETECTIONS, "transport" => "tcp", "outcome" => "closed")
-                    .increment(1);
-                return;
-            }
-            Err(Early::Shutdown) => return,
         }
     };
+    let Some(module) = detected.instrument(span.clone()).await else {
+        return;
+    };
     metrics::counter!(m::DETECTIONS, "transport" => "tcp", "outcome" => module.name()).increment(1);
-    let span = tracing::Span::current();
     span.record("protocol", module.name());
     let mut core = Core::new(shared.clone(), module, Transport::Tcp, peer, span);
     let idle = shared.idle_timeout(module);
@@ -265,10 +326,21 @@ async fn session(
     // Set when the gateway starts draining while a written command awaits the device's answer:
     // the session serves the device until the answer came or this passed.
     let mut drain_until: Option<Instant> = None;
+    // The idle deadline to keep across a buffer release (which is no activity).
+    let mut held_until: Option<Instant> = None;
     // The bytes read while detecting are the start of the stream: decode them first.
     let end = loop {
-        if let Err(end) = core.process(&mut buf, &mut wr).await {
-            break end;
+        // Boxed: decoding, publishing and waiting for delivery is by far the largest state of
+        // the session's future; inline, every idle session would carry it (see
+        // docs/load-runs.md, memory per session).
+        if !buf.is_empty() {
+            let span = live_span(&mut core, fields);
+            if let Err(end) = Box::pin(core.process(&mut buf, &mut wr))
+                .instrument(span)
+                .await
+            {
+                break end;
+            }
         }
         // Between frames is the one place a drain or an eviction may stop a session: the
         // frame in hand has been delivered and acknowledged.
@@ -286,7 +358,7 @@ async fn session(
         // then the protocol's idle timeout.
         let logged_in = core.logged_in();
         let until = if logged_in {
-            Instant::now() + idle
+            held_until.take().unwrap_or_else(|| Instant::now() + idle)
         } else {
             deadline
         };
@@ -294,31 +366,52 @@ async fn session(
             command_rx = core.take_command_rx();
         }
         let answer_due = core.commands.next_deadline().map(Instant::from_std);
+        // An idle session holds no read buffer: once it is empty and nothing arrived for
+        // RELEASE_BUFFER_AFTER, it is freed (the next read starts small, then grows).
+        let release_at = (buf.is_empty() && buf.capacity() > 0)
+            .then(|| Instant::now() + RELEASE_BUFFER_AFTER)
+            .filter(|at| *at < until);
+        if buf.capacity() > 0 && buf.capacity() - buf.len() < READ_CHUNK / 4 {
+            buf.reserve(READ_CHUNK);
+        }
+        if logged_in {
+            // Waiting: no span held (see `conn_span`).
+            core.span = tracing::Span::none();
+        }
         let read = tokio::select! {
             // Back to the top, which decides whether the session ends now.
             _ = shared.shutdown.cancelled(), if drain_until.is_none() => continue,
             _ = sleep_until_opt(drain_until) => break End::Shutdown,
             why = core.evicted() => break why,
             Some(msg) = next_command(&mut command_rx) => {
-                if let Err(end) = core.on_command_msg(*msg, &mut wr).await {
+                let span = live_span(&mut core, fields);
+                if let Err(end) = core.on_command_msg(*msg, &mut wr).instrument(span).await {
                     break end;
                 }
                 continue;
             }
             _ = sleep_until_opt(answer_due) => {
-                if let Err(end) = core.expire_commands(&mut wr).await {
+                let span = live_span(&mut core, fields);
+                if let Err(end) = core.expire_commands(&mut wr).instrument(span).await {
                     break end;
                 }
                 continue;
             }
-            r = tokio::time::timeout_at(until, rd.read_buf(&mut buf)) => r,
+            // One timer for both: the buffer's release comes first when due.
+            r = tokio::time::timeout_at(release_at.unwrap_or(until), rd.read_buf(&mut buf)) => r,
         };
         match read {
+            Err(_) if release_at.is_some() => {
+                buf = BytesMut::new();
+                held_until = logged_in.then_some(until);
+                continue;
+            }
             Err(_) if logged_in => break End::Idle,
             Err(_) => break End::LoginTimeout,
             Ok(Ok(0)) => break End::PeerClosed,
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
+                let _in = live_span(&mut core, fields).entered();
                 debug!(error = %e, "read failed");
                 break End::Io;
             }
@@ -328,9 +421,19 @@ async fn session(
     // Let go of the socket first (a replaced session's device is already elsewhere), then
     // publish the session-closed event.
     drop(rd);
+    drop(buf);
     let _ = tokio::time::timeout(CLOSE_GRACE, wr.shutdown()).await;
     drop(wr);
-    core.close(end).await;
+    let span = live_span(&mut core, fields);
+    Box::pin(core.close(end)).instrument(span).await;
+}
+
+/// The session's span, made anew if it was let go while waiting.
+fn live_span(core: &mut Core, f: SpanFields) -> tracing::Span {
+    if core.span.is_none() {
+        core.span = conn_span(core, f);
+    }
+    core.span.clone()
 }
 
 /// The dispatcher's next message for this session; pending forever while there is no channel.
@@ -348,5 +451,47 @@ pub(super) async fn sleep_until_opt(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+    use crate::sink::memory::MemorySink;
+    use crate::sink::{Format, Publisher};
+    use tokio_util::sync::CancellationToken;
+
+    /// Every connection's task holds this future for as long as the device is connected: an
+    /// idle session costs at least its size (docs/load-runs.md, memory per session). The
+    /// per-frame work (decode, publish, wait for delivery) is boxed while it runs and must
+    /// not come back inline.
+    #[tokio::test]
+    async fn a_connection_task_stays_small() {
+        let config = Settings::default().resolve().unwrap();
+        let publisher = Arc::new(Publisher::new(
+            Arc::new(MemorySink::new()),
+            Format::Protobuf,
+            config.in_flight.clone(),
+        ));
+        let shared = Arc::new(Shared::new(
+            publisher,
+            "test".into(),
+            config.protocols.clone(),
+            config.timeouts.clone(),
+            CancellationToken::new(),
+        ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _client = TcpStream::connect(addr).await.unwrap();
+        let (stream, peer) = listener.accept().await.unwrap();
+        let permit = shared
+            .conn_limiter
+            .admit(Some(peer.ip()), std::time::Instant::now())
+            .unwrap();
+        let task = run(stream, peer, permit, shared.clone());
+        let size = std::mem::size_of_val(&task);
+        eprintln!("tcp::run future: {size} bytes");
+        assert!(size <= 2048, "tcp::run future is {size} bytes");
     }
 }

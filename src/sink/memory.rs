@@ -26,11 +26,11 @@ impl Sink for MemorySink {
         "memory"
     }
 
-    fn send(&self, messages: Vec<OutMessage>) -> Delivery {
+    fn send(&self, messages: Arc<[OutMessage]>) -> Delivery {
         self.messages
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .extend(messages);
+            .extend(messages.iter().cloned());
         Box::pin(async { Ok(()) })
     }
 

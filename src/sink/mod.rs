@@ -40,8 +40,8 @@ pub enum Stream {
 #[derive(Debug, Clone)]
 pub struct OutMessage {
     pub stream: Stream,
-    /// Partitioning key: the device's IMEI.
-    pub key: String,
+    /// Partitioning key: the device's IMEI (shared by a frame's records).
+    pub key: Arc<str>,
     pub payload: Bytes,
     pub protocol: Protocol,
 }
@@ -75,7 +75,9 @@ pub trait Sink: Send + Sync + 'static {
     /// Short name for logs and metric labels.
     fn name(&self) -> &'static str;
     /// Hands `messages` to the broker. The future resolves `Ok` once the broker confirmed all.
-    fn send(&self, messages: Vec<OutMessage>) -> Delivery;
+    /// Shared, not owned: a batch resent after a lost connection is the same batch (no copy
+    /// per attempt).
+    fn send(&self, messages: Arc<[OutMessage]>) -> Delivery;
     /// Whether the sink reaches its broker now.
     fn is_connected(&self) -> bool;
     /// Whether the sink can deliver now (readiness), else why not. Sinks that know more than
@@ -218,11 +220,18 @@ impl Publisher {
         if events.is_empty() {
             return Ok(());
         }
-        let messages: Vec<OutMessage> = events
+        // A frame's events are one device's: one key for all of them.
+        let mut key: Arc<str> = Arc::from(events[0].imei.as_str());
+        let messages: Arc<[OutMessage]> = events
             .iter()
             .map(|e| OutMessage {
                 stream: Stream::Events,
-                key: e.imei.clone(),
+                key: if *key == *e.imei {
+                    key.clone()
+                } else {
+                    key = Arc::from(e.imei.as_str());
+                    key.clone()
+                },
                 payload: self.format.encode_event(e),
                 protocol: Protocol::try_from(e.protocol).unwrap_or(Protocol::Unspecified),
             })
@@ -231,7 +240,7 @@ impl Publisher {
     }
 
     /// Sends already-encoded messages under the same bounds and deadline.
-    pub async fn send(&self, messages: Vec<OutMessage>) -> Result<(), SinkError> {
+    pub async fn send(&self, messages: Arc<[OutMessage]>) -> Result<(), SinkError> {
         let n = messages.len().clamp(1, self.limits.max_records);
         let size: usize = messages.iter().map(|m| m.payload.len()).sum();
         let size = size.clamp(1, self.limits.max_bytes);
@@ -272,7 +281,7 @@ impl Publisher {
     /// (at-least-once; consumers drop duplicates by `event_id`).
     async fn send_with_retry(
         &self,
-        messages: Vec<OutMessage>,
+        messages: Arc<[OutMessage]>,
         started: Instant,
         deadline: Duration,
     ) -> Result<(), SinkError> {
@@ -318,7 +327,7 @@ mod tests {
         fn name(&self) -> &'static str {
             "gate"
         }
-        fn send(&self, messages: Vec<OutMessage>) -> Delivery {
+        fn send(&self, messages: Arc<[OutMessage]>) -> Delivery {
             self.sent.fetch_add(messages.len(), Ordering::SeqCst);
             let open = self.open.clone();
             Box::pin(async move {

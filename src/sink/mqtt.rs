@@ -146,17 +146,17 @@ impl Sink for MqttSink {
         "mqtt"
     }
 
-    fn send(&self, messages: Vec<OutMessage>) -> Delivery {
+    fn send(&self, messages: Arc<[OutMessage]>) -> Delivery {
         let tx = self.tx.clone();
         let options = self.options.clone();
         Box::pin(async move {
             let mut waiters = Vec::with_capacity(messages.len());
-            for msg in messages {
+            for msg in messages.iter() {
                 let (done, rx) = oneshot::channel();
                 let publish = Publish::from_bytes(
                     options.topic(msg.stream, &msg.key),
                     QoS::AtLeastOnce,
-                    msg.payload,
+                    msg.payload.clone(),
                 );
                 tx.send(Request { publish, done })
                     .await

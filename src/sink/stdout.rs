@@ -31,11 +31,11 @@ impl Sink for StdoutSink {
         "stdout"
     }
 
-    fn send(&self, messages: Vec<OutMessage>) -> Delivery {
+    fn send(&self, messages: Arc<[OutMessage]>) -> Delivery {
         let out = self.out.clone();
         Box::pin(async move {
             let mut buf = Vec::with_capacity(messages.iter().map(|m| m.payload.len() + 1).sum());
-            for m in &messages {
+            for m in messages.iter() {
                 buf.extend_from_slice(&m.payload);
                 buf.push(b'\n');
             }
