@@ -54,6 +54,29 @@ pub fn excerpt(id: &str) -> String {
     out
 }
 
+/// The Luhn check digit of a string of ASCII digits (an IMEI's 15th digit).
+pub fn luhn_digit(digits: &str) -> u8 {
+    let sum: u32 = digits
+        .bytes()
+        .rev()
+        .enumerate()
+        .map(|(i, b)| {
+            let d = u32::from(b.saturating_sub(b'0'));
+            if i % 2 == 0 {
+                let x = d * 2;
+                if x > 9 {
+                    x - 9
+                } else {
+                    x
+                }
+            } else {
+                d
+            }
+        })
+        .sum();
+    ((10 - sum % 10) % 10) as u8
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

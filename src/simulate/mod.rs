@@ -309,30 +309,7 @@ pub fn imei(base: u64, index: u64) -> Option<String> {
         return None;
     }
     let digits = format!("{body:014}");
-    Some(format!("{digits}{}", luhn_digit(&digits)))
-}
-
-/// The Luhn check digit of a string of ASCII digits.
-pub fn luhn_digit(digits: &str) -> u8 {
-    let sum: u32 = digits
-        .bytes()
-        .rev()
-        .enumerate()
-        .map(|(i, b)| {
-            let d = u32::from(b.saturating_sub(b'0'));
-            if i % 2 == 0 {
-                let x = d * 2;
-                if x > 9 {
-                    x - 9
-                } else {
-                    x
-                }
-            } else {
-                d
-            }
-        })
-        .sum();
-    ((10 - sum % 10) % 10) as u8
+    Some(format!("{digits}{}", crate::device_id::luhn_digit(&digits)))
 }
 
 /// What every device task shares.
@@ -505,8 +482,8 @@ mod tests {
     #[test]
     fn imeis_are_15_digits_with_a_luhn_check_digit() {
         // The Luhn example IMEI from the GSMA/Wikipedia, and Teltonika's example device.
-        assert_eq!(luhn_digit("49015420323751"), 8);
-        assert_eq!(luhn_digit("35630704244101"), 3);
+        assert_eq!(crate::device_id::luhn_digit("49015420323751"), 8);
+        assert_eq!(crate::device_id::luhn_digit("35630704244101"), 3);
         assert_eq!(imei(49015420323750, 1).as_deref(), Some("490154203237518"));
         assert_eq!(imei(0, 0).as_deref(), Some("000000000000000"));
         assert_eq!(imei(DEFAULT_IMEI_BASE, 0).unwrap().len(), 15);

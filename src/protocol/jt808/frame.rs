@@ -117,7 +117,7 @@ impl Terminal {
             return None;
         }
         let body = format!("{n:014}");
-        let check = luhn_digit(&body);
+        let check = crate::device_id::luhn_digit(&body);
         Some((format!("{body}{check}"), true))
     }
 
@@ -158,29 +158,6 @@ impl Terminal {
         }
         Terminal::new(&bcd(&format!("{id:0>20}")))
     }
-}
-
-/// The Luhn check digit of a string of ASCII digits.
-pub fn luhn_digit(digits: &str) -> u8 {
-    let sum: u32 = digits
-        .bytes()
-        .rev()
-        .enumerate()
-        .map(|(i, b)| {
-            let d = u32::from(b.saturating_sub(b'0'));
-            if i % 2 == 0 {
-                let x = d * 2;
-                if x > 9 {
-                    x - 9
-                } else {
-                    x
-                }
-            } else {
-                d
-            }
-        })
-        .sum();
-    ((10 - sum % 10) % 10) as u8
 }
 
 /// Packs an even number of ASCII digits as BCD.
@@ -643,7 +620,7 @@ mod tests {
             Some(("123456789012347".into(), true))
         );
         assert_eq!(t("0b3a73ce2ff2").auth_code(), "123456789012347");
-        assert_eq!(luhn_digit("35630704244101"), 3);
+        assert_eq!(crate::device_id::luhn_digit("35630704244101"), 3);
         assert_eq!(t("000000000000000000ab").device_id(), None);
         assert_eq!(
             Terminal::from_id("123456789012345").unwrap().as_bytes(),
