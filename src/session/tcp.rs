@@ -345,14 +345,14 @@ async fn session(
         // Between frames is the one place a drain or an eviction may stop a session: the
         // frame in hand has been delivered and acknowledged.
         if shared.shutdown.is_cancelled() {
-            core.start_draining().await;
+            Box::pin(core.start_draining()).await;
             let until = *drain_until.get_or_insert_with(|| Instant::now() + shared.drain_grace);
             if !core.commands.awaiting_answers() || Instant::now() >= until {
                 break End::Shutdown;
             }
         }
         if core.handle.cancel.is_cancelled() {
-            break core.evicted().await;
+            break Box::pin(core.evicted()).await;
         }
         // Until the device logged in (or a relay sent its first frame), the login deadline;
         // then the protocol's idle timeout.
@@ -378,27 +378,47 @@ async fn session(
             // Waiting: no span held (see `conn_span`).
             core.span = tracing::Span::none();
         }
+        // One timer for everything the session waits on besides the socket: the buffer's
+        // release (first when due), the idle or login deadline, the drain's end and the next
+        // command's answer deadline. Each timer in the wait is part of every idle session's
+        // task (docs/load-runs.md, memory per session).
+        let read_until = release_at.unwrap_or(until);
+        let wake_at = [drain_until, answer_due]
+            .into_iter()
+            .flatten()
+            .fold(read_until, Instant::min);
         let read = tokio::select! {
             // Back to the top, which decides whether the session ends now.
             _ = shared.shutdown.cancelled(), if drain_until.is_none() => continue,
-            _ = sleep_until_opt(drain_until) => break End::Shutdown,
             why = core.evicted() => break why,
             Some(msg) = next_command(&mut command_rx) => {
                 let span = live_span(&mut core, fields);
-                if let Err(end) = core.on_command_msg(*msg, &mut wr).instrument(span).await {
+                // Boxed like the per-frame work: rare, and not to be part of every session's task.
+                if let Err(end) = Box::pin(core.on_command_msg(*msg, &mut wr)).instrument(span).await {
                     break end;
                 }
                 continue;
             }
-            _ = sleep_until_opt(answer_due) => {
-                let span = live_span(&mut core, fields);
-                if let Err(end) = core.expire_commands(&mut wr).instrument(span).await {
-                    break end;
+            _ = tokio::time::sleep_until(wake_at) => {
+                let now = Instant::now();
+                if drain_until.is_some_and(|at| now >= at) {
+                    break End::Shutdown;
                 }
-                continue;
+                if answer_due.is_some_and(|at| now >= at) {
+                    let span = live_span(&mut core, fields);
+                    if let Err(end) = Box::pin(core.expire_commands(&mut wr)).instrument(span).await {
+                        break end;
+                    }
+                    continue;
+                }
+                if now < read_until {
+                    // Not due yet (a timer firing early): wait on, same deadline.
+                    held_until = logged_in.then_some(until);
+                    continue;
+                }
+                Err(())
             }
-            // One timer for both: the buffer's release comes first when due.
-            r = tokio::time::timeout_at(release_at.unwrap_or(until), rd.read_buf(&mut buf)) => r,
+            r = rd.read_buf(&mut buf) => Ok(r),
         };
         match read {
             Err(_) if release_at.is_some() => {
@@ -492,6 +512,14 @@ mod tests {
         let task = run(stream, peer, permit, shared.clone());
         let size = std::mem::size_of_val(&task);
         eprintln!("tcp::run future: {size} bytes");
+        eprintln!(
+            "sleep {} notified {} cancelled {} core {} handle {}",
+            std::mem::size_of::<tokio::time::Sleep>(),
+            std::mem::size_of::<tokio::sync::futures::Notified<'static>>(),
+            std::mem::size_of::<tokio_util::sync::WaitForCancellationFuture<'static>>(),
+            std::mem::size_of::<super::Core>(),
+            std::mem::size_of::<crate::session::registry::SessionHandle>()
+        );
         assert!(size <= 2048, "tcp::run future is {size} bytes");
     }
 }
