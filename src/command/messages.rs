@@ -10,7 +10,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use tokio::sync::{mpsc, Notify};
+use std::task::Poll;
+
+use futures_util::task::AtomicWaker;
+use tokio::sync::mpsc;
 use tracing::debug;
 
 use crate::metrics as m;
@@ -114,8 +117,8 @@ struct Mailbox {
     sender_gone: AtomicBool,
     /// Set when the receiver is gone: sends fail.
     receiver_gone: AtomicBool,
-    /// Wakes the receiver (a notification sent while it is not waiting is kept for it).
-    wake: Notify,
+    /// The receiver's waker while it waits.
+    wake: AtomicWaker,
 }
 
 impl Mailbox {
@@ -160,7 +163,7 @@ impl SessionSender {
             }
             q.push_back(msg);
         }
-        self.0.wake.notify_one();
+        self.0.wake.wake();
         Ok(())
     }
 }
@@ -168,29 +171,43 @@ impl SessionSender {
 impl Drop for SessionSender {
     fn drop(&mut self) {
         self.0.sender_gone.store(true, Ordering::Release);
-        self.0.wake.notify_one();
+        self.0.wake.wake();
     }
 }
 
 impl SessionReceiver {
-    /// The next message; `None` once the sender is gone and the queue is empty.
-    pub async fn recv(&mut self) -> Option<Box<SessionMsg>> {
-        loop {
-            {
-                let mut q = self.0.queue();
-                if let Some(msg) = q.pop_front() {
-                    if q.is_empty() {
-                        // A session holds no queue between commands.
-                        *q = std::collections::VecDeque::new();
-                    }
-                    return Some(msg);
+    /// The next message; `None` once the sender is gone and the queue is empty. A small
+    /// future: it is part of every idle session's wait.
+    pub fn recv(&mut self) -> impl std::future::Future<Output = Option<Box<SessionMsg>>> + '_ {
+        std::future::poll_fn(|cx| {
+            if let Some(msg) = self.take() {
+                return Poll::Ready(msg);
+            }
+            self.0.wake.register(cx.waker());
+            // Again: a message or the sender's end may have come before the registration.
+            match self.take() {
+                Some(msg) => Poll::Ready(msg),
+                None => Poll::Pending,
+            }
+        })
+    }
+
+    /// `Some(Some(msg))`: a message; `Some(None)`: the end (the sender is gone and nothing is
+    /// queued); `None`: nothing yet.
+    fn take(&self) -> Option<Option<Box<SessionMsg>>> {
+        // Read before the queue: a message queued before the sender went is still delivered.
+        let gone = self.0.sender_gone.load(Ordering::Acquire);
+        let mut q = self.0.queue();
+        match q.pop_front() {
+            Some(msg) => {
+                if q.is_empty() {
+                    // A session holds no queue between commands.
+                    *q = std::collections::VecDeque::new();
                 }
+                Some(Some(msg))
             }
-            if self.0.sender_gone.load(Ordering::Acquire) {
-                // A message queued before the sender went is still delivered.
-                return self.0.queue().pop_front();
-            }
-            self.0.wake.notified().await;
+            None if gone => Some(None),
+            None => None,
         }
     }
 }
@@ -208,7 +225,7 @@ pub fn session_channel() -> (SessionSender, SessionReceiver) {
         queue: std::sync::Mutex::new(std::collections::VecDeque::new()),
         sender_gone: AtomicBool::new(false),
         receiver_gone: AtomicBool::new(false),
-        wake: Notify::new(),
+        wake: AtomicWaker::new(),
     });
     (SessionSender(mailbox.clone()), SessionReceiver(mailbox))
 }

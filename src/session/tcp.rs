@@ -85,12 +85,36 @@ fn rejected(reason: &'static str) {
 
 /// Runs one connection to its end. `permit` holds the connection's place under the
 /// connection limits until the task ends.
-pub async fn run(
+pub fn run(
     stream: TcpStream,
     socket_peer: SocketAddr,
     permit: ConnPermit,
     shared: Arc<Shared>,
-) {
+) -> impl std::future::Future<Output = ()> + Send {
+    // An async fn keeps its arguments' slots for its whole life, next to its locals: passed
+    // in one box, they cost the task a pointer (docs/load-runs.md, memory per session).
+    run_boxed(Box::new((stream, socket_peer, permit, shared)))
+}
+
+async fn run_boxed(args: Box<(TcpStream, SocketAddr, ConnPermit, Arc<Shared>)>) {
+    let (stream, socket_peer, mut permit, shared) = *args;
+    // What the early steps leave is only the session's start: their locals end with them
+    // instead of sitting next to the session for its whole life.
+    let start = early(stream, socket_peer, &mut permit, shared).await;
+    if let Some(start) = start {
+        session(start).await;
+    }
+    drop(permit);
+}
+
+/// Steps 1 and 2 (PROXY header, TLS): what the session starts from, or `None` when the
+/// connection ended there.
+async fn early(
+    stream: TcpStream,
+    socket_peer: SocketAddr,
+    permit: &mut ConnPermit,
+    shared: Arc<Shared>,
+) -> Option<Box<Start>> {
     let span = info_span!(
         "conn",
         peer = field::Empty,
@@ -103,7 +127,6 @@ pub async fn run(
     if !shared.proxy_protocol {
         span.record("peer", field::display(socket_peer));
     }
-    let mut permit = permit;
     let deadline = Instant::now() + shared.timeouts.login;
     let early = async {
         let mut stream = stream;
@@ -115,7 +138,7 @@ pub async fn run(
             &mut buf,
             deadline,
             &shared,
-            &mut permit,
+            permit,
         )
         .await?;
         let _ = stream.set_nodelay(true);
@@ -168,20 +191,17 @@ pub async fn run(
     }
     .instrument(span.clone())
     .await;
-    if let Some((io, buf, peer, tls)) = early {
-        let lb = (peer != socket_peer).then_some(socket_peer);
-        session(
-            io,
-            buf,
-            peer,
-            deadline,
-            shared,
-            span,
-            SpanFields { lb, tls },
-        )
-        .await;
-    }
-    drop(permit);
+    let (io, buf, peer, tls) = early?;
+    let lb = (peer != socket_peer).then_some(socket_peer);
+    Some(Box::new(Start {
+        io,
+        buf,
+        peer,
+        deadline,
+        shared,
+        span,
+        fields: SpanFields { lb, tls },
+    }))
 }
 
 /// What the connection's span says besides the session's own fields: the load balancer's
@@ -269,21 +289,34 @@ async fn proxy_header(
     Some(peer)
 }
 
-/// Detection, then the protocol session.
-async fn session(
+/// What a connection brings to its session; boxed for the same reason as [`run`]'s arguments.
+struct Start {
     io: Box<dyn Io>,
-    mut buf: BytesMut,
+    buf: BytesMut,
     peer: SocketAddr,
     deadline: Instant,
     shared: Arc<Shared>,
     span: tracing::Span,
     fields: SpanFields,
-) {
+}
+
+/// Detection, then the protocol session.
+async fn session(start: Box<Start>) {
+    let Start {
+        io,
+        mut buf,
+        peer,
+        deadline,
+        shared,
+        span,
+        fields,
+    } = *start;
     let (mut rd, mut wr) = tokio::io::split(io);
     buf.reserve(READ_CHUNK);
 
-    // Detection: read until a protocol claims the prefix.
-    let detected = async {
+    // Detection: read until a protocol claims the prefix. (Not bound to a name: a named
+    // future's slot would stay in the session's task for its whole life.)
+    let Some(module) = async {
         loop {
             match detect(&buf, Transport::Tcp) {
                 Detection::Found(module) => break Some(module),
@@ -311,8 +344,10 @@ async fn session(
                 Err(Early::Shutdown) => return None,
             }
         }
-    };
-    let Some(module) = detected.instrument(span.clone()).await else {
+    }
+    .instrument(span.clone())
+    .await
+    else {
         return;
     };
     metrics::counter!(m::DETECTIONS, "transport" => "tcp", "outcome" => module.name()).increment(1);
@@ -512,14 +547,6 @@ mod tests {
         let task = run(stream, peer, permit, shared.clone());
         let size = std::mem::size_of_val(&task);
         eprintln!("tcp::run future: {size} bytes");
-        eprintln!(
-            "sleep {} notified {} cancelled {} core {} handle {}",
-            std::mem::size_of::<tokio::time::Sleep>(),
-            std::mem::size_of::<tokio::sync::futures::Notified<'static>>(),
-            std::mem::size_of::<tokio_util::sync::WaitForCancellationFuture<'static>>(),
-            std::mem::size_of::<super::Core>(),
-            std::mem::size_of::<crate::session::registry::SessionHandle>()
-        );
         assert!(size <= 2048, "tcp::run future is {size} bytes");
     }
 }
