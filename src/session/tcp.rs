@@ -547,6 +547,10 @@ mod tests {
         let task = run(stream, peer, permit, shared.clone());
         let size = std::mem::size_of_val(&task);
         eprintln!("tcp::run future: {size} bytes");
-        assert!(size <= 2048, "tcp::run future is {size} bytes");
+        // tokio allocates the task as one cell: this future plus about 100 bytes of header
+        // and trailer, rounded to 128. At 1,176 bytes the cell fits mimalloc's 1,280-byte
+        // size class; at 1,432 it took the 1,536-byte one and at 1,680 the 1,792-byte one
+        // (the idle-sessions bench: 4.2, 4.6 and 4.8 KB per session).
+        assert!(size <= 1184, "tcp::run future is {size} bytes");
     }
 }
