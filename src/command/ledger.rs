@@ -941,7 +941,12 @@ impl Ledger {
             return Vec::new();
         };
         let who = Who::of(claim);
-        let v = self.sessions.entry(claim.imei.clone()).or_default();
+        // Almost every device has one live session: room for one, not a growing vector's
+        // first four (memory per session, docs/load-runs.md).
+        let v = self
+            .sessions
+            .entry(claim.imei.clone())
+            .or_insert_with(|| Vec::with_capacity(1));
         if v.iter().any(|a| a.who == who && a.started_ms == started) {
             return Vec::new();
         }

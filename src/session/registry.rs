@@ -87,9 +87,17 @@ pub struct SessionHandle {
     pub peer: SocketAddr,
     /// Cancelled to end the session.
     pub cancel: CancellationToken,
-    eviction: Arc<AtomicU8>,
+    /// Why it was evicted and when it was last active: one allocation shared by the session
+    /// and the registry.
+    state: Arc<HandleState>,
+}
+
+#[derive(Debug)]
+struct HandleState {
+    /// [`Eviction`] as `u8`, 0 while not evicted.
+    eviction: AtomicU8,
     /// When the session last received a frame ([`millis_since_start`]).
-    active_at: Arc<AtomicU64>,
+    active_at: AtomicU64,
 }
 
 impl SessionHandle {
@@ -100,34 +108,38 @@ impl SessionHandle {
             transport,
             peer,
             cancel: CancellationToken::new(),
-            eviction: Arc::new(AtomicU8::new(0)),
-            active_at: Arc::new(AtomicU64::new(millis_since_start(Instant::now()))),
+            state: Arc::new(HandleState {
+                eviction: AtomicU8::new(0),
+                active_at: AtomicU64::new(millis_since_start(Instant::now())),
+            }),
         }
     }
 
     /// The session received a frame at `now`.
     pub fn touch(&self, now: Instant) {
-        self.active_at
+        self.state
+            .active_at
             .store(millis_since_start(now), Ordering::Relaxed);
     }
 
     /// How long the session has received nothing, at `now`.
     pub fn idle_for(&self, now: Instant) -> Duration {
-        let last = self.active_at.load(Ordering::Relaxed);
+        let last = self.state.active_at.load(Ordering::Relaxed);
         Duration::from_millis(millis_since_start(now).saturating_sub(last))
     }
 
     /// Ends the session (it finishes the frame in hand first).
     pub fn evict(&self, why: Eviction) {
-        let _ = self
-            .eviction
-            .compare_exchange(0, why as u8, Ordering::AcqRel, Ordering::Acquire);
+        let _ =
+            self.state
+                .eviction
+                .compare_exchange(0, why as u8, Ordering::AcqRel, Ordering::Acquire);
         self.cancel.cancel();
     }
 
     /// Why the session was evicted, if it was.
     pub fn eviction(&self) -> Option<Eviction> {
-        match self.eviction.load(Ordering::Acquire) {
+        match self.state.eviction.load(Ordering::Acquire) {
             1 => Some(Eviction::Replaced),
             2 => Some(Eviction::Revoked),
             _ => None,
