@@ -66,33 +66,22 @@ impl Log {
         }
     }
 
-    /// Appends `claim` to the log: every live pod reads it; returns what each did.
-    fn apply(&mut self, claim: &CommandClaim, now: SystemTime) -> Vec<Vec<Action>> {
+    /// What every pod did with one entry of the log: live pods read it, stopped ones nothing.
+    fn each_live(&mut self, read: impl Fn(&mut Ledger) -> Vec<Action>) -> Vec<Vec<Action>> {
         self.pods
             .iter_mut()
             .zip(&self.alive)
-            .map(|(p, alive)| {
-                if *alive {
-                    p.on_claim(claim.clone(), now)
-                } else {
-                    Vec::new()
-                }
-            })
+            .map(|(p, alive)| if *alive { read(p) } else { Vec::new() })
             .collect()
     }
 
+    /// Appends `claim` to the log: every live pod reads it; returns what each did.
+    fn apply(&mut self, claim: &CommandClaim, now: SystemTime) -> Vec<Vec<Action>> {
+        self.each_live(|p| p.on_claim(claim.clone(), now))
+    }
+
     fn command(&mut self, c: &Command, now: SystemTime) -> Vec<Vec<Action>> {
-        self.pods
-            .iter_mut()
-            .zip(&self.alive)
-            .map(|(p, alive)| {
-                if *alive {
-                    p.on_command(c.clone(), now)
-                } else {
-                    Vec::new()
-                }
-            })
-            .collect()
+        self.each_live(|p| p.on_command(c.clone(), now))
     }
 
     /// Every live pod's clock ticks at `now`; the beats and session announcements they propose
