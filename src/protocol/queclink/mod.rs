@@ -327,13 +327,7 @@ impl Session {
         DecodeError::new(kind, Action::Continue, detail)
     }
 
-    fn handle(
-        &mut self,
-        format: Format,
-        unit: &[u8],
-        now: SystemTime,
-    ) -> Result<Frame, DecodeError> {
-        let _ = now;
+    fn handle(&mut self, format: Format, unit: &[u8]) -> Result<Frame, DecodeError> {
         let mut lenient = Vec::new();
         let rep = match format {
             Format::Text => {
@@ -488,7 +482,7 @@ impl ProtocolSession for Session {
     fn decode(
         &mut self,
         buf: &mut BytesMut,
-        now: SystemTime,
+        _now: SystemTime,
     ) -> Result<Option<Frame>, DecodeError> {
         match frame::split(buf, self.max_frame, self.udp) {
             Split::Incomplete => {
@@ -518,7 +512,7 @@ impl ProtocolSession for Session {
             } => {
                 let bytes = buf.split_to(consumed.min(buf.len())).freeze();
                 let unit = bytes.get(start..end).unwrap_or_default();
-                self.handle(format, unit, now).map(Some)
+                self.handle(format, unit).map(Some)
             }
         }
     }
