@@ -120,7 +120,7 @@ pub async fn decode_frames(
                     let mut c =
                         Core::new(shared.clone(), m, transport, peer, tracing::Span::none());
                     // Keep the identity across datagrams of the same protocol.
-                    c.errors = Some(Vec::new());
+                    c.errors = Some(Box::default());
                     core = Some(c);
                 }
                 Detection::NeedMore => {
@@ -150,7 +150,12 @@ pub async fn decode_frames(
         for r in replies.0 {
             lines.push(Output::Reply(r));
         }
-        for e in c.errors.as_mut().map(std::mem::take).unwrap_or_default() {
+        for e in c
+            .errors
+            .as_deref_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+        {
             lines.push(Output::Error(e));
         }
         if ended.is_err() && transport == Transport::Tcp {

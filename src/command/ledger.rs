@@ -51,7 +51,8 @@
 //! The ledger turns log entries, local session changes and the passing of time into
 //! [`Action`]s for the dispatcher.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::event::timestamp;
@@ -209,7 +210,9 @@ struct Liveness {
 /// A device session announced in the log.
 #[derive(Debug, Clone, PartialEq)]
 struct Announced {
-    who: Who,
+    /// Interned ([`Ledger::pods`]): every session announced by a pod shares one copy of its
+    /// names (memory per session, docs/load-runs.md).
+    who: Arc<Who>,
     started_ms: i64,
     /// When the announcement was read (for pruning).
     read_at: SystemTime,
@@ -222,6 +225,8 @@ pub struct Ledger {
     local: HashMap<String, SystemTime>,
     /// Device → live sessions announced by every pod (this one included).
     sessions: HashMap<String, Vec<Announced>>,
+    /// The pods named by `sessions`, one copy each; pruned with it.
+    pods: HashSet<Arc<Who>>,
     /// LOGOUTs this instance proposed for a lost pod's sessions, and when.
     logouts: HashMap<(String, String, i64), SystemTime>,
     liveness: Liveness,
@@ -275,6 +280,7 @@ impl Ledger {
             entries: HashMap::new(),
             local: HashMap::new(),
             sessions: HashMap::new(),
+            pods: HashSet::new(),
             logouts: HashMap::new(),
             liveness: Liveness::default(),
             draining: false,
@@ -941,13 +947,21 @@ impl Ledger {
             return Vec::new();
         };
         let who = Who::of(claim);
+        let who = match self.pods.get(&who) {
+            Some(known) => known.clone(),
+            None => {
+                let who = Arc::new(who);
+                self.pods.insert(who.clone());
+                who
+            }
+        };
         // Almost every device has one live session: room for one, not a growing vector's
         // first four (memory per session, docs/load-runs.md).
         let v = self
             .sessions
             .entry(claim.imei.clone())
             .or_insert_with(|| Vec::with_capacity(1));
-        if v.iter().any(|a| a.who == who && a.started_ms == started) {
+        if v.iter().any(|a| *a.who == *who && a.started_ms == started) {
             return Vec::new();
         }
         v.push(Announced {
@@ -1207,19 +1221,26 @@ impl Ledger {
         let mut due = Vec::new();
         for (imei, v) in &self.sessions {
             for a in v {
+                // Most announced sessions are of live pods: nothing is copied for them (this
+                // runs on every tick, over every device of the fleet).
+                if a.who.instance == self.cfg.instance
+                    || !self.lost(&a.who.instance, now, jitter(imei))
+                {
+                    continue;
+                }
                 let key = (imei.clone(), a.who.instance.clone(), a.started_ms);
                 let recent = self
                     .logouts
                     .get(&key)
                     .is_some_and(|t| *t + self.cfg.proposal_timeout > now);
-                if !recent && self.lost(&a.who.instance, now, jitter(imei)) {
+                if !recent {
                     due.push((key, a.who.clone()));
                 }
             }
         }
         for ((imei, instance, started), lost) in due {
             let mut c = self.claim("", &imei, ClaimPurpose::Logout, now);
-            c.lost_gateway = lost.gateway;
+            c.lost_gateway = lost.gateway.clone();
             c.lost_instance = instance.clone();
             c.session_started = Some(crate::event::timestamp::Timestamp {
                 seconds: started.div_euclid(1000),
@@ -1240,6 +1261,7 @@ impl Ledger {
             v.retain(|a| a.read_at > horizon);
             !v.is_empty()
         });
+        self.pods.retain(|who| Arc::strong_count(who) > 1);
         let busy: BTreeSet<String> = self
             .entries
             .values()

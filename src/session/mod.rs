@@ -214,13 +214,13 @@ pub struct Core {
     pub proto: Box<dyn ProtocolSession>,
     pub protocol: Protocol,
     pub transport: Transport,
-    pub peer: SocketAddr,
-    /// `peer` as events carry it, formatted once.
-    peer_label: String,
+    /// `peer` as events carry it, formatted once (the address itself is the handle's).
+    peer_label: Box<str>,
     pub imei: Option<String>,
     pub span: Span,
-    /// When set, decode errors are also collected here (for `avlgate decode`).
-    pub errors: Option<Vec<String>>,
+    /// When set, decode errors are also collected here (for `avlgate decode`). Boxed: every
+    /// connection's task carries the field.
+    pub errors: Option<Box<Vec<String>>>,
     /// This session as the registry knows it (TCP sessions are registered once logged in).
     pub handle: SessionHandle,
     /// The module, for its login-refusal reply.
@@ -231,7 +231,6 @@ pub struct Core {
     /// of its own, and counts as logged in from its first relayed frame on (answered whether
     /// or not its device was admitted).
     relaying: bool,
-    label: &'static str,
     /// Commands for this device (once identified, when commands are enabled and the
     /// protocol takes them on this transport).
     pub commands: Tracker,
@@ -268,8 +267,7 @@ impl Core {
             proto,
             protocol: module.protocol(),
             transport,
-            peer,
-            peer_label: peer.to_string(),
+            peer_label: peer.to_string().into(),
             imei: None,
             span,
             errors: None,
@@ -277,12 +275,16 @@ impl Core {
             module,
             denied: false,
             relaying: false,
-            label: module.name(),
             commands: Tracker::new(shared_reply_timeout),
             command_rx: None,
             command_imei: None,
             draining: false,
         }
+    }
+
+    /// The device's address (the PROXY header's source behind a load balancer).
+    pub fn peer(&self) -> SocketAddr {
+        self.handle.peer
     }
 
     /// Whether an allowed device identified itself on this session.
@@ -310,7 +312,7 @@ impl Core {
     /// and (TCP) take over the IMEI's registry slot as the takeover policy allows. `Err`: the
     /// login is refused and the session ends.
     async fn login<R: Replier>(&mut self, imei: String, out: &mut R) -> Result<bool, End> {
-        if let Err(reason) = self.shared.admit(&imei, self.peer.ip()) {
+        if let Err(reason) = self.shared.admit(&imei, self.handle.peer.ip()) {
             metrics::counter!(m::CONNECTIONS_REJECTED, "transport" => transport_label(self.transport), "reason" => reason).increment(1);
             debug!(id = %crate::device_id::excerpt(&imei), reason, "login refused");
             if let Some(previous) = self.imei.take() {
@@ -339,7 +341,8 @@ impl Core {
                 now,
             ) {
                 Ok(Some(old)) => {
-                    metrics::counter!(m::SESSIONS_REPLACED, "protocol" => self.label).increment(1);
+                    metrics::counter!(m::SESSIONS_REPLACED, "protocol" => self.label())
+                        .increment(1);
                     debug!(%imei, old_peer = %old.peer, "replaced the device's previous session");
                 }
                 Ok(None) => {}
@@ -512,7 +515,7 @@ impl Core {
                     }
                 }
                 Err(e) => {
-                    metrics::counter!(m::DECODE_ERRORS, "protocol" => self.label, "kind" => e.kind.label()).increment(1);
+                    metrics::counter!(m::DECODE_ERRORS, "protocol" => self.label(), "kind" => e.kind.label()).increment(1);
                     // Anyone can send malformed frames: one WARN a second, the rest at debug.
                     static BAD_FRAMES: Throttle = Throttle::new(Duration::from_secs(1));
                     let close = e.action == Action::Close;
@@ -559,13 +562,13 @@ impl Core {
         now: SystemTime,
         out: &mut R,
     ) -> Result<(), End> {
-        metrics::counter!(m::FRAMES_DECODED, "protocol" => self.label).increment(1);
+        metrics::counter!(m::FRAMES_DECODED, "protocol" => self.label()).increment(1);
         for kind in &frame.lenient {
-            metrics::counter!(m::LENIENT_INPUT, "protocol" => self.label, "kind" => *kind)
+            metrics::counter!(m::LENIENT_INPUT, "protocol" => self.label(), "kind" => *kind)
                 .increment(1);
         }
         self.handle.touch(std::time::Instant::now());
-        let ip = self.peer.ip();
+        let ip = self.handle.peer.ip();
         let relayed = frame.relayed.take();
         if let Some(device) = relayed.as_deref() {
             // One frame of one of the many devices this connection relays: admitted per
@@ -593,7 +596,7 @@ impl Core {
                 }
                 if self.transport == Transport::Tcp && self.imei.is_none() {
                     let mut opened = self.lifecycle_event(EventKind::SessionOpened, &imei, now);
-                    opened.set("peer_protocol", attr::string(self.label));
+                    opened.set("peer_protocol", attr::string(self.label()));
                     frame.events.insert(0, opened);
                 }
                 self.imei = Some(imei);
@@ -626,7 +629,7 @@ impl Core {
                 warn!("the protocol produced events before the device identified itself; dropped");
                 return Ok(());
             };
-            metrics::counter!(m::RECORDS_DECODED, "protocol" => self.label)
+            metrics::counter!(m::RECORDS_DECODED, "protocol" => self.label())
                 .increment(frame.events.len() as u64);
             let stamp = Stamp {
                 imei: &imei,
@@ -644,7 +647,7 @@ impl Core {
         }
         if let Some(reply) = &frame.reply {
             self.reply(out, reply).await?;
-            metrics::counter!(m::ACKS_SENT, "protocol" => self.label).increment(1);
+            metrics::counter!(m::ACKS_SENT, "protocol" => self.label()).increment(1);
         }
         self.write_commands(out).await?;
         Ok(())
@@ -655,7 +658,7 @@ impl Core {
             debug!(error = %e, "cannot write reply");
             End::Io
         })?;
-        metrics::counter!(m::REPLIES_SENT, "protocol" => self.label).increment(1);
+        metrics::counter!(m::REPLIES_SENT, "protocol" => self.label()).increment(1);
         Ok(())
     }
 
@@ -669,7 +672,7 @@ impl Core {
             &[
                 imei.as_bytes(),
                 &(kind as i32).to_be_bytes(),
-                self.peer.to_string().as_bytes(),
+                self.peer_label.as_bytes(),
                 &nanos.to_be_bytes(),
             ],
         );
@@ -684,7 +687,7 @@ impl Core {
 
     /// Publishes the session-closed event (TCP sessions of identified devices), best effort.
     pub async fn close(&mut self, why: End) {
-        metrics::counter!(m::SESSIONS_CLOSED, "protocol" => self.label, "transport" => transport_label(self.transport), "reason" => why.label()).increment(1);
+        metrics::counter!(m::SESSIONS_CLOSED, "protocol" => self.label(), "transport" => transport_label(self.transport), "reason" => why.label()).increment(1);
         debug!(reason = why.label(), "session closed");
         let updates = self.commands.close(&match why {
             End::Shutdown => "the gateway drained".to_string(),
@@ -707,7 +710,8 @@ impl Core {
         e.imei = imei;
         e.transport = self.transport as i32;
         e.received_at = Some(timestamp(now));
-        e.peer.clone_from(&self.peer_label);
+        e.peer.clear();
+        e.peer.push_str(&self.peer_label);
         e.gateway.clone_from(&self.shared.gateway);
         if let Err(err) = self
             .shared
@@ -722,7 +726,7 @@ impl Core {
     }
 
     pub fn label(&self) -> &'static str {
-        self.label
+        self.module.name()
     }
 }
 

@@ -97,7 +97,11 @@ pub fn run(
 }
 
 async fn run_boxed(args: Box<(TcpStream, SocketAddr, ConnPermit, Arc<Shared>)>) {
-    let (stream, socket_peer, mut permit, shared) = *args;
+    // Moved out in a block: the emptied box is freed here, not when the connection ends.
+    let (stream, socket_peer, mut permit, shared) = {
+        let args = args;
+        *args
+    };
     // What the early steps leave is only the session's start: their locals end with them
     // instead of sitting next to the session for its whole life.
     let start = early(stream, socket_peer, &mut permit, shared).await;
@@ -200,32 +204,35 @@ async fn early(
         deadline,
         shared,
         span,
-        fields: SpanFields { lb, tls },
+        fields: SpanFields {
+            lb: lb.map(Box::new),
+            tls,
+        },
     }))
 }
 
 /// What the connection's span says besides the session's own fields: the load balancer's
 /// address (PROXY protocol) and TLS.
-#[derive(Clone, Copy)]
 struct SpanFields {
-    lb: Option<SocketAddr>,
+    /// Boxed: rare, and every connection's task carries the field.
+    lb: Option<Box<SocketAddr>>,
     tls: bool,
 }
 
 /// The `conn` span of a session at work. A logged-in session holds no span while it waits
 /// (a span of the default `info` level costs about 1.3 KB per connection in the registry):
 /// each round of work (frames, commands, closing) gets a fresh one with the same fields.
-fn conn_span(core: &Core, f: SpanFields) -> tracing::Span {
+fn conn_span(core: &Core, f: &SpanFields) -> tracing::Span {
     let span = info_span!(
         "conn",
-        peer = %core.peer,
+        peer = %core.peer(),
         lb = field::Empty,
         transport = "tcp",
         tls = field::Empty,
         protocol = core.label(),
         imei = field::Empty
     );
-    if let Some(lb) = f.lb {
+    if let Some(lb) = &f.lb {
         span.record("lb", field::display(lb));
     }
     if f.tls {
@@ -310,7 +317,10 @@ async fn session(start: Box<Start>) {
         shared,
         span,
         fields,
-    } = *start;
+    } = {
+        let start = start;
+        *start
+    };
     let (mut rd, mut wr) = tokio::io::split(io);
     buf.reserve(READ_CHUNK);
 
@@ -353,9 +363,9 @@ async fn session(start: Box<Start>) {
     metrics::counter!(m::DETECTIONS, "transport" => "tcp", "outcome" => module.name()).increment(1);
     span.record("protocol", module.name());
     let mut core = Core::new(shared.clone(), module, Transport::Tcp, peer, span);
-    let idle = shared.idle_timeout(module);
-    let open = metrics::gauge!(m::CONNECTIONS_OPEN, "protocol" => module.name(), "transport" => transport_label(Transport::Tcp));
-    open.increment(1.0);
+    // Looked up again at the end rather than held: a handle is part of every session.
+    metrics::gauge!(m::CONNECTIONS_OPEN, "protocol" => module.name(), "transport" => transport_label(Transport::Tcp))
+        .increment(1.0);
 
     let mut command_rx = None;
     // Set when the gateway starts draining while a written command awaits the device's answer:
@@ -369,7 +379,7 @@ async fn session(start: Box<Start>) {
         // the session's future; inline, every idle session would carry it (see
         // docs/load-runs.md, memory per session).
         if !buf.is_empty() {
-            let span = live_span(&mut core, fields);
+            let span = live_span(&mut core, &fields);
             if let Err(end) = Box::pin(core.process(&mut buf, &mut wr))
                 .instrument(span)
                 .await
@@ -393,7 +403,9 @@ async fn session(start: Box<Start>) {
         // then the protocol's idle timeout.
         let logged_in = core.logged_in();
         let until = if logged_in {
-            held_until.take().unwrap_or_else(|| Instant::now() + idle)
+            held_until
+                .take()
+                .unwrap_or_else(|| Instant::now() + shared.idle_timeout(module))
         } else {
             deadline
         };
@@ -427,7 +439,7 @@ async fn session(start: Box<Start>) {
             _ = shared.shutdown.cancelled(), if drain_until.is_none() => continue,
             why = core.evicted() => break why,
             Some(msg) = next_command(&mut command_rx) => {
-                let span = live_span(&mut core, fields);
+                let span = live_span(&mut core, &fields);
                 // Boxed like the per-frame work: rare, and not to be part of every session's task.
                 if let Err(end) = Box::pin(core.on_command_msg(*msg, &mut wr)).instrument(span).await {
                     break end;
@@ -440,7 +452,7 @@ async fn session(start: Box<Start>) {
                     break End::Shutdown;
                 }
                 if answer_due.is_some_and(|at| now >= at) {
-                    let span = live_span(&mut core, fields);
+                    let span = live_span(&mut core, &fields);
                     if let Err(end) = Box::pin(core.expire_commands(&mut wr)).instrument(span).await {
                         break end;
                     }
@@ -466,25 +478,26 @@ async fn session(start: Box<Start>) {
             Ok(Ok(0)) => break End::PeerClosed,
             Ok(Ok(_)) => {}
             Ok(Err(e)) => {
-                let _in = live_span(&mut core, fields).entered();
+                let _in = live_span(&mut core, &fields).entered();
                 debug!(error = %e, "read failed");
                 break End::Io;
             }
         }
     };
-    open.decrement(1.0);
+    metrics::gauge!(m::CONNECTIONS_OPEN, "protocol" => module.name(), "transport" => transport_label(Transport::Tcp))
+        .decrement(1.0);
     // Let go of the socket first (a replaced session's device is already elsewhere), then
     // publish the session-closed event.
     drop(rd);
     drop(buf);
     let _ = tokio::time::timeout(CLOSE_GRACE, wr.shutdown()).await;
     drop(wr);
-    let span = live_span(&mut core, fields);
+    let span = live_span(&mut core, &fields);
     Box::pin(core.close(end)).instrument(span).await;
 }
 
 /// The session's span, made anew if it was let go while waiting.
-fn live_span(core: &mut Core, f: SpanFields) -> tracing::Span {
+fn live_span(core: &mut Core, f: &SpanFields) -> tracing::Span {
     if core.span.is_none() {
         core.span = conn_span(core, f);
     }
@@ -547,10 +560,11 @@ mod tests {
         let task = run(stream, peer, permit, shared.clone());
         let size = std::mem::size_of_val(&task);
         eprintln!("tcp::run future: {size} bytes");
-        // tokio allocates the task as one cell: this future plus about 100 bytes of header
-        // and trailer, rounded to 128. At 1,176 bytes the cell fits mimalloc's 1,280-byte
-        // size class; at 1,432 it took the 1,536-byte one and at 1,680 the 1,792-byte one
-        // (the idle-sessions bench: 4.2, 4.6 and 4.8 KB per session).
-        assert!(size <= 1184, "tcp::run future is {size} bytes");
+        // tokio allocates the task as one cell: this future plus header and trailer, rounded
+        // up to 128 bytes (its alignment). At 1,176 bytes the cell was 1,408 bytes, in
+        // mimalloc's 1,536-byte size class; at 1,040 it is 1,280 bytes, a class of its own
+        // (heaptrack on the idle-sessions bench, docs/load-runs.md). Past 1,048 it grows a
+        // class again.
+        assert!(size <= 1048, "tcp::run future is {size} bytes");
     }
 }
