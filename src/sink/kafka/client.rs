@@ -37,7 +37,9 @@ use std::time::{Duration, Instant};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::ConsumerContext;
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
-use rdkafka::producer::{FutureProducer, Producer as _};
+use rdkafka::producer::{
+    DeliveryResult, FutureProducer, Producer as _, ProducerContext, ThreadedProducer,
+};
 use rdkafka::statistics::Statistics;
 use rdkafka::ClientContext;
 use tokio::sync::watch;
@@ -509,6 +511,57 @@ impl ClientContext for Context {
 
 impl ConsumerContext for Context {}
 
+/// The events producer's reports: each record's batch settles it ([`super::batch`]).
+impl ProducerContext for Context {
+    type DeliveryOpaque = Arc<super::batch::Batch>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, batch: Self::DeliveryOpaque) {
+        batch.report(self.generation, &self.health, result);
+    }
+}
+
+/// A librdkafka producer as [`Producer`] needs it: made from settings and a generation's
+/// context, and watched and retired by the supervisor.
+pub trait Client: Clone + Send + Sync + 'static {
+    fn create(config: &ClientConfig, context: Context) -> KafkaResult<Self>;
+    /// librdkafka's fatal error, if the client has hit one.
+    fn fatal_error(&self) -> Option<(RDKafkaErrorCode, String)>;
+    fn in_flight_count(&self) -> i32;
+    fn flush(&self, timeout: Duration) -> KafkaResult<()>;
+}
+
+/// The command flow's claims producer: a future per record.
+impl Client for FutureProducer<Context> {
+    fn create(config: &ClientConfig, context: Context) -> KafkaResult<Self> {
+        config.create_with_context(context)
+    }
+    fn fatal_error(&self) -> Option<(RDKafkaErrorCode, String)> {
+        self.client().fatal_error()
+    }
+    fn in_flight_count(&self) -> i32 {
+        rdkafka::producer::Producer::in_flight_count(self)
+    }
+    fn flush(&self, timeout: Duration) -> KafkaResult<()> {
+        rdkafka::producer::Producer::flush(self, timeout)
+    }
+}
+
+/// The events producer: reports settle each record's batch.
+impl Client for ThreadedProducer<Context> {
+    fn create(config: &ClientConfig, context: Context) -> KafkaResult<Self> {
+        config.create_with_context(context)
+    }
+    fn fatal_error(&self) -> Option<(RDKafkaErrorCode, String)> {
+        self.client().fatal_error()
+    }
+    fn in_flight_count(&self) -> i32 {
+        rdkafka::producer::Producer::in_flight_count(self)
+    }
+    fn flush(&self, timeout: Duration) -> KafkaResult<()> {
+        rdkafka::producer::Producer::flush(self, timeout)
+    }
+}
+
 /// Counts rebuilds of one client and decides when to stop trying.
 pub struct Rebuilds {
     role: Role,
@@ -629,7 +682,11 @@ pub fn death_reason<C: ClientContext>(
     client: &rdkafka::client::Client<C>,
     health: &Health,
 ) -> Option<String> {
-    if let Some((code, reason)) = client.fatal_error() {
+    death_reason_of(client.fatal_error(), health)
+}
+
+fn death_reason_of(fatal: Option<(RDKafkaErrorCode, String)>, health: &Health) -> Option<String> {
+    if let Some((code, reason)) = fatal {
         return Some(format!("fatal error {code:?}: {reason}"));
     }
     if !health.failed() {
@@ -640,17 +697,24 @@ pub fn death_reason<C: ClientContext>(
 }
 
 /// A producer that is rebuilt in place after a fatal error. Cheap to clone.
-#[derive(Clone)]
-pub struct Producer {
-    inner: Arc<ProducerInner>,
+pub struct Producer<P: Client = FutureProducer<Context>> {
+    inner: Arc<ProducerInner<P>>,
 }
 
-struct ProducerInner {
-    slot: RwLock<(u64, FutureProducer<Context>)>,
+impl<P: Client> Clone for Producer<P> {
+    fn clone(&self) -> Self {
+        Producer {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+struct ProducerInner<P> {
+    slot: RwLock<(u64, P)>,
     health: Arc<Health>,
 }
 
-impl Producer {
+impl<P: Client> Producer<P> {
     /// Creates the first generation from `config` and starts its supervisor thread, which
     /// rebuilds it as `rebuilds` says. `settle`: how long a retired generation may take to
     /// report on its in-flight records.
@@ -659,9 +723,8 @@ impl Producer {
         health: Arc<Health>,
         settle: Duration,
         rebuilds: Rebuilds,
-    ) -> KafkaResult<Producer> {
-        let first: FutureProducer<Context> =
-            config.create_with_context(Rebuilds::first_context(&health))?;
+    ) -> KafkaResult<Producer<P>> {
+        let first = P::create(&config, Rebuilds::first_context(&health))?;
         let inner = Arc::new(ProducerInner {
             slot: RwLock::new((health.generation(), first)),
             health: health.clone(),
@@ -677,7 +740,7 @@ impl Producer {
     }
 
     /// The generation in use and its producer.
-    pub fn current(&self) -> (u64, FutureProducer<Context>) {
+    pub fn current(&self) -> (u64, P) {
         let slot = self.inner.slot.read().unwrap_or_else(|p| p.into_inner());
         (slot.0, slot.1.clone())
     }
@@ -689,8 +752,8 @@ impl Producer {
 
 /// Watches the producer in `inner` for a fatal error (when poked, and every second) and
 /// replaces it; ends when the producer is dropped or rebuilding is given up.
-fn supervise(
-    inner: Weak<ProducerInner>,
+fn supervise<P: Client>(
+    inner: Weak<ProducerInner<P>>,
     health: Arc<Health>,
     config: ClientConfig,
     settle: Duration,
@@ -705,13 +768,13 @@ fn supervise(
             let slot = inner.slot.read().unwrap_or_else(|p| p.into_inner());
             (slot.0, slot.1.clone())
         };
-        let Some(why) = death_reason(old.client(), &health) else {
+        let Some(why) = death_reason_of(old.fatal_error(), &health) else {
             continue;
         };
         health.fatal(generation);
         error!(client = health.role.label(), generation, error = %why, "rebuilding the Kafka producer");
         let Some((next, producer)) =
-            rebuilds.rebuild(&health, |context| config.create_with_context(context))
+            rebuilds.rebuild(&health, |context| P::create(&config, context))
         else {
             return;
         };
@@ -726,7 +789,7 @@ fn supervise(
 
 /// Lets a dead producer report on the records it had sent, then drops it (which fails what is
 /// left), away from the async runtime: both can block for seconds.
-fn retire(old: FutureProducer<Context>, settle: Duration) {
+fn retire<P: Client>(old: P, settle: Duration) {
     let spawned = std::thread::Builder::new()
         .name("avlgate-kafka-retire".into())
         .spawn(move || {

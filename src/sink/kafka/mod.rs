@@ -1,4 +1,5 @@
-//! Kafka sink: librdkafka's idempotent producer, one delivery report per record.
+//! Kafka sink: librdkafka's idempotent producer, one delivery report per record, settled into
+//! its batch ([`batch`]).
 //!
 //! A batch (one device frame) is confirmed only when **every** record in it has a successful
 //! delivery report. librdkafka retries what can be retried (leader changes, timeouts, broker
@@ -27,6 +28,7 @@
 //! - `reconnect.backoff.max.ms=1000` (librdkafka: 10 s): after an outage the producer is back
 //!   within a second of the brokers; measured resume time fell from 0.9 s to 0.3 s.
 
+mod batch;
 pub mod client;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -36,12 +38,16 @@ use std::time::Duration;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
-use tracing::{debug, warn};
+use rdkafka::producer::{BaseRecord, ThreadedProducer};
+use tracing::warn;
 
 use super::{Delivery, Format, OutMessage, Sink, SinkError, Stream};
 use crate::abort::Abort;
-use client::{Health, Role};
+use batch::Batch;
+use client::{Client as _, Health, Role};
+
+/// The events producer: its reports settle each record's batch (no future per record).
+pub type EventsProducer = ThreadedProducer<client::Context>;
 
 /// Topics and settings for the Kafka sink.
 #[derive(Debug, Clone)]
@@ -103,7 +109,7 @@ pub struct KafkaSink {
 }
 
 struct Inner {
-    producer: client::Producer,
+    producer: client::Producer<EventsProducer>,
     topics: Topics,
     content_type: &'static str,
 }
@@ -156,7 +162,7 @@ impl KafkaSink {
     }
 
     /// The producer in use now (generation, client): tests inject faults into it.
-    pub fn current_producer(&self) -> (u64, FutureProducer<client::Context>) {
+    pub fn current_producer(&self) -> (u64, EventsProducer) {
         self.inner.producer.current()
     }
 
@@ -190,13 +196,15 @@ fn headers(m: &OutMessage, content_type: &str) -> OwnedHeaders {
         })
 }
 
-/// One message as a Kafka record: key = IMEI, the encoded payload, the headers.
+/// One message as a Kafka record: key = IMEI, the encoded payload, the headers; its report
+/// goes to `batch`.
 fn record<'a>(
     topic: &'a str,
     m: &'a OutMessage,
     content_type: &str,
-) -> FutureRecord<'a, str, [u8]> {
-    FutureRecord::to(topic)
+    batch: Arc<Batch>,
+) -> BaseRecord<'a, str, [u8], Arc<Batch>> {
+    BaseRecord::with_opaque_to(topic, batch)
         .key(&*m.key)
         .payload(&m.payload[..])
         .headers(headers(m, content_type))
@@ -218,39 +226,45 @@ enum Refused {
     Other(SinkError),
 }
 
-/// A record's pending report: its index in the batch, the generation of the producer that
-/// took it, the report.
-type Report = (usize, u64, DeliveryFuture);
-
 impl Inner {
+    /// Hands record `i` of `batch` to `producer` (of `generation`).
     fn enqueue(
         &self,
-        producer: &FutureProducer<client::Context>,
-        msg: &OutMessage,
-    ) -> Result<DeliveryFuture, Refused> {
-        producer
-            .send_result(record(self.topics.of(msg.stream), msg, self.content_type))
-            .map_err(|(e, _)| match e.rdkafka_error_code() {
+        producer: &EventsProducer,
+        generation: u64,
+        batch: &Arc<Batch>,
+        i: usize,
+    ) -> Result<(), Refused> {
+        let msg = &batch.messages()[i];
+        batch.handing(i, generation);
+        let sent = producer.send(record(
+            self.topics.of(msg.stream),
+            msg,
+            self.content_type,
+            batch.clone(),
+        ));
+        sent.map_err(|(e, _)| {
+            batch.refused(i);
+            match e.rdkafka_error_code() {
                 Some(RDKafkaErrorCode::QueueFull) => Refused::QueueFull,
                 Some(RDKafkaErrorCode::Fatal) => Refused::Fatal,
                 _ => Refused::Other(SinkError::Rejected(e.to_string())),
-            })
+            }
+        })
     }
 
-    /// Hands the records `pending` (indices into `messages`, in order) to the producer in
+    /// Hands the records `pending` (indices into the batch, in order) to the producer in
     /// use: without waiting while it takes them, then waiting out a full queue, or a dead
-    /// producer's successor. Appends their reports to `reports`.
+    /// producer's successor.
     async fn enqueue_all(
         &self,
-        messages: &[OutMessage],
+        batch: &Arc<Batch>,
         pending: &mut VecDeque<usize>,
-        reports: &mut Vec<Report>,
     ) -> Result<(), SinkError> {
         while let Some(&i) = pending.front() {
             let (generation, producer) = self.producer.current();
-            let refused = match self.enqueue(&producer, &messages[i]) {
-                Ok(f) => {
-                    reports.push((i, generation, f));
+            let refused = match self.enqueue(&producer, generation, batch, i) {
+                Ok(()) => {
                     pending.pop_front();
                     continue;
                 }
@@ -276,64 +290,20 @@ impl Inner {
         }
     }
 
-    /// Delivers `messages`, the first ones possibly already handed over (`reports`), the
-    /// others in `pending`.
+    /// Delivers `batch`, the first records possibly already handed over, the others in
+    /// `pending`.
     async fn deliver(
         &self,
-        messages: Arc<[OutMessage]>,
+        batch: Arc<Batch>,
         mut pending: VecDeque<usize>,
-        mut reports: Vec<Report>,
     ) -> Result<(), SinkError> {
-        let mut outstanding = self.producer.health().deliveries().begin(messages.len());
         loop {
-            self.enqueue_all(&messages, &mut pending, &mut reports)
-                .await?;
-            let mut first_error = None;
-            let mut dead = None;
-            for (i, generation, report) in reports.drain(..) {
-                match report.await {
-                    Ok(Ok(_)) => outstanding.confirmed(),
-                    Ok(Err((e, _))) => match e.rdkafka_error_code() {
-                        // Purged from a dead producer's queue: never sent, so its successor
-                        // may send it without any risk of a duplicate.
-                        Some(RDKafkaErrorCode::PurgeQueue)
-                            if self.producer.health().generation() != generation
-                                || self.producer.health().failed() =>
-                        {
-                            pending.push_back(i);
-                            dead = Some(generation);
-                        }
-                        // Refused by the broker because of the producer's identity: not
-                        // written, and no retry by this producer will be accepted.
-                        Some(code) if client::unrecoverable(code) => {
-                            debug!(error = %e, "kafka producer refused; resending with its successor");
-                            self.producer.health().unusable(generation, &e);
-                            pending.push_back(i);
-                            dead = Some(generation);
-                        }
-                        code => {
-                            debug!(error = %e, "kafka delivery failed");
-                            if code == Some(RDKafkaErrorCode::Fatal) {
-                                self.producer.health().fatal(generation);
-                            }
-                            outstanding.failed(code == Some(RDKafkaErrorCode::MessageTimedOut));
-                            first_error.get_or_insert_with(|| delivery_error(&e));
-                        }
-                    },
-                    Err(_canceled) => {
-                        outstanding.failed(false);
-                        first_error.get_or_insert(SinkError::Closed);
-                    }
-                }
-            }
-            if let Some(e) = first_error {
-                return Err(e);
-            }
-            let Some(generation) = dead else {
+            self.enqueue_all(&batch, &mut pending).await?;
+            let Some((generation, again)) = batch.reports().await? else {
                 return Ok(());
             };
             // Resent in their original order (a frame's records are one key, one partition).
-            pending.make_contiguous().sort_unstable();
+            pending = again;
             self.wait_for_successor(generation).await?;
         }
     }
@@ -348,20 +318,22 @@ impl Sink for KafkaSink {
         // Hand over now, in order, what the producer takes without waiting (a device's
         // records keep their order within its partition); the rest waits in the future.
         let inner = self.inner.clone();
+        let n = messages.len();
+        let outstanding = inner.producer.health().deliveries().begin(n);
+        let batch = Batch::new(messages, outstanding);
         let (generation, producer) = inner.producer.current();
-        let mut reports = Vec::with_capacity(messages.len());
         let mut next = 0;
-        while next < messages.len() {
-            match inner.enqueue(&producer, &messages[next]) {
-                Ok(f) => reports.push((next, generation, f)),
+        while next < n {
+            match inner.enqueue(&producer, generation, &batch, next) {
+                Ok(()) => {}
                 Err(Refused::Other(e)) => return Box::pin(async move { Err(e) }),
                 Err(Refused::QueueFull | Refused::Fatal) => break,
             }
             next += 1;
         }
         drop(producer);
-        let pending: VecDeque<usize> = (next..messages.len()).collect();
-        Box::pin(async move { inner.deliver(messages, pending, reports).await })
+        let pending: VecDeque<usize> = (next..n).collect();
+        Box::pin(async move { inner.deliver(batch, pending).await })
     }
 
     fn is_connected(&self) -> bool {
