@@ -13,6 +13,8 @@
 #   SOURCE_IPS [127.0.0.2-127.0.0.101]  SIM_ARGS [""] (more simulate flags)  GATEWAY_ARGS [""]  BUILD [1: cargo build --release first]  OUT [target/bench/e2e-kafka]
 #   BASELINE_MESSAGES [records the gateway delivered]  BASELINE_ARGS [""] (more kafka-produce-bench
 #   flags; give it the same --kafka-option as GATEWAY_ARGS to keep the settings equal)
+#   BASELINE_BIN [BIN] (the binary whose kafka-produce-bench runs the baseline: the allocator
+#   librdkafka uses is the binary's, see the malloc-override feature in Cargo.toml)
 # The offered load is DEVICES * RECORDS_PER_FRAME * 1000 / INTERVAL_MS records/s; each device
 # waits for its ACK before its next frame, so an offer above what the gateway sustains
 # measures its maximum rate.
@@ -30,6 +32,7 @@ OUT=${OUT:-$ROOT/target/bench/e2e-kafka}
 SOURCE_IPS=${SOURCE_IPS:-127.0.0.2-127.0.0.101}
 SIM_ARGS=${SIM_ARGS:-}
 BASELINE_ARGS=${BASELINE_ARGS:-}
+BASELINE_BIN=${BASELINE_BIN:-$BIN}
 mkdir -p "$OUT"
 
 build
@@ -92,9 +95,9 @@ if [[ "$BROKER" == tansu ]]; then
 fi
 
 BASELINE_MESSAGES=${BASELINE_MESSAGES:-$acked}
-echo "baseline: $BASELINE_MESSAGES of the gateway's events (sampled from avlgate.events) -> avlgate.baseline"
+echo "baseline: $BASELINE_MESSAGES of the gateway's events (sampled from avlgate.events) -> avlgate.baseline, by $BASELINE_BIN"
 TIMEFORMAT='%U %S'
-{ time "$BIN" kafka-produce-bench --brokers "$BOOTSTRAP" --topic avlgate.baseline \
+{ time "$BASELINE_BIN" kafka-produce-bench --brokers "$BOOTSTRAP" --topic avlgate.baseline \
     --messages "$BASELINE_MESSAGES" --sample-from avlgate.events --sample 50000 $BASELINE_ARGS --json >"$OUT/baseline.json" 2>"$OUT/baseline.err"; } 2>"$OUT/baseline.time"
 if [[ "$BROKER" == tansu ]]; then
     echo "on the broker: avlgate.baseline holds $(count_records avlgate.baseline) records (read back)"
