@@ -529,8 +529,8 @@ pub fn produce_bench(args: &ProduceBenchArgs) -> anyhow::Result<BenchResult> {
         format: Format::Protobuf,
     };
     let reports = std::sync::Arc::new(Reports::default());
-    // A ThreadedProducer polls delivery reports on its own thread, as the gateway's
-    // FutureProducer does; the gateway's settings exactly (statistics included).
+    // A ThreadedProducer polls delivery reports on its own thread, as the gateway's events
+    // producer does; the gateway's settings exactly (statistics included).
     let producer: ThreadedProducer<BenchContext> = options
         .producer_config()
         .create_with_context(BenchContext(reports.clone()))?;
