@@ -530,37 +530,28 @@ pub trait Client: Clone + Send + Sync + 'static {
     fn flush(&self, timeout: Duration) -> KafkaResult<()>;
 }
 
-/// The command flow's claims producer: a future per record.
-impl Client for FutureProducer<Context> {
-    fn create(config: &ClientConfig, context: Context) -> KafkaResult<Self> {
-        config.create_with_context(context)
-    }
-    fn fatal_error(&self) -> Option<(RDKafkaErrorCode, String)> {
-        self.client().fatal_error()
-    }
-    fn in_flight_count(&self) -> i32 {
-        rdkafka::producer::Producer::in_flight_count(self)
-    }
-    fn flush(&self, timeout: Duration) -> KafkaResult<()> {
-        rdkafka::producer::Producer::flush(self, timeout)
-    }
+/// The same for both kinds of producer: the claims producer (a future per record) and the
+/// events producer (reports settle each record's batch).
+macro_rules! librdkafka_producer {
+    ($producer:ty) => {
+        impl Client for $producer {
+            fn create(config: &ClientConfig, context: Context) -> KafkaResult<Self> {
+                config.create_with_context(context)
+            }
+            fn fatal_error(&self) -> Option<(RDKafkaErrorCode, String)> {
+                self.client().fatal_error()
+            }
+            fn in_flight_count(&self) -> i32 {
+                rdkafka::producer::Producer::in_flight_count(self)
+            }
+            fn flush(&self, timeout: Duration) -> KafkaResult<()> {
+                rdkafka::producer::Producer::flush(self, timeout)
+            }
+        }
+    };
 }
-
-/// The events producer: reports settle each record's batch.
-impl Client for ThreadedProducer<Context> {
-    fn create(config: &ClientConfig, context: Context) -> KafkaResult<Self> {
-        config.create_with_context(context)
-    }
-    fn fatal_error(&self) -> Option<(RDKafkaErrorCode, String)> {
-        self.client().fatal_error()
-    }
-    fn in_flight_count(&self) -> i32 {
-        rdkafka::producer::Producer::in_flight_count(self)
-    }
-    fn flush(&self, timeout: Duration) -> KafkaResult<()> {
-        rdkafka::producer::Producer::flush(self, timeout)
-    }
-}
+librdkafka_producer!(FutureProducer<Context>);
+librdkafka_producer!(ThreadedProducer<Context>);
 
 /// Counts rebuilds of one client and decides when to stop trying.
 pub struct Rebuilds {
