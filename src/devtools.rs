@@ -324,12 +324,11 @@ pub fn kafka_topics(args: &KafkaTopicsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Records of `topic` read from every partition's start to its high watermark, and the sum
-/// of the partitions' offset spans.
-fn count_records(brokers: &str, topic: &str) -> anyhow::Result<(u64, i64)> {
+/// A reader of `topic` (no offsets committed) and its number of partitions.
+fn reader(brokers: &str, group: &str, topic: &str) -> anyhow::Result<(BaseConsumer, usize)> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
-        .set("group.id", "avlgate-kafka-topics")
+        .set("group.id", group)
         .set("enable.auto.commit", "false")
         .create()?;
     let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
@@ -338,6 +337,13 @@ fn count_records(brokers: &str, topic: &str) -> anyhow::Result<(u64, i64)> {
         .first()
         .map(|t| t.partitions().len())
         .unwrap_or(0);
+    Ok((consumer, partitions))
+}
+
+/// Records of `topic` read from every partition's start to its high watermark, and the sum
+/// of the partitions' offset spans.
+fn count_records(brokers: &str, topic: &str) -> anyhow::Result<(u64, i64)> {
+    let (consumer, partitions) = reader(brokers, "avlgate-kafka-topics", topic)?;
     let mut tpl = TopicPartitionList::new();
     let mut high = vec![0i64; partitions];
     let mut spans = 0i64;
@@ -406,17 +412,7 @@ impl ProducerContext for BenchContext {
 
 /// Reads up to `max` records of `topic` from the beginning; stops after 3 s without a new one.
 fn read_sample(brokers: &str, topic: &str, max: usize) -> anyhow::Result<Vec<Sample>> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", "avlgate-produce-bench")
-        .set("enable.auto.commit", "false")
-        .create()?;
-    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10))?;
-    let partitions = metadata
-        .topics()
-        .first()
-        .map(|t| t.partitions().len())
-        .unwrap_or(0);
+    let (consumer, partitions) = reader(brokers, "avlgate-produce-bench", topic)?;
     let mut tpl = TopicPartitionList::new();
     for p in 0..partitions {
         tpl.add_partition_offset(topic, p as i32, Offset::Beginning)?;

@@ -419,6 +419,21 @@ impl DecodeError {
         self.reply = Some(reply.into());
         self
     }
+
+    /// UDP: a datagram is whole, so the bytes its frames left over can never complete one.
+    /// Drops them; an error when there were any (`unit`: what the protocol calls a frame).
+    pub fn datagram_leftover(buf: &mut BytesMut, unit: &str) -> Result<Option<Frame>, Self> {
+        let n = buf.len();
+        buf.clear();
+        if n == 0 {
+            return Ok(None);
+        }
+        Err(DecodeError::new(
+            ErrorKind::BadLength,
+            Action::Continue,
+            format!("{n} bytes left in the datagram are not a whole {unit}"),
+        ))
+    }
 }
 
 /// Decode failure classes; also the `kind` label of the decode-error metric (a small fixed set).

@@ -180,16 +180,7 @@ impl ProtocolSession for Session {
         let result = match frame::split(buf, self.max_frame_bytes) {
             Split::Incomplete => {
                 if self.udp {
-                    // A datagram is whole: what is left can never complete.
-                    let n = buf.len();
-                    buf.clear();
-                    if n > 0 {
-                        return Err(DecodeError::new(
-                            ErrorKind::BadLength,
-                            Action::Continue,
-                            format!("{n} bytes left in the datagram are not a whole frame"),
-                        ));
-                    }
+                    return DecodeError::datagram_leftover(buf, "frame");
                 }
                 return Ok(None);
             }

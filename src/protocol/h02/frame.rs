@@ -208,33 +208,22 @@ pub fn plausible_head(frame: &[u8], id_len: usize) -> Option<bool> {
 
 /// Whether the 15 digits of a long id pass the IMEI check digit (Luhn).
 pub fn luhn_imei(id: &[u8]) -> bool {
-    let digits: Vec<u8> = id
-        .iter()
-        .flat_map(|b| [b >> 4, b & 0x0F])
-        .take(15)
-        .collect();
-    if digits.len() != 15 || digits.iter().any(|&d| d > 9) {
-        return false;
+    let mut digits = [0u8; 15];
+    let mut n = 0;
+    for (slot, d) in digits
+        .iter_mut()
+        .zip(id.iter().flat_map(|b| [b >> 4, b & 0x0F]))
+    {
+        if d > 9 {
+            return false;
+        }
+        *slot = b'0' + d;
+        n += 1;
     }
-    let sum: u32 = digits
-        .iter()
-        .rev()
-        .enumerate()
-        .map(|(i, &d)| {
-            let d = u32::from(d);
-            if i % 2 == 1 {
-                let x = d * 2;
-                if x > 9 {
-                    x - 9
-                } else {
-                    x
-                }
-            } else {
-                d
-            }
-        })
-        .sum();
-    sum % 10 == 0
+    let Ok(body) = std::str::from_utf8(&digits[..14]) else {
+        return false;
+    };
+    n == 15 && crate::device_id::luhn_digit(body) == digits[14] - b'0'
 }
 
 /// Evidence that a message starts at the front of `rest`, the bytes right after a candidate

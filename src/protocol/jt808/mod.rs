@@ -441,15 +441,8 @@ impl ProtocolSession for Session {
         buf.advance(breaks);
         match frame::split(buf, self.max_frame_bytes) {
             Split::Incomplete => {
-                if self.udp && !buf.is_empty() {
-                    // A datagram is whole: what is left can never complete.
-                    let n = buf.len();
-                    buf.clear();
-                    return Err(DecodeError::new(
-                        ErrorKind::BadLength,
-                        Action::Continue,
-                        format!("{n} bytes left in the datagram are not a whole frame"),
-                    ));
+                if self.udp {
+                    return DecodeError::datagram_leftover(buf, "frame");
                 }
                 Ok(None)
             }

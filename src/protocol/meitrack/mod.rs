@@ -418,14 +418,8 @@ impl ProtocolSession for Session {
     ) -> Result<Option<Frame>, DecodeError> {
         match frame::split(buf, self.max_frame) {
             Split::Incomplete => {
-                if self.udp && !buf.is_empty() {
-                    // A datagram is whole: what is left can never complete.
-                    let n = buf.len();
-                    buf.clear();
-                    return Err(Self::refuse(
-                        ErrorKind::BadLength,
-                        format!("{n} bytes left in the datagram are not a whole frame"),
-                    ));
+                if self.udp {
+                    return DecodeError::datagram_leftover(buf, "frame");
                 }
                 Ok(None)
             }

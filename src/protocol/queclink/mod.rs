@@ -491,12 +491,7 @@ impl ProtocolSession for Session {
                         .iter()
                         .any(|&b| !matches!(b, b'\r' | b'\n' | 0 | b' ' | b'\t'))
                 {
-                    let n = buf.len();
-                    buf.clear();
-                    return Err(Self::reject(
-                        ErrorKind::BadLength,
-                        format!("{n} bytes left in the datagram are not a whole message"),
-                    ));
+                    return DecodeError::datagram_leftover(buf, "message");
                 }
                 Ok(None)
             }
