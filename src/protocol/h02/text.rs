@@ -669,13 +669,7 @@ fn nbr(h: &Head, f: &[&str]) -> Option<TelemetryEvent> {
     e.raw.push(raw::uint(name::CELL_COUNT, count));
     for c in rest.get(..cells * 3)?.chunks_exact(3) {
         let [lac, cid, rssi] = c else { return None };
-        e.cell_towers.push(CellTower {
-            mcc,
-            mnc,
-            lac: uint(lac)?,
-            cell_id: uint(cid)?,
-            signal: Some(i32::try_from(signed(rssi)?).ok()?),
-        });
+        e.cell_towers.push(tower(mcc, mnc, lac, cid, rssi)?);
     }
     close_with(&mut e, time, rest.get(cells * 3)?, rest.get(cells * 3 + 1)?)?;
     push_fields(
@@ -770,13 +764,7 @@ fn vp1(h: &Head, f: &[&str], lenient: &mut Vec<&'static str>) -> Option<Telemetr
                 let [lac, cid, rssi] = cell.split(',').collect::<Vec<_>>()[..] else {
                     return None;
                 };
-                e.cell_towers.push(CellTower {
-                    mcc,
-                    mnc,
-                    lac: uint(lac)?,
-                    cell_id: uint(cid)?,
-                    signal: Some(i32::try_from(signed(rssi)?).ok()?),
-                });
+                e.cell_towers.push(tower(mcc, mnc, lac, cid, rssi)?);
             }
             Some(e)
         }
@@ -803,6 +791,17 @@ fn vp1(h: &Head, f: &[&str], lenient: &mut Vec<&'static str>) -> Option<Telemetr
         }
         _ => None,
     }
+}
+
+/// One cell of a `V3`/`VP1`-style list: LAC, cell id and signal as text.
+fn tower(mcc: u32, mnc: u32, lac: &str, cid: &str, rssi: &str) -> Option<CellTower> {
+    Some(CellTower {
+        mcc,
+        mnc,
+        lac: uint(lac)?,
+        cell_id: uint(cid)?,
+        signal: Some(i32::try_from(signed(rssi)?).ok()?),
+    })
 }
 
 #[cfg(test)]
