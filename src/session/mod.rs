@@ -639,8 +639,12 @@ impl Core {
                 peer: &self.peer_label,
                 gateway: &self.shared.gateway,
             };
-            stamp.apply(&mut frame.events, frame.digest);
-            if let Err(err) = self.shared.publisher.publish(&frame.events).await {
+            if let Err(err) = self
+                .shared
+                .publisher
+                .publish_frame(&mut frame.events, &stamp, frame.digest)
+                .await
+            {
                 warn!(error = %err, records = frame.events.len(), "frame not delivered; not acknowledged");
                 return Err(End::Undelivered);
             }
