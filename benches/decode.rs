@@ -8,9 +8,9 @@
 //!   split, CRC, `packet::parse_record`; GT06: `frame::split` + `packet::decode`, which has no
 //!   intermediate record type and yields events).
 //! - `whole_path_avlgate`: the bytes through the protocol session's `decode` (exactly what a
-//!   connection runs), then each event encoded as protobuf under the connection's stamp
-//!   (`event_id`, `imei`, `received_at`, `peer`, `gateway`), as the publisher does
-//!   (`encode_stamped_bytes`).
+//!   connection runs), the connection context stamped on each event as the session layer does
+//!   (`event_id`, `imei`, `received_at`, `peer`, `gateway`), then each event encoded as
+//!   protobuf with the sink's encoder (`Format::encode_event`).
 //!
 //! The Teltonika groups also run the same frames through `nom-teltonika`
 //! (`take_frame(..).evaluate()`, CRC checked, owned records) as the yardstick. After the run,
@@ -21,7 +21,6 @@ use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use avlgate::event::encode::{encode_stamped_bytes, Stamped};
 use avlgate::event::{timestamp, Stamp};
 use avlgate::proto::{Protocol, Transport};
 use avlgate::protocol::gt06::{self, frame as gt06_frame, packet as gt06_packet};
@@ -30,6 +29,7 @@ use avlgate::protocol::teltonika::frame as tframe;
 use avlgate::protocol::wialon::packet as wpacket;
 use avlgate::protocol::wialon::{self, crc as wcrc};
 use avlgate::protocol::{ProtocolConfig, ProtocolModule, ProtocolSession};
+use avlgate::sink::Format;
 use bytes::BytesMut;
 use criterion::{Criterion, Throughput};
 
@@ -262,16 +262,13 @@ fn whole_path(
         gateway: &ctx.gateway,
     };
     let mut n = 0;
-    while let Some(frame) = session.decode(&mut buf, now).expect("frame") {
-        // Exactly what the publisher does with a frame the session layer hands it
-        // (`Publisher::publish_frame`, protobuf).
-        for (index, e) in frame.events.iter().enumerate() {
-            let stamped = Stamped {
-                stamp: &stamp,
-                digest: frame.digest,
-                index,
-            };
-            *out += black_box(encode_stamped_bytes(e, &stamped)).len();
+    while let Some(mut frame) = session.decode(&mut buf, now).expect("frame") {
+        // Exactly what the session layer does (`session::Core`), then the sink's encoding
+        // (`Publisher`).
+        stamp.apply(&mut frame.events, frame.digest);
+        for e in &frame.events {
+            let bytes = Format::Protobuf.encode_event(e);
+            *out += black_box(bytes).len();
         }
         n += frame.events.len();
     }

@@ -18,7 +18,7 @@ use crate::proto::{
     TelemetryEvent, WifiAccessPoint,
 };
 
-use super::{IdSuffix, Stamp, Timestamp};
+use super::Timestamp;
 
 const VARINT: u32 = 0;
 const FIXED64: u32 = 1;
@@ -28,44 +28,24 @@ const LEN: u32 = 2;
 pub fn encode_event(e: &TelemetryEvent) -> Vec<u8> {
     // A typical event is 200–400 bytes; one growth at most for large ones.
     let mut w = Writer(Vec::with_capacity(384 + 24 * e.raw.len()));
-    w.event(e, None);
+    w.event(e);
     w.0
-}
-
-/// Record `index` of a frame with content digest `digest`, as published under `stamp`: the
-/// connection's fields come from the stamp, the rest from the event.
-pub struct Stamped<'a> {
-    pub stamp: &'a Stamp<'a>,
-    pub digest: u128,
-    pub index: usize,
 }
 
 /// The encoded event as `Bytes` of exactly its length: written into a per-thread scratch
 /// buffer, then copied once. (`Bytes::from(Vec)` of a vector with spare capacity allocates
 /// a second block to remember the capacity; a copy of 300 bytes costs less than that.)
 pub fn encode_event_bytes(e: &TelemetryEvent) -> bytes::Bytes {
-    encode_bytes(e, None)
-}
-
-/// The same bytes as [`Stamp::apply`] followed by [`encode_event_bytes`], without changing
-/// the event: the stamp's strings are written, not copied into every record.
-pub fn encode_stamped_bytes(e: &TelemetryEvent, stamped: &Stamped<'_>) -> bytes::Bytes {
-    encode_bytes(e, Some(stamped))
-}
-
-fn encode_bytes(e: &TelemetryEvent, stamped: Option<&Stamped<'_>>) -> bytes::Bytes {
     thread_local! {
         static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
     }
     SCRATCH.with(|s| {
         let Ok(mut buf) = s.try_borrow_mut() else {
-            let mut w = Writer(Vec::with_capacity(384 + 24 * e.raw.len()));
-            w.event(e, stamped);
-            return w.0.into();
+            return encode_event(e).into();
         };
         buf.clear();
         let mut w = Writer(std::mem::take(&mut *buf));
-        w.event(e, stamped);
+        w.event(e);
         let out = bytes::Bytes::copy_from_slice(&w.0);
         // Keep the scratch, but not a huge one (a file upload).
         if w.0.capacity() <= 64 * 1024 {
@@ -73,16 +53,6 @@ fn encode_bytes(e: &TelemetryEvent, stamped: Option<&Stamped<'_>>) -> bytes::Byt
         }
         out
     })
-}
-
-/// The fields the session layer stamps, from the stamp or from the event itself.
-struct Connection<'a> {
-    imei: &'a str,
-    protocol: i32,
-    transport: i32,
-    received_at: Option<&'a Timestamp>,
-    peer: &'a str,
-    gateway: &'a str,
 }
 
 struct Writer(Vec<u8>);
@@ -193,53 +163,19 @@ impl Writer {
         });
     }
 
-    /// The event; with `stamped`, the connection's fields as [`Stamp::apply`] would set them.
-    fn event(&mut self, e: &TelemetryEvent, stamped: Option<&Stamped<'_>>) {
-        match stamped {
-            Some(s) if e.event_id.is_empty() => {
-                let suffix = IdSuffix::new(s.digest, s.index);
-                let suffix = suffix.as_str().as_bytes();
-                self.key(1, LEN);
-                self.varint((s.stamp.imei.len() + suffix.len()) as u64);
-                self.0.extend_from_slice(s.stamp.imei.as_bytes());
-                self.0.extend_from_slice(suffix);
-            }
-            _ => self.bytes_nonempty(1, e.event_id.as_bytes()),
+    fn event(&mut self, e: &TelemetryEvent) {
+        self.bytes_nonempty(1, e.event_id.as_bytes());
+        self.bytes_nonempty(2, e.imei.as_bytes());
+        if e.protocol != 0 {
+            self.int(3, e.protocol.into());
         }
-        let c = match stamped {
-            Some(s) => Connection {
-                imei: s.stamp.imei,
-                protocol: s.stamp.protocol as i32,
-                transport: s.stamp.transport as i32,
-                received_at: Some(&s.stamp.received_at),
-                peer: s.stamp.peer,
-                gateway: s.stamp.gateway,
-            },
-            None => Connection {
-                imei: &e.imei,
-                protocol: e.protocol,
-                transport: e.transport,
-                received_at: e.received_at.as_ref(),
-                peer: &e.peer,
-                gateway: &e.gateway,
-            },
-        };
-        self.event_fields(e, &c);
-    }
-
-    /// Every field but the event id (field 1), the connection's from `c`.
-    fn event_fields(&mut self, e: &TelemetryEvent, c: &Connection<'_>) {
-        self.bytes_nonempty(2, c.imei.as_bytes());
-        if c.protocol != 0 {
-            self.int(3, c.protocol.into());
-        }
-        if c.transport != 0 {
-            self.int(4, c.transport.into());
+        if e.transport != 0 {
+            self.int(4, e.transport.into());
         }
         if e.kind != 0 {
             self.int(5, e.kind.into());
         }
-        if let Some(t) = c.received_at {
+        if let Some(t) = &e.received_at {
             self.timestamp(6, t);
         }
         if let Some(t) = &e.device_time {
@@ -256,8 +192,8 @@ impl Writer {
                 }
             });
         }
-        self.bytes_nonempty(10, c.peer.as_bytes());
-        self.bytes_nonempty(11, c.gateway.as_bytes());
+        self.bytes_nonempty(10, e.peer.as_bytes());
+        self.bytes_nonempty(11, e.gateway.as_bytes());
         if let Some(t) = &e.telemetry {
             self.nested(12, |w| w.telemetry(t));
         }
@@ -586,66 +522,6 @@ mod tests {
         for k in [0, 300] {
             let e = full_event(k);
             assert_eq!(&encode_event_bytes(&e)[..], &e.encode_to_vec()[..]);
-        }
-    }
-
-    /// Encoding under a stamp gives the bytes of stamping the event, then encoding it: for
-    /// events with and without their own id, with and without the fields the stamp sets.
-    #[test]
-    fn stamped_encoding_is_stamping_then_encoding() {
-        let stamp = Stamp {
-            imei: "864717003664467",
-            protocol: crate::proto::Protocol::Gt06,
-            transport: crate::proto::Transport::Udp,
-            received_at: Timestamp {
-                seconds: 1_795_217_551,
-                nanos: 7,
-            },
-            peer: "[::1]:5027",
-            gateway: "pod-7",
-        };
-        let own_id = full_event(300);
-        let mut without_id = full_event(77);
-        without_id.event_id.clear();
-        let events = vec![
-            without_id,
-            own_id,
-            TelemetryEvent::default(),
-            TelemetryEvent {
-                peer: "other".into(),
-                received_at: ts(1, 1),
-                ..Default::default()
-            },
-        ];
-        // Long enough that the id's digits and length prefixes change width.
-        let long_imei = "9".repeat(120);
-        for (imei, digest) in [(stamp.imei, 0xfeed_u128), ("", u128::MAX), (&*long_imei, 1)] {
-            let stamp = Stamp { imei, ..stamp };
-            let encoded: Vec<_> = events
-                .iter()
-                .enumerate()
-                .map(|(index, e)| {
-                    let s = Stamped {
-                        stamp: &stamp,
-                        digest,
-                        index: index * 1_000,
-                    };
-                    encode_stamped_bytes(e, &s)
-                })
-                .collect();
-            let mut applied = events.clone();
-            for (index, e) in applied.iter_mut().enumerate() {
-                stamp.apply(std::slice::from_mut(e), digest);
-                if events[index].event_id.is_empty() {
-                    e.event_id = crate::event::event_id(imei, digest, index * 1_000);
-                }
-            }
-            for (i, (bytes, e)) in encoded.iter().zip(&applied).enumerate() {
-                assert_eq!(&bytes[..], &e.encode_to_vec()[..], "imei {imei}, event {i}");
-            }
-            // The events themselves are left as they were.
-            assert_eq!(events[2], TelemetryEvent::default());
-            assert!(events[0].event_id.is_empty());
         }
     }
 

@@ -193,10 +193,6 @@ pub struct Stamp<'a> {
 impl Stamp<'_> {
     /// Stamps every event of a frame whose content digest is `digest`; an event that already
     /// has an id (lifecycle events) keeps it.
-    ///
-    /// The publisher's protobuf path does not call this: it writes the same fields from the
-    /// stamp while encoding ([`encode::encode_stamped_bytes`]), instead of copying four strings
-    /// into every record.
     pub fn apply(&self, events: &mut [TelemetryEvent], digest: u128) {
         for (i, e) in events.iter_mut().enumerate() {
             if e.event_id.is_empty() {
@@ -242,41 +238,23 @@ pub fn timestamp_secs(secs: i64) -> Timestamp {
 }
 
 /// The deterministic event id: `<imei>-<digest as 32 hex digits>-<index>`.
-pub fn event_id(imei: &str, digest: u128, index: usize) -> String {
-    let suffix = IdSuffix::new(digest, index);
-    let mut id = String::with_capacity(imei.len() + suffix.as_str().len());
-    id.push_str(imei);
-    id.push_str(suffix.as_str());
-    id
-}
-
-/// What follows the IMEI in an event id, `-<digest as 32 hex digits>-<index>`, on the stack.
 ///
 /// Built once per published record, so written by hand: `format!` with a padded 128-bit hex
-/// argument cost more than the rest of the id put together. The 32 hex digits are written two
-/// per byte from a table: one copy instead of 32 `push` calls or 32 shifts of a u128.
-pub struct IdSuffix {
-    buf: [u8; 54],
-    len: usize,
-}
-
-impl IdSuffix {
-    pub fn new(digest: u128, index: usize) -> IdSuffix {
-        let mut buf = [0u8; 54];
-        buf[0] = b'-';
-        for (pair, byte) in buf[1..33].chunks_exact_mut(2).zip(digest.to_be_bytes()) {
-            pair.copy_from_slice(&HEX_PAIRS[usize::from(byte)]);
-        }
-        buf[33] = b'-';
-        let digits = decimal_digits(index as u64);
-        let len = 34 + digits.as_bytes().len();
-        buf[34..len].copy_from_slice(digits.as_bytes());
-        IdSuffix { buf, len }
+/// argument cost more than the rest of the id put together.
+pub fn event_id(imei: &str, digest: u128, index: usize) -> String {
+    // The 32 hex digits go through a stack buffer, two digits per byte from a table: one copy
+    // into the string instead of 32 `push` calls or 32 shifts of a u128.
+    let mut hex = [0u8; 34];
+    hex[0] = b'-';
+    for (pair, byte) in hex[1..33].chunks_exact_mut(2).zip(digest.to_be_bytes()) {
+        pair.copy_from_slice(&HEX_PAIRS[usize::from(byte)]);
     }
-
-    pub fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.buf[..self.len]).unwrap_or_default()
-    }
+    hex[33] = b'-';
+    let mut id = String::with_capacity(imei.len() + hex.len() + 20);
+    id.push_str(imei);
+    id.push_str(std::str::from_utf8(&hex).unwrap_or_default());
+    push_decimal(&mut id, index as u64);
+    id
 }
 
 /// Lower-case hex digits of every byte value.
@@ -292,27 +270,7 @@ static HEX_PAIRS: [[u8; 2]; 256] = {
 };
 
 /// Appends `n` in decimal, without `format!` (hot paths: event ids, `io<ID>` keys).
-pub fn push_decimal(out: &mut String, n: u64) {
-    out.push_str(decimal_digits(n).as_str());
-}
-
-/// `n`'s decimal digits on the stack.
-struct Decimal {
-    digits: [u8; 20],
-    at: usize,
-}
-
-impl Decimal {
-    fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.digits[self.at..]).unwrap_or_default()
-    }
-
-    fn as_bytes(&self) -> &[u8] {
-        &self.digits[self.at..]
-    }
-}
-
-fn decimal_digits(mut n: u64) -> Decimal {
+pub fn push_decimal(out: &mut String, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut at = digits.len();
     loop {
@@ -323,7 +281,7 @@ fn decimal_digits(mut n: u64) -> Decimal {
             break;
         }
     }
-    Decimal { digits, at }
+    out.push_str(std::str::from_utf8(&digits[at..]).unwrap_or_default());
 }
 
 #[cfg(test)]

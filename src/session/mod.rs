@@ -639,12 +639,8 @@ impl Core {
                 peer: &self.peer_label,
                 gateway: &self.shared.gateway,
             };
-            if let Err(err) = self
-                .shared
-                .publisher
-                .publish_frame(&mut frame.events, &stamp, frame.digest)
-                .await
-            {
+            stamp.apply(&mut frame.events, frame.digest);
+            if let Err(err) = self.shared.publisher.publish(&frame.events).await {
                 warn!(error = %err, records = frame.events.len(), "frame not delivered; not acknowledged");
                 return Err(End::Undelivered);
             }

@@ -21,8 +21,6 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::Semaphore;
 
-use crate::event::encode::{encode_stamped_bytes, Stamped};
-use crate::event::Stamp;
 use crate::metrics as m;
 use crate::proto::{Protocol, TelemetryEvent};
 
@@ -241,44 +239,6 @@ impl Publisher {
         self.send(messages).await
     }
 
-    /// Publishes a frame's events as stamped by the connection's `stamp` (the frame's content
-    /// digest makes their ids), and waits as [`Publisher::publish`] does. In protobuf the
-    /// encoder writes the stamp's fields: no strings are copied into the events. Other formats
-    /// stamp the events first.
-    pub async fn publish_frame(
-        &self,
-        events: &mut [TelemetryEvent],
-        stamp: &Stamp<'_>,
-        digest: u128,
-    ) -> Result<(), SinkError> {
-        if self.format != Format::Protobuf {
-            stamp.apply(events, digest);
-            return self.publish(events).await;
-        }
-        if events.is_empty() {
-            return Ok(());
-        }
-        let key: Arc<str> = Arc::from(stamp.imei);
-        let messages: Arc<[OutMessage]> = events
-            .iter()
-            .enumerate()
-            .map(|(index, e)| OutMessage {
-                stream: Stream::Events,
-                key: key.clone(),
-                payload: encode_stamped_bytes(
-                    e,
-                    &Stamped {
-                        stamp,
-                        digest,
-                        index,
-                    },
-                ),
-                protocol: stamp.protocol,
-            })
-            .collect();
-        self.send(messages).await
-    }
-
     /// Sends already-encoded messages under the same bounds and deadline.
     pub async fn send(&self, messages: Arc<[OutMessage]>) -> Result<(), SinkError> {
         let n = messages.len().clamp(1, self.limits.max_records);
@@ -455,66 +415,5 @@ mod tests {
             .await
             .expect("woken once the batch completed")
             .unwrap();
-    }
-
-    /// A frame published under a stamp reads the same in either format: the connection's
-    /// fields from the stamp, ids from the digest (an event's own id kept), the key its IMEI.
-    #[tokio::test]
-    async fn a_stamped_frame_reads_the_same_in_both_formats() {
-        let stamp = Stamp {
-            imei: "356307042441013",
-            protocol: Protocol::Teltonika,
-            transport: crate::proto::Transport::Tcp,
-            received_at: crate::event::timestamp_secs(1_795_217_550),
-            peer: "127.0.0.1:40000",
-            gateway: "pod-1",
-        };
-        let frame = || {
-            vec![
-                TelemetryEvent {
-                    event_id: "own".into(),
-                    ..Default::default()
-                },
-                TelemetryEvent {
-                    kind: crate::proto::EventKind::Position as i32,
-                    imei: "stale".into(),
-                    ..Default::default()
-                },
-            ]
-        };
-        let mut published = Vec::new();
-        for format in [Format::Protobuf, Format::Json] {
-            let sink = Arc::new(memory::MemorySink::new());
-            let p = Publisher::new(
-                sink.clone(),
-                format,
-                InFlightLimits {
-                    max_records: 10,
-                    max_bytes: 1 << 20,
-                    delivery_timeout: Duration::from_secs(5),
-                },
-            );
-            p.publish_frame(&mut frame(), &stamp, 0xabc).await.unwrap();
-            let out = sink.take();
-            assert!(out.iter().all(|m| &*m.key == stamp.imei
-                && m.protocol == Protocol::Teltonika
-                && m.stream == Stream::Events));
-            let events: Vec<TelemetryEvent> = out
-                .iter()
-                .map(|m| match format {
-                    Format::Protobuf => prost::Message::decode(&m.payload[..]).unwrap(),
-                    Format::Json => serde_json::from_slice(&m.payload).unwrap(),
-                })
-                .collect();
-            published.push(events);
-        }
-        let mut expected = frame();
-        stamp.apply(&mut expected, 0xabc);
-        assert_eq!(expected[0].event_id, "own");
-        assert_eq!(
-            expected[1].event_id,
-            "356307042441013-00000000000000000000000000000abc-1"
-        );
-        assert_eq!(published, vec![expected.clone(), expected]);
     }
 }
