@@ -174,7 +174,7 @@ impl Dispatcher {
                 _ = tick.tick() => {
                     let now = SystemTime::now();
                     let (instance, cap) = (self.instance.clone(), self.jitter_cap);
-                    let out = self.ledger.tick(now, |id| jitter(&instance, id, cap));
+                    let out = self.ledger.tick(now, |id| super::ledger::jitter(&instance, id, cap));
                     self.reserved.retain(|id, _| self.ledger.may_publish(id));
                     metrics::gauge!(m::COMMAND_HELD).set(self.held.len() as f64);
                     out
@@ -452,12 +452,4 @@ impl Dispatcher {
         self.outbox.push(r, self.reserved.get_mut(&id));
         self.reserved.remove(&id);
     }
-}
-
-/// Up to `cap` (2 s at most), different per pod and command, so pods rarely race to expire or
-/// settle the same command.
-fn jitter(instance: &str, command_id: &str, cap: Duration) -> Duration {
-    let h = xxhash_rust::xxh3::xxh3_64(format!("{instance}/{command_id}").as_bytes());
-    let cap_ms = (cap.as_millis() as u64).max(1);
-    Duration::from_millis(h % cap_ms)
 }

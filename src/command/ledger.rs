@@ -1274,6 +1274,14 @@ impl Ledger {
     }
 }
 
+/// Up to `cap` (2 s at most), different per pod and key (a command id, or a device id for its
+/// announced sessions), so pods rarely race to expire or settle the same command.
+pub fn jitter(instance: &str, key: &str, cap: Duration) -> Duration {
+    let h = xxhash_rust::xxh3::xxh3_64(format!("{instance}/{key}").as_bytes());
+    let cap_ms = (cap.as_millis() as u64).max(1);
+    Duration::from_millis(h % cap_ms)
+}
+
 /// The reason of the EXPIRED result a lost holder's written command gets.
 fn holder_lost_reason(gateway: &str) -> String {
     format!(

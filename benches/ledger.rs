@@ -1,0 +1,135 @@
+//! The command ledger at fleet scale (`cargo bench --bench ledger`).
+//!
+//! Every pod reads the whole fleet's command log: the session announcements (LOGIN) of every
+//! device, the commands of every device and the pods' claims. The dispatcher calls
+//! [`Ledger::tick`] every 250 ms and [`Ledger::session_up`] on every login, on one task that also
+//! carries the pod's command traffic, so their cost must not grow with the fleet times the
+//! commands. One pod of `PODS` is measured, holding its share of the fleet's sessions, with
+//! commands waiting for devices that are offline (queued until they connect or expire) and
+//! commands already done (remembered to ignore a re-sent id):
+//!
+//! - `tick/<fleet>_devices_<pending>_pending`: one tick with every pod alive (the usual case);
+//! - `session_up/<fleet>_devices_<pending>_pending`: one local login.
+//!
+//! Compare two builds side by side by running both bench binaries in one sitting (the figures
+//! in docs/load-runs.md were taken that way).
+
+use std::hint::black_box;
+use std::time::{Duration, SystemTime};
+
+use avlgate::command::ledger::{self, Ledger, LedgerConfig};
+use avlgate::event::timestamp;
+use avlgate::proto::{command, ClaimPurpose, Command, CommandClaim};
+use criterion::Criterion;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+const PODS: usize = 10;
+/// The dispatcher's cap (a 60 s lease: min(lease / 4, 2 s)).
+const JITTER_CAP: Duration = Duration::from_secs(2);
+
+fn imei(n: usize) -> String {
+    format!("35630704{n:07}")
+}
+
+fn pod(p: usize) -> (String, String) {
+    (format!("avlgate-{p}"), format!("avlgate-{p}-7f3a9c"))
+}
+
+fn claim(p: usize, imei: &str, purpose: ClaimPurpose, now: SystemTime) -> CommandClaim {
+    let (gateway, instance) = pod(p);
+    CommandClaim {
+        imei: imei.into(),
+        gateway,
+        instance,
+        purpose: purpose as i32,
+        at: Some(timestamp(now)),
+        ..Default::default()
+    }
+}
+
+/// Pod 0's ledger after reading the log of a fleet of `devices` spread over `PODS` pods, with
+/// `pending` commands waiting for offline devices and as many already done.
+fn fleet(devices: usize, pending: usize, now: SystemTime) -> Ledger {
+    let (gateway, instance) = pod(0);
+    let mut l = Ledger::new(LedgerConfig {
+        gateway,
+        instance,
+        default_ttl: Duration::from_secs(3600),
+        max_ttl: Duration::from_secs(24 * 3600),
+        max_entries: 1_000_000,
+        remember: Duration::from_secs(600),
+        proposal_timeout: Duration::from_secs(10),
+        lease: Duration::from_secs(60),
+    });
+    let started = now - Duration::from_secs(600);
+    for d in 0..devices {
+        let p = d % PODS;
+        let id = imei(d);
+        if p == 0 {
+            l.session_up(&id, started, started);
+        }
+        let mut login = claim(p, &id, ClaimPurpose::Login, started);
+        login.session_started = Some(timestamp(started));
+        l.on_claim(login, started);
+    }
+    // Commands for devices that are not connected anywhere (numbers past the fleet's).
+    for c in 0..2 * pending {
+        let c_imei = imei(devices + c);
+        let id = format!("cmd-{c}");
+        l.on_command(
+            Command {
+                command_id: id.clone(),
+                imei: c_imei.clone(),
+                body: Some(command::Body::Text("getinfo".into())),
+                ttl_secs: 3600,
+                ..Default::default()
+            },
+            started,
+        );
+        if c >= pending {
+            // Expired by pod 1, published: done, remembered for a while.
+            let mut e = claim(1, &c_imei, ClaimPurpose::Expire, started);
+            e.command_id = id.clone();
+            l.on_claim(e, started);
+            let mut p = claim(1, &c_imei, ClaimPurpose::Published, started);
+            p.command_id = id;
+            l.on_claim(p, started);
+        }
+    }
+    // Every pod beats, this one included: the log flows and nobody is lost.
+    for p in 0..PODS {
+        l.on_claim(claim(p, "", ClaimPurpose::Beat, now), now);
+    }
+    l
+}
+
+fn bench(c: &mut Criterion) {
+    let now = SystemTime::now();
+    let (_, instance) = pod(0);
+    let mut g = c.benchmark_group("ledger");
+    g.sample_size(10).measurement_time(Duration::from_secs(5));
+    for (devices, pending) in [(200_000, 0), (200_000, 10_000)] {
+        let mut l = fleet(devices, pending, now);
+        // The first tick proposes this pod's beat and whatever setup left due; the measured
+        // ones are the steady state.
+        l.tick(now, |k| ledger::jitter(&instance, k, JITTER_CAP));
+        let name = format!("{devices}_devices_{pending}_pending");
+        g.bench_function(format!("tick/{name}"), |b| {
+            b.iter(|| black_box(l.tick(now, |k| ledger::jitter(&instance, k, JITTER_CAP))))
+        });
+        let local = imei(0);
+        let started = now - Duration::from_secs(600);
+        g.bench_function(format!("session_up/{name}"), |b| {
+            b.iter(|| black_box(l.session_up(&local, started, now)))
+        });
+    }
+    g.finish();
+}
+
+fn main() {
+    let mut c = Criterion::default().configure_from_args();
+    bench(&mut c);
+    c.final_summary();
+}
