@@ -3,7 +3,8 @@
 # log in, send one frame (acknowledged after delivery), then stay connected and silent. The
 # gateway's RSS is read from /proc before any device connected (the idle gateway, broker
 # connection up) and once all N are logged in and idle; the difference over N is the cost of
-# one session, and its projection to 100,000 sessions is printed. Everything on 127.0.0.1.
+# one session, and its projection to 100,000 sessions is printed, with the gateway's CPU over the
+# idle window (what holding idle sessions costs in housekeeping). Everything on 127.0.0.1.
 # See docs/load-runs.md.
 #
 # Environment (defaults in brackets):
@@ -62,7 +63,9 @@ while :; do
     sleep 1
 done
 echo "all logged in after $(($(date +%s) - start)) s: $open sessions open, $acks acknowledgements (logins and first frames)"
+cpu0=$(cpu_ticks "$GW_PID")
 sleep "$SETTLE_SECS"
+cpu1=$(cpu_ticks "$GW_PID")
 open=$(metric avlgate_connections_open)
 rss1=$(rss_kib "$GW_PID")
 grep -E '^(VmRSS|RssAnon|RssFile|VmHWM)' "/proc/$GW_PID/status" >"$OUT/gateway-status.txt"
@@ -70,6 +73,12 @@ echo "after ${SETTLE_SECS} s idle: $open sessions, RSS $rss1 KiB (high-water $(a
 awk -v a="$rss0" -v b="$rss1" -v n="$open" 'BEGIN {
     per = (b - a) * 1024 / n
     printf "per idle session: %.0f bytes (%.2f KiB) above the idle gateway; projected to 100,000 sessions: %.2f GiB (+ the idle gateway, %.0f MiB)\n", per, per / 1024, per * 100000 / 2^30, a / 1024
+}'
+# What the idle sessions cost in CPU: the session tasks are asleep, so this is the gateway's
+# housekeeping (the command ledger's ticks over the sessions, metrics, the broker client).
+awk -v a="$cpu0" -v b="$cpu1" -v hz="$(getconf CLK_TCK)" -v s="$SETTLE_SECS" -v n="$open" 'BEGIN {
+    pct = (b - a) / hz / s * 100
+    printf "gateway CPU while idle: %.1f %% of a core over %d s (%.2f us per session per second)\n", pct, s, (b - a) / hz / s * 1e6 / n
 }'
 kill -INT "$SIM_PID" 2>/dev/null || true
 wait "$SIM_PID" 2>/dev/null || true

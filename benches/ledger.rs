@@ -9,7 +9,9 @@
 //! commands already done (remembered to ignore a re-sent id):
 //!
 //! - `tick/<fleet>_devices_<pending>_pending`: one tick with every pod alive (the usual case);
-//! - `session_up/<fleet>_devices_<pending>_pending`: one local login.
+//! - `prune/...`: the pass that forgets old commands and announcements, which the tick makes
+//!   every 5 s (every 20th tick; before, every tick);
+//! - `session_up/...`: one local login.
 //!
 //! Compare two builds side by side by running both bench binaries in one sitting (the figures
 //! in docs/load-runs.md were taken that way).
@@ -118,6 +120,12 @@ fn bench(c: &mut Criterion) {
         let name = format!("{devices}_devices_{pending}_pending");
         g.bench_function(format!("tick/{name}"), |b| {
             b.iter(|| black_box(l.tick(now, |k| ledger::jitter(&instance, k, JITTER_CAP))))
+        });
+        g.bench_function(format!("prune/{name}"), |b| {
+            b.iter(|| {
+                l.prune(now);
+                black_box(&l);
+            })
         });
         let local = imei(0);
         let started = now - Duration::from_secs(600);

@@ -61,6 +61,9 @@ use crate::proto::{command, ClaimPurpose, Command, CommandClaim, CommandResult, 
 /// Commands a pod holds for one device at most (queued on its session or awaiting answers);
 /// more wait as pending claims.
 pub const MAX_HELD_PER_DEVICE: usize = 16;
+/// How often forgotten commands and old session announcements are pruned: their horizons are
+/// minutes to hours, and a pass walks every command and the fleet's sessions.
+const PRUNE_EVERY: Duration = Duration::from_secs(5);
 /// Live sessions remembered per device (the directory needs the newest ones only).
 const MAX_ANNOUNCED_PER_DEVICE: usize = 8;
 
@@ -205,6 +208,8 @@ struct Liveness {
     /// Since when the log has carried this instance's beats without a gap.
     flowing_since: Option<SystemTime>,
     next_beat: Option<SystemTime>,
+    /// When forgotten commands and old announcements are pruned next.
+    next_prune: Option<SystemTime>,
 }
 
 /// A device session announced in the log.
@@ -220,7 +225,7 @@ struct Announced {
 
 pub struct Ledger {
     cfg: LedgerConfig,
-    entries: HashMap<String, Entry>,
+    entries: entries::Entries,
     /// Devices with a live session on this pod, and when the newest one started.
     local: HashMap<String, SystemTime>,
     /// Device → live sessions announced by every pod (this one included).
@@ -277,7 +282,7 @@ impl Ledger {
     pub fn new(cfg: LedgerConfig) -> Self {
         Ledger {
             cfg,
-            entries: HashMap::new(),
+            entries: entries::Entries::default(),
             local: HashMap::new(),
             sessions: HashMap::new(),
             pods: HashSet::new(),
@@ -512,13 +517,12 @@ impl Ledger {
         }
         let held = self
             .entries
-            .values()
-            .filter(|e| {
-                e.imei == imei
-                    && (matches!(&e.state, State::Held { holder, .. } if self.is_me(holder))
-                        || e.proposal
-                            .as_ref()
-                            .is_some_and(|(c, _)| c.purpose == ClaimPurpose::Deliver as i32))
+            .of_device(imei)
+            .filter(|(_, e)| {
+                matches!(&e.state, State::Held { holder, .. } if self.is_me(holder))
+                    || e.proposal
+                        .as_ref()
+                        .is_some_and(|(c, _)| c.purpose == ClaimPurpose::Deliver as i32)
             })
             .count();
         held < MAX_HELD_PER_DEVICE
@@ -554,11 +558,12 @@ impl Ledger {
         self.propose(id, claim, now)
     }
 
+    /// Proposes DELIVER for the open commands of `imei`, oldest first.
     fn propose_deliveries_for(&mut self, imei: &str, now: SystemTime) -> Vec<Action> {
         let ids: Vec<String> = self
             .entries
-            .iter()
-            .filter(|(_, e)| e.imei == imei && e.state == State::Open)
+            .of_device(imei)
+            .filter(|(_, e)| e.state == State::Open && e.proposal.is_none())
             .map(|(id, _)| id.clone())
             .collect();
         let mut out = Vec::new();
@@ -698,8 +703,7 @@ impl Ledger {
 
     fn entry_or_new(&mut self, claim: &CommandClaim, now: SystemTime) -> &Entry {
         self.entries
-            .entry(claim.command_id.clone())
-            .or_insert_with(|| Entry {
+            .get_or_insert_with(&claim.command_id, || Entry {
                 command: None,
                 imei: claim.imei.clone(),
                 deadline: now,
@@ -987,10 +991,9 @@ impl Ledger {
         }
         let ids: Vec<String> = self
             .entries
-            .iter()
+            .of_device(&claim.imei)
             .filter(|(_, e)| {
-                e.imei == claim.imei
-                    && matches!(&e.state, State::Held { holder, written: None, .. } if self.is_me(holder))
+                matches!(&e.state, State::Held { holder, written: None, .. } if self.is_me(holder))
             })
             .map(|(id, _)| id.clone())
             .collect();
@@ -1127,18 +1130,16 @@ impl Ledger {
             self.liveness.next_beat = Some(now + self.cfg.beat_every());
             out.push(Action::Propose(self.claim("", "", ClaimPurpose::Beat, now)));
         }
-        self.entries.retain(|_, e| match e.state {
-            State::Done => e.forget_at.is_none_or(|t| t > now),
-            // A claim whose command never came (or is long gone) and that nobody acts on.
-            State::Open if e.command.is_none() => now < e.deadline + self.cfg.remember,
-            _ => true,
-        });
-        self.prune(now);
+        if self.liveness.next_prune.is_none_or(|t| t <= now) {
+            self.liveness.next_prune = Some(now + PRUNE_EVERY);
+            self.prune(now);
+        }
+
         // A proposal that never came back through the log was lost: make it again, if it
         // still makes sense.
         let stale = self.cfg.proposal_timeout;
         let mut again = Vec::new();
-        for (id, e) in &self.entries {
+        for (id, e) in self.entries.iter() {
             if let Some((claim, at)) = &e.proposal {
                 if *at + stale <= now {
                     again.push((
@@ -1154,27 +1155,50 @@ impl Ledger {
                 None => self.proposal_failed(&id),
             }
         }
-        let locals: Vec<String> = self.local.keys().cloned().collect();
-        for imei in locals {
+        // Commands waiting for a device connected here (refused for the per-device cap, or
+        // reopened): walk whichever is smaller, the devices with commands or the local ones,
+        // and copy nothing for the devices with none to propose.
+        let waiting = |imei: &String| {
+            self.entries
+                .of_device(imei)
+                .any(|(_, e)| e.state == State::Open && e.proposal.is_none())
+        };
+        let devices: Vec<String> = if self.local.len() < self.entries.device_count() {
+            self.local.keys().filter(|i| waiting(i)).cloned().collect()
+        } else {
+            self.entries
+                .devices()
+                .filter(|i| self.local.contains_key(*i) && waiting(i))
+                .cloned()
+                .collect()
+        };
+        for imei in devices {
             out.extend(self.propose_deliveries_for(&imei, now));
         }
         if self.draining {
             return out;
         }
         let mut due = Vec::new();
-        for (id, e) in &self.entries {
+        for (id, e) in self.entries.iter() {
             if e.proposal.is_some() {
                 continue;
             }
             match &e.state {
-                State::Open if e.command.is_some() && e.deadline + jitter(id) <= now => {
+                State::Open
+                    if e.command.is_some()
+                        && e.deadline <= now
+                        && e.deadline + jitter(id) <= now =>
+                {
                     due.push(self.claim(id, &e.imei, ClaimPurpose::Expire, now));
                 }
                 State::Held { .. } | State::Decided { .. } => {
                     let Some(w) = Self::responsible(&e.state) else {
                         continue;
                     };
-                    if !self.lost(&w.instance, now, jitter(id)) {
+                    // Lost without jitter first: the jitter is computed only for the lost.
+                    if !self.lost(&w.instance, now, Duration::ZERO)
+                        || !self.lost(&w.instance, now, jitter(id))
+                    {
                         continue;
                     }
                     let mut c = self.claim(id, &e.imei, ClaimPurpose::Settle, now);
@@ -1218,12 +1242,21 @@ impl Ledger {
         jitter: &impl Fn(&str) -> Duration,
     ) -> Vec<Action> {
         let mut out = Vec::new();
+        // The pods that announced sessions and are lost even without jitter (which only adds
+        // silence): usually none, and then the fleet's sessions are not walked at all.
+        let lost: HashSet<&str> = self
+            .pods
+            .iter()
+            .map(|w| w.instance.as_str())
+            .filter(|i| self.lost(i, now, Duration::ZERO))
+            .collect();
+        if lost.is_empty() {
+            return out;
+        }
         let mut due = Vec::new();
         for (imei, v) in &self.sessions {
             for a in v {
-                // Most announced sessions are of live pods: nothing is copied for them (this
-                // runs on every tick, over every device of the fleet).
-                if a.who.instance == self.cfg.instance
+                if !lost.contains(a.who.instance.as_str())
                     || !self.lost(&a.who.instance, now, jitter(imei))
                 {
                     continue;
@@ -1252,8 +1285,16 @@ impl Ledger {
         out
     }
 
-    /// Forgets session announcements and beats older than anything a starting pod would read.
-    fn prune(&mut self, now: SystemTime) {
+    /// Forgets commands done and remembered long enough, claims whose command never came, and
+    /// session announcements and beats older than anything a starting pod would read. The tick
+    /// does it every [`PRUNE_EVERY`]; public for `benches/ledger.rs`.
+    pub fn prune(&mut self, now: SystemTime) {
+        self.entries.retain(|_, e| match e.state {
+            State::Done => e.forget_at.is_none_or(|t| t > now),
+            // A claim whose command never came (or is long gone) and that nobody acts on.
+            State::Open if e.command.is_none() => now < e.deadline + self.cfg.remember,
+            _ => true,
+        });
         let horizon = now
             .checked_sub(self.cfg.max_ttl)
             .unwrap_or(SystemTime::UNIX_EPOCH);
@@ -1289,5 +1330,6 @@ fn holder_lost_reason(gateway: &str) -> String {
     )
 }
 
+mod entries;
 #[cfg(test)]
 mod tests;

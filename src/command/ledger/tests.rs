@@ -626,3 +626,28 @@ fn a_restarted_pod_settles_its_previous_instance() {
         "{out:?}"
     );
 }
+
+/// Commands queued for an offline device are proposed in the order they were read when it logs
+/// in, up to the per-device cap (the log keeps that order for the session).
+#[test]
+fn a_device_gets_its_queued_commands_oldest_first() {
+    let mut log = Log::new(&["a"]);
+    let ids: Vec<String> = (0..MAX_HELD_PER_DEVICE + 4)
+        .map(|i| format!("c{i:02}"))
+        .collect();
+    for id in &ids {
+        assert!(log.command(&cmd(id, "1"), t(0))[0].is_empty());
+    }
+    let up = log.session_up(0, "1", t(10));
+    let proposed: Vec<String> = props(&up, ClaimPurpose::Deliver)
+        .into_iter()
+        .map(|c| c.command_id)
+        .collect();
+    assert_eq!(proposed, ids[..MAX_HELD_PER_DEVICE]);
+    // The cap holds on the next ticks too: the rest wait for room.
+    let later = log.run(11, 12, 1);
+    assert!(
+        props(&later[0], ClaimPurpose::Deliver).is_empty(),
+        "{later:?}"
+    );
+}
