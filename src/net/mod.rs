@@ -1,16 +1,16 @@
 //! What sits between a TCP socket and protocol detection: admission [`limits`], the PROXY
 //! protocol header ([`proxy`]), optional [`tls`], and the [`Prefixed`] stream that replays
-//! bytes read while looking at the front of a connection.
+//! bytes read while looking at the front of a connection; and [`watch`], how the files the
+//! gateway reloads (allow-list, profiles, certificate) are watched.
 
 pub mod limits;
 pub mod proxy;
 pub mod tls;
+pub mod watch;
 
 use std::io;
-use std::path::Path;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::SystemTime;
 
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -63,17 +63,6 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Prefixed<S> {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
-}
-
-/// What tells a watched file changed: modification time and size (a rewrite within the same
-/// mtime second usually changes the size; a Kubernetes secret update swaps a symlink, which
-/// changes both).
-pub type FileStamp = Option<(SystemTime, u64)>;
-
-/// The stamp of `path` now (`None` if it cannot be read).
-pub fn file_stamp(path: &Path) -> FileStamp {
-    let m = std::fs::metadata(path).ok()?;
-    Some((m.modified().ok()?, m.len()))
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! restart: [`ReloadingCert`] is the `ResolvesServerCert` every handshake asks.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use rustls::crypto::ring as provider;
 use rustls::pki_types::pem::PemObject;
@@ -14,7 +14,7 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use tokio_rustls::TlsAcceptor;
 
-use super::{file_stamp, FileStamp};
+use super::watch::FileWatch;
 
 /// The first byte of a TLS record carrying a handshake message (the ClientHello).
 pub const HANDSHAKE_RECORD: u8 = 0x16;
@@ -52,37 +52,33 @@ pub fn load(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
 /// The current certificate, swapped in place when its files change.
 #[derive(Debug)]
 pub struct ReloadingCert {
-    cert_path: PathBuf,
-    key_path: PathBuf,
+    watch: FileWatch,
     current: RwLock<Arc<CertifiedKey>>,
-    stamp: Mutex<(FileStamp, FileStamp)>,
 }
 
 impl ReloadingCert {
     /// Loads the files; an error here is a configuration error (the gateway does not start).
     pub fn load(cert_path: &Path, key_path: &Path) -> Result<Self, TlsError> {
-        let stamp = (file_stamp(cert_path), file_stamp(key_path));
+        let watch = FileWatch::new(vec![cert_path.into(), key_path.into()]);
         let ck = load(cert_path, key_path)?;
         Ok(ReloadingCert {
-            cert_path: cert_path.into(),
-            key_path: key_path.into(),
+            watch,
             current: RwLock::new(Arc::new(ck)),
-            stamp: Mutex::new(stamp),
         })
     }
 
-    /// Reloads when either file changed. `Ok(true)`: a new certificate is in use. On error the
-    /// old one stays and the next call tries again (a renewal may write the two files one
-    /// after the other).
+    /// Reloads when either file changed and the change has settled (one call after it was
+    /// seen). `Ok(true)`: a new certificate is in use. On error the old one stays, and the
+    /// pair is read again when a file changes again (a renewal may write the two files one
+    /// after the other: a certificate that does not match the old key waits for the new key).
     pub fn reload_if_changed(&self) -> Result<bool, TlsError> {
-        let now = (file_stamp(&self.cert_path), file_stamp(&self.key_path));
-        let mut stamp = self.stamp.lock().unwrap_or_else(|p| p.into_inner());
-        if *stamp == now {
+        let [cert, key] = self.watch.paths() else {
+            unreachable!("a certificate and a key are watched")
+        };
+        let Some(ck) = self.watch.poll(|| load(cert, key))? else {
             return Ok(false);
-        }
-        let ck = load(&self.cert_path, &self.key_path)?;
+        };
         *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(ck);
-        *stamp = now;
         Ok(true)
     }
 
@@ -142,11 +138,13 @@ mod tests {
         // Only the certificate rewritten: it does not match the key; the old pair stays.
         let other = rcgen::generate_simple_self_signed(vec!["x.example".into()]).unwrap();
         std::fs::write(&cert, format!("{}\n", other.cert.pem())).unwrap();
+        assert!(!r.reload_if_changed().unwrap(), "seen, settling");
         assert!(r.reload_if_changed().is_err());
         assert_eq!(r.current().cert[0].as_ref(), &der1[..]);
 
         // Then the key too: the new pair is served.
         let (_, _, der2) = write_pair(&dir, "two.example");
+        assert!(!r.reload_if_changed().unwrap(), "seen, settling");
         assert!(r.reload_if_changed().unwrap());
         assert_eq!(r.current().cert[0].as_ref(), &der2[..]);
         assert_ne!(der1, der2);

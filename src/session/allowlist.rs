@@ -8,17 +8,18 @@
 //! line `* [CIDR...]` lets every device that has no line of its own in, from anywhere or from
 //! those networks. Several lines for one id add up: a line without networks means anywhere.
 //!
-//! The file is re-read when it changes; a file that cannot be read or parsed on reload leaves
-//! the previous list in force (a half-written file must not lock every device out).
+//! The file is re-read when it changes, once the change has settled ([`FileWatch`]: a file
+//! caught half-written must not lock devices out); a file that cannot be read or parsed on
+//! reload leaves the previous list in force.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use ipnet::IpNet;
 
-use crate::net::{file_stamp, FileStamp};
+use crate::net::watch::FileWatch;
 
 /// Larger files are refused: a list of a few million IMEIs is ~50 MB; anything beyond is a
 /// mistake (a wrong path), and reading it would only waste memory.
@@ -107,9 +108,8 @@ impl Entries {
 /// The allow-list and the file it came from.
 #[derive(Debug)]
 pub struct AllowList {
-    path: PathBuf,
+    watch: FileWatch,
     entries: RwLock<Arc<Entries>>,
-    stamp: Mutex<FileStamp>,
 }
 
 /// Parses the file format.
@@ -179,17 +179,16 @@ fn read(path: &Path) -> Result<Entries, AllowListError> {
 impl AllowList {
     /// Reads the file; an error here stops the gateway from starting.
     pub fn load(path: &Path) -> Result<Self, AllowListError> {
-        let stamp = file_stamp(path);
+        let watch = FileWatch::new(vec![path.into()]);
         let entries = read(path)?;
         Ok(AllowList {
-            path: path.into(),
+            watch,
             entries: RwLock::new(Arc::new(entries)),
-            stamp: Mutex::new(stamp),
         })
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.watch.paths()[0]
     }
 
     fn current(&self) -> Arc<Entries> {
@@ -213,16 +212,14 @@ impl AllowList {
         self.current().is_empty()
     }
 
-    /// Re-reads the file if it changed. `Ok(true)`: the new list is in force.
+    /// Re-reads the file if it changed and the change has settled (one call after it was
+    /// seen). `Ok(true)`: the new list is in force. `Err`: reported once per change; the
+    /// previous list stays.
     pub fn reload_if_changed(&self) -> Result<bool, AllowListError> {
-        let now = file_stamp(&self.path);
-        let mut stamp = self.stamp.lock().unwrap_or_else(|p| p.into_inner());
-        if *stamp == now {
+        let Some(entries) = self.watch.poll(|| read(self.path()))? else {
             return Ok(false);
-        }
-        let entries = read(&self.path)?;
+        };
         *self.entries.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(entries);
-        *stamp = now;
         Ok(true)
     }
 }
@@ -325,11 +322,14 @@ mod tests {
         assert_eq!(l.check("222", a), Verdict::NotListed);
         assert!(!l.reload_if_changed().unwrap());
         std::fs::write(&path, "111\n222 10.0.0.0/8\n").unwrap();
+        assert!(!l.reload_if_changed().unwrap(), "seen, settling");
         assert!(l.reload_if_changed().unwrap());
         assert_eq!(l.check("222", a), Verdict::WrongNetwork);
         assert_eq!(l.check("222", ip("10.9.9.9")), Verdict::Allowed);
         std::fs::write(&path, "111\n222\nnot an imei\n").unwrap();
+        assert!(!l.reload_if_changed().unwrap());
         assert!(l.reload_if_changed().is_err());
+        assert!(!l.reload_if_changed().unwrap(), "reported once");
         assert_eq!(
             l.check("222", a),
             Verdict::WrongNetwork,

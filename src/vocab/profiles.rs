@@ -43,11 +43,11 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use serde::Deserialize;
 
-use crate::net::{file_stamp, FileStamp};
+use crate::net::watch::FileWatch;
 use crate::proto::{Alarm, Protocol};
 use crate::protocol::REGISTRY;
 
@@ -299,7 +299,7 @@ fn protocol_by_name(name: &str) -> Option<Protocol> {
 pub struct Profiles {
     set: RwLock<Arc<ProfileSet>>,
     generation: AtomicU64,
-    file: Option<(PathBuf, Mutex<FileStamp>)>,
+    file: Option<FileWatch>,
 }
 
 impl Profiles {
@@ -314,32 +314,25 @@ impl Profiles {
 
     /// Built-ins plus an operator file; an error here stops the gateway from starting.
     pub fn load(path: &Path) -> Result<Arc<Profiles>, ProfileError> {
-        let stamp = file_stamp(path);
+        let watch = FileWatch::new(vec![path.into()]);
         let set = read(path)?;
         Ok(Arc::new(Profiles {
             set: RwLock::new(Arc::new(set)),
             generation: AtomicU64::new(0),
-            file: Some((path.into(), Mutex::new(stamp))),
+            file: Some(watch),
         }))
     }
 
-    /// Re-reads the file when it changed. `Ok(true)`: a new set is in force. `Err`: the file
-    /// did not load; the previous set stays.
+    /// Re-reads the file when it changed and the change has settled (one call after it was
+    /// seen). `Ok(true)`: a new set is in force. `Err`: the file did not load (reported once;
+    /// the next edit is read again); the previous set stays.
     pub fn reload_if_changed(&self) -> Result<bool, ProfileError> {
-        let Some((path, stamp)) = &self.file else {
+        let Some(watch) = &self.file else {
             return Ok(false);
         };
-        let now = file_stamp(path);
-        {
-            let mut last = stamp.lock().unwrap_or_else(|e| e.into_inner());
-            if *last == now {
-                return Ok(false);
-            }
-            // Remember the stamp even when the file is broken: a broken file is reported once,
-            // and the next edit is read again.
-            *last = now;
-        }
-        let set = read(path)?;
+        let Some(set) = watch.poll(|| read(&watch.paths()[0]))? else {
+            return Ok(false);
+        };
         *self.set.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(set);
         self.generation.fetch_add(1, Ordering::Release);
         Ok(true)
@@ -355,7 +348,7 @@ impl Profiles {
     }
 
     pub fn path(&self) -> Option<&Path> {
-        self.file.as_ref().map(|(p, _)| p.as_path())
+        self.file.as_ref().map(|w| w.paths()[0].as_path())
     }
 
     /// The profile of a device.
@@ -710,6 +703,7 @@ mod tests {
         assert!(!profiles.reload_if_changed().unwrap());
 
         write("[profiles.fmb.ids.66]\nfield = \"external_power_volts\"\nscale = 0.001\n");
+        assert!(!profiles.reload_if_changed().unwrap(), "seen, settling");
         assert!(profiles.reload_if_changed().unwrap());
         assert_eq!(profiles.generation(), 1);
         assert_eq!(
@@ -718,6 +712,7 @@ mod tests {
         );
 
         write("[profiles.fmb.ids.66]\nfield = \"no_such_field\"\n");
+        assert!(!profiles.reload_if_changed().unwrap(), "seen, settling");
         assert!(profiles.reload_if_changed().is_err());
         assert_eq!(profiles.generation(), 1);
         assert_eq!(

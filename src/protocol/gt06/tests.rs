@@ -649,6 +649,7 @@ fn the_device_profile_follows_the_imei_and_the_profile_file() {
     assert_eq!(alarm(&mut other), [Alarm::LowBattery]);
     // The file no longer assigns the device: the family meaning from the next frame on.
     write("[[devices]]\nprofile = \"gt06-lw\"\nimeis = [\"1\"]\n", 2);
+    assert!(!profiles.reload_if_changed().unwrap(), "seen, settling");
     assert!(profiles.reload_if_changed().unwrap());
     assert_eq!(alarm(&mut s), [Alarm::LowBattery]);
     std::fs::remove_dir_all(&dir).ok();
