@@ -87,6 +87,20 @@ impl FileWatch {
     }
 }
 
+/// Tests: writes `text` to `path` with an mtime of its own per `version`, so that each rewrite
+/// gets a new stamp even within one mtime tick.
+#[cfg(test)]
+pub(crate) fn write_versioned(path: &Path, text: &str, version: u64) {
+    std::fs::write(path, text).unwrap();
+    let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000 + version);
+    std::fs::File::options()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_modified(t)
+        .unwrap();
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,18 +111,6 @@ mod tests {
         d.join("f.txt")
     }
 
-    /// Writes `text`, with an mtime of its own so that rewrites within one tick are seen.
-    fn write(path: &Path, text: &str, version: u64) {
-        std::fs::write(path, text).unwrap();
-        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000 + version);
-        std::fs::File::options()
-            .write(true)
-            .open(path)
-            .unwrap()
-            .set_modified(t)
-            .unwrap();
-    }
-
     fn read(path: &Path) -> Result<String, std::io::Error> {
         std::fs::read_to_string(path)
     }
@@ -116,18 +118,18 @@ mod tests {
     #[test]
     fn a_change_is_read_once_it_has_settled() {
         let path = file("settle");
-        write(&path, "one\n", 1);
+        write_versioned(&path, "one\n", 1);
         let w = FileWatch::new(vec![path.clone()]);
         assert_eq!(w.poll(|| read(&path)).unwrap(), None, "unchanged");
 
         // Caught truncated (a writer in the middle of rewriting it in place): not read.
-        write(&path, "", 2);
+        write_versioned(&path, "", 2);
         assert_eq!(
             w.poll(|| -> Result<String, std::io::Error> { panic!("read while settling") })
                 .unwrap(),
             None
         );
-        write(&path, "two\n", 3);
+        write_versioned(&path, "two\n", 3);
         assert_eq!(
             w.poll(|| read(&path)).unwrap(),
             None,
@@ -141,13 +143,13 @@ mod tests {
     #[test]
     fn a_read_during_a_write_is_thrown_away_and_made_again() {
         let path = file("during");
-        write(&path, "one\n", 1);
+        write_versioned(&path, "one\n", 1);
         let w = FileWatch::new(vec![path.clone()]);
-        write(&path, "two\n", 2);
+        write_versioned(&path, "two\n", 2);
         assert_eq!(w.poll(|| read(&path)).unwrap(), None);
         let torn = w.poll(|| {
             let got = read(&path);
-            write(&path, "three\n", 3);
+            write_versioned(&path, "three\n", 3);
             got
         });
         assert_eq!(torn.unwrap(), None, "the file moved while read");
@@ -160,14 +162,14 @@ mod tests {
     fn a_failed_read_is_reported_once_and_every_file_counts() {
         let one = file("fail");
         let two = one.with_file_name("g.txt");
-        write(&one, "a\n", 1);
-        write(&two, "b\n", 1);
+        write_versioned(&one, "a\n", 1);
+        write_versioned(&two, "b\n", 1);
         let w = FileWatch::new(vec![one.clone(), two.clone()]);
-        write(&two, "c\n", 2);
+        write_versioned(&two, "c\n", 2);
         assert_eq!(w.poll(|| Err::<(), _>("bad")), Ok(None));
         assert_eq!(w.poll(|| Err::<(), _>("bad")), Err("bad"));
         assert_eq!(w.poll(|| Err::<(), _>("bad")), Ok(None), "once");
-        write(&one, "d\n", 3);
+        write_versioned(&one, "d\n", 3);
         assert_eq!(w.poll(|| Ok::<_, &str>(1)), Ok(None));
         assert_eq!(w.poll(|| Ok::<_, &str>(1)), Ok(Some(1)));
         std::fs::remove_dir_all(one.parent().unwrap()).ok();

@@ -681,19 +681,10 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("avlgate-profiles-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("profiles.toml");
+        let version = std::cell::Cell::new(0);
         let write = |text: &str| {
-            std::fs::write(&path, text).unwrap();
-            // Stamps are (mtime, len): make sure a rewrite within the same tick is seen.
-            let t = std::time::SystemTime::now()
-                + std::time::Duration::from_secs(
-                    1 + std::fs::read_to_string(&path).unwrap().len() as u64,
-                );
-            std::fs::File::options()
-                .write(true)
-                .open(&path)
-                .unwrap()
-                .set_modified(t)
-                .unwrap();
+            version.set(version.get() + 1);
+            crate::net::watch::write_versioned(&path, text, version.get());
         };
         write("[profiles.fmb.ids.66]\nfield = \"battery_volts\"\nscale = 0.001\n");
         let profiles = Profiles::load(&path).unwrap();

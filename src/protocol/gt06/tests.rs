@@ -619,16 +619,8 @@ fn the_device_profile_follows_the_imei_and_the_profile_file() {
     let dir = std::env::temp_dir().join(format!("avlgate-gt06-profiles-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("profiles.toml");
-    let write = |text: &str, later: u64| {
-        std::fs::write(&path, text).unwrap();
-        // Stamps are (mtime, length): make a rewrite within the same tick visible.
-        let t = SystemTime::now() + Duration::from_secs(later);
-        std::fs::File::options()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_modified(t)
-            .unwrap();
+    let write = |text: &str, version: u64| {
+        crate::net::watch::write_versioned(&path, text, version);
     };
     write(
         &format!("[[devices]]\nprofile = \"gt06-lw\"\nimeis = [\"{IMEI}\"]\n"),
