@@ -8,9 +8,12 @@
 //! commands waiting for devices that are offline (queued until they connect or expire) and
 //! commands already done (remembered to ignore a re-sent id):
 //!
-//! - `tick/<fleet>_devices_<pending>_pending`: one tick with every pod alive (the usual case);
-//! - `prune/...`: the pass that forgets old commands and announcements, which the tick makes
-//!   every 5 s (every 20th tick; before, every tick);
+//! - `tick/<fleet>_devices_<pending>_pending`: one tick with every pod alive, the clock still:
+//!   the common tick;
+//! - `ticks_250ms_apart/...`: the mean tick as the dispatcher makes them, the clock moving
+//!   250 ms and every pod beating before each: every 4th also walks every command (lost
+//!   proposals, expiry, lost pods) and every 20th prunes (before, every tick did both);
+//! - `prune/...`: the pass that forgets old commands and announcements (every 5 s);
 //! - `session_up/...`: one local login.
 //!
 //! Compare two builds side by side by running both bench binaries in one sitting (the figures
@@ -58,10 +61,12 @@ fn fleet(devices: usize, pending: usize, now: SystemTime) -> Ledger {
     let mut l = Ledger::new(LedgerConfig {
         gateway,
         instance,
-        default_ttl: Duration::from_secs(3600),
-        max_ttl: Duration::from_secs(24 * 3600),
+        // Long enough that nothing expires or is forgotten while the clock moves 250 ms per
+        // measured tick.
+        default_ttl: Duration::from_secs(30 * 24 * 3600),
+        max_ttl: Duration::from_secs(30 * 24 * 3600),
         max_entries: 1_000_000,
-        remember: Duration::from_secs(600),
+        remember: Duration::from_secs(30 * 24 * 3600),
         proposal_timeout: Duration::from_secs(10),
         lease: Duration::from_secs(60),
     });
@@ -85,7 +90,7 @@ fn fleet(devices: usize, pending: usize, now: SystemTime) -> Ledger {
                 command_id: id.clone(),
                 imei: c_imei.clone(),
                 body: Some(command::Body::Text("getinfo".into())),
-                ttl_secs: 3600,
+                ttl_secs: 30 * 24 * 3600,
                 ..Default::default()
             },
             started,
@@ -121,6 +126,17 @@ fn bench(c: &mut Criterion) {
         g.bench_function(format!("tick/{name}"), |b| {
             b.iter(|| black_box(l.tick(now, |k| ledger::jitter(&instance, k, JITTER_CAP))))
         });
+        let mut at = now;
+        g.bench_function(format!("ticks_250ms_apart/{name}"), |b| {
+            b.iter(|| {
+                at += Duration::from_millis(250);
+                for p in 0..PODS {
+                    l.on_claim(claim(p, "", ClaimPurpose::Beat, at), at);
+                }
+                black_box(l.tick(at, |k| ledger::jitter(&instance, k, JITTER_CAP)))
+            })
+        });
+        let now = at;
         g.bench_function(format!("prune/{name}"), |b| {
             b.iter(|| {
                 l.prune(now);

@@ -64,6 +64,10 @@ pub const MAX_HELD_PER_DEVICE: usize = 16;
 /// How often forgotten commands and old session announcements are pruned: their horizons are
 /// minutes to hours, and a pass walks every command and the fleet's sessions.
 const PRUNE_EVERY: Duration = Duration::from_secs(5);
+/// How often a tick walks every command (proposals lost on the way to the log, TTLs, lost pods),
+/// the local devices with waiting commands and, when a pod is lost, the fleet's sessions: once
+/// a second is well within the proposal timeout, the expiry jitter (up to 2 s) and the lease.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
 /// Live sessions remembered per device (the directory needs the newest ones only).
 const MAX_ANNOUNCED_PER_DEVICE: usize = 8;
 
@@ -210,6 +214,8 @@ struct Liveness {
     next_beat: Option<SystemTime>,
     /// When forgotten commands and old announcements are pruned next.
     next_prune: Option<SystemTime>,
+    /// When the commands are walked next for lost proposals, expiry and lost pods.
+    next_sweep: Option<SystemTime>,
 }
 
 /// A device session announced in the log.
@@ -922,8 +928,14 @@ impl Ledger {
                     e.proposal = None;
                 }
                 out.extend(self.propose_delivery(&id, now));
+                return out;
             }
             _ => {}
+        }
+        // A command of a device connected here moved on (held, decided, done): room under the
+        // per-device cap may have come for the next one.
+        if self.local.contains_key(&imei) {
+            out.extend(self.propose_deliveries_for(&imei, now));
         }
         out
     }
@@ -1134,9 +1146,25 @@ impl Ledger {
             self.liveness.next_prune = Some(now + PRUNE_EVERY);
             self.prune(now);
         }
+        // What walks every command, the local sessions or the fleet's runs every SWEEP_EVERY.
+        // Deliveries are proposed as things happen (a command read, a login, a command
+        // reopened or moving on); the sweep's delivery pass catches the rest (a proposal the
+        // dispatcher could not take on, a newer session elsewhere that ended).
+        if self.liveness.next_sweep.is_none_or(|t| t <= now) {
+            self.liveness.next_sweep = Some(now + SWEEP_EVERY);
+            out.extend(self.retry_lost_proposals(now));
+            out.extend(self.deliver_waiting(now));
+            if !self.draining {
+                out.extend(self.expire_and_settle(now, &jitter));
+                out.extend(self.logouts_for_lost(now, &jitter));
+            }
+        }
+        out
+    }
 
-        // A proposal that never came back through the log was lost: make it again, if it
-        // still makes sense.
+    /// A proposal that never came back through the log was lost: make it again, if it still
+    /// makes sense.
+    fn retry_lost_proposals(&mut self, now: SystemTime) -> Vec<Action> {
         let stale = self.cfg.proposal_timeout;
         let mut again = Vec::new();
         for (id, e) in self.entries.iter() {
@@ -1149,15 +1177,20 @@ impl Ledger {
                 }
             }
         }
+        let mut out = Vec::new();
         for (id, claim) in again {
             match claim {
                 Some(c) => out.extend(self.propose(&id, c, now)),
                 None => self.proposal_failed(&id),
             }
         }
-        // Commands waiting for a device connected here (refused for the per-device cap, or
-        // reopened): walk whichever is smaller, the devices with commands or the local ones,
-        // and copy nothing for the devices with none to propose.
+        out
+    }
+
+    /// Commands waiting for a device connected here (refused for the per-device cap, or
+    /// reopened): walks whichever is smaller, the devices with commands or the local ones, and
+    /// copies nothing for the devices with none to propose.
+    fn deliver_waiting(&mut self, now: SystemTime) -> Vec<Action> {
         let waiting = |imei: &String| {
             self.entries
                 .of_device(imei)
@@ -1172,12 +1205,20 @@ impl Ledger {
                 .cloned()
                 .collect()
         };
+        let mut out = Vec::new();
         for imei in devices {
             out.extend(self.propose_deliveries_for(&imei, now));
         }
-        if self.draining {
-            return out;
-        }
+        out
+    }
+
+    /// EXPIRE for commands past their TTL that nobody delivered; SETTLE for those held or owed
+    /// by a lost pod.
+    fn expire_and_settle(
+        &mut self,
+        now: SystemTime,
+        jitter: &impl Fn(&str) -> Duration,
+    ) -> Vec<Action> {
         let mut due = Vec::new();
         for (id, e) in self.entries.iter() {
             if e.proposal.is_some() {
@@ -1226,11 +1267,11 @@ impl Ledger {
                 _ => {}
             }
         }
+        let mut out = Vec::new();
         for c in due {
             let id = c.command_id.clone();
             out.extend(self.propose(&id, c, now));
         }
-        out.extend(self.logouts_for_lost(now, &jitter));
         out
     }
 

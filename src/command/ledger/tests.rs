@@ -650,4 +650,24 @@ fn a_device_gets_its_queued_commands_oldest_first() {
         props(&later[0], ClaimPurpose::Deliver).is_empty(),
         "{later:?}"
     );
+    for c in props(&up, ClaimPurpose::Deliver) {
+        log.apply(&c, t(12));
+    }
+    // The oldest is written and answered: as its COMPLETE lands, the next waiting one is
+    // proposed at once, not at the next sweep.
+    log.write(0, &ids[0], t(13));
+    let r = log.pods[0].result(
+        &cmd(&ids[0], "1"),
+        CommandStatus::Responded,
+        "",
+        true,
+        t(13),
+    );
+    let done = log.pods[0].complete(&ids[0], r, t(13));
+    let out = log.apply(&props(&done, ClaimPurpose::Complete)[0], t(13));
+    let next: Vec<String> = props(&out[0], ClaimPurpose::Deliver)
+        .into_iter()
+        .map(|c| c.command_id)
+        .collect();
+    assert_eq!(next, [ids[MAX_HELD_PER_DEVICE].clone()]);
 }
