@@ -37,6 +37,7 @@ echo "broker: $BROKER at $BOOTSTRAP"
 start_gateway "$OUT"
 sleep 2
 rss0=$(rss_kib "$GW_PID")
+cpu_start=$(cpu_ticks "$GW_PID")
 echo "idle gateway (no session): RSS $rss0 KiB"
 
 # One frame each, then silence: an interval far beyond the run; stopped by SIGINT below.
@@ -62,7 +63,8 @@ while :; do
     kill -0 "$SIM_PID" 2>/dev/null || { echo "simulate stopped" >&2; cat "$OUT/simulate.err" >&2; exit 2; }
     sleep 1
 done
-echo "all logged in after $(($(date +%s) - start)) s: $open sessions open, $acks acknowledgements (logins and first frames)"
+cpu_in=$(cpu_ticks "$GW_PID")
+echo "all logged in after $(($(date +%s) - start)) s: $open sessions open, $acks acknowledgements (logins and first frames); gateway CPU $(awk -v a="$cpu_start" -v b="$cpu_in" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", (b - a) / hz }') s"
 cpu0=$(cpu_ticks "$GW_PID")
 sleep "$SETTLE_SECS"
 cpu1=$(cpu_ticks "$GW_PID")
@@ -80,6 +82,19 @@ awk -v a="$cpu0" -v b="$cpu1" -v hz="$(getconf CLK_TCK)" -v s="$SETTLE_SECS" -v 
     pct = (b - a) / hz / s * 100
     printf "gateway CPU while idle: %.1f %% of a core over %d s (%.2f us per session per second)\n", pct, s, (b - a) / hz / s * 1e6 / n
 }'
+# Every device disconnects at once: the gateway's CPU until its last session is gone.
 kill -INT "$SIM_PID" 2>/dev/null || true
 wait "$SIM_PID" 2>/dev/null || true
+start=$(date +%s)
+while o=$(metric avlgate_connections_open); ((${o:-0} > 0 && $(date +%s) - start < 120)); do sleep 0.5; done
+# The sockets are closed; the sessions' ends (command dispatcher, LOGOUT claims) may still be
+# working through: wait until the gateway is back to its idle CPU (under 5 % of a core).
+hz=$(getconf CLK_TCK)
+prev=$(cpu_ticks "$GW_PID")
+while sleep 1; do
+    cur=$(cpu_ticks "$GW_PID")
+    (((cur - prev) * 20 < hz || $(date +%s) - start >= 120)) && break
+    prev=$cur
+done
+echo "all disconnected and settled after $(($(date +%s) - start)) s ($(metric avlgate_connections_open) open); gateway CPU $(awk -v a="$cpu1" -v b="$cur" -v hz="$hz" 'BEGIN { printf "%.2f", (b - a) / hz }') s"
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"

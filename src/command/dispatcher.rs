@@ -31,6 +31,90 @@ struct Local {
     tx: SessionSender,
 }
 
+/// This pod's live sessions by id, indexed by device: a login, a logout and a delivery look up
+/// one device's sessions, not every session of the pod (a login or disconnect storm of N
+/// devices would cost N² otherwise).
+#[derive(Default)]
+struct Locals {
+    by_id: HashMap<u64, Local>,
+    /// Device → its sessions' ids.
+    by_imei: HashMap<String, Ids>,
+}
+
+/// Almost always one: held inline, no allocation per session (memory per session,
+/// docs/load-runs.md).
+enum Ids {
+    One(u64),
+    Many(Vec<u64>),
+}
+
+impl Ids {
+    fn as_slice(&self) -> &[u64] {
+        match self {
+            Ids::One(id) => std::slice::from_ref(id),
+            Ids::Many(v) => v,
+        }
+    }
+}
+
+impl Locals {
+    fn get(&self, session: &u64) -> Option<&Local> {
+        self.by_id.get(session)
+    }
+
+    fn insert(&mut self, session: u64, l: Local) {
+        if let Some(old) = self.by_id.remove(&session) {
+            self.unindex(&old.imei, session);
+        }
+        match self.by_imei.get_mut(&l.imei) {
+            None => {
+                self.by_imei.insert(l.imei.clone(), Ids::One(session));
+            }
+            Some(ids) => {
+                let mut v = ids.as_slice().to_vec();
+                v.push(session);
+                *ids = Ids::Many(v);
+            }
+        }
+        self.by_id.insert(session, l);
+    }
+
+    fn remove(&mut self, session: &u64) -> Option<Local> {
+        let l = self.by_id.remove(session)?;
+        self.unindex(&l.imei, *session);
+        Some(l)
+    }
+
+    fn unindex(&mut self, imei: &str, session: u64) {
+        let Some(ids) = self.by_imei.get_mut(imei) else {
+            return;
+        };
+        let rest: Vec<u64> = ids
+            .as_slice()
+            .iter()
+            .copied()
+            .filter(|s| *s != session)
+            .collect();
+        match rest[..] {
+            [] => {
+                self.by_imei.remove(imei);
+            }
+            [one] => *ids = Ids::One(one),
+            _ => *ids = Ids::Many(rest),
+        }
+    }
+
+    /// The newest live session of `imei` on this pod.
+    fn newest(&self, imei: &str) -> Option<(u64, SystemTime)> {
+        self.by_imei
+            .get(imei)?
+            .as_slice()
+            .iter()
+            .filter_map(|id| self.by_id.get(id).map(|l| (*id, l.started)))
+            .max_by_key(|(id, started)| (*started, *id))
+    }
+}
+
 /// A command this pod handed a session.
 struct Held {
     session: u64,
@@ -87,7 +171,7 @@ pub fn start(
         ledger: Ledger::new(cfg),
         writer,
         outbox: outbox.clone(),
-        sessions: HashMap::new(),
+        sessions: Locals::default(),
         held: HashMap::new(),
         reserved: HashMap::new(),
     };
@@ -122,8 +206,7 @@ struct Dispatcher {
     ledger: Ledger,
     writer: Arc<dyn ClaimWriter>,
     outbox: Arc<Outbox>,
-    /// Session id → the session.
-    sessions: HashMap<u64, Local>,
+    sessions: Locals,
     held: HashMap<String, Held>,
     /// Room in the outbox for the results of commands this pod may publish.
     reserved: HashMap<String, Reservation>,
@@ -222,15 +305,6 @@ impl Dispatcher {
         }
     }
 
-    /// The newest live session of `imei` on this pod (other than `except`).
-    fn newest(&self, imei: &str, except: Option<u64>) -> Option<(u64, SystemTime)> {
-        self.sessions
-            .iter()
-            .filter(|(id, l)| l.imei == imei && Some(**id) != except)
-            .map(|(id, l)| (*id, l.started))
-            .max_by_key(|(id, started)| (*started, *id))
-    }
-
     fn on_message(&mut self, m: ToDispatcher) -> Vec<Action> {
         let now = SystemTime::now();
         match m {
@@ -242,7 +316,7 @@ impl Dispatcher {
             } => {
                 // A newer session of the device on this pod: the older one gives back what it
                 // has not written (TCP's is usually being replaced anyway).
-                if let Some((older, _)) = self.newest(&imei, None) {
+                if let Some((older, _)) = self.sessions.newest(&imei) {
                     if let Some(l) = self.sessions.get(&older) {
                         let _ = l.tx.try_send(Box::new(SessionMsg::Superseded));
                     }
@@ -285,7 +359,7 @@ impl Dispatcher {
                     };
                     out.extend(self.on_update(session, update, now));
                 }
-                let still = self.newest(&imei, None).map(|(_, t)| t);
+                let still = self.sessions.newest(&imei).map(|(_, t)| t);
                 out.extend(self.ledger.session_down(&imei, gone.started, still, now));
                 out
             }
@@ -419,7 +493,7 @@ impl Dispatcher {
 
     fn deliver(&mut self, c: Command, now: SystemTime) -> Vec<Action> {
         let id = c.command_id.clone();
-        let Some((session, _)) = self.newest(&c.imei, None) else {
+        let Some((session, _)) = self.sessions.newest(&c.imei) else {
             // The session ended between the proposal and the claim coming back.
             return self.ledger.release(&id, now);
         };
@@ -451,5 +525,43 @@ impl Dispatcher {
         self.held.remove(&id);
         self.outbox.push(r, self.reserved.get_mut(&id));
         self.reserved.remove(&id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local(imei: &str, started_s: u64) -> Local {
+        Local {
+            imei: imei.into(),
+            started: SystemTime::UNIX_EPOCH + Duration::from_secs(started_s),
+            tx: super::super::messages::session_channel().0,
+        }
+    }
+
+    #[test]
+    fn the_newest_session_of_a_device_is_found_by_its_index() {
+        let mut l = Locals::default();
+        let at = |s: u64| SystemTime::UNIX_EPOCH + Duration::from_secs(s);
+        l.insert(1, local("A", 10));
+        l.insert(2, local("B", 5));
+        l.insert(3, local("A", 20));
+        // Same start: the later session id wins.
+        l.insert(4, local("A", 20));
+        assert_eq!(l.newest("A"), Some((4, at(20))));
+        assert_eq!(l.newest("B"), Some((2, at(5))));
+        assert_eq!(l.newest("C"), None);
+        assert_eq!(l.remove(&4).map(|x| x.imei), Some("A".into()));
+        assert_eq!(l.newest("A"), Some((3, at(20))));
+        l.remove(&3);
+        l.remove(&1);
+        assert_eq!(l.newest("A"), None);
+        assert!(!l.by_imei.contains_key("A"), "no empty entry left behind");
+        assert!(l.remove(&1).is_none());
+        // A session id reused for another device moves in the index.
+        l.insert(2, local("C", 7));
+        assert_eq!((l.newest("B"), l.newest("C")), (None, Some((2, at(7)))));
+        assert!(l.get(&2).is_some());
     }
 }
