@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::bus::{ClaimWriter, Entry};
+use super::by_device::ByDevice;
 use super::ledger::{Action, Ledger, LedgerConfig};
 use super::messages::{Commands, SessionMsg, SessionSender, ToDispatcher, Update};
 use super::outbox::{Confirmed, Outbox, Reservation};
@@ -37,24 +38,7 @@ struct Local {
 #[derive(Default)]
 struct Locals {
     by_id: HashMap<u64, Local>,
-    /// Device → its sessions' ids.
-    by_imei: HashMap<String, Ids>,
-}
-
-/// Almost always one: held inline, no allocation per session (memory per session,
-/// docs/load-runs.md).
-enum Ids {
-    One(u64),
-    Many(Vec<u64>),
-}
-
-impl Ids {
-    fn as_slice(&self) -> &[u64] {
-        match self {
-            Ids::One(id) => std::slice::from_ref(id),
-            Ids::Many(v) => v,
-        }
-    }
+    by_imei: ByDevice<u64>,
 }
 
 impl Locals {
@@ -64,51 +48,22 @@ impl Locals {
 
     fn insert(&mut self, session: u64, l: Local) {
         if let Some(old) = self.by_id.remove(&session) {
-            self.unindex(&old.imei, session);
+            self.by_imei.remove(&old.imei, &session);
         }
-        match self.by_imei.get_mut(&l.imei) {
-            None => {
-                self.by_imei.insert(l.imei.clone(), Ids::One(session));
-            }
-            Some(ids) => {
-                let mut v = ids.as_slice().to_vec();
-                v.push(session);
-                *ids = Ids::Many(v);
-            }
-        }
+        self.by_imei.add(&l.imei, session);
         self.by_id.insert(session, l);
     }
 
     fn remove(&mut self, session: &u64) -> Option<Local> {
         let l = self.by_id.remove(session)?;
-        self.unindex(&l.imei, *session);
+        self.by_imei.remove(&l.imei, session);
         Some(l)
-    }
-
-    fn unindex(&mut self, imei: &str, session: u64) {
-        let Some(ids) = self.by_imei.get_mut(imei) else {
-            return;
-        };
-        let rest: Vec<u64> = ids
-            .as_slice()
-            .iter()
-            .copied()
-            .filter(|s| *s != session)
-            .collect();
-        match rest[..] {
-            [] => {
-                self.by_imei.remove(imei);
-            }
-            [one] => *ids = Ids::One(one),
-            _ => *ids = Ids::Many(rest),
-        }
     }
 
     /// The newest live session of `imei` on this pod.
     fn newest(&self, imei: &str) -> Option<(u64, SystemTime)> {
         self.by_imei
-            .get(imei)?
-            .as_slice()
+            .get(imei)
             .iter()
             .filter_map(|id| self.by_id.get(id).map(|l| (*id, l.started)))
             .max_by_key(|(id, started)| (*started, *id))
@@ -557,7 +512,7 @@ mod tests {
         l.remove(&3);
         l.remove(&1);
         assert_eq!(l.newest("A"), None);
-        assert!(!l.by_imei.contains_key("A"), "no empty entry left behind");
+        assert_eq!(l.by_imei.len(), 1, "no empty entry left behind for A");
         assert!(l.remove(&1).is_none());
         // A session id reused for another device moves in the index.
         l.insert(2, local("C", 7));

@@ -1187,9 +1187,10 @@ impl Ledger {
         out
     }
 
-    /// Commands waiting for a device connected here (refused for the per-device cap, or
-    /// reopened): walks whichever is smaller, the devices with commands or the local ones, and
-    /// copies nothing for the devices with none to propose.
+    /// Commands still waiting for a device connected here, which no event proposed (a proposal
+    /// the dispatcher could not take on, a newer session elsewhere that ended): walks whichever
+    /// is smaller, the devices with commands or the local ones, and copies nothing for the
+    /// devices with none to propose.
     fn deliver_waiting(&mut self, now: SystemTime) -> Vec<Action> {
         let waiting = |imei: &String| {
             self.entries

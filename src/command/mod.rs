@@ -14,6 +14,7 @@
 //! - [`template`]: per-model command texts from the device profiles.
 
 pub mod bus;
+mod by_device;
 pub mod dispatcher;
 pub mod ledger;
 pub mod messages;

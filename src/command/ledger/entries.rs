@@ -7,12 +7,13 @@
 use std::collections::HashMap;
 
 use super::Entry;
+use crate::command::by_device::ByDevice;
 
 #[derive(Debug, Default)]
 pub(super) struct Entries {
     by_id: HashMap<String, Entry>,
     /// Device → the ids of its entries, oldest first. An entry's device never changes.
-    by_device: HashMap<String, Vec<String>>,
+    by_device: ByDevice<String>,
 }
 
 impl Entries {
@@ -52,14 +53,13 @@ impl Entries {
     ) -> impl Iterator<Item = (&'a String, &'a Entry)> + 'a {
         self.by_device
             .get(imei)
-            .into_iter()
-            .flatten()
+            .iter()
             .filter_map(|id| self.by_id.get_key_value(id))
     }
 
     /// The devices that have entries, and how many there are.
     pub(super) fn devices(&self) -> impl Iterator<Item = &String> {
-        self.by_device.keys()
+        self.by_device.devices()
     }
 
     pub(super) fn device_count(&self) -> usize {
@@ -73,9 +73,9 @@ impl Entries {
             if old.imei == imei {
                 return;
             }
-            self.unindex(&old.imei, &id);
+            self.by_device.remove(&old.imei, &id);
         }
-        self.by_device.entry(imei).or_default().push(id);
+        self.by_device.add(&imei, id);
     }
 
     /// The entry `id`, made by `new` if there is none.
@@ -97,19 +97,7 @@ impl Entries {
             k
         });
         for (imei, id) in gone {
-            self.unindex(&imei, &id);
-        }
-    }
-
-    fn unindex(&mut self, imei: &str, id: &str) {
-        if let Some(ids) = self.by_device.get_mut(imei) {
-            if let Some(i) = ids.iter().position(|x| x == id) {
-                // Oldest first: keep the order.
-                ids.remove(i);
-            }
-            if ids.is_empty() {
-                self.by_device.remove(imei);
-            }
+            self.by_device.remove(&imei, &id);
         }
     }
 }
