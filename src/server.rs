@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
+use socket2::Socket;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -101,11 +102,11 @@ impl Gateway {
         let mut tcp = Vec::new();
         let mut udp = Vec::new();
         for addr in &config.listen {
-            let l = listen(*addr).with_context(|| format!("listening on tcp {addr}"))?;
+            let v6_only = v6_only(*addr, &config.listen);
+            let l = listen(*addr, v6_only).with_context(|| format!("listening on tcp {addr}"))?;
             let bound = l.local_addr()?;
-            let u = UdpSocket::bind(bound)
-                .await
-                .with_context(|| format!("listening on udp {bound}"))?;
+            let u =
+                bind_udp(bound, v6_only).with_context(|| format!("listening on udp {bound}"))?;
             info!(%bound, "accepting devices on TCP and UDP");
             tcp.push(l);
             udp.push(Arc::new(u));
@@ -282,17 +283,43 @@ impl Gateway {
 /// reconnect storm arrives faster than any accept loop; with tokio's default of 1024 a burst
 /// overflows the queue and Linux silently drops the handshake's last ACK, leaving devices
 /// believing they are connected to a socket nobody will ever accept.
-const LISTEN_BACKLOG: u32 = 8192;
+const LISTEN_BACKLOG: i32 = 8192;
 
-fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
+/// Whether the IPv6 listener `addr` takes IPv6 only: yes when the list also listens on IPv4 at
+/// the same port, which a dual-stack `[::]` would otherwise claim too (the second bind failed
+/// with "address in use"); no otherwise, so `[::]:5027` alone serves both families whatever
+/// the host's `net.ipv6.bindv6only`.
+fn v6_only(addr: SocketAddr, all: &[SocketAddr]) -> bool {
+    addr.is_ipv6() && all.iter().any(|a| a.is_ipv4() && a.port() == addr.port())
+}
+
+/// A socket of `addr`'s family, IPv6 ones with IPV6_V6ONLY as `v6_only` says, not yet bound.
+fn socket(addr: SocketAddr, kind: socket2::Type, v6_only: bool) -> std::io::Result<Socket> {
+    let protocol = if kind == socket2::Type::STREAM {
+        socket2::Protocol::TCP
     } else {
-        tokio::net::TcpSocket::new_v6()?
+        socket2::Protocol::UDP
     };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(LISTEN_BACKLOG)
+    let socket = Socket::new(socket2::Domain::for_address(addr), kind, Some(protocol))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(v6_only)?;
+    }
+    socket.set_nonblocking(true)?;
+    Ok(socket)
+}
+
+fn listen(addr: SocketAddr, v6_only: bool) -> std::io::Result<TcpListener> {
+    let socket = socket(addr, socket2::Type::STREAM, v6_only)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(LISTEN_BACKLOG)?;
+    TcpListener::from_std(socket.into())
+}
+
+fn bind_udp(addr: SocketAddr, v6_only: bool) -> std::io::Result<UdpSocket> {
+    let socket = socket(addr, socket2::Type::DGRAM, v6_only)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
 }
 
 async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tracker: TaskTracker) {
@@ -303,6 +330,7 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, tracker: TaskTr
         };
         match accepted {
             Ok((stream, peer)) => {
+                let peer = crate::net::canonical(peer);
                 // Admission happens here, before any per-connection task or buffer exists, so
                 // a reconnect storm costs a refused connection one map lookup and a close.
                 // Behind a PROXY-protocol balancer the socket address is the balancer's: the

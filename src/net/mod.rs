@@ -9,11 +9,19 @@ pub mod tls;
 pub mod watch;
 
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// A peer as limits, logs and events know it: an IPv4 device reaching a dual-stack `[::]`
+/// listener arrives as `::ffff:a.b.c.d` and is known as `a.b.c.d`, as on an IPv4 listener.
+/// (Replies to a UDP peer still go to the address the socket gave.)
+pub fn canonical(peer: SocketAddr) -> SocketAddr {
+    SocketAddr::new(peer.ip().to_canonical(), peer.port())
+}
 
 /// A byte stream a session runs on: a plain socket or a TLS stream over one.
 pub trait Io: AsyncRead + AsyncWrite + Unpin + Send + 'static {}

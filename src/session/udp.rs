@@ -135,7 +135,7 @@ impl Loop {
             }
         };
         let limiter = &self.shared.udp_limiter;
-        let permit = match limiter.admit(Some(peer.ip()), Instant::now()) {
+        let permit = match limiter.admit(Some(peer.ip().to_canonical()), Instant::now()) {
             Ok(p) => p,
             Err(r) => {
                 let reason = match r {
@@ -188,8 +188,10 @@ async fn peer_task(
     mut rx: mpsc::Receiver<BytesMut>,
     shared: Arc<Shared>,
 ) {
-    let span = info_span!("udp_peer", %peer, transport = "udp", protocol = module.name(), imei = field::Empty);
-    let mut core = super::Core::new(shared.clone(), module, Transport::Udp, peer, span.clone());
+    // Known by its canonical address; replies go to the one the socket gave.
+    let shown = crate::net::canonical(peer);
+    let span = info_span!("udp_peer", peer = %shown, transport = "udp", protocol = module.name(), imei = field::Empty);
+    let mut core = super::Core::new(shared.clone(), module, Transport::Udp, shown, span.clone());
     let mut out = UdpReplier { socket, peer };
     let open =
         metrics::gauge!(m::CONNECTIONS_OPEN, "protocol" => module.name(), "transport" => "udp");
