@@ -18,8 +18,14 @@
 //!
 //! Compare two builds side by side by running both bench binaries in one sitting (the figures
 //! in docs/load-runs.md were taken that way).
+//!
+//! `LEDGER_MEMORY=1 cargo bench --bench ledger` prints instead what the ledger holds: bytes per
+//! device of the fleet (every pod keeps every device's session announcement), per local
+//! session, and per remembered command, as mimalloc hands them out (size classes included).
 
+use std::alloc::{GlobalAlloc, Layout};
 use std::hint::black_box;
+use std::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
 use std::time::{Duration, SystemTime};
 
 use avlgate::command::ledger::{self, Ledger, LedgerConfig};
@@ -28,7 +34,96 @@ use avlgate::proto::{command, ClaimPurpose, Command, CommandClaim};
 use criterion::Criterion;
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: Counting = Counting;
+
+// In the mimalloc library the binary links (the `mimalloc` crate exposes it only with a
+// feature of its own).
+unsafe extern "C" {
+    fn mi_usable_size(p: *const std::ffi::c_void) -> usize;
+}
+
+/// mimalloc, counting the bytes it has handed out and not taken back while [`COUNTING`].
+struct Counting;
+
+static COUNTING: AtomicBool = AtomicBool::new(false);
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+impl Counting {
+    fn count(ptr: *mut u8, sign: isize) {
+        if COUNTING.load(Ordering::Relaxed) && !ptr.is_null() {
+            // SAFETY: `ptr` was handed out by mimalloc and is still live.
+            let n = unsafe { mi_usable_size(ptr.cast()) } as isize;
+            LIVE.fetch_add(sign * n, Ordering::Relaxed);
+        }
+    }
+}
+
+// SAFETY: every call goes to mimalloc unchanged; counting only reads the block's size.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { mimalloc::MiMalloc.alloc(layout) };
+        Self::count(p, 1);
+        p
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { mimalloc::MiMalloc.alloc_zeroed(layout) };
+        Self::count(p, 1);
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        Self::count(ptr, -1);
+        unsafe { mimalloc::MiMalloc.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        Self::count(ptr, -1);
+        let p = unsafe { mimalloc::MiMalloc.realloc(ptr, layout, new_size) };
+        Self::count(p, 1);
+        p
+    }
+}
+
+/// The bytes `make` leaves allocated in what it returns (the value is dropped after).
+fn held_by<T>(make: impl FnOnce() -> T) -> usize {
+    COUNTING.store(true, Ordering::Relaxed);
+    let before = LIVE.load(Ordering::Relaxed);
+    let value = make();
+    let held = LIVE.load(Ordering::Relaxed) - before;
+    COUNTING.store(false, Ordering::Relaxed);
+    drop(black_box(value));
+    usize::try_from(held).unwrap_or(0)
+}
+
+/// What one pod's ledger holds for a fleet, per device, per local session and per command.
+fn memory() {
+    let now = SystemTime::now();
+    let devices = 200_000;
+    let pending = 10_000;
+    let fleet_only = held_by(|| fleet(devices, 0, now));
+    let with_commands = held_by(|| fleet(devices, pending, now));
+    // The same fleet, none of it on this pod: what the announcements alone cost.
+    let elsewhere = held_by(|| fleet_elsewhere(devices, now));
+    let local = devices / PODS;
+    let per_device = elsewhere as f64 / devices as f64;
+    println!("one pod of {PODS}, a fleet of {devices} devices ({local} on this pod):");
+    println!(
+        "  announcements only (no device on this pod): {elsewhere} B = {per_device:.0} B per device"
+    );
+    println!(
+        "  with its {local} local sessions: {fleet_only} B = {:.0} B more per local session",
+        (fleet_only as f64 - elsewhere as f64) / local as f64
+    );
+    println!(
+        "  + {pending} waiting and {pending} done commands: {with_commands} B = {:.0} B per command",
+        (with_commands as f64 - fleet_only as f64) / (2 * pending) as f64
+    );
+    println!(
+        "  projected per pod for a fleet of 1,000,000 devices: {:.0} MiB of announcements",
+        per_device * 1e6 / (1024.0 * 1024.0)
+    );
+}
 
 const PODS: usize = 10;
 /// The dispatcher's cap (a 60 s lease: min(lease / 4, 2 s)).
@@ -57,6 +152,21 @@ fn claim(p: usize, imei: &str, purpose: ClaimPurpose, now: SystemTime) -> Comman
 /// Pod 0's ledger after reading the log of a fleet of `devices` spread over `PODS` pods, with
 /// `pending` commands waiting for offline devices and as many already done.
 fn fleet(devices: usize, pending: usize, now: SystemTime) -> Ledger {
+    fleet_on(devices, pending, now, |d| d % PODS)
+}
+
+/// The same log with every device on another pod.
+fn fleet_elsewhere(devices: usize, now: SystemTime) -> Ledger {
+    fleet_on(devices, 0, now, |d| 1 + d % (PODS - 1))
+}
+
+/// Pod 0's ledger after reading the log, device `d` being on pod `pod_of(d)`.
+fn fleet_on(
+    devices: usize,
+    pending: usize,
+    now: SystemTime,
+    pod_of: impl Fn(usize) -> usize,
+) -> Ledger {
     let (gateway, instance) = pod(0);
     let mut l = Ledger::new(LedgerConfig {
         gateway,
@@ -72,7 +182,7 @@ fn fleet(devices: usize, pending: usize, now: SystemTime) -> Ledger {
     });
     let started = now - Duration::from_secs(600);
     for d in 0..devices {
-        let p = d % PODS;
+        let p = pod_of(d);
         let id = imei(d);
         if p == 0 {
             l.session_up(&id, started, started);
@@ -153,6 +263,10 @@ fn bench(c: &mut Criterion) {
 }
 
 fn main() {
+    if std::env::var_os("LEDGER_MEMORY").is_some() {
+        memory();
+        return;
+    }
     let mut c = Criterion::default().configure_from_args();
     bench(&mut c);
     c.final_summary();

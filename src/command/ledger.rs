@@ -150,7 +150,9 @@ enum State {
     },
     Decided {
         publisher: Who,
-        result: CommandResult,
+        /// Boxed: the largest variant by far, and most commands never reach it (memory per
+        /// command).
+        result: Box<CommandResult>,
     },
     Done,
 }
@@ -164,7 +166,9 @@ struct Entry {
     /// Whether any claim was applied (a retained snapshot may describe only a fresh entry).
     claimed: bool,
     /// This instance's claim awaiting its return from the log, and when it was made.
-    proposal: Option<(CommandClaim, SystemTime)>,
+    /// Boxed: few entries have one at a time, and inline it was half an entry's size (memory
+    /// per command, docs/load-runs.md).
+    proposal: Option<Box<(CommandClaim, SystemTime)>>,
     /// When the entry may be forgotten (set once it is done).
     forget_at: Option<SystemTime>,
 }
@@ -387,7 +391,7 @@ impl Ledger {
                 State::Decided { publisher, .. } => self.is_me(publisher),
                 State::Open | State::Done => false,
             };
-            let pending = e.proposal.as_ref().is_some_and(|(c, _)| {
+            let pending = e.proposal.as_deref().is_some_and(|(c, _)| {
                 matches!(
                     ClaimPurpose::try_from(c.purpose),
                     Ok(ClaimPurpose::Release | ClaimPurpose::Complete | ClaimPurpose::Published)
@@ -500,7 +504,7 @@ impl Ledger {
         let Some(e) = self.entries.get_mut(id) else {
             return Vec::new();
         };
-        e.proposal = Some((claim.clone(), now));
+        e.proposal = Some(Box::new((claim.clone(), now)));
         vec![Action::Propose(claim)]
     }
 
@@ -527,7 +531,7 @@ impl Ledger {
             .filter(|(_, e)| {
                 matches!(&e.state, State::Held { holder, .. } if self.is_me(holder))
                     || e.proposal
-                        .as_ref()
+                        .as_deref()
                         .is_some_and(|(c, _)| c.purpose == ClaimPurpose::Deliver as i32)
             })
             .count();
@@ -606,7 +610,7 @@ impl Ledger {
         };
         let completing = e
             .proposal
-            .as_ref()
+            .as_deref()
             .is_some_and(|(c, _)| c.purpose == ClaimPurpose::Complete as i32);
         if completing {
             // Its terminal result is on its way: that settles it, not a release.
@@ -676,7 +680,7 @@ impl Ledger {
             ClaimPurpose::Complete | ClaimPurpose::Settle => match &claim.result {
                 Some(r) => State::Decided {
                     publisher: who,
-                    result: r.clone(),
+                    result: Box::new(r.clone()),
                 },
                 None => return Vec::new(),
             },
@@ -692,7 +696,13 @@ impl Ledger {
                 };
                 State::Decided {
                     publisher: who,
-                    result: self.entry_result(&claim.command_id, e, status, &claim.reason, now),
+                    result: Box::new(self.entry_result(
+                        &claim.command_id,
+                        e,
+                        status,
+                        &claim.reason,
+                        now,
+                    )),
                 }
             }
             _ => return Vec::new(),
@@ -773,14 +783,14 @@ impl Ledger {
                 );
                 next = Some(State::Decided {
                     publisher: by.clone(),
-                    result: r,
+                    result: Box::new(r),
                 });
             }
             (ClaimPurpose::Reject, State::Open) => {
                 let r = self.entry_result(&id, e, CommandStatus::Rejected, &claim.reason, now);
                 next = Some(State::Decided {
                     publisher: by.clone(),
-                    result: r,
+                    result: Box::new(r),
                 });
             }
             (ClaimPurpose::Release, State::Held { holder, .. }) if *holder == by => {
@@ -818,7 +828,7 @@ impl Ledger {
                 if let Some(r) = claim.result.clone() {
                     next = Some(State::Decided {
                         publisher: by.clone(),
-                        result: r,
+                        result: Box::new(r),
                     });
                 }
             }
@@ -863,7 +873,7 @@ impl Ledger {
                         r.sent_at = r.sent_at.or(Some(*at));
                         next = Some(State::Decided {
                             publisher: by.clone(),
-                            result: r,
+                            result: Box::new(r),
                         });
                         if mine {
                             out.push(Action::Settled("expired"));
@@ -894,7 +904,7 @@ impl Ledger {
         e.claimed = true;
         if mine
             && e.proposal
-                .as_ref()
+                .as_deref()
                 .is_some_and(|(c, _)| c.purpose == claim.purpose)
         {
             e.proposal = None;
@@ -920,7 +930,7 @@ impl Ledger {
         }
         match next {
             State::Decided { publisher, result } if self.is_me(&publisher) => {
-                out.push(Action::Publish(result));
+                out.push(Action::Publish(*result));
             }
             State::Open => {
                 // Reopened: the device's newest session (here or elsewhere) claims it again.
@@ -1168,7 +1178,7 @@ impl Ledger {
         let stale = self.cfg.proposal_timeout;
         let mut again = Vec::new();
         for (id, e) in self.entries.iter() {
-            if let Some((claim, at)) = &e.proposal {
+            if let Some((claim, at)) = e.proposal.as_deref() {
                 if *at + stale <= now {
                     again.push((
                         id.clone(),
@@ -1260,7 +1270,7 @@ impl Ledger {
                             r.sent_at = Some(*at);
                             Some(r)
                         }
-                        State::Decided { result, .. } => Some(result.clone()),
+                        State::Decided { result, .. } => Some((**result).clone()),
                         _ => None,
                     };
                     due.push(c);

@@ -671,3 +671,13 @@ fn a_device_gets_its_queued_commands_oldest_first() {
         .collect();
     assert_eq!(next, [ids[MAX_HELD_PER_DEVICE].clone()]);
 }
+
+/// Every pod holds every pending and recently done command of the fleet (up to `max_entries`):
+/// the rare parts of an entry (a proposal in flight, a decided result) are boxed. Inline they
+/// made an entry 896 bytes, ~1.7 KB per command in the map (`LEDGER_MEMORY=1 cargo bench
+/// --bench ledger`, docs/load-runs.md).
+#[test]
+fn an_entry_stays_small() {
+    let size = std::mem::size_of::<super::Entry>();
+    assert!(size <= 320, "Entry is {size} bytes");
+}
