@@ -137,6 +137,13 @@ pub struct Settings {
     #[arg(long, env = "AVLGATE_COMMAND_LEASE_SECS")]
     pub command_lease_secs: Option<u64>,
 
+    /// Commands every pod keeps track of at most: waiting for their device, in progress, and
+    /// done in the last 10 minutes, fleet-wide (every pod reads every command). Beyond, new
+    /// commands are reported REJECTED ("too many pending commands"). Each costs ~0.7 KB on
+    /// every pod. Default 1000000.
+    #[arg(long, env = "AVLGATE_COMMAND_MAX_PENDING")]
+    pub command_max_pending: Option<usize>,
+
     /// Where the embedded broker listens. Default 127.0.0.1:1883. An address other than
     /// loopback needs credentials (--embedded-mqtt-password or --embedded-mqtt-password-file).
     #[arg(long, env = "AVLGATE_EMBEDDED_MQTT_LISTEN")]
@@ -293,6 +300,7 @@ impl Settings {
             command_max_ttl_secs,
             command_reply_timeout_secs,
             command_lease_secs,
+            command_max_pending,
             embedded_mqtt_listen,
             embedded_mqtt_username,
             embedded_mqtt_password,
@@ -424,6 +432,7 @@ impl Settings {
                 max_ttl: secs(self.command_max_ttl_secs, 86_400),
                 reply_timeout: secs(self.command_reply_timeout_secs, 60),
                 lease: Duration::from_secs(lease),
+                max_pending: self.command_max_pending.unwrap_or(1_000_000).max(1),
                 outbox_capacity: DEFAULT_COMMAND_OUTBOX,
             },
             embedded_mqtt_listen,
@@ -730,6 +739,8 @@ pub struct CommandConfig {
     pub reply_timeout: Duration,
     /// Within it, a stopped pod's commands are settled by the others.
     pub lease: Duration,
+    /// Commands tracked at most (the ledger's `max_entries`).
+    pub max_pending: usize,
     /// Results queued or reserved at most.
     pub outbox_capacity: usize,
 }
@@ -864,6 +875,14 @@ mod tests {
         assert_eq!(c.conn_limits.max_connections_per_ip, 5_000);
         assert_eq!(c.conn_limits.max_connect_rate_per_ip, 200);
         assert!(!c.proxy_protocol && c.tls.is_none() && c.imei_allowlist.is_none());
+        assert_eq!(c.commands.max_pending, 1_000_000);
+        let c = Settings {
+            command_max_pending: Some(50_000),
+            ..Default::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(c.commands.max_pending, 50_000);
     }
 
     #[test]

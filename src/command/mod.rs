@@ -173,7 +173,7 @@ pub fn start(
         instance: instance.clone(),
         default_ttl: config.commands.default_ttl,
         max_ttl: config.commands.max_ttl,
-        max_entries: 1_000_000,
+        max_entries: config.commands.max_pending,
         remember: std::time::Duration::from_secs(600),
         proposal_timeout: std::time::Duration::from_secs(10),
         lease: config.commands.lease,
