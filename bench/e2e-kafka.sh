@@ -108,5 +108,12 @@ echo "baseline: $(json_field "$OUT/baseline.json" "'%d delivered, %d failed, %d 
 awk -v g="$gw_cpu0" -v G="$gw_cpu1" -v hz="$hz" -v a="$acked" -v c="$base_cpu" -v n="$BASELINE_MESSAGES" \
     'BEGIN { printf "CPU per record: gateway %.1f us (serve process), baseline producer %.1f us (whole process, sampling included)\n", (G-g)/hz/a*1e6, c/n*1e6 }'
 awk -v g="$gw_rate" -v s="$steady" -v b="$base_rate" 'BEGIN { printf "ratio gateway/baseline: %.2f over the whole run, %.2f steady (target >= 0.6); gateway %s records/s whole run, %s steady (target >= 100000)\n", g/b, s/b, g, s }'
+# What the ratio can be on this host at best: the simulator and the broker share the cores with
+# the gateway (not with the baseline), so even a gateway that cost no more CPU per record than
+# librdkafka alone would be limited to cores / (simulator + broker + baseline CPU per record).
+# A model from this run's own figures, not a measurement.
+awk -v cores="$(nproc)" -v s="$sim_ticks" -v m="$broker_cpu0" -v M="$broker_cpu1" -v hz="$hz" -v a="$acked" -v c="$base_cpu" -v n="$BASELINE_MESSAGES" -v b="$base_rate" \
+    'BEGIN { sim = s/hz/a*1e6; brk = (M-m)/hz/a*1e6; base = c/n*1e6; top = cores*1e6/(sim+brk+base);
+             printf "ceiling on this host (model): simulate %.1f + broker %.1f + librdkafka alone %.1f us per record on %d cores = %.0f records/s at most, a ratio of %.2f, for a gateway that cost only what librdkafka alone costs\n", sim, brk, base, cores, top, top/b }'
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "files: $OUT/{simulate.json,baseline.json,gateway-threads.txt,top.txt,gateway.err}"
