@@ -82,6 +82,14 @@ pub const COMMAND_DEFERRED: &str = "avlgate_command_claims_deferred_total";
 pub const COMMANDS_SETTLED: &str = "avlgate_commands_settled_total";
 /// Commands this pod's sessions hold (queued, or written and awaiting an answer).
 pub const COMMAND_HELD: &str = "avlgate_commands_held";
+/// Commands this pod's ledger tracks, fleet-wide (waiting, in progress, done in the last 10
+/// minutes); at [`COMMAND_LEDGER_MAX`] new commands are rejected.
+pub const COMMAND_LEDGER_COMMANDS: &str = "avlgate_command_ledger_commands";
+/// `--command-max-pending`: the cap on [`COMMAND_LEDGER_COMMANDS`].
+pub const COMMAND_LEDGER_MAX: &str = "avlgate_command_ledger_commands_max";
+/// Devices with a live session announced by any pod, as this pod's ledger knows them (one
+/// announcement each, ~116 B on every pod).
+pub const COMMAND_LEDGER_DEVICES: &str = "avlgate_command_ledger_devices";
 
 /// Bucket bounds (seconds) for [`SINK_DELIVERY_SECONDS`]: a healthy broker confirms in a few
 /// milliseconds; the top buckets show an outage approaching the 30 s delivery deadline.

@@ -92,6 +92,17 @@ async fn readyz_follows_the_broker_connection() {
         eventually(15, || async { http_get(ops, "/readyz").await.0 == 200 }).await,
         "ready once the sink is connected"
     );
+    // The command ledger's size and its cap, refreshed on the dispatcher's tick.
+    assert!(
+        eventually(15, || async {
+            let body = http_get(ops, "/metrics").await.1;
+            body.contains("avlgate_command_ledger_commands ")
+                && body.contains("avlgate_command_ledger_devices ")
+                && body.contains("avlgate_command_ledger_commands_max 1000000")
+        })
+        .await,
+        "ledger gauges on /metrics"
+    );
     proxy.cut();
     assert!(
         eventually(15, || async { http_get(ops, "/readyz").await.0 == 503 }).await,

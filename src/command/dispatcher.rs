@@ -215,6 +215,10 @@ impl Dispatcher {
                     let out = self.ledger.tick(now, |id| super::ledger::jitter(&instance, id, cap));
                     self.reserved.retain(|id, _| self.ledger.may_publish(id));
                     metrics::gauge!(m::COMMAND_HELD).set(self.held.len() as f64);
+                    metrics::gauge!(m::COMMAND_LEDGER_COMMANDS).set(self.ledger.len() as f64);
+                    metrics::gauge!(m::COMMAND_LEDGER_MAX).set(self.ledger.max_entries() as f64);
+                    metrics::gauge!(m::COMMAND_LEDGER_DEVICES)
+                        .set(self.ledger.announced_devices() as f64);
                     out
                 }
             };

@@ -310,6 +310,16 @@ impl Ledger {
         self.entries.len()
     }
 
+    /// Devices with a live session announced by any pod (this one included).
+    pub fn announced_devices(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// The most commands tracked at once (`--command-max-pending`).
+    pub fn max_entries(&self) -> usize {
+        self.cfg.max_entries
+    }
+
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }

@@ -580,6 +580,24 @@ fn a_lost_pods_sessions_are_logged_out_for_it() {
 }
 
 #[test]
+fn every_pod_counts_the_devices_announced_by_all() {
+    let mut log = Log::new(&["a", "b"]);
+    log.session_up(0, "1", t(10));
+    log.session_up(1, "2", t(10));
+    // A second live session of device 1, on the other pod: still one device.
+    log.session_up(1, "1", t(11));
+    let counts = |log: &Log| [0, 1].map(|i| log.pods[i].announced_devices());
+    assert_eq!(counts(&log), [2, 2]);
+    // Device 2's session ends on b; its LOGOUT lands.
+    for a in log.pods[1].session_down("2", t(10), None, t(12)) {
+        if let Action::Propose(c) = a {
+            log.apply(&c, t(12));
+        }
+    }
+    assert_eq!(counts(&log), [1, 1]);
+}
+
+#[test]
 fn a_draining_pod_takes_no_new_work_and_reports_what_it_owes() {
     let mut log = Log::new(&["a"]);
     log.session_up(0, "1", t(0));
