@@ -11,62 +11,25 @@ use std::time::Duration;
 use avlgate::config::Settings;
 use avlgate::proto::TelemetryEvent;
 use avlgate::protocol::teltonika::{frame, samples};
-use avlgate::server::Gateway;
 use avlgate::sink::memory::MemorySink;
 use common::*;
 use prost::Message;
 use tokio::net::UdpSocket;
-use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
-struct Running {
-    addrs: Vec<SocketAddr>,
-    sink: MemorySink,
-    shutdown: CancellationToken,
-    handle: JoinHandle<anyhow::Result<()>>,
+/// A gateway listening on `listen`, publishing to `sink`.
+async fn gateway(listen: Vec<SocketAddr>, sink: &MemorySink) -> TestGateway {
+    TestGateway::with_sink(Settings::default(), Arc::new(sink.clone()), |c| {
+        c.listen = listen
+    })
+    .await
 }
 
-impl Running {
-    async fn start(listen: Vec<SocketAddr>) -> anyhow::Result<Running> {
-        let config = Settings {
-            listen: Some(listen),
-            gateway_name: Some("listeners-test".into()),
-            ..Default::default()
-        }
-        .resolve()?;
-        let sink = MemorySink::new();
-        let shutdown = CancellationToken::new();
-        let gw = Gateway::bind_with_sink(
-            config,
-            Arc::new(sink.clone()),
-            shutdown.clone(),
-            CancellationToken::new(),
-            avlgate::abort::Abort::new(),
-        )
-        .await?;
-        let addrs = gw.local_addrs();
-        let handle = tokio::spawn(gw.run());
-        Ok(Running {
-            addrs,
-            sink,
-            shutdown,
-            handle,
-        })
-    }
-
-    /// The peers named by what was published so far.
-    fn peers(&self) -> Vec<String> {
-        self.sink
-            .take()
-            .into_iter()
-            .map(|m| TelemetryEvent::decode(&m.payload[..]).unwrap().peer)
-            .collect()
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        let _ = tokio::time::timeout(Duration::from_secs(30), self.handle).await;
-    }
+/// The peers named by what was published since the last call.
+fn peers_of(sink: &MemorySink) -> Vec<String> {
+    sink.take()
+        .into_iter()
+        .map(|m| TelemetryEvent::decode(&m.payload[..]).unwrap().peer)
+        .collect()
 }
 
 /// Whether this host has IPv6 loopback (some containers have none).
@@ -104,14 +67,13 @@ async fn ipv4_and_ipv6_listeners_share_a_port() {
     let v4: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     let v6: SocketAddr = format!("[::]:{port}").parse().unwrap();
     // A dual-stack `[::]` would claim 127.0.0.1 too: this bind failed with "address in use".
-    let gw = Running::start(vec![v4, v6])
-        .await
-        .expect("both families bind the same port");
-    assert_eq!(gw.addrs, [v4, v6]);
+    let sink = MemorySink::new();
+    let gw = gateway(vec![v4, v6], &sink).await;
+    assert_eq!(gw.addr, v4);
 
     report(v4).await;
     let v6_device = report(format!("[::1]:{port}").parse().unwrap()).await;
-    let peers = published_until(&gw, &v6_device.to_string()).await;
+    let peers = published_until(&sink, &v6_device.to_string()).await;
     assert!(
         peers.iter().any(|p| p.starts_with("127.0.0.1:"))
             && peers
@@ -128,10 +90,9 @@ async fn an_ipv4_device_on_a_dual_stack_listener_is_known_by_its_ipv4_address() 
         eprintln!("skipped: this host has no IPv6 loopback");
         return;
     }
-    let gw = Running::start(vec!["[::]:0".parse().unwrap()])
-        .await
-        .expect("bind [::]:0");
-    let port = gw.addrs[0].port();
+    let sink = MemorySink::new();
+    let gw = gateway(vec!["[::]:0".parse().unwrap()], &sink).await;
+    let port = gw.addr.port();
     let v4: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
     // `[::]` alone serves IPv4 too, whatever the host's net.ipv6.bindv6only.
     report(v4).await;
@@ -151,7 +112,7 @@ async fn an_ipv4_device_on_a_dual_stack_listener_is_known_by_its_ipv4_address() 
         (from, &b[..n]),
         (v4, &[0x00, 0x05, 0xBE, 0xEF, 0x01, 0x2A, 0x02][..])
     );
-    let peers = published_until(&gw, &sock.local_addr().unwrap().to_string()).await;
+    let peers = published_until(&sink, &sock.local_addr().unwrap().to_string()).await;
     // Not `[::ffff:127.0.0.1]:…`: limits, logs and events see the same address as on an IPv4
     // listener.
     assert!(
@@ -163,10 +124,10 @@ async fn an_ipv4_device_on_a_dual_stack_listener_is_known_by_its_ipv4_address() 
 
 /// The peers published until one of them is `peer` (the UDP ACK may come before the events
 /// are taken).
-async fn published_until(gw: &Running, peer: &str) -> Vec<String> {
+async fn published_until(sink: &MemorySink, peer: &str) -> Vec<String> {
     let mut peers = Vec::new();
     for _ in 0..100 {
-        peers.extend(gw.peers());
+        peers.extend(peers_of(sink));
         if peers.iter().any(|p| p == peer) {
             return peers;
         }
