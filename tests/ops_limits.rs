@@ -6,6 +6,7 @@
 mod common;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use avlgate::config::Settings;
 use avlgate::protocol::teltonika::samples;
@@ -145,6 +146,31 @@ async fn idle_timeout_per_protocol() {
     assert_eq!(wialon.read_line(10).await.as_deref(), Some("#AL#1\r\n"));
     assert!(teltonika.closed_within(5).await, "Teltonika idle after 1 s");
     assert!(!wialon.closed_within(2).await, "Wialon keeps the default");
+    gw.stop().await;
+}
+
+/// A silent session lets go of its read buffer after 2 s. That is no activity: the idle
+/// deadline stays where the device's last frame put it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn releasing_an_idle_sessions_buffer_does_not_postpone_its_idle_timeout() {
+    let (gw, _) = gateway(Settings {
+        protocol_setting: Some(vec![(
+            "teltonika".into(),
+            "idle_timeout_secs".into(),
+            "3".into(),
+        )]),
+        ..Default::default()
+    })
+    .await;
+    let mut d = logged_in(gw.addr).await;
+    let since = std::time::Instant::now();
+    assert!(d.closed_within(10).await, "closed for idleness");
+    let took = since.elapsed();
+    // 3 s after the login; a deadline restarted by the release at 2 s would give 5 s.
+    assert!(
+        took >= Duration::from_millis(2500) && took < Duration::from_millis(4500),
+        "closed after {took:?}"
+    );
     gw.stop().await;
 }
 

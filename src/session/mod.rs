@@ -302,6 +302,11 @@ impl Core {
     /// revoked by an allow-list reload); says why.
     pub async fn evicted(&self) -> End {
         self.handle.cancel.cancelled().await;
+        self.eviction_end()
+    }
+
+    /// How a session whose token was cancelled ends: revoked, or replaced by a newer one.
+    pub fn eviction_end(&self) -> End {
         match self.handle.eviction() {
             Some(Eviction::Revoked) => End::Revoked,
             _ => End::Replaced,

@@ -136,15 +136,21 @@ async fn early(
         let mut stream = stream;
         let mut buf = BytesMut::new();
         let mut tls_on = false;
-        let peer = proxy_header(
-            &mut stream,
-            socket_peer,
-            &mut buf,
-            deadline,
-            &shared,
-            permit,
-        )
-        .await?;
+        // Boxed, and only behind a PROXY-protocol balancer: the header's read would otherwise
+        // set the size of every connection's task.
+        let peer = if shared.proxy_protocol {
+            Box::pin(proxy_header(
+                &mut stream,
+                socket_peer,
+                &mut buf,
+                deadline,
+                &shared,
+                permit,
+            ))
+            .await?
+        } else {
+            socket_peer
+        };
         let _ = stream.set_nodelay(true);
         let io: Box<dyn Io> = match &shared.tls {
             None => Box::new(stream),
@@ -244,8 +250,9 @@ fn conn_span(core: &Core, f: &SpanFields) -> tracing::Span {
     span
 }
 
-/// With `--proxy-protocol`, reads the header, returns the device's address and charges the
-/// per-address limits to it. Otherwise the socket's address (already charged at accept).
+/// With `--proxy-protocol`: reads the header, returns the device's address and charges the
+/// per-address limits to it. (Without, the socket's address is the device's, charged at
+/// accept.)
 async fn proxy_header(
     stream: &mut TcpStream,
     socket_peer: SocketAddr,
@@ -254,9 +261,6 @@ async fn proxy_header(
     shared: &Shared,
     permit: &mut ConnPermit,
 ) -> Option<SocketAddr> {
-    if !shared.proxy_protocol {
-        return Some(socket_peer);
-    }
     let span = tracing::Span::current();
     let header = loop {
         match proxy::parse(buf) {
@@ -324,9 +328,9 @@ async fn session(start: Box<Start>) {
     let (mut rd, mut wr) = tokio::io::split(io);
     buf.reserve(READ_CHUNK);
 
-    // Detection: read until a protocol claims the prefix. (Not bound to a name: a named
-    // future's slot would stay in the session's task for its whole life.)
-    let Some(module) = async {
+    // Detection: read until a protocol claims the prefix. Boxed: inline, its state (a read
+    // with its timeout) would set the size of every session's task for its whole life.
+    let Some(module) = Box::pin(async {
         loop {
             match detect(&buf, Transport::Tcp) {
                 Detection::Found(module) => break Some(module),
@@ -355,7 +359,7 @@ async fn session(start: Box<Start>) {
             }
         }
     }
-    .instrument(span.clone())
+    .instrument(span.clone()))
     .await
     else {
         return;
@@ -371,7 +375,8 @@ async fn session(start: Box<Start>) {
     // Set when the gateway starts draining while a written command awaits the device's answer:
     // the session serves the device until the answer came or this passed.
     let mut drain_until: Option<Instant> = None;
-    // The idle deadline to keep across a buffer release (which is no activity).
+    // The idle deadline in force, kept across a wait that saw no activity (a buffer release,
+    // a timer firing early); cleared by activity, so that the next wait starts a new one.
     let mut held_until: Option<Instant> = None;
     // The bytes read while detecting are the start of the stream: decode them first.
     let end = loop {
@@ -402,22 +407,9 @@ async fn session(start: Box<Start>) {
         // Until the device logged in (or a relay sent its first frame), the login deadline;
         // then the protocol's idle timeout.
         let logged_in = core.logged_in();
-        let until = if logged_in {
-            held_until
-                .take()
-                .unwrap_or_else(|| Instant::now() + shared.idle_timeout(module))
-        } else {
-            deadline
-        };
         if command_rx.is_none() {
             command_rx = core.take_command_rx();
         }
-        let answer_due = core.commands.next_deadline().map(Instant::from_std);
-        // An idle session holds no read buffer: once it is empty and nothing arrived for
-        // RELEASE_BUFFER_AFTER, it is freed (the next read starts small, then grows).
-        let release_at = (buf.is_empty() && buf.capacity() > 0)
-            .then(|| Instant::now() + RELEASE_BUFFER_AFTER)
-            .filter(|at| *at < until);
         if buf.capacity() > 0 && buf.capacity() - buf.len() < READ_CHUNK / 4 {
             buf.reserve(READ_CHUNK);
         }
@@ -425,20 +417,44 @@ async fn session(start: Box<Start>) {
             // Waiting: no span held (see `conn_span`).
             core.span = tracing::Span::none();
         }
-        // One timer for everything the session waits on besides the socket: the buffer's
-        // release (first when due), the idle or login deadline, the drain's end and the next
-        // command's answer deadline. Each timer in the wait is part of every idle session's
-        // task (docs/load-runs.md, memory per session).
-        let read_until = release_at.unwrap_or(until);
-        let wake_at = [drain_until, answer_due]
-            .into_iter()
-            .flatten()
-            .fold(read_until, Instant::min);
+        // The deadlines, in a block: a local still in scope during the wait is part of every
+        // idle session's task (docs/load-runs.md, memory per session). What the wait needs
+        // afterwards: when the read gives up, and whether that frees the buffer.
+        let (read_until, releasing, wake_at) = {
+            // Until the device logged in (or a relay sent its first frame), the login
+            // deadline; then the protocol's idle timeout.
+            let until = if logged_in {
+                *held_until.get_or_insert_with(|| Instant::now() + shared.idle_timeout(module))
+            } else {
+                deadline
+            };
+            // An idle session holds no read buffer: once it is empty and nothing arrived for
+            // RELEASE_BUFFER_AFTER, it is freed (the next read starts small, then grows).
+            let release_at = (buf.is_empty() && buf.capacity() > 0)
+                .then(|| Instant::now() + RELEASE_BUFFER_AFTER)
+                .filter(|at| *at < until);
+            // One timer for everything the session waits on besides the socket: the buffer's
+            // release (first when due), the idle or login deadline, the drain's end and the
+            // next command's answer deadline.
+            let read_until = release_at.unwrap_or(until);
+            let answer_due = core.commands.next_deadline().map(Instant::from_std);
+            let wake_at = [drain_until, answer_due]
+                .into_iter()
+                .flatten()
+                .fold(read_until, Instant::min);
+            (read_until, release_at.is_some(), wake_at)
+        };
         let read = tokio::select! {
             // Back to the top, which decides whether the session ends now.
-            _ = shared.shutdown.cancelled(), if drain_until.is_none() => continue,
-            why = core.evicted() => break why,
+            _ = shared.shutdown.cancelled(), if drain_until.is_none() => {
+                held_until = None;
+                continue;
+            }
+            // The token itself, not `core.evicted()`: each future in this wait is part of
+            // every idle session's task.
+            _ = core.handle.cancel.cancelled() => break core.eviction_end(),
             Some(msg) = next_command(&mut command_rx) => {
+                held_until = None;
                 let span = live_span(&mut core, &fields);
                 // Boxed like the per-frame work: rare, and not to be part of every session's task.
                 if let Err(end) = Box::pin(core.on_command_msg(*msg, &mut wr)).instrument(span).await {
@@ -451,7 +467,10 @@ async fn session(start: Box<Start>) {
                 if drain_until.is_some_and(|at| now >= at) {
                     break End::Shutdown;
                 }
+                // The tracker did not change during the wait: its deadline is the one waited on.
+                let answer_due = core.commands.next_deadline().map(Instant::from_std);
                 if answer_due.is_some_and(|at| now >= at) {
+                    held_until = None;
                     let span = live_span(&mut core, &fields);
                     if let Err(end) = Box::pin(core.expire_commands(&mut wr)).instrument(span).await {
                         break end;
@@ -459,8 +478,7 @@ async fn session(start: Box<Start>) {
                     continue;
                 }
                 if now < read_until {
-                    // Not due yet (a timer firing early): wait on, same deadline.
-                    held_until = logged_in.then_some(until);
+                    // Not due yet (a timer firing early): wait on, same deadline (`held_until`).
                     continue;
                 }
                 Err(())
@@ -468,15 +486,15 @@ async fn session(start: Box<Start>) {
             r = rd.read_buf(&mut buf) => Ok(r),
         };
         match read {
-            Err(_) if release_at.is_some() => {
+            Err(_) if releasing => {
+                // No activity: the same idle deadline (`held_until`) goes on.
                 buf = BytesMut::new();
-                held_until = logged_in.then_some(until);
                 continue;
             }
             Err(_) if logged_in => break End::Idle,
             Err(_) => break End::LoginTimeout,
             Ok(Ok(0)) => break End::PeerClosed,
-            Ok(Ok(_)) => {}
+            Ok(Ok(_)) => held_until = None,
             Ok(Err(e)) => {
                 let _in = live_span(&mut core, &fields).entered();
                 debug!(error = %e, "read failed");
@@ -560,10 +578,11 @@ mod tests {
         let task = run(stream, peer, permit, shared.clone());
         let size = std::mem::size_of_val(&task);
         eprintln!("tcp::run future: {size} bytes");
-        // tokio allocates the task as one cell: this future plus about 110 bytes of header and
-        // trailer, rounded up to 128 bytes (its alignment). heaptrack on the idle-sessions
-        // bench (docs/load-runs.md): at 1,176 bytes the cell was 1,408 bytes (mimalloc's
-        // 1,536-byte class); at 1,040 it is 1,152 (the 1,280-byte class).
-        assert!(size <= 1040, "tcp::run future is {size} bytes");
+        // tokio allocates the task as one cell: this future plus 112 bytes (header, trailer,
+        // the task tracker's token; `-Zprint-type-sizes`), rounded up to 128. heaptrack on the
+        // idle-sessions bench (docs/load-runs.md): at 1,176 bytes the cell was 1,408 bytes
+        // (mimalloc's 1,536-byte class); at 1,040, 1,152 (the 1,280-byte class); from 912
+        // down it is 1,024 (the 1,024-byte class).
+        assert!(size <= 912, "tcp::run future is {size} bytes");
     }
 }
