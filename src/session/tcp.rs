@@ -404,8 +404,6 @@ async fn session(start: Box<Start>) {
         if core.handle.cancel.is_cancelled() {
             break Box::pin(core.evicted()).await;
         }
-        // Until the device logged in (or a relay sent its first frame), the login deadline;
-        // then the protocol's idle timeout.
         let logged_in = core.logged_in();
         if command_rx.is_none() {
             command_rx = core.take_command_rx();
