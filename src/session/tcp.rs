@@ -539,12 +539,29 @@ pub(super) async fn sleep_until_opt(at: Option<Instant>) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::config::Settings;
     use crate::sink::memory::MemorySink;
     use crate::sink::{Format, Publisher};
     use tokio_util::sync::CancellationToken;
+
+    /// What the sessions of a default gateway share, publishing to memory.
+    pub(in crate::session) fn shared() -> Arc<Shared> {
+        let config = Settings::default().resolve().unwrap();
+        let publisher = Arc::new(Publisher::new(
+            Arc::new(MemorySink::new()),
+            Format::Protobuf,
+            config.in_flight.clone(),
+        ));
+        Arc::new(Shared::new(
+            publisher,
+            "test".into(),
+            config.protocols.clone(),
+            config.timeouts.clone(),
+            CancellationToken::new(),
+        ))
+    }
 
     /// Every connection's task holds this future for as long as the device is connected: an
     /// idle session costs at least its size (docs/load-runs.md, memory per session). The
@@ -552,19 +569,7 @@ mod tests {
     /// not come back inline.
     #[tokio::test]
     async fn a_connection_task_stays_small() {
-        let config = Settings::default().resolve().unwrap();
-        let publisher = Arc::new(Publisher::new(
-            Arc::new(MemorySink::new()),
-            Format::Protobuf,
-            config.in_flight.clone(),
-        ));
-        let shared = Arc::new(Shared::new(
-            publisher,
-            "test".into(),
-            config.protocols.clone(),
-            config.timeouts.clone(),
-            CancellationToken::new(),
-        ));
+        let shared = shared();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let _client = TcpStream::connect(addr).await.unwrap();
