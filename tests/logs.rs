@@ -212,3 +212,49 @@ async fn a_flood_of_bad_frames_is_throttled_in_the_log() {
     );
     assert!(gw.stop().success());
 }
+
+/// A UDP peer holds no span while it waits; the one made for its next datagram still names
+/// the device, so a bad datagram's warning says which device sent it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_udp_peers_warning_still_names_its_device() {
+    use avlgate::protocol::teltonika::{frame, samples};
+    let mqtt = format!("127.0.0.1:{}", free_port());
+    let gw = Serve::start(&["--embedded-mqtt-listen", &mqtt]);
+    assert!(gw.ready().await, "ready: {:#?}", gw.lines());
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let data = h(samples::CODEC8);
+    let avl = data[8..data.len() - 4].to_vec();
+    let mut b = [0u8; 64];
+    sock.send_to(&frame::encode_udp(1, 1, IMEI, &avl), gw.devices)
+        .await
+        .unwrap();
+    let (n, _) = tokio::time::timeout(Duration::from_secs(15), sock.recv_from(&mut b))
+        .await
+        .expect("the first datagram is acknowledged")
+        .unwrap();
+    assert_eq!(&b[..n], &[0x00, 0x05, 0x00, 0x01, 0x01, 0x01, 0x01]);
+    // Identified and waiting; then a datagram whose record counts disagree.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut bad = avl.clone();
+    *bad.last_mut().unwrap() = 2;
+    sock.send_to(&frame::encode_udp(2, 2, IMEI, &bad), gw.devices)
+        .await
+        .unwrap();
+    let mut lines = Vec::new();
+    for _ in 0..50 {
+        lines = gw.lines();
+        if lines.iter().any(|l| l.contains("bad frame")) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let warning = lines
+        .iter()
+        .find(|l| l.contains("bad frame"))
+        .unwrap_or_else(|| panic!("no bad-frame warning: {lines:#?}"));
+    assert!(
+        warning.contains("udp_peer") && warning.contains(IMEI),
+        "{warning}"
+    );
+    assert!(gw.stop().success());
+}

@@ -190,8 +190,8 @@ async fn peer_task(
 ) {
     // Known by its canonical address; replies go to the one the socket gave.
     let shown = crate::net::canonical(peer);
-    let span = info_span!("udp_peer", peer = %shown, transport = "udp", protocol = module.name(), imei = field::Empty);
-    let mut core = super::Core::new(shared.clone(), module, Transport::Udp, shown, span.clone());
+    let span = peer_span(shown, module.name(), None);
+    let mut core = super::Core::new(shared.clone(), module, Transport::Udp, shown, span);
     let mut out = UdpReplier { socket, peer };
     let open =
         metrics::gauge!(m::CONNECTIONS_OPEN, "protocol" => module.name(), "transport" => "udp");
@@ -208,19 +208,24 @@ async fn peer_task(
                     .commands
                     .next_deadline()
                     .map(tokio::time::Instant::from_std);
+                // Waiting: no span held (a span of the default `info` level costs about
+                // 1.3 KB per peer in the registry); each round of work gets a fresh one.
+                core.span = tracing::Span::none();
                 tokio::select! {
                     _ = shared.shutdown.cancelled() => return End::Shutdown,
                     Some(msg) = super::tcp::next_command(&mut command_rx) => {
+                        let span = live_span(&mut core);
                         // Boxed, as the per-datagram work below: rare, and inline it would be
                         // part of every peer's task for its whole life.
-                        if let Err(end) = Box::pin(core.on_command_msg(*msg, &mut out)).await {
-                            debug!(reason = end.label(), "command not written to the UDP peer");
+                        if let Err(end) = Box::pin(core.on_command_msg(*msg, &mut out)).instrument(span.clone()).await {
+                            span.in_scope(|| debug!(reason = end.label(), "command not written to the UDP peer"));
                         }
                         continue;
                     }
                     _ = super::tcp::sleep_until_opt(answer_due) => {
-                        if let Err(end) = Box::pin(core.expire_commands(&mut out)).await {
-                            debug!(reason = end.label(), "command not written to the UDP peer");
+                        let span = live_span(&mut core);
+                        if let Err(end) = Box::pin(core.expire_commands(&mut out)).instrument(span.clone()).await {
+                            span.in_scope(|| debug!(reason = end.label(), "command not written to the UDP peer"));
                         }
                         continue;
                     }
@@ -245,21 +250,42 @@ async fn peer_task(
                 }
             };
             let mut datagram = next;
+            let span = live_span(&mut core);
             // A datagram stands alone: an error ends only this datagram, not the peer. Boxed:
             // decoding, publishing and waiting for delivery is the largest state of the peer's
             // task; inline, every waiting peer would carry it (memory per session).
-            if let Err(end) = Box::pin(core.process(&mut datagram, &mut out)).await {
-                debug!(reason = end.label(), "datagram not processed to the end");
+            if let Err(end) = Box::pin(core.process(&mut datagram, &mut out))
+                .instrument(span.clone())
+                .await
+            {
+                span.in_scope(|| debug!(reason = end.label(), "datagram not processed to the end"));
             }
             if !datagram.is_empty() {
                 metrics::counter!(m::UDP_DROPPED, "reason" => "trailing_bytes").increment(1);
             }
         }
     }
-    .instrument(span)
     .await;
     open.decrement(1.0);
-    Box::pin(core.close(end)).await;
+    let span = live_span(&mut core);
+    Box::pin(core.close(end)).instrument(span).await;
+}
+
+/// A UDP peer's span.
+fn peer_span(peer: SocketAddr, protocol: &str, imei: Option<&str>) -> tracing::Span {
+    let span = info_span!("udp_peer", %peer, transport = "udp", protocol, imei = field::Empty);
+    if let Some(imei) = imei {
+        span.record("imei", imei);
+    }
+    span
+}
+
+/// The peer's span, made anew if it was let go while waiting.
+fn live_span(core: &mut super::Core) -> tracing::Span {
+    if core.span.is_none() {
+        core.span = peer_span(core.peer(), core.label(), core.imei.as_deref());
+    }
+    core.span.clone()
 }
 
 #[cfg(test)]
