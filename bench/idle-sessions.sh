@@ -9,7 +9,8 @@
 #
 # Environment (defaults in brackets):
 #   DEVICES [19000: what the 20,000 open-file cap of this machine allows per process]
-#   PROTOCOL [teltonika8e]  SETTLE_SECS [10: idle time before the measurement]
+#   PROTOCOL [teltonika8e]  TRANSPORT [tcp|udp: UDP peers instead, one socket each on the
+#   simulator's side]  SETTLE_SECS [10: idle time before the measurement]
 #   SOURCE_IPS [127.0.0.2-127.0.0.101] (the gateway allows 5000 connections and 200 new ones a
 #   second per source address)  RUST_LOG [info: the gateway's default, spans recorded]
 #   BROKER [tansu|mock]  PARTITIONS [12]  PORT [15027]  METRICS_PORT [19102]  BUILD [1]
@@ -19,6 +20,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 DEVICES=${DEVICES:-19000}
 PROTOCOL=${PROTOCOL:-teltonika8e}
+TRANSPORT=${TRANSPORT:-tcp}
 SETTLE_SECS=${SETTLE_SECS:-10}
 SOURCE_IPS=${SOURCE_IPS:-127.0.0.2-127.0.0.101}
 export RUST_LOG=${RUST_LOG:-info}
@@ -41,7 +43,7 @@ cpu_start=$(cpu_ticks "$GW_PID")
 echo "idle gateway (no session): RSS $rss0 KiB"
 
 # One frame each, then silence: an interval far beyond the run; stopped by SIGINT below.
-"$BIN" simulate --target "127.0.0.1:$PORT" --protocol "$PROTOCOL" --devices "$DEVICES" \
+"$BIN" simulate --target "127.0.0.1:$PORT" --protocol "$PROTOCOL" --transport "$TRANSPORT" --devices "$DEVICES" \
     --records-per-frame 1 --interval-ms 86400000 --duration-secs 0 --source-ips "$SOURCE_IPS" \
     --quiet --json >"$OUT/simulate.json" 2>"$OUT/simulate.err" &
 SIM_PID=$!
@@ -85,6 +87,11 @@ awk -v a="$cpu0" -v b="$cpu1" -v hz="$(getconf CLK_TCK)" -v s="$SETTLE_SECS" -v 
 # Every device disconnects at once: the gateway's CPU until its last session is gone.
 kill -INT "$SIM_PID" 2>/dev/null || true
 wait "$SIM_PID" 2>/dev/null || true
+if [[ "$TRANSPORT" == udp ]]; then
+    echo "UDP peers end after --udp-idle-timeout-secs of silence: no disconnection to measure"
+    echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+    exit 0
+fi
 start=$(date +%s)
 while o=$(metric avlgate_connections_open); ((${o:-0} > 0 && $(date +%s) - start < 120)); do sleep 0.5; done
 # The sockets are closed; the sessions' ends (command dispatcher, LOGOUT claims) may still be

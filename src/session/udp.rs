@@ -55,7 +55,12 @@ impl Replier for UdpReplier {
 }
 
 /// The receive loop's view of a peer: its task's id (to tell a successor apart) and queue.
-type Peers = HashMap<SocketAddr, (u64, mpsc::Sender<BytesMut>)>;
+/// A datagram on its way to its peer's task. A boxed slice, not a `BytesMut`: a peer's queue
+/// allocates its first block of 32 slots at once, 1 KiB with 32-byte slots, half with these
+/// (memory per session, docs/load-runs.md); it becomes the task's `BytesMut` without a copy.
+type Datagram = Box<[u8]>;
+
+type Peers = HashMap<SocketAddr, (u64, mpsc::Sender<Datagram>)>;
 
 /// What the receive loop keeps across datagrams.
 struct Loop {
@@ -93,7 +98,7 @@ pub async fn run(socket: Arc<UdpSocket>, shared: Arc<Shared>) {
                 }
             },
         };
-        let mut datagram = BytesMut::from(&buf[..n]);
+        let mut datagram = Datagram::from(&buf[..n]);
         if let Some((_, tx)) = l.peers.get(&peer) {
             match tx.try_send(datagram) {
                 Ok(()) => continue,
@@ -124,7 +129,7 @@ impl Loop {
         }
     }
 
-    fn start_peer(&mut self, peer: SocketAddr, datagram: BytesMut) {
+    fn start_peer(&mut self, peer: SocketAddr, datagram: Datagram) {
         let module = match detect(&datagram, Transport::Udp) {
             Detection::Found(m) => m,
             _ => {
@@ -185,7 +190,7 @@ async fn peer_task(
     socket: Arc<UdpSocket>,
     peer: SocketAddr,
     module: &'static ProtocolModule,
-    mut rx: mpsc::Receiver<BytesMut>,
+    mut rx: mpsc::Receiver<Datagram>,
     shared: Arc<Shared>,
 ) {
     // Known by its canonical address; replies go to the one the socket gave.
@@ -249,7 +254,7 @@ async fn peer_task(
                     }
                 }
             };
-            let mut datagram = next;
+            let mut datagram = BytesMut::from(bytes::Bytes::from(next));
             let span = live_span(&mut core);
             // A datagram stands alone: an error ends only this datagram, not the peer. Boxed:
             // decoding, publishing and waiting for delivery is the largest state of the peer's
