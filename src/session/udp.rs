@@ -54,12 +54,12 @@ impl Replier for UdpReplier {
     }
 }
 
-/// The receive loop's view of a peer: its task's id (to tell a successor apart) and queue.
 /// A datagram on its way to its peer's task. A boxed slice, not a `BytesMut`: a peer's queue
 /// allocates its first block of 32 slots at once, 1 KiB with 32-byte slots, half with these
 /// (memory per session, docs/load-runs.md); it becomes the task's `BytesMut` without a copy.
 type Datagram = Box<[u8]>;
 
+/// The receive loop's view of a peer: its task's id (to tell a successor apart) and queue.
 type Peers = HashMap<SocketAddr, (u64, mpsc::Sender<Datagram>)>;
 
 /// What the receive loop keeps across datagrams.
@@ -222,16 +222,18 @@ async fn peer_task(
                         let span = live_span(&mut core);
                         // Boxed, as the per-datagram work below: rare, and inline it would be
                         // part of every peer's task for its whole life.
-                        if let Err(end) = Box::pin(core.on_command_msg(*msg, &mut out)).instrument(span.clone()).await {
-                            span.in_scope(|| debug!(reason = end.label(), "command not written to the UDP peer"));
-                        }
+                        let written = Box::pin(core.on_command_msg(*msg, &mut out))
+                            .instrument(span.clone())
+                            .await;
+                        not_written(&span, written);
                         continue;
                     }
                     _ = super::tcp::sleep_until_opt(answer_due) => {
                         let span = live_span(&mut core);
-                        if let Err(end) = Box::pin(core.expire_commands(&mut out)).instrument(span.clone()).await {
-                            span.in_scope(|| debug!(reason = end.label(), "command not written to the UDP peer"));
-                        }
+                        let written = Box::pin(core.expire_commands(&mut out))
+                            .instrument(span.clone())
+                            .await;
+                        not_written(&span, written);
                         continue;
                     }
                     r = tokio::time::timeout(shared.timeouts.udp_idle, rx.recv()) => match r {
@@ -274,6 +276,13 @@ async fn peer_task(
     open.decrement(1.0);
     let span = live_span(&mut core);
     Box::pin(core.close(end)).instrument(span).await;
+}
+
+/// Logs why a command could not be written to the peer (its result reports it too).
+fn not_written(span: &tracing::Span, r: Result<(), End>) {
+    if let Err(end) = r {
+        span.in_scope(|| debug!(reason = end.label(), "command not written to the UDP peer"));
+    }
 }
 
 /// A UDP peer's span.
