@@ -295,12 +295,8 @@ fn v6_only(addr: SocketAddr, all: &[SocketAddr]) -> bool {
 
 /// A socket of `addr`'s family, IPv6 ones with IPV6_V6ONLY as `v6_only` says, not yet bound.
 fn socket(addr: SocketAddr, kind: socket2::Type, v6_only: bool) -> std::io::Result<Socket> {
-    let protocol = if kind == socket2::Type::STREAM {
-        socket2::Protocol::TCP
-    } else {
-        socket2::Protocol::UDP
-    };
-    let socket = Socket::new(socket2::Domain::for_address(addr), kind, Some(protocol))?;
+    // No protocol given: the kind's own (TCP for a stream, UDP for datagrams).
+    let socket = Socket::new(socket2::Domain::for_address(addr), kind, None)?;
     if addr.is_ipv6() {
         socket.set_only_v6(v6_only)?;
     }

@@ -402,7 +402,7 @@ async fn session(start: Box<Start>) {
             }
         }
         if core.handle.cancel.is_cancelled() {
-            break Box::pin(core.evicted()).await;
+            break core.eviction_end();
         }
         let logged_in = core.logged_in();
         if command_rx.is_none() {

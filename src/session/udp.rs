@@ -140,7 +140,7 @@ impl Loop {
             }
         };
         let limiter = &self.shared.udp_limiter;
-        let permit = match limiter.admit(Some(peer.ip().to_canonical()), Instant::now()) {
+        let permit = match limiter.admit(Some(crate::net::canonical(peer).ip()), Instant::now()) {
             Ok(p) => p,
             Err(r) => {
                 let reason = match r {
