@@ -50,10 +50,20 @@ async fn a_second_login_of_an_imei_replaces_the_first_session() {
     second.send(&h(samples::CODEC8)).await;
     assert_eq!(second.read_exact(4, 10).await, Some(vec![0, 0, 0, 1]));
     assert_eq!(gw.shared.registry.get(IMEI).map(|h| h.id), Some(now.id));
-    let closed: Vec<_> = memory_events(&sink)
-        .into_iter()
-        .filter(|e| e.kind == EventKind::SessionClosed as i32)
-        .collect();
+    // The old session publishes its session-closed event after letting go of its socket:
+    // collect until it is in (under load it may trail the new session's first ACK).
+    let mut closed = Vec::new();
+    for _ in 0..50 {
+        closed.extend(
+            memory_events(&sink)
+                .into_iter()
+                .filter(|e| e.kind == EventKind::SessionClosed as i32),
+        );
+        if !closed.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(closed.len(), 1);
     assert_eq!(
         closed[0].attributes.get("reason"),
